@@ -1,0 +1,48 @@
+# Two commands matter: `make run` (the main job end to end) and `make test` (the suite).
+# Both set up .venv first; the set-up is skipped when pyproject.toml and the lock are unchanged.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.8
+
+export ML_ASSETS_HOME ?= $(CURDIR)/.ml_assets
+export DAGSTER_HOME ?= $(ML_ASSETS_HOME)/dagster_home
+# The venv's bin on PATH: `dagster`, `mlflow` and the servers they start are found there.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export TZ := UTC
+
+.PHONY: setup run test ui lint lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip install --quiet -p $(PY) -r requirements.lock
+	$(UV) pip install --quiet -p $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m ml_assets.run
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+ui: $(STAMP)
+	@mkdir -p $(DAGSTER_HOME)
+	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ml_assets ml_assets_tests benchmarks
+	$(VENV)/bin/ruff format --check ml_assets ml_assets_tests benchmarks
+
+# Re-resolve the pinned set after changing dependencies in pyproject.toml.
+lock: $(STAMP)
+	$(UV) pip compile pyproject.toml --extra dev -p 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(ML_ASSETS_HOME)

@@ -1,0 +1,267 @@
+"""The lakehouse adapter: Delta tables addressed by ``catalog.schema.table``.
+
+Every write is validated against the table's declared ``TableSpec`` before anything is
+written (``ml_assets.lib.lakehouse.plan_conform``); a refused write leaves the table exactly
+as it was. Reads and writes go through Spark (Spark Connect), table maintenance and history
+through delta-rs on the same files, because the embedded engine has no ``DESCRIBE HISTORY``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from abc import ABC, abstractmethod
+
+import dagster as dg
+from deltalake import DeltaTable
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from ml_assets.lib.lakehouse import (
+    SchemaMismatchError,
+    TableCommit,
+    TableId,
+    TableSpec,
+    merge_sql,
+    parse_history,
+    plan_conform,
+    range_predicate,
+    sql_quote_path,
+    table_schema_problems,
+)
+from ml_assets.resources.spark import SparkResource
+
+TableRef = TableSpec | TableId | str
+
+
+class TableNotFoundError(LookupError):
+    """A read of a table that has never been written."""
+
+
+class WriteRefusedError(ValueError):
+    """A write the table's contract does not allow (null in a key, duplicate merge keys...)."""
+
+
+def _table_id(table: TableRef) -> TableId:
+    if isinstance(table, TableSpec):
+        return table.name
+    if isinstance(table, TableId):
+        return table
+    return TableId.parse(table)
+
+
+class Lakehouse(dg.ConfigurableResource, ABC):
+    """Tables with declared schemas, time travel and history. Assets are typed against this."""
+
+    @abstractmethod
+    def read(
+        self, table: TableRef, *, version: int | None = None, timestamp: dt.datetime | None = None
+    ) -> DataFrame:
+        """The table now, or as of a version or a timestamp (time travel)."""
+
+    @abstractmethod
+    def overwrite(self, spec: TableSpec, df: DataFrame) -> TableCommit:
+        """Create the table or replace all of its rows."""
+
+    @abstractmethod
+    def append(self, spec: TableSpec, df: DataFrame) -> TableCommit: ...
+
+    @abstractmethod
+    def replace_range(
+        self, spec: TableSpec, df: DataFrame, *, column: str, start: dt.date, end: dt.date
+    ) -> TableCommit:
+        """Replace exactly the rows with ``start <= column <= end`` by ``df`` (``replaceWhere``).
+
+        Idempotent: running it twice with the same ``df`` leaves the same rows.
+        """
+
+    @abstractmethod
+    def merge(self, spec: TableSpec, df: DataFrame) -> TableCommit:
+        """Upsert ``df`` on the spec's primary key; unchanged rows are not rewritten."""
+
+    @abstractmethod
+    def version(self, table: TableRef) -> int | None:
+        """Current Delta version, or None when the table does not exist."""
+
+    @abstractmethod
+    def history(self, table: TableRef, limit: int | None = None) -> list[TableCommit]: ...
+
+    @abstractmethod
+    def properties(self, table: TableRef) -> dict[str, str]: ...
+
+    @abstractmethod
+    def schema(self, table: TableRef) -> T.StructType:
+        """The table's actual schema as stored."""
+
+    @abstractmethod
+    def uri(self, table: TableRef) -> str: ...
+
+    def exists(self, table: TableRef) -> bool:
+        return self.version(table) is not None
+
+
+class LocalDeltaLakehouse(Lakehouse):
+    """Delta tables under ``<warehouse_dir>/<catalog>/<schema>/<table>``."""
+
+    warehouse_dir: str
+    spark: SparkResource
+
+    # -- locations and metadata (delta-rs) -------------------------------------------------
+    def _path(self, table: TableRef) -> str:
+        return str(_table_id(table).location(self.warehouse_dir))
+
+    def uri(self, table: TableRef) -> str:
+        return "file://" + self._path(table)
+
+    def _delta(self, table: TableRef) -> DeltaTable | None:
+        path = self._path(table)
+        if not DeltaTable.is_deltatable(path):
+            return None
+        return DeltaTable(path)
+
+    def _require(self, table: TableRef) -> DeltaTable:
+        delta = self._delta(table)
+        if delta is None:
+            raise TableNotFoundError(
+                f"Table {_table_id(table)} does not exist (no Delta table at {self._path(table)}). "
+                "Materialize the asset that writes it first."
+            )
+        return delta
+
+    def version(self, table: TableRef) -> int | None:
+        delta = self._delta(table)
+        return None if delta is None else delta.version()
+
+    def history(self, table: TableRef, limit: int | None = None) -> list[TableCommit]:
+        return parse_history(self._require(table).history(limit))
+
+    def properties(self, table: TableRef) -> dict[str, str]:
+        return dict(self._require(table).metadata().configuration)
+
+    def schema(self, table: TableRef) -> T.StructType:
+        return T.StructType.fromJson(json.loads(self._require(table).schema().to_json()))
+
+    # -- reads (Spark) ---------------------------------------------------------------------
+    def read(
+        self, table: TableRef, *, version: int | None = None, timestamp: dt.datetime | None = None
+    ) -> DataFrame:
+        if version is not None and timestamp is not None:
+            raise ValueError("Read at a version or at a timestamp, not both.")
+        self._require(table)
+        reader = self.spark.get_session().read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", int(version))
+        if timestamp is not None:
+            if timestamp.tzinfo is None:
+                raise ValueError(
+                    f"Time travel needs a timezone-aware timestamp (UTC), found naive {timestamp}."
+                )
+            reader = reader.option("timestampAsOf", timestamp.astimezone(dt.UTC).isoformat())
+        return reader.load(self._path(table))
+
+    # -- writes ----------------------------------------------------------------------------
+    def _ensure_table(self, spec: TableSpec) -> None:
+        """Create the table from its declared schema, or verify the existing one matches it."""
+        delta = self._delta(spec)
+        if delta is None:
+            DeltaTable.create(
+                self._path(spec),
+                schema=spec.arrow_schema,
+                partition_by=list(spec.partition_by) or None,
+                name=str(spec.name),
+                description=spec.description,
+                configuration=spec.table_properties,
+                raise_if_key_not_exists=False,
+            )
+            return
+        problems = table_schema_problems(spec, self.schema(spec))
+        if problems:
+            raise SchemaMismatchError(
+                spec.name, problems, context="The stored schema differs from the declared one for"
+            )
+        stored = delta.metadata().configuration
+        changed = {k: v for k, v in spec.table_properties.items() if stored.get(k) != v}
+        if changed:
+            delta.alter.set_table_properties(changed, raise_if_not_exists=False)
+
+    def _conform(self, spec: TableSpec, df: DataFrame) -> DataFrame:
+        plan = plan_conform(spec, df.schema)
+        cols = []
+        for c in spec.columns:
+            if c.name in plan.filled_with_null:
+                cols.append(F.lit(None).cast(c.spark_type).alias(c.name))
+            elif c.name in plan.widened:
+                cols.append(F.col(c.name).cast(c.spark_type).alias(c.name))
+            else:
+                cols.append(F.col(c.name))
+        return df.select(*cols)
+
+    def _run(self, spec: TableSpec, action) -> TableCommit:
+        try:
+            action()
+        except AnalysisException as exc:
+            if "NOT_NULL_CONSTRAINT" in str(exc):
+                raise WriteRefusedError(
+                    f"Refusing to write to {spec.name}: {exc}. "
+                    f"Non-nullable columns of {spec.name}: "
+                    f"{[c.name for c in spec.columns if not c.nullable]}. "
+                    "Quarantine rows with missing keys before writing."
+                ) from exc
+            raise
+        return self.history(spec, limit=1)[0]
+
+    def _writer(self, spec: TableSpec, df: DataFrame, mode: str):
+        return self._conform(spec, df).write.format("delta").mode(mode)
+
+    def overwrite(self, spec: TableSpec, df: DataFrame) -> TableCommit:
+        self._ensure_table(spec)
+        writer = self._writer(spec, df, "overwrite")
+        return self._run(spec, lambda: writer.save(self._path(spec)))
+
+    def append(self, spec: TableSpec, df: DataFrame) -> TableCommit:
+        self._ensure_table(spec)
+        writer = self._writer(spec, df, "append")
+        return self._run(spec, lambda: writer.save(self._path(spec)))
+
+    def replace_range(
+        self, spec: TableSpec, df: DataFrame, *, column: str, start: dt.date, end: dt.date
+    ) -> TableCommit:
+        if column not in spec.column_index:
+            raise ValueError(f"{spec.name} has no column {column!r} to replace a range of.")
+        predicate = range_predicate(column, start, end)
+        self._ensure_table(spec)
+        conformed = self._conform(spec, df)
+        outside = conformed.where(~F.expr(predicate) | F.col(column).isNull()).limit(1).collect()
+        if outside:
+            raise WriteRefusedError(
+                f"Refusing to replace {column} in [{start}, {end}] of {spec.name}: the DataFrame "
+                f"has rows outside that range (for example {column}={outside[0][column]}). "
+                "Filter the DataFrame to the range being replaced."
+            )
+        writer = conformed.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+        return self._run(spec, lambda: writer.save(self._path(spec)))
+
+    def merge(self, spec: TableSpec, df: DataFrame) -> TableCommit:
+        keys = list(spec.primary_key)
+        if not keys:
+            raise ValueError(f"{spec.name} declares no primary key to merge on.")
+        conformed = self._conform(spec, df)
+        dupes = conformed.groupBy(*keys).count().where("count > 1").limit(5).collect()
+        if dupes:
+            sample = [tuple(r[k] for k in keys) for r in dupes]
+            raise WriteRefusedError(
+                f"Refusing to merge into {spec.name}: the source has several rows for the same "
+                f"key {tuple(keys)}, e.g. {sample}. Deduplicate the source on the key first."
+            )
+        self._ensure_table(spec)
+        spark = self.spark.get_session()
+        view = f"merge_source_{uuid.uuid4().hex}"
+        conformed.createOrReplaceTempView(view)
+        statement = merge_sql(sql_quote_path(self._path(spec)), view, keys, spec.column_names)
+        try:
+            return self._run(spec, lambda: spark.sql(statement).collect())
+        finally:
+            spark.catalog.dropTempView(view)

@@ -1,0 +1,149 @@
+"""The local lakehouse on real Delta files through the embedded engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from ml_assets.lib.lakehouse import Column, SchemaMismatchError, TableId, TableSpec
+from ml_assets.resources.lakehouse import TableNotFoundError, WriteRefusedError
+
+SPEC = TableSpec(
+    name=TableId.parse("main.test.orders"),
+    columns=(
+        Column("order_id", "bigint", nullable=False),
+        Column("day", "date", nullable=False),
+        Column("amount", "double"),
+        Column("status", "string"),
+    ),
+    partition_by=("day",),
+    primary_key=("order_id",),
+    description="Orders for lakehouse tests.",
+    owner="ml-platform",
+)
+SCHEMA = "order_id bigint, day date, amount double, status string"
+D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
+
+
+def rows(lakehouse, **kw):
+    return sorted(tuple(r) for r in lakehouse.read(SPEC, **kw).collect())
+
+
+@pytest.fixture
+def orders(lakehouse, spark):
+    lakehouse.overwrite(
+        SPEC,
+        spark.createDataFrame(
+            [(1, D1, 10.0, "new"), (2, D2, 20.0, "new"), (3, D3, 30.0, "new")], SCHEMA
+        ),
+    )
+    return lakehouse
+
+
+def test_overwrite_creates_the_table_with_declared_schema_owner_and_description(orders, tmp_path):
+    assert (tmp_path / "warehouse/main/test/orders/_delta_log").is_dir()
+    assert orders.version(SPEC) == 1  # version 0 is the CREATE TABLE from the declared schema
+    assert orders.schema(SPEC) == SPEC.spark_schema
+    props = orders.properties(SPEC)
+    assert props["owner"] == "ml-platform" and props["comment"] == "Orders for lakehouse tests."
+    assert [c.operation for c in orders.history(SPEC)] == ["WRITE", "CREATE TABLE"]
+    assert orders.history(SPEC)[0].rows_written == 3
+
+
+def test_append_adds_rows_and_widens_int_losslessly(orders, spark):
+    orders.append(SPEC, spark.createDataFrame([(4, D1, 1.0, None)], "order_id int, day date, "
+                                                "amount double, status string"))
+    assert (4, D1, 1.0, None) in rows(orders)
+    assert orders.version(SPEC) == 2
+
+
+def test_a_mistyped_append_is_refused_and_leaves_table_unchanged(orders, spark):
+    before_rows, before_version = rows(orders), orders.version(SPEC)
+    bad = spark.createDataFrame([(5, D1, "abc", "x")], "order_id bigint, day date, amount string, "
+                                                         "status string")
+    with pytest.raises(SchemaMismatchError, match="column 'amount': expected double, found string"):
+        orders.append(SPEC, bad)
+    truncating = spark.createDataFrame([(1.7, D1, 1.0, "x")], "order_id double, day date, "
+                                                              "amount double, status string")
+    with pytest.raises(SchemaMismatchError, match="column 'order_id': expected bigint, found double"):
+        orders.append(SPEC, truncating)
+    extra = spark.createDataFrame([(6, D1, 1.0, "x", 1)], SCHEMA + ", surprise int")
+    with pytest.raises(SchemaMismatchError, match="column 'surprise'"):
+        orders.overwrite(SPEC, extra)
+    assert orders.version(SPEC) == before_version
+    assert rows(orders) == before_rows
+
+
+def test_a_null_in_a_non_nullable_column_is_refused_and_leaves_table_unchanged(orders, spark):
+    before_rows, before_version = rows(orders), orders.version(SPEC)
+    with pytest.raises(WriteRefusedError, match="main.test.orders"):
+        orders.append(SPEC, spark.createDataFrame([(None, D1, 1.0, "x")], SCHEMA))
+    assert orders.version(SPEC) == before_version and rows(orders) == before_rows
+
+
+def test_replace_range_replaces_only_that_range_and_is_idempotent(orders, spark):
+    new = spark.createDataFrame([(7, D2, 70.0, "re"), (8, D3, 80.0, "re")], SCHEMA)
+    orders.replace_range(SPEC, new, column="day", start=D2, end=D3)
+    once = rows(orders)
+    assert once == [(1, D1, 10.0, "new"), (7, D2, 70.0, "re"), (8, D3, 80.0, "re")]
+    orders.replace_range(SPEC, new, column="day", start=D2, end=D3)
+    assert rows(orders) == once
+
+
+def test_replace_range_refuses_rows_outside_the_range(orders, spark):
+    before_version = orders.version(SPEC)
+    stray = spark.createDataFrame([(9, D1, 1.0, "x")], SCHEMA)
+    with pytest.raises(WriteRefusedError, match="rows outside that range"):
+        orders.replace_range(SPEC, stray, column="day", start=D2, end=D3)
+    assert orders.version(SPEC) == before_version
+
+
+def test_merge_upserts_on_the_primary_key_and_running_it_twice_yields_the_same_table(orders, spark):
+    src = spark.createDataFrame([(2, D2, 25.0, "paid"), (4, D1, 40.0, "new")], SCHEMA)
+    orders.merge(SPEC, src)
+    once = rows(orders)
+    assert once == [(1, D1, 10.0, "new"), (2, D2, 25.0, "paid"), (3, D3, 30.0, "new"),
+                    (4, D1, 40.0, "new")]
+    orders.merge(SPEC, src)
+    assert rows(orders) == once
+
+
+def test_merge_refuses_a_source_with_duplicate_keys(orders, spark):
+    before_version = orders.version(SPEC)
+    src = spark.createDataFrame([(2, D2, 25.0, "a"), (2, D2, 26.0, "b")], SCHEMA)
+    with pytest.raises(WriteRefusedError, match=r"several rows for the same key.*\(2,\)"):
+        orders.merge(SPEC, src)
+    assert orders.version(SPEC) == before_version
+
+
+def test_time_travel_by_version_and_by_timestamp(orders, spark):
+    v1_rows = rows(orders)
+    v1_time = orders.history(SPEC, limit=1)[0].timestamp
+    orders.overwrite(SPEC, spark.createDataFrame([(100, D1, 1.0, "only")], SCHEMA))
+    assert rows(orders) == [(100, D1, 1.0, "only")]
+    assert rows(orders, version=1) == v1_rows
+    assert rows(orders, timestamp=v1_time) == v1_rows
+    with pytest.raises(ValueError, match="timezone-aware"):
+        orders.read(SPEC, timestamp=v1_time.replace(tzinfo=None))
+
+
+def test_a_table_whose_stored_schema_drifted_from_the_declaration_is_refused(orders, spark):
+    drifted = TableSpec(SPEC.name, SPEC.columns[:3] + (Column("status", "bigint"),),
+                        primary_key=("order_id",))
+    with pytest.raises(SchemaMismatchError, match="stored schema differs"):
+        orders.append(drifted, spark.createDataFrame([(5, D1, 1.0, 3)], "order_id bigint, "
+                                                     "day date, amount double, status bigint"))
+
+
+def test_changed_owner_is_written_to_the_table_properties(orders, spark):
+    moved = TableSpec(SPEC.name, SPEC.columns, SPEC.partition_by, SPEC.primary_key,
+                      SPEC.description, owner="data-science")
+    orders.append(moved, spark.createDataFrame([(5, D1, 1.0, "x")], SCHEMA))
+    assert orders.properties(SPEC)["owner"] == "data-science"
+
+
+def test_reading_a_missing_table_names_it(lakehouse):
+    assert lakehouse.version("main.test.nothing") is None
+    with pytest.raises(TableNotFoundError, match="main.test.nothing does not exist"):
+        lakehouse.read("main.test.nothing")
