@@ -1,0 +1,311 @@
+"""Raw layer: parse landed JSON lines, quarantine what is bad, deduplicate, build SCD history.
+
+Every landed line ends up in exactly one place: a raw table row, a quarantine row with the
+reason, or the count of duplicates removed. Nothing is dropped or coerced silently: a value
+of the wrong type (``"user_id": "abc"``) is quarantined as such, never cast to NULL.
+
+Partition rule for events (daily partitions by event date, late data allowed up to
+``late_arrival_days``): a line belongs to the partition of its event date when that date lies
+in ``[landing_date - late_arrival_days, landing_date]``, otherwise (malformed, unparseable
+time, future or too late) to the partition of its landing date. So partition ``D`` reads the
+files landed on ``D .. D + late_arrival_days`` and owns a disjoint, complete share of lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from ml_assets.lib.lakehouse import Column, TableSpec
+from ml_assets.lib.source import CHANGE_TYPES, EVENT_TYPES, PLAN_TIERS, USER_STATUSES
+from ml_assets.names import RAW_EVENTS_TABLE, RAW_USERS_TABLE, quarantine_table
+
+OWNER = "ml-platform"
+
+EVENTS = TableSpec(
+    name=RAW_EVENTS_TABLE,
+    columns=(
+        Column("event_id", "string", False, "Unique id assigned by the producer"),
+        Column("user_id", "bigint", False, "User who acted; always a known user"),
+        Column("event_type", "string", False, f"One of {', '.join(EVENT_TYPES)}"),
+        Column("event_ts", "timestamp", False, "When it happened (UTC)"),
+        Column("event_date", "date", False, "UTC date of event_ts; the partition"),
+        Column("session_id", "string", True, "Session the event belongs to"),
+        Column("revenue", "double", True, "Order value, purchases only, >= 0"),
+        Column("device", "string", True, "web, ios or android"),
+        Column("landing_date", "date", False, "Date of the landing file it came from"),
+    ),
+    partition_by=("event_date",),
+    primary_key=("event_id",),
+    description="Product events, deduplicated on event_id; rejected lines are in the quarantine.",
+    owner=OWNER,
+)
+
+USERS = TableSpec(
+    name=RAW_USERS_TABLE,
+    columns=(
+        Column("user_id", "bigint", False, "User id"),
+        Column("valid_from", "timestamp", False, "When this version of the user took effect"),
+        Column("valid_to", "timestamp", True, "When the next version took effect; null if current"),
+        Column("is_current", "boolean", False, "True for the latest version of the user"),
+        Column("change_id", "string", False, "Change-log record this version came from"),
+        Column("change_type", "string", False, f"One of {', '.join(CHANGE_TYPES)}"),
+        Column("plan_tier", "string", False, f"One of {', '.join(PLAN_TIERS)}"),
+        Column("country", "string", False, "ISO 3166-1 alpha-2 country code"),
+        Column("status", "string", False, "active or closed: NOT a feature (set after churn)"),
+        Column("signup_ts", "timestamp", False, "When the user signed up"),
+        Column("landing_date", "date", False, "Date of the landing file it came from"),
+    ),
+    primary_key=("user_id", "valid_from"),
+    description="Users as a type-2 slowly changing dimension: one row per change.",
+    owner=OWNER,
+)
+
+
+def quarantine_spec(source: str) -> TableSpec:
+    return TableSpec(
+        name=quarantine_table(source),
+        columns=(
+            Column("partition_date", "date", False, "Partition the line was assigned to"),
+            Column("landing_date", "date", False, "Date of the landing file it came from"),
+            Column("reason", "string", False, "Why it was rejected"),
+            Column("line", "string", False, "The line exactly as landed"),
+        ),
+        partition_by=("partition_date",),
+        description=f"Every rejected line of the {source} source with the reason.",
+        owner=OWNER,
+    )
+
+
+EVENTS_QUARANTINE = quarantine_spec("events")
+USERS_QUARANTINE = quarantine_spec("users")
+
+# SQL constraints every row of the raw tables satisfies (checked by asset checks).
+EVENT_CONSTRAINTS = {
+    "event_type_known": "event_type IN (" + ", ".join(f"'{t}'" for t in EVENT_TYPES) + ")",
+    "revenue_non_negative": "revenue >= 0",
+    "revenue_only_on_purchases": "(event_type = 'purchase') = (revenue IS NOT NULL)",
+    "event_date_is_utc_date_of_event_ts": "event_date = to_date(event_ts)",
+    "not_after_landing": "event_ts < CAST(date_add(landing_date, 1) AS TIMESTAMP)",
+}
+USER_CONSTRAINTS = {
+    "plan_tier_known": "plan_tier IN (" + ", ".join(f"'{t}'" for t in PLAN_TIERS) + ")",
+    "status_known": "status IN (" + ", ".join(f"'{s}'" for s in USER_STATUSES) + ")",
+    "change_type_known": "change_type IN (" + ", ".join(f"'{c}'" for c in CHANGE_TYPES) + ")",
+    "country_is_iso_code": "country RLIKE '^[A-Z]{2}$'",
+    "valid_to_after_valid_from": "valid_to IS NULL OR valid_to > valid_from",
+    "current_iff_open_ended": "is_current = (valid_to IS NULL)",
+    "valid_from_not_before_signup": "valid_from >= signup_ts",
+}
+
+CLASSIFIED_OUTCOME = "outcome"
+KEPT, QUARANTINED, DUPLICATE = "kept", "quarantined", "duplicate"
+
+
+def _first_failure(checks: list[tuple[SparkColumn, str]]) -> SparkColumn:
+    """The reason of the first failed check, or null when all pass."""
+    expr = None
+    for failed, reason in checks:
+        expr = F.when(failed, F.lit(reason)) if expr is None else expr.when(failed, F.lit(reason))
+    return expr.otherwise(F.lit(None).cast("string"))
+
+
+def _field(name: str) -> SparkColumn:
+    return F.col("_json")[name]
+
+
+def _in(col: SparkColumn, values: tuple[str, ...]) -> SparkColumn:
+    return col.isin(*values)
+
+
+def _outcome(reason: SparkColumn, duplicate_rank: SparkColumn) -> SparkColumn:
+    return (
+        F.when(reason.isNotNull(), F.lit(QUARANTINED))
+        .when(duplicate_rank > 1, F.lit(DUPLICATE))
+        .otherwise(F.lit(KEPT))
+    )
+
+
+def classify_events(
+    lines: DataFrame, known_user_ids: DataFrame, *, late_arrival_days: int
+) -> DataFrame:
+    """Parse and judge landed event lines.
+
+    ``lines``: ``value`` (the line), ``landing_date`` (date). ``known_user_ids``: ``user_id``.
+    Returns one row per line with the typed event columns, ``partition_date``, ``reason``
+    (null when valid) and ``outcome`` (kept, quarantined or duplicate). Among valid lines with
+    the same ``event_id`` the first landed is kept; ties break on the line text, so the choice
+    is deterministic.
+    """
+    parsed = lines.select(
+        F.col("value"),
+        F.col("landing_date").cast("date").alias("landing_date"),
+        F.from_json("value", "map<string,string>").alias("_json"),
+    )
+    user_raw, ts_raw, revenue_raw = _field("user_id"), _field("event_ts"), _field("revenue")
+    typed = parsed.select(
+        "value",
+        "landing_date",
+        "_json",
+        _field("event_id").alias("event_id"),
+        user_raw.try_cast("bigint").alias("user_id"),
+        _field("event_type").alias("event_type"),
+        F.try_to_timestamp(ts_raw).alias("event_ts"),
+        _field("session_id").alias("session_id"),
+        revenue_raw.try_cast("double").alias("revenue"),
+        _field("device").alias("device"),
+    ).withColumn("event_date", F.to_date("event_ts"))
+    known = known_user_ids.select(F.col("user_id").alias("_known_user")).distinct()
+    joined = typed.join(F.broadcast(known), typed.user_id == known._known_user, "left")
+
+    in_window = F.col("event_date").between(
+        F.date_sub("landing_date", late_arrival_days), F.col("landing_date")
+    )
+    reason = _first_failure(
+        [
+            (F.col("_json").isNull(), "malformed_json"),
+            (F.coalesce(F.col("event_id"), F.lit("")) == "", "missing_event_id"),
+            (user_raw.isNull(), "null_user_id"),
+            (F.col("user_id").isNull(), "invalid_user_id"),
+            (F.col("event_ts").isNull(), "invalid_event_ts"),
+            (~F.coalesce(_in(F.col("event_type"), EVENT_TYPES), F.lit(False)), "unknown_event_type"),
+            (revenue_raw.isNotNull() & F.col("revenue").isNull(), "invalid_revenue"),
+            (F.col("event_date") > F.col("landing_date"), "future_timestamp"),
+            (~in_window, "too_late"),
+            ((F.col("event_type") == "purchase") & F.col("revenue").isNull(), "missing_revenue"),
+            (F.col("revenue") < 0, "negative_revenue"),
+            ((F.col("event_type") != "purchase") & F.col("revenue").isNotNull(),
+             "revenue_on_non_purchase"),
+            (F.col("_known_user").isNull(), "unknown_user_id"),
+        ]
+    )
+    judged = joined.withColumn("reason", reason).withColumn(
+        "partition_date",
+        F.when(F.col("event_ts").isNotNull() & in_window, F.col("event_date")).otherwise(
+            F.col("landing_date")
+        ),
+    )
+    first_landed = Window.partitionBy("event_id", F.col("reason").isNull()).orderBy(
+        "landing_date", "value"
+    )
+    rank = F.when(F.col("reason").isNull(), F.row_number().over(first_landed))
+    return judged.withColumn(CLASSIFIED_OUTCOME, _outcome(F.col("reason"), rank)).drop(
+        "_json", "_known_user"
+    )
+
+
+def classify_user_changes(lines: DataFrame) -> DataFrame:
+    """Parse and judge landed users change-log lines (one row per line, like events)."""
+    parsed = lines.select(
+        F.col("value"),
+        F.col("landing_date").cast("date").alias("landing_date"),
+        F.from_json("value", "map<string,string>").alias("_json"),
+    )
+    user_raw = _field("user_id")
+    typed = parsed.select(
+        "value",
+        "landing_date",
+        "_json",
+        _field("change_id").alias("change_id"),
+        user_raw.try_cast("bigint").alias("user_id"),
+        _field("change_type").alias("change_type"),
+        F.try_to_timestamp(_field("changed_at")).alias("changed_at"),
+        _field("plan_tier").alias("plan_tier"),
+        _field("country").alias("country"),
+        _field("status").alias("status"),
+        F.try_to_timestamp(_field("signup_at")).alias("signup_ts"),
+    )
+
+    def unknown(col: str, values: tuple[str, ...]) -> SparkColumn:
+        return ~F.coalesce(_in(F.col(col), values), F.lit(False))
+
+    reason = _first_failure(
+        [
+            (F.col("_json").isNull(), "malformed_json"),
+            (F.coalesce(F.col("change_id"), F.lit("")) == "", "missing_change_id"),
+            (user_raw.isNull(), "null_user_id"),
+            (F.col("user_id").isNull(), "invalid_user_id"),
+            (F.col("changed_at").isNull(), "invalid_changed_at"),
+            (F.col("signup_ts").isNull(), "invalid_signup_at"),
+            (unknown("change_type", CHANGE_TYPES), "unknown_change_type"),
+            (unknown("plan_tier", PLAN_TIERS), "unknown_plan_tier"),
+            (unknown("status", USER_STATUSES), "unknown_status"),
+            (~F.coalesce(F.col("country").rlike("^[A-Z]{2}$"), F.lit(False)), "invalid_country"),
+            (F.to_date("changed_at") > F.col("landing_date"), "future_timestamp"),
+            (F.col("changed_at") < F.col("signup_ts"), "change_before_signup"),
+        ]
+    )
+    judged = typed.withColumn("reason", reason).withColumn("partition_date", F.col("landing_date"))
+    valid = F.col("reason").isNull()
+    by_id = Window.partitionBy("change_id", valid).orderBy("landing_date", "value")
+    judged = judged.withColumn("_id_rank", F.when(valid, F.row_number().over(by_id)))
+    # Two different changes of one user at the same instant cannot both be a version of the
+    # user: the first (by change_id) is kept, the other quarantined as a conflict.
+    distinct_valid = valid & (F.col("_id_rank") == 1)
+    by_version = Window.partitionBy("user_id", "changed_at", distinct_valid).orderBy("change_id")
+    conflict = distinct_valid & (F.row_number().over(by_version) > 1)
+    judged = judged.withColumn(
+        "reason", F.when(conflict, F.lit("conflicting_change_same_instant")).otherwise(F.col("reason"))
+    )
+    return judged.withColumn(
+        CLASSIFIED_OUTCOME, _outcome(F.col("reason"), F.col("_id_rank"))
+    ).drop("_json", "_id_rank")
+
+
+def kept_events(classified: DataFrame) -> DataFrame:
+    return classified.where(F.col(CLASSIFIED_OUTCOME) == KEPT).select(*EVENTS.column_names)
+
+
+def quarantined(classified: DataFrame) -> DataFrame:
+    return classified.where(F.col(CLASSIFIED_OUTCOME) == QUARANTINED).select(
+        "partition_date", "landing_date", "reason", F.col("value").alias("line")
+    )
+
+
+def scd_history(classified_changes: DataFrame) -> DataFrame:
+    """Kept change-log records as type-2 SCD rows: valid_from, valid_to, is_current."""
+    kept = classified_changes.where(F.col(CLASSIFIED_OUTCOME) == KEPT)
+    by_user = Window.partitionBy("user_id").orderBy("changed_at")
+    return kept.select(
+        "user_id",
+        F.col("changed_at").alias("valid_from"),
+        F.lead("changed_at").over(by_user).alias("valid_to"),
+        F.lead("changed_at").over(by_user).isNull().alias("is_current"),
+        "change_id",
+        "change_type",
+        "plan_tier",
+        "country",
+        "status",
+        "signup_ts",
+        "landing_date",
+    )
+
+
+@dataclass(frozen=True)
+class IngestionCounts:
+    lines: int
+    kept: int
+    quarantined: int
+    duplicates: int
+    by_reason: dict[str, int]
+
+
+def ingestion_counts(classified: DataFrame) -> IngestionCounts:
+    """Counts for row conservation and the UI, in one pass."""
+    rows = classified.groupBy(CLASSIFIED_OUTCOME, "reason").count().collect()
+    by_outcome: dict[str, int] = {}
+    by_reason: dict[str, int] = {}
+    for r in rows:
+        by_outcome[r[CLASSIFIED_OUTCOME]] = by_outcome.get(r[CLASSIFIED_OUTCOME], 0) + r["count"]
+        if r["reason"] is not None:
+            by_reason[r["reason"]] = r["count"]
+    return IngestionCounts(
+        lines=sum(by_outcome.values()),
+        kept=by_outcome.get(KEPT, 0),
+        quarantined=by_outcome.get(QUARANTINED, 0),
+        duplicates=by_outcome.get(DUPLICATE, 0),
+        by_reason=dict(sorted(by_reason.items(), key=lambda kv: -kv[1])),
+    )

@@ -1,0 +1,446 @@
+"""A deterministic, seeded e-commerce business and the files its upstream systems would land.
+
+``simulate`` produces the clean truth: users with a signup, a plan tier, a country and a
+churn time; daily sessions whose events depend on the plan tier, follow a weekly rhythm and
+decay in the weeks before a user churns; a users change log (signups, plan and country
+changes, and the account closed some days *after* the user churned: a leakage hazard for
+anything that joins the current status onto a past observation).
+
+``land`` writes what an upstream system would drop, with realistic dirt at configurable rates:
+daily event files (JSON lines) under ``events/date=YYYY-MM-DD/`` and daily users change-log
+files under ``users/date=YYYY-MM-DD/``. Each dirt category is exclusive per record, so the
+injected counts it returns are the exact ground truth ingestion must reproduce.
+
+Pure: takes a config and a directory, reads no environment. Same config, same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
+
+PLAN_TIERS = ("free", "basic", "premium")
+USER_STATUSES = ("active", "closed")
+CHANGE_TYPES = ("signup", "plan_change", "country_change", "status_change")
+EVENT_TYPES = ("login", "page_view", "add_to_cart", "purchase")
+DEVICES = ("web", "ios", "android")
+COUNTRIES = ("US", "GB", "DE", "FR", "IN", "BR", "CA", "AU", "ES", "NL")
+_COUNTRY_WEIGHTS = (0.30, 0.12, 0.10, 0.08, 0.12, 0.08, 0.06, 0.05, 0.05, 0.04)
+_TIER_WEIGHTS = (0.6, 0.3, 0.1)
+_TIER_RATE = np.array([0.8, 1.1, 1.4])  # sessions per day multiplier by tier
+_TIER_HAZARD = np.array([0.006, 0.0035, 0.002])  # churn hazard per day by tier
+_TIER_PURCHASE = np.array([0.04, 0.09, 0.16])  # purchase probability per session by tier
+_TIER_REVENUE = np.array([25.0, 40.0, 70.0])  # median order value by tier
+_WEEKDAY_FACTOR = np.array([0.95, 0.9, 0.9, 0.95, 1.05, 1.2, 1.15])  # Monday .. Sunday
+_DECAY_DAYS = 21.0  # engagement fades over the three weeks before churn
+_UNKNOWN_USER_BASE = 90_000_000  # ids no user has
+
+EVENTS_DIR = "events"
+USERS_DIR = "users"
+EVENTS_FILE = "events.jsonl"
+CHANGES_FILE = "changes.jsonl"
+
+
+class DirtRates(BaseModel):
+    """Shares of records landed dirty. Categories are exclusive: a record has at most one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    duplicate: float = Field(0.01, ge=0, le=0.2, description="re-sent with the same id")
+    late: float = Field(0.03, ge=0, le=0.5, description="landing 1..max_late_days late")
+    max_late_days: int = Field(3, ge=1, le=30)
+    null_user_id: float = Field(0.002, ge=0, le=0.2)
+    unknown_user_id: float = Field(0.002, ge=0, le=0.2, description="events only")
+    malformed: float = Field(0.001, ge=0, le=0.2, description="truncated JSON line")
+    future_timestamp: float = Field(0.001, ge=0, le=0.2, description="events only")
+    negative_revenue: float = Field(0.02, ge=0, le=0.5, description="share of purchases")
+
+
+class SourceConfig(BaseModel):
+    """Scale and calendar of the simulated business."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    users: int = Field(20_000, ge=1, le=5_000_000)
+    days: int = Field(120, ge=1, le=3_650)
+    start_date: dt.date = dt.date(2026, 1, 1)
+    seed: int = 7
+    history_days: int = Field(180, ge=0, description="how long before start_date signups reach")
+    base_sessions_per_day: float = Field(0.35, gt=0)
+    dirt: DirtRates = DirtRates()
+
+    @property
+    def end_date(self) -> dt.date:
+        """The last day with landed data (inclusive)."""
+        return self.start_date + dt.timedelta(days=self.days - 1)
+
+    @property
+    def dates(self) -> list[dt.date]:
+        return [self.start_date + dt.timedelta(days=i) for i in range(self.days)]
+
+
+SCALES: dict[str, SourceConfig] = {
+    "demo": SourceConfig(),
+    "tiny": SourceConfig(users=400, days=21, history_days=60),
+}
+
+
+@dataclass
+class SimulatedBusiness:
+    """The clean truth, before any dirt. Timestamps are UTC ``datetime64[ns]``."""
+
+    users: pd.DataFrame  # one row per user: static attributes and churn time (truth)
+    changes: pd.DataFrame  # users change log, after-images, sorted by changed_at
+    events: pd.DataFrame  # events, sorted by event_ts
+
+
+@dataclass
+class LandingSummary:
+    dates: list[dt.date]
+    event_lines: int
+    change_lines: int
+    # exact counts of dirt injected, by category, for events and changes
+    injected_events: dict[str, int] = field(default_factory=dict)
+    injected_changes: dict[str, int] = field(default_factory=dict)
+
+
+def _scramble(seq: np.ndarray, salt: int) -> np.ndarray:
+    """A bijection on uint64: unique ids that do not look sequential."""
+    x = seq.astype(np.uint64) + np.uint64(salt)
+    with np.errstate(over="ignore"):
+        x = x * np.uint64(0x9E3779B97F4A7C15)
+        x ^= x >> np.uint64(29)
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(32)
+    return x
+
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_NIBBLE_SHIFTS = np.arange(60, -4, -4, dtype=np.uint64)
+
+
+def _hex_ids(prefix: str, seq: np.ndarray, salt: int) -> np.ndarray:
+    """``prefix`` + 16 hex digits of the scrambled sequence number, vectorized."""
+    x = _scramble(seq, salt)
+    digits = _HEX_DIGITS[((x[:, None] >> _NIBBLE_SHIFTS[None, :]) & np.uint64(15)).astype(np.uint8)]
+    head = np.broadcast_to(np.frombuffer(prefix.encode(), np.uint8), (len(x), len(prefix)))
+    width = len(prefix) + 16
+    raw = np.ascontiguousarray(np.concatenate([head, digits], axis=1)).view(f"S{width}").ravel()
+    return raw.astype(f"U{width}")
+
+
+def simulate(config: SourceConfig) -> SimulatedBusiness:
+    """Simulate users, their change log and their events over the configured calendar."""
+    rng = np.random.default_rng(config.seed)
+    n, n_days = config.users, config.days
+    start = pd.Timestamp(config.start_date)
+
+    # -- users --------------------------------------------------------------------------
+    user_id = np.arange(1, n + 1, dtype=np.int64)
+    before_start = rng.random(n) < 0.7
+    signup_day = np.where(
+        before_start,
+        rng.uniform(-config.history_days, 0, n) if config.history_days else 0.0,
+        rng.uniform(0, n_days, n),
+    )
+    tier0 = rng.choice(3, size=n, p=_TIER_WEIGHTS)
+    country0 = rng.choice(len(COUNTRIES), size=n, p=_COUNTRY_WEIGHTS)
+    device = rng.choice(len(DEVICES), size=n, p=(0.45, 0.3, 0.25))
+    base_rate = (
+        rng.lognormal(np.log(config.base_sessions_per_day), 0.6, n) * _TIER_RATE[tier0]
+    )
+    hazard = _TIER_HAZARD[tier0] * np.sqrt(config.base_sessions_per_day / base_rate)
+    churn_day = signup_day + rng.exponential(1.0 / hazard)
+    closed_day = churn_day + rng.uniform(7, 30, n)
+    active_end = np.minimum(churn_day, n_days)
+    span = np.maximum(active_end - signup_day, 0)
+
+    plan_change = (rng.random(n) < 0.2) & (span > 1)
+    plan_change_day = signup_day + rng.uniform(0.05, 0.95, n) * span
+    tier1 = (tier0 + rng.integers(1, 3, n)) % 3
+    country_change = (rng.random(n) < 0.02) & (span > 1)
+    country_change_day = signup_day + rng.uniform(0.05, 0.95, n) * span
+    country1 = (country0 + rng.integers(1, len(COUNTRIES), n)) % len(COUNTRIES)
+
+    def ts(day_offsets: np.ndarray) -> pd.DatetimeIndex:
+        # millisecond precision, as an upstream JSON producer would write
+        return start + pd.to_timedelta(np.round(day_offsets * 86_400_000), unit="ms")
+
+    users = pd.DataFrame(
+        {
+            "user_id": user_id,
+            "signup_ts": ts(signup_day),
+            "plan_tier": np.array(PLAN_TIERS)[tier0],
+            "country": np.array(COUNTRIES)[country0],
+            "churn_ts": ts(churn_day),
+        }
+    )
+
+    # -- users change log (after-images) --------------------------------------------------
+    kinds = [
+        ("signup", np.ones(n, bool), signup_day),
+        ("plan_change", plan_change, plan_change_day),
+        ("country_change", country_change, country_change_day),
+        ("status_change", np.ones(n, bool), closed_day),
+    ]
+    rows = []
+    for kind, mask, day in kinds:
+        keep = mask & (day < n_days)
+        rows.append(pd.DataFrame({"user_idx": np.nonzero(keep)[0], "day": day[keep], "kind": kind}))
+    ch = pd.concat(rows, ignore_index=True).sort_values(["day", "user_idx"], kind="stable")
+    u = ch["user_idx"].to_numpy()
+    d = ch["day"].to_numpy()
+    tier_at = np.where(plan_change[u] & (d >= plan_change_day[u]), tier1[u], tier0[u])
+    country_at = np.where(
+        country_change[u] & (d >= country_change_day[u]), country1[u], country0[u]
+    )
+    changes = pd.DataFrame(
+        {
+            "change_id": _hex_ids("chg_", np.arange(len(ch)), salt=config.seed * 3 + 1),
+            "user_id": user_id[u],
+            "change_type": ch["kind"].to_numpy(),
+            "changed_at": ts(d),
+            "plan_tier": np.array(PLAN_TIERS)[tier_at],
+            "country": np.array(COUNTRIES)[country_at],
+            "status": np.where(d >= closed_day[u], "closed", "active"),
+            "signup_at": ts(signup_day[u]),
+        }
+    ).reset_index(drop=True)
+
+    # -- daily sessions ----------------------------------------------------------------------
+    day_idx = np.arange(n_days)
+    weekday = np.array([(config.start_date + dt.timedelta(days=int(i))).weekday()
+                        for i in day_idx])
+    active = (day_idx[None, :] >= np.floor(signup_day)[:, None]) & (
+        day_idx[None, :] < churn_day[:, None]
+    )
+    to_churn = (churn_day[:, None] - day_idx[None, :]) / _DECAY_DAYS
+    decay = np.clip(to_churn, 0.0, 1.0) ** 1.5
+    rate = base_rate[:, None] * _WEEKDAY_FACTOR[weekday][None, :] * decay * active
+    sessions = rng.poisson(rate)
+    s_user, s_day = np.nonzero(sessions)
+    reps = sessions[s_user, s_day]
+    s_user, s_day = np.repeat(s_user, reps), np.repeat(s_day, reps)
+    n_sessions = len(s_user)
+    s_tier = np.where(
+        plan_change[s_user] & (s_day >= plan_change_day[s_user]), tier1[s_user], tier0[s_user]
+    )
+    # time of day: an evening peak and a lunchtime peak; after signup on the signup day
+    secs = np.where(
+        rng.random(n_sessions) < 0.6,
+        rng.normal(20 * 3600, 2.5 * 3600, n_sessions),
+        rng.normal(12.5 * 3600, 3 * 3600, n_sessions),
+    )
+    secs = np.clip(secs, 0, 86_399)
+    first_day = s_day == np.floor(signup_day[s_user])
+    signup_secs = (signup_day[s_user] - np.floor(signup_day[s_user])) * 86_400
+    secs = np.where(first_day, signup_secs + (86_400 - signup_secs) * secs / 86_400, secs)
+    session_start = s_day + secs / 86_400
+
+    # -- events within sessions: login, page views, cart adds, maybe a purchase ----------------
+    page_views = 1 + rng.poisson(2.5, n_sessions)
+    carts = rng.binomial(page_views, 0.12)
+    purchase_p = _TIER_PURCHASE[s_tier] * np.where(carts > 0, 2.0, 0.5)
+    purchases = (rng.random(n_sessions) < purchase_p).astype(np.int64)
+    per_session = 1 + page_views + carts + purchases
+    ev_session = np.repeat(np.arange(n_sessions), per_session)
+    offsets = np.cumsum(per_session) - per_session
+    pos = np.arange(len(ev_session)) - offsets[ev_session]
+    pv, ct = page_views[ev_session], carts[ev_session]
+    kind = np.select(
+        [pos == 0, pos <= pv, pos <= pv + ct], [0, 1, 2], default=3
+    )
+    gaps = np.where(pos == 0, 0.0, rng.exponential(45.0, len(ev_session)))
+    cum = np.cumsum(gaps)
+    cum -= cum[offsets][ev_session]
+    ev_time = session_start[ev_session] + cum / 86_400
+    ev_user = s_user[ev_session]
+    revenue = np.where(
+        kind == 3,
+        np.round(rng.lognormal(np.log(_TIER_REVENUE[s_tier[ev_session]]), 0.5), 2),
+        np.nan,
+    )
+    in_horizon = ev_time < n_days  # a session that runs past the last midnight is not landed yet
+    seq = np.arange(len(ev_session))[in_horizon]
+    events = pd.DataFrame(
+        {
+            "event_id": _hex_ids("evt_", seq, salt=config.seed * 7 + 3),
+            "user_id": user_id[ev_user[in_horizon]],
+            "event_type": np.array(EVENT_TYPES)[kind[in_horizon]],
+            "event_ts": ts(ev_time[in_horizon]),
+            "session_id": _hex_ids("ses_", ev_session[in_horizon], salt=config.seed * 11 + 5),
+            "revenue": revenue[in_horizon],
+            "device": np.array(DEVICES)[device[ev_user[in_horizon]]],
+        }
+    ).sort_values("event_ts", kind="stable", ignore_index=True)
+    return SimulatedBusiness(users=users, changes=changes, events=events)
+
+
+def _categories(rng: np.random.Generator, n: int, rates: dict[str, float]) -> np.ndarray:
+    """One exclusive dirt category per record ('' = clean)."""
+    names = ["", *rates]
+    probs = [1 - sum(rates.values()), *rates.values()]
+    if probs[0] < 0:
+        raise ValueError(f"Dirt rates add up to more than 1: {rates}")
+    return np.array(names, dtype=object)[rng.choice(len(names), size=n, p=probs)]
+
+
+def _json_lines(frame: pd.DataFrame, quoted: tuple[str, ...]) -> np.ndarray:
+    """One JSON object per row, built column-wise with Arrow compute.
+
+    Every value this module writes is an id, a vocabulary word, a number or a timestamp, so
+    no string needs escaping; timestamps become ISO-8601 with milliseconds and a ``Z``.
+    """
+    if not len(frame):
+        return np.array([], dtype=object)
+    parts: list = []
+    for i, name in enumerate(frame.columns):
+        arr = pa.array(frame[name], from_pandas=True)
+        if pa.types.is_timestamp(arr.type):
+            arr = pc.strftime(arr.cast(pa.timestamp("ms")), format="%Y-%m-%dT%H:%M:%SZ")
+        text = arr.cast(pa.string())
+        if name in quoted:
+            text = pc.binary_join_element_wise('"', text, '"', "")
+        parts += [('{' if i == 0 else ',') + f'"{name}":', pc.fill_null(text, "null")]
+    parts.append("}")
+    lines = pc.binary_join_element_wise(*parts, "")
+    return lines.to_numpy(zero_copy_only=False).astype(object)
+
+
+def _truncate(rng: np.random.Generator, lines: np.ndarray) -> np.ndarray:
+    """Lines cut off mid-record, as a crashed writer leaves them: never valid JSON."""
+    cut = [line[: max(1, int(len(line) * f))] for line, f in
+           zip(lines, rng.uniform(0.2, 0.8, len(lines)), strict=True)]
+    return np.array(cut, dtype=object)
+
+
+def dirty_event_lines(config: SourceConfig, events: pd.DataFrame):
+    """Event records as landed: (landing dates, JSON lines, injected counts)."""
+    rng = np.random.default_rng(config.seed + 1)
+    dirt = config.dirt
+    n = len(events)
+    rates = {
+        "duplicate": dirt.duplicate,
+        "late": dirt.late,
+        "null_user_id": dirt.null_user_id,
+        "unknown_user_id": dirt.unknown_user_id,
+        "malformed": dirt.malformed,
+        "future_timestamp": dirt.future_timestamp,
+    }
+    cat = _categories(rng, n, rates)
+    is_purchase = events["event_type"].to_numpy() == "purchase"
+    negative = is_purchase & (cat == "") & (rng.random(n) < dirt.negative_revenue)
+    cat[negative] = "negative_revenue"
+
+    out = events.copy()
+    event_day = out["event_ts"].dt.normalize().to_numpy()
+    landing = event_day.copy()
+    late = cat == "late"
+    lag = rng.integers(1, dirt.max_late_days + 1, n).astype("timedelta64[D]")
+    last_day = np.datetime64(config.end_date, "ns")
+    landing[late] = np.minimum(event_day[late] + lag[late], last_day)
+    future = cat == "future_timestamp"
+    shift_ms = np.round(rng.uniform(2, 400, future.sum()) * 86_400_000)
+    out.loc[future, "event_ts"] += pd.to_timedelta(shift_ms, unit="ms")
+    out.loc[negative, "revenue"] = -out.loc[negative, "revenue"]
+    user = out["user_id"].astype("Int64")
+    user[cat == "null_user_id"] = pd.NA
+    unknown = cat == "unknown_user_id"
+    user[unknown] = _UNKNOWN_USER_BASE + rng.integers(0, 1_000_000, unknown.sum())
+    out["user_id"] = user
+    lines = _json_lines(out, quoted=("event_id", "event_type", "event_ts", "session_id", "device"))
+    malformed = cat == "malformed"
+    lines[malformed] = _truncate(rng, lines[malformed])
+
+    # a re-sent copy lands the same day or the next (a retry after a timeout)
+    dup = np.nonzero(cat == "duplicate")[0]
+    dup_landing = np.minimum(
+        landing[dup] + rng.integers(0, 2, len(dup)).astype("timedelta64[D]"), last_day
+    )
+    all_landing = np.concatenate([landing, dup_landing])
+    all_lines = np.concatenate([lines, lines[dup]])
+    counts = {k: int((cat == k).sum()) for k in [*rates, "negative_revenue"]}
+    return all_landing, all_lines, counts
+
+
+def dirty_change_lines(config: SourceConfig, changes: pd.DataFrame):
+    """Users change-log records as landed: (landing dates, JSON lines, injected counts)."""
+    rng = np.random.default_rng(config.seed + 2)
+    dirt = config.dirt
+    rates = {
+        "duplicate": dirt.duplicate,
+        "null_user_id": dirt.null_user_id,
+        "malformed": dirt.malformed,
+    }
+    cat = _categories(rng, len(changes), rates)
+    out = changes.copy()
+    # history from before the calendar arrives in the first file (the initial load)
+    landing = np.maximum(
+        out["changed_at"].dt.normalize().to_numpy(), np.datetime64(config.start_date, "ns")
+    )
+    user = out["user_id"].astype("Int64")
+    user[cat == "null_user_id"] = pd.NA
+    out["user_id"] = user
+    lines = _json_lines(out, quoted=(
+        "change_id", "change_type", "changed_at", "plan_tier", "country", "status", "signup_at"))
+    malformed = cat == "malformed"
+    lines[malformed] = _truncate(rng, lines[malformed])
+    dup = np.nonzero(cat == "duplicate")[0]
+    all_landing = np.concatenate([landing, landing[dup]])
+    all_lines = np.concatenate([lines, lines[dup]])
+    return all_landing, all_lines, {k: int((cat == k).sum()) for k in rates}
+
+
+def landing_file(root: str | Path, kind: str, day: dt.date) -> Path:
+    name = EVENTS_FILE if kind == EVENTS_DIR else CHANGES_FILE
+    return Path(root) / kind / f"date={day.isoformat()}" / name
+
+
+def _write_by_day(root: Path, kind: str, landing: np.ndarray, lines: np.ndarray,
+                  dates: list[dt.date]) -> int:
+    days = pd.DatetimeIndex(landing).date
+    order = np.argsort(days, kind="stable")
+    days, lines = days[order], lines[order]
+    written = 0
+    for day in dates:
+        lo, hi = np.searchsorted(days, day, "left"), np.searchsorted(days, day, "right")
+        path = landing_file(root, kind, day)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        body = "\n".join(lines[lo:hi])
+        tmp.write_text(body + "\n" if body else "", encoding="utf-8")
+        os.replace(tmp, path)  # readers never see a half-written file
+        written += hi - lo
+    return written
+
+
+def land(config: SourceConfig, root: str | Path, through: dt.date | None = None) -> LandingSummary:
+    """Write the landing files for every day up to ``through`` (default: the whole calendar).
+
+    Idempotent: the same config writes the same bytes, so landing again changes nothing, and
+    landing a prefix of the calendar and later the rest gives the same files as landing all.
+    """
+    dates = [d for d in config.dates if through is None or d <= through]
+    business = simulate(config)
+    ev_landing, ev_lines, ev_counts = dirty_event_lines(config, business.events)
+    ch_landing, ch_lines, ch_counts = dirty_change_lines(config, business.changes)
+    root = Path(root)
+    keep_ev = pd.DatetimeIndex(ev_landing).date <= dates[-1] if dates else np.zeros(0, bool)
+    keep_ch = pd.DatetimeIndex(ch_landing).date <= dates[-1] if dates else np.zeros(0, bool)
+    n_ev = _write_by_day(root, EVENTS_DIR, ev_landing[keep_ev], ev_lines[keep_ev], dates)
+    n_ch = _write_by_day(root, USERS_DIR, ch_landing[keep_ch], ch_lines[keep_ch], dates)
+    return LandingSummary(
+        dates=dates,
+        event_lines=n_ev,
+        change_lines=n_ch,
+        injected_events=ev_counts if through is None else {},
+        injected_changes=ch_counts if through is None else {},
+    )

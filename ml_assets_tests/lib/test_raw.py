@@ -1,0 +1,126 @@
+"""Raw-layer parsing on hand-built lines: every line is kept, quarantined or a duplicate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from ml_assets.lib.raw import (
+    classify_events,
+    classify_user_changes,
+    ingestion_counts,
+    kept_events,
+    quarantined,
+    scd_history,
+)
+
+D = dt.date(2026, 1, 10)
+
+
+def ev(event_id="e1", user_id=1, event_type="login", ts="2026-01-10T10:00:00.000Z", revenue=None,
+       **extra):
+    rec = {"event_id": event_id, "user_id": user_id, "event_type": event_type, "event_ts": ts,
+           "session_id": "s1", "revenue": revenue, "device": "web", **extra}
+    return json.dumps(rec)
+
+
+def classify(spark, lines, landing=D, known=(1, 2)):
+    df = spark.createDataFrame([(line, landing) for line in lines], "value string, landing_date date")
+    users = spark.createDataFrame([(u,) for u in known], "user_id bigint")
+    return classify_events(df, users, late_arrival_days=3)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"event_id": "e1", "user_id": 1', "malformed_json"),
+        ("[1, 2]", "malformed_json"),
+        (ev(event_id=None), "missing_event_id"),
+        (ev(user_id=None), "null_user_id"),
+        (ev(user_id="abc"), "invalid_user_id"),
+        (ev(user_id=1.7), "invalid_user_id"),
+        (ev(ts="yesterday"), "invalid_event_ts"),
+        (ev(event_type="refund"), "unknown_event_type"),
+        (ev(event_type="purchase", revenue="12,50"), "invalid_revenue"),
+        (ev(ts="2026-01-11T00:00:00.000Z"), "future_timestamp"),
+        (ev(ts="2026-01-06T23:59:59.999Z"), "too_late"),
+        (ev(event_type="purchase"), "missing_revenue"),
+        (ev(event_type="purchase", revenue=-5.0), "negative_revenue"),
+        (ev(revenue=3.0), "revenue_on_non_purchase"),
+        (ev(user_id=999), "unknown_user_id"),
+    ],
+)
+def test_each_kind_of_bad_line_is_quarantined_with_its_reason(spark, line, reason):
+    rows = quarantined(classify(spark, [line])).collect()
+    assert [(r.reason, r.line) for r in rows] == [(reason, line)]
+
+
+def test_valid_lines_are_kept_with_types_and_late_ones_go_to_their_event_date(spark):
+    on_time = ev("e1", ts="2026-01-10T23:59:59.999Z")
+    late = ev("e2", user_id=2, event_type="purchase", revenue=12.5, ts="2026-01-07T00:00:00.000Z")
+    got = {r.event_id: r for r in kept_events(classify(spark, [on_time, late])).collect()}
+    assert got["e1"].event_date == D and got["e1"].landing_date == D
+    assert got["e1"].event_ts == dt.datetime(2026, 1, 10, 23, 59, 59, 999000)
+    assert got["e2"].event_date == dt.date(2026, 1, 7) and got["e2"].revenue == 12.5
+
+
+def test_partition_of_a_line_is_its_event_date_in_the_window_else_its_landing_date(spark):
+    classified = classify(spark, [
+        ev("a", ts="2026-01-08T12:00:00Z"),                 # late but in window -> event date
+        ev("b", ts="2026-01-08T12:00:00Z", user_id=None),   # bad, but dated -> event date
+        ev("c", ts="2026-03-01T00:00:00Z"),                 # future -> landing date
+        "garbage",                                          # malformed -> landing date
+    ])
+    parts = {r.value[:40]: r.partition_date for r in classified.collect()}
+    assert sorted(parts.values()) == [dt.date(2026, 1, 8)] * 2 + [D] * 2
+
+
+def test_duplicates_keep_the_first_landed_copy_and_are_counted_not_quarantined(spark):
+    line = ev("e1")
+    df = spark.createDataFrame(
+        [(line, D), (line, dt.date(2026, 1, 11)), (ev("e1", user_id=None), D)],
+        "value string, landing_date date",
+    )
+    classified = classify_events(df, spark.createDataFrame([(1,)], "user_id bigint"),
+                                 late_arrival_days=3)
+    kept = kept_events(classified).collect()
+    assert [(r.event_id, r.landing_date) for r in kept] == [("e1", D)]
+    counts = ingestion_counts(classified)
+    assert (counts.lines, counts.kept, counts.quarantined, counts.duplicates) == (3, 1, 1, 1)
+    assert counts.by_reason == {"null_user_id": 1}
+
+
+def change(cid="c1", user_id=1, kind="signup", at="2026-01-01T00:00:00Z", tier="free",
+           country="US", status="active", signup="2026-01-01T00:00:00Z"):
+    return json.dumps({"change_id": cid, "user_id": user_id, "change_type": kind,
+                       "changed_at": at, "plan_tier": tier, "country": country,
+                       "status": status, "signup_at": signup})
+
+
+def test_user_changes_become_scd_history_and_bad_ones_are_quarantined(spark):
+    lines = [
+        change("c1"),
+        change("c2", kind="plan_change", at="2026-01-05T00:00:00Z", tier="premium"),
+        change("c2", kind="plan_change", at="2026-01-05T00:00:00Z", tier="premium"),  # dup
+        change("c3", kind="status_change", at="2026-01-09T00:00:00Z", status="closed"),
+        change("c4", kind="plan_change", at="2026-01-09T00:00:00Z", tier="basic"),  # conflict
+        change("c5", user_id=None),
+        change("c6", tier="gold"),
+        change("c7", country="usa"),
+        change("c8", at="2025-12-01T00:00:00Z"),  # before signup
+        '{"change_id": "c9"',
+    ]
+    df = spark.createDataFrame([(x, D) for x in lines], "value string, landing_date date")
+    classified = classify_user_changes(df)
+    history = sorted(scd_history(classified).collect(), key=lambda r: r.valid_from)
+    assert [(r.change_id, r.is_current) for r in history] == [
+        ("c1", False), ("c2", False), ("c3", True)]
+    assert history[0].valid_to == history[1].valid_from
+    assert history[2].valid_to is None and history[2].status == "closed"
+    reasons = sorted(r.reason for r in quarantined(classified).collect())
+    assert reasons == ["change_before_signup", "conflicting_change_same_instant",
+                       "invalid_country", "malformed_json", "null_user_id", "unknown_plan_tier"]
+    counts = ingestion_counts(classified)
+    assert (counts.lines, counts.kept, counts.quarantined, counts.duplicates) == (10, 3, 6, 1)
