@@ -25,15 +25,17 @@ $(STAMP): pyproject.toml requirements.lock
 	$(UV) pip install --quiet -p $(PY) --no-deps -e .
 	@touch $(STAMP)
 
-run: $(STAMP)
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	@cp dagster.yaml $@
+
+run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m ml_assets.run
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-ui: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME)
-	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: $(STAMP)

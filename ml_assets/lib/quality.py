@@ -123,20 +123,24 @@ def rows_conserved(landed: int, kept: int, quarantined: int, duplicates: int) ->
 
 
 def fresh(
-    newest_in_table: dt.datetime | None, expected_through: dt.datetime, max_lag: dt.timedelta
+    newest_in_table: dt.datetime | None,
+    expected_through: dt.datetime,
+    max_lag: dt.timedelta,
+    *,
+    what: str = "newest row",
 ) -> CheckOutcome:
-    """The newest row is no more than ``max_lag`` behind what has landed."""
+    """``what`` (the newest row, the last write, ...) is at most ``max_lag`` behind what landed."""
     if newest_in_table is None:
         return CheckOutcome(False, "The table is empty", {"max_lag_hours": _hours(max_lag)})
-    lag = expected_through - newest_in_table
+    lag = max(expected_through - newest_in_table, dt.timedelta(0))
     return CheckOutcome(
-        passed=lag <= max_lag,
+        passed=expected_through - newest_in_table <= max_lag,
         description=(
-            f"Newest row {newest_in_table.isoformat()} is {_hours(lag)} h behind the landed data "
-            f"(limit {_hours(max_lag)} h)"
+            f"{what.capitalize()} ({newest_in_table.isoformat()}) is {_hours(lag)} h behind the "
+            f"landed data through {expected_through.isoformat()} (limit {_hours(max_lag)} h)"
         ),
         observed={
-            "newest_row": newest_in_table.isoformat(),
+            what.replace(" ", "_"): newest_in_table.isoformat(),
             "landed_through": expected_through.isoformat(),
             "lag_hours": _hours(lag),
             "max_lag_hours": _hours(max_lag),

@@ -159,7 +159,7 @@ def classify_events(
         _field("device").alias("device"),
     ).withColumn("event_date", F.to_date("event_ts"))
     known = known_user_ids.select(F.col("user_id").alias("_known_user")).distinct()
-    joined = typed.join(F.broadcast(known), typed.user_id == known._known_user, "left")
+    joined = typed.join(known, typed.user_id == known._known_user, "left")
 
     in_window = F.col("event_date").between(
         F.date_sub("landing_date", late_arrival_days), F.col("landing_date")

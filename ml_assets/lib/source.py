@@ -418,7 +418,7 @@ def _write_by_day(root: Path, kind: str, landing: np.ndarray, lines: np.ndarray,
         body = "\n".join(lines[lo:hi])
         tmp.write_text(body + "\n" if body else "", encoding="utf-8")
         os.replace(tmp, path)  # readers never see a half-written file
-        written += hi - lo
+        written += int(hi - lo)
     return written
 
 

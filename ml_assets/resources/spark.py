@@ -32,6 +32,8 @@ def _embedded_remote() -> str:
     global _embedded
     with _lock:
         if _embedded is None or _embedded[0] != os.getpid() or not _embedded[1].running:
+            # Sail logs every session at INFO; keep its log to warnings unless asked otherwise.
+            os.environ.setdefault("RUST_LOG", "warn")
             from pysail.spark import SparkConnectServer
 
             server = SparkConnectServer(ip="127.0.0.1", port=0)

@@ -1,0 +1,28 @@
+"""The Dagster code location: ``defs = build_definitions(current_settings())``."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ml_assets.defs.automation import build_jobs
+from ml_assets.defs.landing.assets import demo_source
+from ml_assets.defs.partitions import daily_partitions
+from ml_assets.defs.raw.assets import build_raw_checks, build_raw_events, raw_users
+from ml_assets.deployments import Settings, build_resources, current_settings
+from ml_assets.lib.source import SCALES
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    days = daily_partitions(SCALES[settings.scale])
+    return dg.Definitions(
+        assets=[demo_source, raw_users, build_raw_events(days)],
+        asset_checks=build_raw_checks(),
+        jobs=build_jobs(),
+        resources=build_resources(settings),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    # The environment is read here, when Dagster loads the code location, never at import.
+    return build_definitions(current_settings())

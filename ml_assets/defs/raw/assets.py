@@ -1,0 +1,305 @@
+"""Raw tables: landed lines parsed into Delta, rejected lines quarantined with the reason.
+
+Thin glue: read lines from the landing zone, classify them with ``ml_assets.lib.raw``, write
+through the lakehouse, and report counts. Idempotent: a partition is written with
+``replaceWhere`` over exactly its dates (events and their quarantine alike), and the users
+history is rebuilt whole from the change log, so re-materializing yields the same tables.
+"""
+
+import datetime as dt
+import time
+
+import dagster as dg
+from pyspark.sql import functions as F
+
+from ml_assets import names
+from ml_assets.defs.checks import standard_table_checks, table_check
+from ml_assets.defs.metadata import check_result, spec_metadata, write_metadata
+from ml_assets.defs.partitions import partition_dates
+from ml_assets.lib import quality
+from ml_assets.lib.raw import (
+    EVENT_CONSTRAINTS,
+    EVENTS,
+    EVENTS_QUARANTINE,
+    USER_CONSTRAINTS,
+    USERS,
+    USERS_QUARANTINE,
+    IngestionCounts,
+    classify_events,
+    classify_user_changes,
+    ingestion_counts,
+    kept_events,
+    quarantined,
+    scd_history,
+)
+from ml_assets.lib.source import EVENTS_DIR, USERS_DIR
+from ml_assets.resources.lakehouse import Lakehouse
+from ml_assets.resources.landing import LandingZone
+
+EVENTS_KEY = dg.AssetKey(names.RAW_EVENTS_KEY)
+EVENTS_QUARANTINE_KEY = dg.AssetKey(names.RAW_EVENTS_QUARANTINE_KEY)
+USERS_KEY = dg.AssetKey(names.RAW_USERS_KEY)
+USERS_QUARANTINE_KEY = dg.AssetKey(names.RAW_USERS_QUARANTINE_KEY)
+SOURCE_KEY = dg.AssetKey(names.DEMO_SOURCE_KEY)
+
+EVENTS_FRESHNESS_MAX_LAG = dt.timedelta(hours=24)
+
+
+def _conservation_check(
+    key: dg.AssetKey, counts: IngestionCounts, kept_in_table: int, quarantined_in_table: int
+) -> dg.AssetCheckResult:
+    """Lines landed = rows now in the table + rows now in the quarantine + duplicates removed.
+
+    The kept and quarantined figures are read back from the tables after the write, so a
+    write that lost rows fails this check.
+    """
+    return check_result(
+        quality.rows_conserved(
+            counts.lines, kept_in_table, quarantined_in_table, counts.duplicates
+        ),
+        asset_key=key,
+        check_name=names.CHECK_ROWS_CONSERVED,
+    )
+
+
+def _ingestion_metadata(counts: IngestionCounts, seconds: float) -> dict[str, object]:
+    return {
+        "lines_landed": counts.lines,
+        "rows_kept": counts.kept,
+        "rows_quarantined": counts.quarantined,
+        "duplicates_removed": counts.duplicates,
+        "quarantined_by_reason": counts.by_reason,
+        "seconds": round(seconds, 2),
+        "lines_per_second": round(counts.lines / seconds) if seconds > 0 else 0,
+    }
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            USERS_KEY,
+            group_name=names.RAW,
+            deps=[SOURCE_KEY],
+            description=USERS.description,
+            metadata=spec_metadata(USERS),
+            kinds={"delta", "spark"},
+        ),
+        dg.AssetSpec(
+            USERS_QUARANTINE_KEY,
+            group_name=names.RAW,
+            deps=[SOURCE_KEY],
+            description=USERS_QUARANTINE.description,
+            metadata=spec_metadata(USERS_QUARANTINE),
+            kinds={"delta"},
+        ),
+    ],
+    check_specs=[dg.AssetCheckSpec(names.CHECK_ROWS_CONSERVED, asset=USERS_KEY, blocking=True)],
+    name="raw_users",
+)
+def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: LandingZone):
+    """Rebuild the users SCD history from every landed change-log file."""
+    started = time.perf_counter()
+    classified = classify_user_changes(landing.read_lines(USERS_DIR))
+    counts = ingestion_counts(classified)
+    users_commit = lakehouse.overwrite(USERS, scd_history(classified))
+    quarantine_commit = lakehouse.overwrite(USERS_QUARANTINE, quarantined(classified))
+    seconds = time.perf_counter() - started
+
+    stats = lakehouse.read(USERS).select(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct("user_id").alias("users"),
+        F.min("valid_from").alias("first"),
+        F.max("valid_from").alias("last"),
+    ).first()
+    quarantined_rows = lakehouse.read(USERS_QUARANTINE).count()
+    context.log.info(
+        "users: %d lines -> %d versions of %d users, %d quarantined, %d duplicates",
+        counts.lines, stats["rows"], stats["users"], quarantined_rows, counts.duplicates,
+    )
+    yield dg.MaterializeResult(
+        asset_key=USERS_KEY,
+        metadata={
+            **write_metadata(USERS, users_commit, lakehouse.uri(USERS), total_rows=stats["rows"]),
+            **_ingestion_metadata(counts, seconds),
+            "users": stats["users"],
+            "first_valid_from": str(stats["first"]),
+            "last_valid_from": str(stats["last"]),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=USERS_QUARANTINE_KEY,
+        metadata={
+            **write_metadata(
+                USERS_QUARANTINE, quarantine_commit, lakehouse.uri(USERS_QUARANTINE),
+                total_rows=quarantined_rows,
+            ),
+            "quarantined_by_reason": counts.by_reason,
+        },
+    )
+    yield _conservation_check(USERS_KEY, counts, stats["rows"], quarantined_rows)
+
+
+def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                EVENTS_KEY,
+                group_name=names.RAW,
+                deps=[SOURCE_KEY, USERS_KEY],
+                description=EVENTS.description,
+                metadata=spec_metadata(EVENTS),
+                kinds={"delta", "spark"},
+            ),
+            dg.AssetSpec(
+                EVENTS_QUARANTINE_KEY,
+                group_name=names.RAW,
+                deps=[SOURCE_KEY],
+                description=EVENTS_QUARANTINE.description,
+                metadata=spec_metadata(EVENTS_QUARANTINE),
+                kinds={"delta"},
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(names.CHECK_ROWS_CONSERVED, asset=EVENTS_KEY, blocking=True)
+        ],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        name="raw_events",
+    )
+    def raw_events(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: LandingZone):
+        """Ingest the events of the partitions' days: their files plus late arrivals."""
+        start, end = partition_dates(context)
+        late = landing.late_arrival_days
+        started = time.perf_counter()
+        lines = landing.read_lines(EVENTS_DIR, start, end + dt.timedelta(days=late))
+        known_users = lakehouse.read(USERS).select("user_id")
+        classified = classify_events(lines, known_users, late_arrival_days=late).where(
+            F.col("partition_date").between(F.lit(start), F.lit(end))
+        )
+        counts = ingestion_counts(classified)
+        events_commit = lakehouse.replace_range(
+            EVENTS, kept_events(classified), column="event_date", start=start, end=end
+        )
+        quarantine_commit = lakehouse.replace_range(
+            EVENTS_QUARANTINE, quarantined(classified), column="partition_date",
+            start=start, end=end,
+        )
+        seconds = time.perf_counter() - started
+
+        in_range = F.col("event_date").between(F.lit(start), F.lit(end))
+        table = lakehouse.read(EVENTS)
+        stats = table.select(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum(in_range.cast("long")).alias("partition_rows"),
+            F.min(F.when(in_range, F.col("event_ts"))).alias("first"),
+            F.max(F.when(in_range, F.col("event_ts"))).alias("last"),
+        ).first()
+        q_table = lakehouse.read(EVENTS_QUARANTINE)
+        q_stats = q_table.select(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum(F.col("partition_date").between(F.lit(start), F.lit(end)).cast("long")).alias(
+                "partition_rows"
+            ),
+        ).first()
+        partition_rows = int(stats["partition_rows"] or 0)
+        q_partition_rows = int(q_stats["partition_rows"] or 0)
+        context.log.info(
+            "events %s..%s: %d lines -> %d kept, %d quarantined, %d duplicates in %.1f s",
+            start, end, counts.lines, partition_rows, q_partition_rows, counts.duplicates, seconds,
+        )
+        yield dg.MaterializeResult(
+            asset_key=EVENTS_KEY,
+            metadata={
+                **write_metadata(EVENTS, events_commit, lakehouse.uri(EVENTS),
+                                 total_rows=stats["rows"]),
+                **_ingestion_metadata(counts, seconds),
+                "dagster/partition_row_count": partition_rows,
+                "first_event_ts": str(stats["first"]),
+                "last_event_ts": str(stats["last"]),
+                "partition_range": f"{start}..{end}",
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=EVENTS_QUARANTINE_KEY,
+            metadata={
+                **write_metadata(
+                    EVENTS_QUARANTINE, quarantine_commit, lakehouse.uri(EVENTS_QUARANTINE),
+                    total_rows=q_stats["rows"],
+                ),
+                "dagster/partition_row_count": q_partition_rows,
+                "quarantined_by_reason": counts.by_reason,
+            },
+        )
+        yield _conservation_check(EVENTS_KEY, counts, partition_rows, q_partition_rows)
+
+    return raw_events
+
+
+def _events_fresh(lakehouse: Lakehouse, landing: LandingZone) -> quality.CheckOutcome:
+    newest = landing.newest_landing(EVENTS_DIR)
+    if newest is None:
+        return quality.CheckOutcome(False, "Nothing has landed yet", {})
+    landed_through = dt.datetime.combine(newest[0] + dt.timedelta(days=1), dt.time(), dt.UTC)
+    last = lakehouse.read(EVENTS).select(F.max("event_ts")).first()[0]
+    last = last.replace(tzinfo=dt.UTC) if last is not None else None
+    return quality.fresh(last, landed_through, EVENTS_FRESHNESS_MAX_LAG, what="newest event")
+
+
+def _users_fresh(lakehouse: Lakehouse, landing: LandingZone) -> quality.CheckOutcome:
+    """The users history is rebuilt whole: fresh when written after the newest change file."""
+    newest = landing.newest_landing(USERS_DIR)
+    if newest is None:
+        return quality.CheckOutcome(False, "Nothing has landed yet", {})
+    written = lakehouse.history(USERS, limit=1)[0].timestamp
+    return quality.fresh(written, newest[1], dt.timedelta(0), what="last write")
+
+
+def _fresh_check(key: dg.AssetKey, evaluate, description: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=key, name=names.CHECK_FRESH, description=description, blocking=False)
+    def _check(lakehouse: Lakehouse, landing: LandingZone) -> dg.AssetCheckResult:
+        return check_result(evaluate(lakehouse, landing), severity=dg.AssetCheckSeverity.WARN)
+
+    return _check
+
+
+def _one_current_version(lakehouse: Lakehouse) -> quality.CheckOutcome:
+    current = lakehouse.read(USERS).where(F.col("is_current"))
+    outcome = quality.unique(current, ["user_id"])
+    users = lakehouse.read(USERS).select(F.countDistinct("user_id")).first()[0]
+    current_users = current.select(F.countDistinct("user_id")).first()[0]
+    missing = users - current_users
+    return quality.CheckOutcome(
+        passed=outcome.passed and missing == 0,
+        description=(
+            f"{outcome.description}; {missing} user(s) without a current version"
+            if missing
+            else outcome.description
+        ),
+        observed={**outcome.observed, "users_without_current_version": missing},
+    )
+
+
+def build_raw_checks() -> list[dg.AssetChecksDefinition]:
+    return [
+        *standard_table_checks(
+            EVENTS_KEY, EVENTS, constraints=EVENT_CONSTRAINTS,
+            not_null=("event_id", "user_id", "event_ts", "event_date"),
+        ),
+        *standard_table_checks(EVENTS_QUARANTINE_KEY, EVENTS_QUARANTINE),
+        *standard_table_checks(USERS_KEY, USERS, constraints=USER_CONSTRAINTS),
+        *standard_table_checks(USERS_QUARANTINE_KEY, USERS_QUARANTINE),
+        table_check(
+            USERS_KEY,
+            names.CHECK_ONE_CURRENT_VERSION,
+            "Every user has exactly one current version (is_current).",
+            _one_current_version,
+        ),
+        _fresh_check(
+            EVENTS_KEY, _events_fresh,
+            f"The newest event is at most {EVENTS_FRESHNESS_MAX_LAG} behind the newest landed day.",
+        ),
+        _fresh_check(
+            USERS_KEY, _users_fresh,
+            "The users history was rebuilt after the newest change-log file landed.",
+        ),
+    ]

@@ -1,0 +1,81 @@
+"""The one place where the environment selects behaviour.
+
+``ML_ASSETS_DEPLOYMENT`` (default ``local``) picks the row of the deployment table;
+``ML_ASSETS_HOME`` is where all local state lives; ``ML_ASSETS_SPARK_REMOTE`` points the local
+deployment at an external Spark Connect server; ``ML_ASSETS_SCALE`` sizes the demo source.
+Asset modules never read the environment: ``build_resources`` binds everything here, once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml_assets.lib.source import SCALES
+from ml_assets.resources.lakehouse import LocalDeltaLakehouse
+from ml_assets.resources.landing import DemoSource, LandingZone
+from ml_assets.resources.spark import EmbeddedSailSpark, SparkConnectRemote, SparkResource
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEPLOYMENTS = ("local",)
+
+
+class DeploymentError(ValueError):
+    """An environment that names no known deployment or an invalid setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    deployment: str
+    home: Path
+    scale: str
+    spark_remote: str | None = None
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster_home"
+
+
+def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    deployment = env.get("ML_ASSETS_DEPLOYMENT", "local")
+    if deployment not in DEPLOYMENTS:
+        raise DeploymentError(
+            f"ML_ASSETS_DEPLOYMENT={deployment!r} is not a deployment; expected one of "
+            f"{DEPLOYMENTS}. (The Databricks deployment is not available yet.)"
+        )
+    scale = env.get("ML_ASSETS_SCALE", "demo")
+    if scale not in SCALES:
+        raise DeploymentError(f"ML_ASSETS_SCALE={scale!r}; expected one of {list(SCALES)}.")
+    remote = env.get("ML_ASSETS_SPARK_REMOTE") or None
+    if remote is not None and not remote.startswith("sc://"):
+        raise DeploymentError(
+            f"ML_ASSETS_SPARK_REMOTE={remote!r}; expected a Spark Connect address 'sc://host:port'."
+        )
+    home = Path(env.get("ML_ASSETS_HOME") or REPO_ROOT / ".ml_assets").expanduser().resolve()
+    return Settings(deployment=deployment, home=home, scale=scale, spark_remote=remote)
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    """The deployment table: resource key -> implementation for this deployment."""
+    spark: SparkResource = (
+        SparkConnectRemote(remote=settings.spark_remote)
+        if settings.spark_remote
+        else EmbeddedSailSpark()
+    )
+    return {
+        "spark": spark,
+        "lakehouse": LocalDeltaLakehouse(warehouse_dir=str(settings.warehouse_dir), spark=spark),
+        "landing": LandingZone(root=str(settings.landing_dir), spark=spark),
+        "demo_source": DemoSource(scale=settings.scale),
+    }

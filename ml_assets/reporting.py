@@ -1,0 +1,43 @@
+"""Plain-text reports of a run for the terminal (``make run``; later ``make check``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+
+def run_check_results(result: dg.ExecuteInProcessResult) -> list[dg.AssetCheckEvaluation]:
+    return [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+
+
+def _short(metadata: dict, limit: int = 70) -> str:
+    shown = ", ".join(
+        f"{k}={getattr(v, 'value', v)}" for k, v in metadata.items() if not k.startswith("dagster/")
+    )
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def check_rows(checks: Sequence[dg.AssetCheckEvaluation]) -> list[list[object]]:
+    return [
+        [
+            c.asset_key.to_user_string(),
+            c.check_name,
+            c.severity.value,
+            "yes" if c.passed else "NO",
+            _short(c.metadata),
+        ]
+        for c in sorted(checks, key=lambda c: (c.asset_key.to_user_string(), c.check_name))
+    ]
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [list(map(str, header))] + [[str(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
