@@ -46,7 +46,9 @@ def table_summary(settings: Settings) -> list[list[object]]:
 
 def main() -> int:
     settings = current_settings()
-    print(f"ml_assets: deployment={settings.deployment} scale={settings.scale} home={settings.home}")
+    print(
+        f"ml_assets: deployment={settings.deployment} scale={settings.scale} home={settings.home}"
+    )
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         result = run_main_job(settings, instance)
@@ -58,8 +60,10 @@ def main() -> int:
     print(format_table(["asset", "check", "severity", "passed", "observed"], check_rows(checks)))
     failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
     print()
-    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {elapsed:.1f} s; "
-          f"{len(checks)} checks, {len(failed)} failed (ERROR)")
+    print(
+        f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {elapsed:.1f} s; "
+        f"{len(checks)} checks, {len(failed)} failed (ERROR)"
+    )
     return 0 if result.success and not failed else 1
 
 

@@ -171,7 +171,9 @@ class TableSpec:
             if k in names and next(c for c in self.columns if c.name == k).nullable:
                 problems.append(f"key column {k!r} must be declared nullable=False")
         if problems:
-            raise InvalidTableSpecError(f"Invalid table spec for {self.name}: " + "; ".join(problems))
+            raise InvalidTableSpecError(
+                f"Invalid table spec for {self.name}: " + "; ".join(problems)
+            )
         object.__setattr__(self, "column_index", {c.name: c for c in self.columns})
 
     @property
@@ -239,9 +241,8 @@ def plan_conform(spec: TableSpec, found: T.StructType) -> ConformPlan:
         found_type = f.dataType.simpleString()
         if found_type == col.dtype:
             continue
-        if isinstance(f.dataType, T.NullType) and col.nullable:
-            widened.append(col.name)
-        elif found_type in _LOSSLESS_WIDENING.get(col.dtype, ()):
+        untyped_null = isinstance(f.dataType, T.NullType) and col.nullable
+        if untyped_null or found_type in _LOSSLESS_WIDENING.get(col.dtype, ()):
             widened.append(col.name)
         else:
             problems.append(SchemaProblem(col.name, col.dtype, found_type))

@@ -48,9 +48,7 @@ def not_null(df: DataFrame, columns: Sequence[str]) -> CheckOutcome:
     bad = {c: n for c, n in nulls.items() if n}
     return CheckOutcome(
         passed=not bad,
-        description=(
-            f"No nulls in {list(columns)}" if not bad else f"Null keys found: {bad}"
-        ),
+        description=(f"No nulls in {list(columns)}" if not bad else f"Null keys found: {bad}"),
         observed={"rows": int(row["__rows"]), **{f"nulls_{c}": n for c, n in nulls.items()}},
     )
 
@@ -63,7 +61,9 @@ def unique(df: DataFrame, keys: Sequence[str], sample_size: int = 5) -> CheckOut
     n_keys, extra = int(summary["keys"] or 0), int(summary["extra_rows"] or 0)
     sample = []
     if n_keys:
-        sample = [tuple(r[k] for k in keys) for r in dupes.orderBy(*keys).limit(sample_size).collect()]
+        sample = [
+            tuple(r[k] for k in keys) for r in dupes.orderBy(*keys).limit(sample_size).collect()
+        ]
     return CheckOutcome(
         passed=n_keys == 0,
         description=(
@@ -96,7 +96,10 @@ def constraints_hold(df: DataFrame, constraints: Mapping[str, str]) -> CheckOutc
             else "Constraint violations: "
             + "; ".join(f"{k} ({constraints[k]}): {v} rows" for k, v in bad.items())
         ),
-        observed={"rows": int(row["__rows"]), **{f"violations_{k}": v for k, v in violations.items()}},
+        observed={
+            "rows": int(row["__rows"]),
+            **{f"violations_{k}": v for k, v in violations.items()},
+        },
     )
 
 

@@ -171,14 +171,19 @@ def classify_events(
             (user_raw.isNull(), "null_user_id"),
             (F.col("user_id").isNull(), "invalid_user_id"),
             (F.col("event_ts").isNull(), "invalid_event_ts"),
-            (~F.coalesce(_in(F.col("event_type"), EVENT_TYPES), F.lit(False)), "unknown_event_type"),
+            (
+                ~F.coalesce(_in(F.col("event_type"), EVENT_TYPES), F.lit(False)),
+                "unknown_event_type",
+            ),
             (revenue_raw.isNotNull() & F.col("revenue").isNull(), "invalid_revenue"),
             (F.col("event_date") > F.col("landing_date"), "future_timestamp"),
             (~in_window, "too_late"),
             ((F.col("event_type") == "purchase") & F.col("revenue").isNull(), "missing_revenue"),
             (F.col("revenue") < 0, "negative_revenue"),
-            ((F.col("event_type") != "purchase") & F.col("revenue").isNotNull(),
-             "revenue_on_non_purchase"),
+            (
+                (F.col("event_type") != "purchase") & F.col("revenue").isNotNull(),
+                "revenue_on_non_purchase",
+            ),
             (F.col("_known_user").isNull(), "unknown_user_id"),
         ]
     )
@@ -248,11 +253,12 @@ def classify_user_changes(lines: DataFrame) -> DataFrame:
     by_version = Window.partitionBy("user_id", "changed_at", distinct_valid).orderBy("change_id")
     conflict = distinct_valid & (F.row_number().over(by_version) > 1)
     judged = judged.withColumn(
-        "reason", F.when(conflict, F.lit("conflicting_change_same_instant")).otherwise(F.col("reason"))
+        "reason",
+        F.when(conflict, F.lit("conflicting_change_same_instant")).otherwise(F.col("reason")),
     )
-    return judged.withColumn(
-        CLASSIFIED_OUTCOME, _outcome(F.col("reason"), F.col("_id_rank"))
-    ).drop("_json", "_id_rank")
+    return judged.withColumn(CLASSIFIED_OUTCOME, _outcome(F.col("reason"), F.col("_id_rank"))).drop(
+        "_json", "_id_rank"
+    )
 
 
 def kept_events(classified: DataFrame) -> DataFrame:

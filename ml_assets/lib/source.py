@@ -64,6 +64,16 @@ class DirtRates(BaseModel):
     negative_revenue: float = Field(0.02, ge=0, le=0.5, description="share of purchases")
 
 
+class ChangeDirtRates(BaseModel):
+    """Dirt of the users change log (another upstream system, with its own failure modes)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    duplicate: float = Field(0.01, ge=0, le=0.2)
+    null_user_id: float = Field(0.002, ge=0, le=0.2)
+    malformed: float = Field(0.001, ge=0, le=0.2)
+
+
 class SourceConfig(BaseModel):
     """Scale and calendar of the simulated business."""
 
@@ -76,6 +86,7 @@ class SourceConfig(BaseModel):
     history_days: int = Field(180, ge=0, description="how long before start_date signups reach")
     base_sessions_per_day: float = Field(0.35, gt=0)
     dirt: DirtRates = DirtRates()
+    change_dirt: ChangeDirtRates = ChangeDirtRates()
 
     @property
     def end_date(self) -> dt.date:
@@ -154,9 +165,7 @@ def simulate(config: SourceConfig) -> SimulatedBusiness:
     tier0 = rng.choice(3, size=n, p=_TIER_WEIGHTS)
     country0 = rng.choice(len(COUNTRIES), size=n, p=_COUNTRY_WEIGHTS)
     device = rng.choice(len(DEVICES), size=n, p=(0.45, 0.3, 0.25))
-    base_rate = (
-        rng.lognormal(np.log(config.base_sessions_per_day), 0.6, n) * _TIER_RATE[tier0]
-    )
+    base_rate = rng.lognormal(np.log(config.base_sessions_per_day), 0.6, n) * _TIER_RATE[tier0]
     hazard = _TIER_HAZARD[tier0] * np.sqrt(config.base_sessions_per_day / base_rate)
     churn_day = signup_day + rng.exponential(1.0 / hazard)
     closed_day = churn_day + rng.uniform(7, 30, n)
@@ -217,8 +226,7 @@ def simulate(config: SourceConfig) -> SimulatedBusiness:
 
     # -- daily sessions ----------------------------------------------------------------------
     day_idx = np.arange(n_days)
-    weekday = np.array([(config.start_date + dt.timedelta(days=int(i))).weekday()
-                        for i in day_idx])
+    weekday = np.array([(config.start_date + dt.timedelta(days=int(i))).weekday() for i in day_idx])
     active = (day_idx[None, :] >= np.floor(signup_day)[:, None]) & (
         day_idx[None, :] < churn_day[:, None]
     )
@@ -243,6 +251,11 @@ def simulate(config: SourceConfig) -> SimulatedBusiness:
     first_day = s_day == np.floor(signup_day[s_user])
     signup_secs = (signup_day[s_user] - np.floor(signup_day[s_user])) * 86_400
     secs = np.where(first_day, signup_secs + (86_400 - signup_secs) * secs / 86_400, secs)
+    # ... and before the churn time on the churn day
+    last_day = s_day == np.floor(churn_day[s_user])
+    churn_secs = (churn_day[s_user] - np.floor(churn_day[s_user])) * 86_400
+    lower = np.where(first_day, signup_secs, 0.0)
+    secs = np.where(last_day, lower + (churn_secs - lower) * secs / 86_400, secs)
     session_start = s_day + secs / 86_400
 
     # -- events within sessions: login, page views, cart adds, maybe a purchase ----------------
@@ -255,9 +268,7 @@ def simulate(config: SourceConfig) -> SimulatedBusiness:
     offsets = np.cumsum(per_session) - per_session
     pos = np.arange(len(ev_session)) - offsets[ev_session]
     pv, ct = page_views[ev_session], carts[ev_session]
-    kind = np.select(
-        [pos == 0, pos <= pv, pos <= pv + ct], [0, 1, 2], default=3
-    )
+    kind = np.select([pos == 0, pos <= pv, pos <= pv + ct], [0, 1, 2], default=3)
     gaps = np.where(pos == 0, 0.0, rng.exponential(45.0, len(ev_session)))
     cum = np.cumsum(gaps)
     cum -= cum[offsets][ev_session]
@@ -309,7 +320,7 @@ def _json_lines(frame: pd.DataFrame, quoted: tuple[str, ...]) -> np.ndarray:
         text = arr.cast(pa.string())
         if name in quoted:
             text = pc.binary_join_element_wise('"', text, '"', "")
-        parts += [('{' if i == 0 else ',') + f'"{name}":', pc.fill_null(text, "null")]
+        parts += [("{" if i == 0 else ",") + f'"{name}":', pc.fill_null(text, "null")]
     parts.append("}")
     lines = pc.binary_join_element_wise(*parts, "")
     return lines.to_numpy(zero_copy_only=False).astype(object)
@@ -317,8 +328,10 @@ def _json_lines(frame: pd.DataFrame, quoted: tuple[str, ...]) -> np.ndarray:
 
 def _truncate(rng: np.random.Generator, lines: np.ndarray) -> np.ndarray:
     """Lines cut off mid-record, as a crashed writer leaves them: never valid JSON."""
-    cut = [line[: max(1, int(len(line) * f))] for line, f in
-           zip(lines, rng.uniform(0.2, 0.8, len(lines)), strict=True)]
+    cut = [
+        line[: max(1, int(len(line) * f))]
+        for line, f in zip(lines, rng.uniform(0.2, 0.8, len(lines)), strict=True)
+    ]
     return np.array(cut, dtype=object)
 
 
@@ -368,18 +381,15 @@ def dirty_event_lines(config: SourceConfig, events: pd.DataFrame):
     all_landing = np.concatenate([landing, dup_landing])
     all_lines = np.concatenate([lines, lines[dup]])
     counts = {k: int((cat == k).sum()) for k in [*rates, "negative_revenue"]}
+    # late events of the last days cannot land after the calendar ends: they land on time
+    counts["late"] = int((landing > event_day).sum())
     return all_landing, all_lines, counts
 
 
 def dirty_change_lines(config: SourceConfig, changes: pd.DataFrame):
     """Users change-log records as landed: (landing dates, JSON lines, injected counts)."""
     rng = np.random.default_rng(config.seed + 2)
-    dirt = config.dirt
-    rates = {
-        "duplicate": dirt.duplicate,
-        "null_user_id": dirt.null_user_id,
-        "malformed": dirt.malformed,
-    }
+    rates = config.change_dirt.model_dump()
     cat = _categories(rng, len(changes), rates)
     out = changes.copy()
     # history from before the calendar arrives in the first file (the initial load)
@@ -389,8 +399,18 @@ def dirty_change_lines(config: SourceConfig, changes: pd.DataFrame):
     user = out["user_id"].astype("Int64")
     user[cat == "null_user_id"] = pd.NA
     out["user_id"] = user
-    lines = _json_lines(out, quoted=(
-        "change_id", "change_type", "changed_at", "plan_tier", "country", "status", "signup_at"))
+    lines = _json_lines(
+        out,
+        quoted=(
+            "change_id",
+            "change_type",
+            "changed_at",
+            "plan_tier",
+            "country",
+            "status",
+            "signup_at",
+        ),
+    )
     malformed = cat == "malformed"
     lines[malformed] = _truncate(rng, lines[malformed])
     dup = np.nonzero(cat == "duplicate")[0]
@@ -404,8 +424,9 @@ def landing_file(root: str | Path, kind: str, day: dt.date) -> Path:
     return Path(root) / kind / f"date={day.isoformat()}" / name
 
 
-def _write_by_day(root: Path, kind: str, landing: np.ndarray, lines: np.ndarray,
-                  dates: list[dt.date]) -> int:
+def _write_by_day(
+    root: Path, kind: str, landing: np.ndarray, lines: np.ndarray, dates: list[dt.date]
+) -> int:
     days = pd.DatetimeIndex(landing).date
     order = np.argsort(days, kind="stable")
     days, lines = days[order], lines[order]

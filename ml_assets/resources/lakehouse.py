@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 import dagster as dg
 from deltalake import DeltaTable
@@ -99,6 +103,14 @@ class Lakehouse(dg.ConfigurableResource, ABC):
     @abstractmethod
     def uri(self, table: TableRef) -> str: ...
 
+    @abstractmethod
+    def checkpoint(self, df: DataFrame) -> AbstractContextManager[DataFrame]:
+        """``df`` computed once and read back from storage, for as long as the block runs.
+
+        The embedded engine's ``cache()`` is a no-op, so a DataFrame used by several actions
+        (counts, then two writes) would be recomputed by each; this computes it once.
+        """
+
     def exists(self, table: TableRef) -> bool:
         return self.version(table) is not None
 
@@ -144,6 +156,15 @@ class LocalDeltaLakehouse(Lakehouse):
 
     def schema(self, table: TableRef) -> T.StructType:
         return T.StructType.fromJson(json.loads(self._require(table).schema().to_json()))
+
+    @contextmanager
+    def checkpoint(self, df: DataFrame) -> Iterator[DataFrame]:
+        path = Path(self.warehouse_dir) / "_checkpoints" / uuid.uuid4().hex
+        try:
+            df.write.format("parquet").save(str(path))
+            yield self.spark.get_session().read.format("parquet").load(str(path))
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
     # -- reads (Spark) ---------------------------------------------------------------------
     def read(

@@ -43,8 +43,17 @@ def test_table_names_map_to_warehouse_locations_and_fold_case():
 
 @pytest.mark.parametrize(
     "bad",
-    ["events", "main.raw", "a.b.c.d", "main.raw.ev-ents", "main.../etc", "main.raw.x;drop table y",
-     "main.raw.`x`", "main. raw.x", "main.raw."],
+    [
+        "events",
+        "main.raw",
+        "a.b.c.d",
+        "main.raw.ev-ents",
+        "main.../etc",
+        "main.raw.x;drop table y",
+        "main.raw.`x`",
+        "main. raw.x",
+        "main.raw.",
+    ],
 )
 def test_table_names_with_unsafe_or_missing_parts_are_refused(bad):
     with pytest.raises(InvalidTableNameError):
@@ -65,9 +74,13 @@ def test_a_spec_with_unknown_dtype_duplicate_column_and_nullable_key_lists_every
             partition_by=("nope",),
         )
     msg = str(err.value)
-    for fragment in ["duplicate column names ['id']", "unknown dtype 'long'",
-                     "unknown dtype 'varchar'", "partition column 'nope'",
-                     "key column 'id' must be declared nullable=False"]:
+    for fragment in [
+        "duplicate column names ['id']",
+        "unknown dtype 'long'",
+        "unknown dtype 'varchar'",
+        "partition column 'nope'",
+        "key column 'id' must be declared nullable=False",
+    ]:
         assert fragment in msg
 
 
@@ -77,22 +90,26 @@ def test_a_matching_dataframe_schema_needs_no_casts():
 
 
 def test_lossless_widening_is_accepted_and_missing_nullable_columns_are_filled():
-    found = T.StructType([
-        T.StructField("id", T.IntegerType()),
-        T.StructField("day", T.DateType()),
-        T.StructField("amount", T.FloatType()),
-    ])
+    found = T.StructType(
+        [
+            T.StructField("id", T.IntegerType()),
+            T.StructField("day", T.DateType()),
+            T.StructField("amount", T.FloatType()),
+        ]
+    )
     plan = plan_conform(SPEC, found)
     assert plan.widened == ("id", "amount")
     assert plan.filled_with_null == ("note",)
 
 
 def test_a_mismatched_dataframe_is_refused_with_every_problem_named():
-    found = T.StructType([
-        T.StructField("amount", T.StringType()),   # 'abc' would become NULL on the engine
-        T.StructField("id", T.DoubleType()),        # 1.7 would become 1 on the engine
-        T.StructField("extra", T.LongType()),       # would be dropped silently
-    ])
+    found = T.StructType(
+        [
+            T.StructField("amount", T.StringType()),  # 'abc' would become NULL on the engine
+            T.StructField("id", T.DoubleType()),  # 1.7 would become 1 on the engine
+            T.StructField("extra", T.LongType()),  # would be dropped silently
+        ]
+    )
     with pytest.raises(SchemaMismatchError) as err:
         plan_conform(SPEC, found)
     msg = str(err.value)
@@ -111,12 +128,14 @@ def test_timestamp_without_time_zone_is_not_accepted_for_a_utc_timestamp_column(
 
 
 def test_stored_schema_comparison_is_exact_including_nullability():
-    stored = T.StructType([
-        T.StructField("id", T.LongType(), nullable=True),
-        T.StructField("day", T.DateType(), nullable=False),
-        T.StructField("amount", T.DoubleType()),
-        T.StructField("note", T.StringType()),
-    ])
+    stored = T.StructType(
+        [
+            T.StructField("id", T.LongType(), nullable=True),
+            T.StructField("day", T.DateType(), nullable=False),
+            T.StructField("amount", T.DoubleType()),
+            T.StructField("note", T.StringType()),
+        ]
+    )
     problems = table_schema_problems(SPEC, stored)
     assert [str(p) for p in problems] == ["column 'id': expected bigint not null, found bigint"]
     assert table_schema_problems(SPEC, SPEC.spark_schema) == []
@@ -144,13 +163,23 @@ def test_merge_sql_updates_only_changed_rows_and_names_every_column():
 
 
 def test_history_entries_are_parsed_newest_first_with_row_counts():
-    commits = parse_history([
-        {"version": 0, "timestamp": 1_700_000_000_000, "operation": "CREATE TABLE"},
-        {"version": 1, "timestamp": 1_700_000_001_000, "operation": "WRITE",
-         "operationMetrics": {"numOutputRows": 7, "note": "x"}},
-        {"version": 2, "timestamp": 1_700_000_002_000, "operation": "MERGE",
-         "operationMetrics": {"numTargetRowsInserted": 2, "numTargetRowsUpdated": 1}},
-    ])
+    commits = parse_history(
+        [
+            {"version": 0, "timestamp": 1_700_000_000_000, "operation": "CREATE TABLE"},
+            {
+                "version": 1,
+                "timestamp": 1_700_000_001_000,
+                "operation": "WRITE",
+                "operationMetrics": {"numOutputRows": 7, "note": "x"},
+            },
+            {
+                "version": 2,
+                "timestamp": 1_700_000_002_000,
+                "operation": "MERGE",
+                "operationMetrics": {"numTargetRowsInserted": 2, "numTargetRowsUpdated": 1},
+            },
+        ]
+    )
     assert [c.version for c in commits] == [2, 1, 0]
     assert [c.rows_written for c in commits] == [3, 7, None]
     assert commits[0].timestamp.tzinfo is dt.UTC

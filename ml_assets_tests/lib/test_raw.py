@@ -19,15 +19,31 @@ from ml_assets.lib.raw import (
 D = dt.date(2026, 1, 10)
 
 
-def ev(event_id="e1", user_id=1, event_type="login", ts="2026-01-10T10:00:00.000Z", revenue=None,
-       **extra):
-    rec = {"event_id": event_id, "user_id": user_id, "event_type": event_type, "event_ts": ts,
-           "session_id": "s1", "revenue": revenue, "device": "web", **extra}
+def ev(
+    event_id="e1",
+    user_id=1,
+    event_type="login",
+    ts="2026-01-10T10:00:00.000Z",
+    revenue=None,
+    **extra,
+):
+    rec = {
+        "event_id": event_id,
+        "user_id": user_id,
+        "event_type": event_type,
+        "event_ts": ts,
+        "session_id": "s1",
+        "revenue": revenue,
+        "device": "web",
+        **extra,
+    }
     return json.dumps(rec)
 
 
 def classify(spark, lines, landing=D, known=(1, 2)):
-    df = spark.createDataFrame([(line, landing) for line in lines], "value string, landing_date date")
+    df = spark.createDataFrame(
+        [(line, landing) for line in lines], "value string, landing_date date"
+    )
     users = spark.createDataFrame([(u,) for u in known], "user_id bigint")
     return classify_events(df, users, late_arrival_days=3)
 
@@ -67,12 +83,15 @@ def test_valid_lines_are_kept_with_types_and_late_ones_go_to_their_event_date(sp
 
 
 def test_partition_of_a_line_is_its_event_date_in_the_window_else_its_landing_date(spark):
-    classified = classify(spark, [
-        ev("a", ts="2026-01-08T12:00:00Z"),                 # late but in window -> event date
-        ev("b", ts="2026-01-08T12:00:00Z", user_id=None),   # bad, but dated -> event date
-        ev("c", ts="2026-03-01T00:00:00Z"),                 # future -> landing date
-        "garbage",                                          # malformed -> landing date
-    ])
+    classified = classify(
+        spark,
+        [
+            ev("a", ts="2026-01-08T12:00:00Z"),  # late but in window -> event date
+            ev("b", ts="2026-01-08T12:00:00Z", user_id=None),  # bad, but dated -> event date
+            ev("c", ts="2026-03-01T00:00:00Z"),  # future -> landing date
+            "garbage",  # malformed -> landing date
+        ],
+    )
     parts = {r.value[:40]: r.partition_date for r in classified.collect()}
     assert sorted(parts.values()) == [dt.date(2026, 1, 8)] * 2 + [D] * 2
 
@@ -83,8 +102,9 @@ def test_duplicates_keep_the_first_landed_copy_and_are_counted_not_quarantined(s
         [(line, D), (line, dt.date(2026, 1, 11)), (ev("e1", user_id=None), D)],
         "value string, landing_date date",
     )
-    classified = classify_events(df, spark.createDataFrame([(1,)], "user_id bigint"),
-                                 late_arrival_days=3)
+    classified = classify_events(
+        df, spark.createDataFrame([(1,)], "user_id bigint"), late_arrival_days=3
+    )
     kept = kept_events(classified).collect()
     assert [(r.event_id, r.landing_date) for r in kept] == [("e1", D)]
     counts = ingestion_counts(classified)
@@ -92,11 +112,28 @@ def test_duplicates_keep_the_first_landed_copy_and_are_counted_not_quarantined(s
     assert counts.by_reason == {"null_user_id": 1}
 
 
-def change(cid="c1", user_id=1, kind="signup", at="2026-01-01T00:00:00Z", tier="free",
-           country="US", status="active", signup="2026-01-01T00:00:00Z"):
-    return json.dumps({"change_id": cid, "user_id": user_id, "change_type": kind,
-                       "changed_at": at, "plan_tier": tier, "country": country,
-                       "status": status, "signup_at": signup})
+def change(
+    cid="c1",
+    user_id=1,
+    kind="signup",
+    at="2026-01-01T00:00:00Z",
+    tier="free",
+    country="US",
+    status="active",
+    signup="2026-01-01T00:00:00Z",
+):
+    return json.dumps(
+        {
+            "change_id": cid,
+            "user_id": user_id,
+            "change_type": kind,
+            "changed_at": at,
+            "plan_tier": tier,
+            "country": country,
+            "status": status,
+            "signup_at": signup,
+        }
+    )
 
 
 def test_user_changes_become_scd_history_and_bad_ones_are_quarantined(spark):
@@ -116,11 +153,20 @@ def test_user_changes_become_scd_history_and_bad_ones_are_quarantined(spark):
     classified = classify_user_changes(df)
     history = sorted(scd_history(classified).collect(), key=lambda r: r.valid_from)
     assert [(r.change_id, r.is_current) for r in history] == [
-        ("c1", False), ("c2", False), ("c3", True)]
+        ("c1", False),
+        ("c2", False),
+        ("c3", True),
+    ]
     assert history[0].valid_to == history[1].valid_from
     assert history[2].valid_to is None and history[2].status == "closed"
     reasons = sorted(r.reason for r in quarantined(classified).collect())
-    assert reasons == ["change_before_signup", "conflicting_change_same_instant",
-                       "invalid_country", "malformed_json", "null_user_id", "unknown_plan_tier"]
+    assert reasons == [
+        "change_before_signup",
+        "conflicting_change_same_instant",
+        "invalid_country",
+        "malformed_json",
+        "null_user_id",
+        "unknown_plan_tier",
+    ]
     counts = ingestion_counts(classified)
     assert (counts.lines, counts.kept, counts.quarantined, counts.duplicates) == (10, 3, 6, 1)

@@ -52,21 +52,29 @@ def test_overwrite_creates_the_table_with_declared_schema_owner_and_description(
 
 
 def test_append_adds_rows_and_widens_int_losslessly(orders, spark):
-    orders.append(SPEC, spark.createDataFrame([(4, D1, 1.0, None)], "order_id int, day date, "
-                                                "amount double, status string"))
+    orders.append(
+        SPEC,
+        spark.createDataFrame(
+            [(4, D1, 1.0, None)], "order_id int, day date, amount double, status string"
+        ),
+    )
     assert (4, D1, 1.0, None) in rows(orders)
     assert orders.version(SPEC) == 2
 
 
 def test_a_mistyped_append_is_refused_and_leaves_table_unchanged(orders, spark):
     before_rows, before_version = rows(orders), orders.version(SPEC)
-    bad = spark.createDataFrame([(5, D1, "abc", "x")], "order_id bigint, day date, amount string, "
-                                                         "status string")
+    bad = spark.createDataFrame(
+        [(5, D1, "abc", "x")], "order_id bigint, day date, amount string, status string"
+    )
     with pytest.raises(SchemaMismatchError, match="column 'amount': expected double, found string"):
         orders.append(SPEC, bad)
-    truncating = spark.createDataFrame([(1.7, D1, 1.0, "x")], "order_id double, day date, "
-                                                              "amount double, status string")
-    with pytest.raises(SchemaMismatchError, match="column 'order_id': expected bigint, found double"):
+    truncating = spark.createDataFrame(
+        [(1.7, D1, 1.0, "x")], "order_id double, day date, amount double, status string"
+    )
+    with pytest.raises(
+        SchemaMismatchError, match="column 'order_id': expected bigint, found double"
+    ):
         orders.append(SPEC, truncating)
     extra = spark.createDataFrame([(6, D1, 1.0, "x", 1)], SCHEMA + ", surprise int")
     with pytest.raises(SchemaMismatchError, match="column 'surprise'"):
@@ -103,8 +111,12 @@ def test_merge_upserts_on_the_primary_key_and_running_it_twice_yields_the_same_t
     src = spark.createDataFrame([(2, D2, 25.0, "paid"), (4, D1, 40.0, "new")], SCHEMA)
     orders.merge(SPEC, src)
     once = rows(orders)
-    assert once == [(1, D1, 10.0, "new"), (2, D2, 25.0, "paid"), (3, D3, 30.0, "new"),
-                    (4, D1, 40.0, "new")]
+    assert once == [
+        (1, D1, 10.0, "new"),
+        (2, D2, 25.0, "paid"),
+        (3, D3, 30.0, "new"),
+        (4, D1, 40.0, "new"),
+    ]
     orders.merge(SPEC, src)
     assert rows(orders) == once
 
@@ -129,16 +141,27 @@ def test_time_travel_by_version_and_by_timestamp(orders, spark):
 
 
 def test_a_table_whose_stored_schema_drifted_from_the_declaration_is_refused(orders, spark):
-    drifted = TableSpec(SPEC.name, SPEC.columns[:3] + (Column("status", "bigint"),),
-                        primary_key=("order_id",))
+    drifted = TableSpec(
+        SPEC.name, SPEC.columns[:3] + (Column("status", "bigint"),), primary_key=("order_id",)
+    )
     with pytest.raises(SchemaMismatchError, match="stored schema differs"):
-        orders.append(drifted, spark.createDataFrame([(5, D1, 1.0, 3)], "order_id bigint, "
-                                                     "day date, amount double, status bigint"))
+        orders.append(
+            drifted,
+            spark.createDataFrame(
+                [(5, D1, 1.0, 3)], "order_id bigint, day date, amount double, status bigint"
+            ),
+        )
 
 
 def test_changed_owner_is_written_to_the_table_properties(orders, spark):
-    moved = TableSpec(SPEC.name, SPEC.columns, SPEC.partition_by, SPEC.primary_key,
-                      SPEC.description, owner="data-science")
+    moved = TableSpec(
+        SPEC.name,
+        SPEC.columns,
+        SPEC.partition_by,
+        SPEC.primary_key,
+        SPEC.description,
+        owner="data-science",
+    )
     orders.append(moved, spark.createDataFrame([(5, D1, 1.0, "x")], SCHEMA))
     assert orders.properties(SPEC)["owner"] == "data-science"
 
@@ -154,3 +177,11 @@ def test_rows_removed_by_a_filter_do_not_trip_the_not_null_constraint(orders, sp
     src = spark.createDataFrame([(None, D1, 1.0, "x"), (11, D1, 1.0, "y")], SCHEMA)
     orders.append(SPEC, src.where("order_id IS NOT NULL"))
     assert (11, D1, 1.0, "y") in rows(orders)
+
+
+def test_checkpoint_computes_once_and_cleans_up(lakehouse, spark, tmp_path):
+    df = spark.range(5).selectExpr("id", "id * 2 AS twice")
+    with lakehouse.checkpoint(df) as stored:
+        assert sorted(tuple(r) for r in stored.collect()) == [(i, 2 * i) for i in range(5)]
+        assert any((tmp_path / "warehouse/_checkpoints").iterdir())
+    assert not any((tmp_path / "warehouse/_checkpoints").iterdir())

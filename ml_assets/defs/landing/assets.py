@@ -1,6 +1,5 @@
 """The landing zone's producer: the seeded demo business (stands in for upstream systems)."""
 
-
 import datetime as dt
 import time
 
@@ -40,7 +39,10 @@ def demo_source(
     elapsed = time.perf_counter() - started
     context.log.info(
         "Landed %d event lines and %d change-log lines for %d days in %.1f s",
-        summary.event_lines, summary.change_lines, len(summary.dates), elapsed,
+        summary.event_lines,
+        summary.change_lines,
+        len(summary.dates),
+        elapsed,
     )
     metadata: dict[str, object] = {
         "landing_root": dg.MetadataValue.path(landing.root),

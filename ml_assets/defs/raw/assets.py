@@ -100,21 +100,30 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
     """Rebuild the users SCD history from every landed change-log file."""
     started = time.perf_counter()
     classified = classify_user_changes(landing.read_lines(USERS_DIR))
-    counts = ingestion_counts(classified)
-    users_commit = lakehouse.overwrite(USERS, scd_history(classified))
-    quarantine_commit = lakehouse.overwrite(USERS_QUARANTINE, quarantined(classified))
+    with lakehouse.checkpoint(classified) as judged:  # parse once, use three times
+        counts = ingestion_counts(judged)
+        users_commit = lakehouse.overwrite(USERS, scd_history(judged))
+        quarantine_commit = lakehouse.overwrite(USERS_QUARANTINE, quarantined(judged))
     seconds = time.perf_counter() - started
 
-    stats = lakehouse.read(USERS).select(
-        F.count(F.lit(1)).alias("rows"),
-        F.countDistinct("user_id").alias("users"),
-        F.min("valid_from").alias("first"),
-        F.max("valid_from").alias("last"),
-    ).first()
+    stats = (
+        lakehouse.read(USERS)
+        .select(
+            F.count(F.lit(1)).alias("rows"),
+            F.countDistinct("user_id").alias("users"),
+            F.min("valid_from").alias("first"),
+            F.max("valid_from").alias("last"),
+        )
+        .first()
+    )
     quarantined_rows = lakehouse.read(USERS_QUARANTINE).count()
     context.log.info(
         "users: %d lines -> %d versions of %d users, %d quarantined, %d duplicates",
-        counts.lines, stats["rows"], stats["users"], quarantined_rows, counts.duplicates,
+        counts.lines,
+        stats["rows"],
+        stats["users"],
+        quarantined_rows,
+        counts.duplicates,
     )
     yield dg.MaterializeResult(
         asset_key=USERS_KEY,
@@ -130,13 +139,23 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
         asset_key=USERS_QUARANTINE_KEY,
         metadata={
             **write_metadata(
-                USERS_QUARANTINE, quarantine_commit, lakehouse.uri(USERS_QUARANTINE),
+                USERS_QUARANTINE,
+                quarantine_commit,
+                lakehouse.uri(USERS_QUARANTINE),
                 total_rows=quarantined_rows,
             ),
             "quarantined_by_reason": counts.by_reason,
         },
     )
     yield _conservation_check(USERS_KEY, counts, stats["rows"], quarantined_rows)
+
+
+def _range_rows(start: dt.date, end: dt.date, rows: int) -> dict[str, object]:
+    """Rows of the materialized days. A multi-day run reports the same metadata on every
+    partition it materializes, so the per-partition row count is only set for a single day."""
+    if start == end:
+        return {"dagster/partition_row_count": rows, "rows_in_range": rows}
+    return {"rows_in_range": rows}
 
 
 def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -176,14 +195,18 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
         classified = classify_events(lines, known_users, late_arrival_days=late).where(
             F.col("partition_date").between(F.lit(start), F.lit(end))
         )
-        counts = ingestion_counts(classified)
-        events_commit = lakehouse.replace_range(
-            EVENTS, kept_events(classified), column="event_date", start=start, end=end
-        )
-        quarantine_commit = lakehouse.replace_range(
-            EVENTS_QUARANTINE, quarantined(classified), column="partition_date",
-            start=start, end=end,
-        )
+        with lakehouse.checkpoint(classified) as judged:  # parse once, use three times
+            counts = ingestion_counts(judged)
+            events_commit = lakehouse.replace_range(
+                EVENTS, kept_events(judged), column="event_date", start=start, end=end
+            )
+            quarantine_commit = lakehouse.replace_range(
+                EVENTS_QUARANTINE,
+                quarantined(judged),
+                column="partition_date",
+                start=start,
+                end=end,
+            )
         seconds = time.perf_counter() - started
 
         in_range = F.col("event_date").between(F.lit(start), F.lit(end))
@@ -205,15 +228,22 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
         q_partition_rows = int(q_stats["partition_rows"] or 0)
         context.log.info(
             "events %s..%s: %d lines -> %d kept, %d quarantined, %d duplicates in %.1f s",
-            start, end, counts.lines, partition_rows, q_partition_rows, counts.duplicates, seconds,
+            start,
+            end,
+            counts.lines,
+            partition_rows,
+            q_partition_rows,
+            counts.duplicates,
+            seconds,
         )
         yield dg.MaterializeResult(
             asset_key=EVENTS_KEY,
             metadata={
-                **write_metadata(EVENTS, events_commit, lakehouse.uri(EVENTS),
-                                 total_rows=stats["rows"]),
+                **write_metadata(
+                    EVENTS, events_commit, lakehouse.uri(EVENTS), total_rows=stats["rows"]
+                ),
                 **_ingestion_metadata(counts, seconds),
-                "dagster/partition_row_count": partition_rows,
+                **_range_rows(start, end, partition_rows),
                 "first_event_ts": str(stats["first"]),
                 "last_event_ts": str(stats["last"]),
                 "partition_range": f"{start}..{end}",
@@ -223,10 +253,12 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
             asset_key=EVENTS_QUARANTINE_KEY,
             metadata={
                 **write_metadata(
-                    EVENTS_QUARANTINE, quarantine_commit, lakehouse.uri(EVENTS_QUARANTINE),
+                    EVENTS_QUARANTINE,
+                    quarantine_commit,
+                    lakehouse.uri(EVENTS_QUARANTINE),
                     total_rows=q_stats["rows"],
                 ),
-                "dagster/partition_row_count": q_partition_rows,
+                **_range_rows(start, end, q_partition_rows),
                 "quarantined_by_reason": counts.by_reason,
             },
         )
@@ -282,7 +314,9 @@ def _one_current_version(lakehouse: Lakehouse) -> quality.CheckOutcome:
 def build_raw_checks() -> list[dg.AssetChecksDefinition]:
     return [
         *standard_table_checks(
-            EVENTS_KEY, EVENTS, constraints=EVENT_CONSTRAINTS,
+            EVENTS_KEY,
+            EVENTS,
+            constraints=EVENT_CONSTRAINTS,
             not_null=("event_id", "user_id", "event_ts", "event_date"),
         ),
         *standard_table_checks(EVENTS_QUARANTINE_KEY, EVENTS_QUARANTINE),
@@ -295,11 +329,13 @@ def build_raw_checks() -> list[dg.AssetChecksDefinition]:
             _one_current_version,
         ),
         _fresh_check(
-            EVENTS_KEY, _events_fresh,
+            EVENTS_KEY,
+            _events_fresh,
             f"The newest event is at most {EVENTS_FRESHNESS_MAX_LAG} behind the newest landed day.",
         ),
         _fresh_check(
-            USERS_KEY, _users_fresh,
+            USERS_KEY,
+            _users_fresh,
             "The users history was rebuilt after the newest change-log file landed.",
         ),
     ]

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ml_assets.definitions import build_definitions
+from ml_assets.deployments import Settings, build_resources, current_settings
+from ml_assets.reporting import run_check_results
+from ml_assets.run import run_main_job
+
+
+def tiny_settings(home: Path) -> Settings:
+    return current_settings({"ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": "tiny"})
+
+
+@pytest.fixture(scope="session")
+def ingested(tmp_path_factory) -> tuple[Path, dg.ExecuteInProcessResult]:
+    """The whole graph materialized once on the tiny scale (all partitions, one run)."""
+    home = tmp_path_factory.mktemp("ingested")
+    result = run_main_job(tiny_settings(home), dg.DagsterInstance.ephemeral())
+    assert result.success
+    return home, result
+
+
+@pytest.fixture
+def home(ingested, tmp_path) -> Path:
+    """A private copy of the ingested state, free to corrupt."""
+    shutil.copytree(ingested[0], tmp_path / "home")
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def resources(home):
+    return build_resources(tiny_settings(home))
+
+
+def evaluate_checks(home: Path, asset: str) -> dict[str, dg.AssetCheckEvaluation]:
+    """Run the standalone checks of one asset, as the UI's 'Execute checks' does."""
+    key = dg.AssetKey(asset.split("/"))
+    defs = build_definitions(tiny_settings(home))
+    standalone = [  # rows_conserved runs inside the ingestion itself
+        k
+        for k in defs.resolve_asset_graph().asset_check_keys
+        if k.asset_key == key and k.name != "rows_conserved"
+    ]
+    selection = dg.AssetSelection.checks(*standalone)
+    defs = dg.Definitions.merge(
+        defs, dg.Definitions(jobs=[dg.define_asset_job("checks_only", selection=selection)])
+    )
+    result = defs.resolve_job_def("checks_only").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    return {c.check_name: c for c in run_check_results(result)}

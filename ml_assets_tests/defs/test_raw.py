@@ -1,0 +1,226 @@
+"""The raw stage materialized in-process on the tiny scale, and every check failing on bad data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+import dagster as dg
+import pyarrow as pa
+from deltalake import write_deltalake
+from pyspark.sql import functions as F
+
+from ml_assets.defs.partitions import daily_partitions
+from ml_assets.defs.raw.assets import build_raw_events
+from ml_assets.deployments import build_resources
+from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS
+from ml_assets.lib.source import SCALES
+from ml_assets.reporting import run_check_results
+from ml_assets.resources.lakehouse import LocalDeltaLakehouse
+from ml_assets_tests.defs.conftest import evaluate_checks, tiny_settings
+
+
+def _metadata(result, key: str) -> dict:
+    # a run over a range of days records one materialization per day, with the same metadata
+    event, *_ = [
+        e.event_specific_data.materialization
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+        and e.event_specific_data.materialization.asset_key.to_user_string() == key
+    ]
+    return {k: getattr(v, "value", v) for k, v in event.metadata.items()}
+
+
+def test_the_tiny_graph_ingests_with_every_check_passing_and_counts_in_metadata(ingested):
+    _, result = ingested
+    checks = run_check_results(result)
+    assert len(checks) == 15
+    assert [(c.asset_key.to_user_string(), c.check_name) for c in checks if not c.passed] == []
+    events = _metadata(result, "raw/events")
+    assert events["lines_landed"] == (
+        events["rows_kept"] + events["rows_quarantined"] + events["duplicates_removed"]
+    )
+    assert events["dagster/row_count"] == events["rows_kept"] > 10_000
+    assert events["rows_quarantined"] > 0 and events["duplicates_removed"] > 0
+    assert events["delta_version"] == 1
+    assert events["first_event_ts"].startswith("2026-01-01")
+    assert set(events["quarantined_by_reason"]) >= {
+        "malformed_json",
+        "null_user_id",
+        "unknown_user_id",
+        "future_timestamp",
+    }
+    quarantine = _metadata(result, "raw/events_quarantine")
+    assert quarantine["rows_in_range"] == events["rows_quarantined"]
+    users = _metadata(result, "raw/users")
+    assert users["users"] > 350 and users["rows_kept"] == users["dagster/row_count"]
+
+
+def _materialize_day(home, day: str, lakehouse=None) -> dg.ExecuteInProcessResult:
+    resources = build_resources(tiny_settings(home))
+    if lakehouse is not None:
+        resources["lakehouse"] = lakehouse
+    events = build_raw_events(daily_partitions(SCALES["tiny"]))
+    return dg.materialize(
+        [events],
+        partition_key=day,
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def _snapshot(lakehouse, spec, column, day):
+    rows = lakehouse.read(spec).where(F.col(column) == F.lit(dt.date.fromisoformat(day)))
+    return sorted(tuple(r) for r in rows.collect())
+
+
+def test_rematerializing_a_partition_is_idempotent(home, resources):
+    lakehouse = resources["lakehouse"]
+    day = "2026-01-08"
+    before = (
+        _snapshot(lakehouse, EVENTS, "event_date", day),
+        _snapshot(lakehouse, EVENTS_QUARANTINE, "partition_date", day),
+    )
+    total_before = lakehouse.read(EVENTS).count()
+    for expected_version in (2, 3):
+        result = _materialize_day(home, day)
+        assert result.success
+        assert lakehouse.version(EVENTS) == expected_version
+        after = (
+            _snapshot(lakehouse, EVENTS, "event_date", day),
+            _snapshot(lakehouse, EVENTS_QUARANTINE, "partition_date", day),
+        )
+        assert after == before
+        assert lakehouse.read(EVENTS).count() == total_before
+    assert len(before[0]) > 100 and len(before[1]) > 0
+
+
+class LossyLakehouse(LocalDeltaLakehouse):
+    """A lakehouse whose range writes lose rows: what row conservation is there to catch."""
+
+    def replace_range(self, spec, df, **kwargs):
+        return super().replace_range(
+            spec, df.where(~F.col(spec.column_names[0]).endswith("7")), **kwargs
+        )
+
+
+def test_rows_conserved_fails_when_a_write_loses_rows(home, resources):
+    lossy = LossyLakehouse(
+        warehouse_dir=resources["lakehouse"].warehouse_dir, spark=resources["spark"]
+    )
+    result = _materialize_day(home, "2026-01-08", lakehouse=lossy)
+    (check,) = [c for c in run_check_results(result) if c.check_name == "rows_conserved"]
+    assert not check.passed
+    assert check.metadata["lines_unaccounted"].value > 0
+    assert "lines lost" in check.description
+
+
+def test_event_checks_fail_on_duplicates_and_invalid_values(home, resources):
+    lakehouse = resources["lakehouse"]
+    sample = lakehouse.read(EVENTS).where("event_type = 'login'").limit(3)
+    lakehouse.append(EVENTS, sample)  # the same event_ids again
+    bad = sample.limit(1).select(
+        *[
+            F.lit("evt_bad").alias(c)
+            if c == "event_id"
+            else F.lit(-5.0).alias(c)
+            if c == "revenue"
+            else F.col(c)
+            for c in EVENTS.column_names
+        ]
+    )
+    lakehouse.append(EVENTS, bad)
+    checks = evaluate_checks(home, "raw/events")
+    assert not checks["key_unique"].passed
+    assert checks["key_unique"].metadata["duplicate_keys"].value == 3
+    assert not checks["values_valid"].passed
+    observed = {k: v.value for k, v in checks["values_valid"].metadata.items()}
+    assert observed["violations_revenue_non_negative"] == 1
+    assert observed["violations_revenue_only_on_purchases"] == 1
+    assert checks["keys_not_null"].passed and checks["schema_matches_contract"].passed
+
+
+def _overwrite_outside_the_lakehouse(lakehouse, spec, table: pa.Table):
+    """What another tool writing the same files could do: no contract enforced."""
+    write_deltalake(
+        lakehouse.uri(spec).removeprefix("file://"),
+        table,
+        mode="overwrite",
+        schema_mode="overwrite",
+    )
+
+
+def test_null_keys_and_a_drifted_schema_fail_their_checks(home, resources):
+    lakehouse = resources["lakehouse"]
+    rows = lakehouse.read(EVENTS).limit(5).toArrow()
+    nullable = pa.schema([f.with_nullable(True) for f in rows.schema])
+    user_ids = pa.array([None] + rows["user_id"].to_pylist()[1:], pa.int64())
+    broken = rows.cast(nullable).set_column(1, pa.field("user_id", pa.int64()), user_ids)
+    _overwrite_outside_the_lakehouse(lakehouse, EVENTS, broken)
+    checks = evaluate_checks(home, "raw/events")
+    assert not checks["keys_not_null"].passed
+    assert checks["keys_not_null"].metadata["nulls_user_id"].value == 1
+    assert not checks["schema_matches_contract"].passed
+    assert "expected bigint not null, found bigint" in checks["schema_matches_contract"].description
+
+
+def test_a_quarantine_table_with_an_unexpected_column_fails_its_schema_check(home, resources):
+    lakehouse = resources["lakehouse"]
+    rows = lakehouse.read(EVENTS_QUARANTINE).toArrow()
+    rows = rows.append_column("note", pa.array(["x"] * rows.num_rows))
+    _overwrite_outside_the_lakehouse(lakehouse, EVENTS_QUARANTINE, rows)
+    checks = evaluate_checks(home, "raw/events_quarantine")
+    assert not checks["schema_matches_contract"].passed
+    assert "'note'" in checks["schema_matches_contract"].description
+
+
+def test_user_checks_fail_on_a_second_current_version_a_duplicate_and_an_unknown_tier(
+    home, resources
+):
+    lakehouse = resources["lakehouse"]
+    users = lakehouse.read(USERS)
+    current = users.where("is_current").orderBy("user_id").limit(1)
+    lakehouse.append(
+        USERS, current.withColumn("valid_from", F.col("valid_from") - F.expr("INTERVAL 1 SECOND"))
+    )
+    lakehouse.append(USERS, users.orderBy("user_id", "valid_from").limit(1))
+    lakehouse.append(
+        USERS,
+        users.orderBy("user_id")
+        .limit(1)
+        .select(
+            *[
+                F.lit("gold").alias(c)
+                if c == "plan_tier"
+                else (F.col(c) + F.expr("INTERVAL 1 DAY")).alias(c)
+                if c == "valid_from"
+                else F.col(c)
+                for c in USERS.column_names
+            ]
+        ),
+    )
+    checks = evaluate_checks(home, "raw/users")
+    assert not checks["one_current_version_per_user"].passed
+    assert not checks["key_unique"].passed
+    assert checks["key_unique"].metadata["duplicate_keys"].value == 1
+    assert not checks["values_valid"].passed
+    assert checks["values_valid"].metadata["violations_plan_tier_known"].value == 1
+
+
+def test_freshness_warns_when_landed_data_has_not_been_ingested(home, resources):
+    lakehouse = resources["lakehouse"]
+    nothing = resources["spark"].get_session().createDataFrame([], EVENTS.spark_schema)
+    lakehouse.replace_range(
+        EVENTS, nothing, column="event_date", start=dt.date(2026, 1, 15), end=dt.date(2026, 1, 21)
+    )
+    newest = sorted((home / "landing/users").glob("date=*/changes.jsonl"))[-1]
+    later = time.time() + 3600
+    os.utime(newest, (later, later))  # a change-log file landed after the last ingestion
+    events = evaluate_checks(home, "raw/events")["fresh"]
+    users = evaluate_checks(home, "raw/users")["fresh"]
+    for check in (events, users):
+        assert not check.passed
+        assert check.severity == dg.AssetCheckSeverity.WARN
+    assert events.metadata["lag_hours"].value > 24 * 6

@@ -1,0 +1,146 @@
+"""The demo source: deterministic, realistic signal, and dirt whose ground truth is exact."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from ml_assets.lib.raw import classify_events, classify_user_changes, ingestion_counts, scd_history
+from ml_assets.lib.source import (
+    SCALES,
+    ChangeDirtRates,
+    DirtRates,
+    SourceConfig,
+    land,
+    simulate,
+)
+from ml_assets.resources.landing import LandingZone
+
+TINY = SCALES["tiny"]
+# Big enough for the signal to be measurable, small enough to simulate in about a second.
+SIGNAL = SourceConfig(users=3000, days=120, history_days=120, seed=11)
+
+
+def _digest(root) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.jsonl"))
+    }
+
+
+def test_landing_is_deterministic_and_a_prefix_lands_the_same_files(tmp_path):
+    first, second, prefix = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    summary = land(TINY, first)
+    land(TINY, second)
+    assert _digest(first) == _digest(second)
+    assert len(summary.dates) == TINY.days
+    assert (first / "events/date=2026-01-01/events.jsonl").is_file()
+    assert (first / "users/date=2026-01-01/changes.jsonl").is_file()
+    through = TINY.start_date + dt.timedelta(days=9)
+    land(TINY, prefix, through=through)
+    full = _digest(first)
+    assert _digest(prefix) == {
+        k: v for k, v in full.items() if k.split("=")[1][:10] <= str(through)
+    }
+
+
+def test_a_config_with_unknown_keys_or_impossible_rates_is_refused():
+    with pytest.raises(ValidationError, match="extra"):
+        SourceConfig(userz=10)
+    with pytest.raises(ValidationError):
+        DirtRates(late=0.9)
+
+
+@pytest.fixture(scope="module")
+def business():
+    return simulate(SIGNAL)
+
+
+def test_engagement_decays_in_the_weeks_before_a_user_churns(business):
+    ev, users = business.events, business.users
+    churned = users[
+        (users.churn_ts > pd.Timestamp("2026-03-15"))
+        & (users.churn_ts < pd.Timestamp("2026-04-30"))
+        & (users.signup_ts < pd.Timestamp("2025-12-01"))
+    ]
+    logins = ev[ev.event_type == "login"].merge(churned[["user_id", "churn_ts"]], on="user_id")
+    days_before = (logins.churn_ts - logins.event_ts).dt.total_seconds() / 86_400
+    last_week = ((days_before >= 0) & (days_before < 7)).sum() / 7
+    month_before = ((days_before >= 35) & (days_before < 63)).sum() / 28
+    assert len(churned) > 50
+    assert last_week < 0.35 * month_before
+    # nobody starts a session after churning (a session's last clicks may run minutes over)
+    assert (days_before > -0.05).all()
+
+
+def test_purchases_depend_on_plan_tier(business):
+    ev = business.events
+    tier = business.users.set_index("user_id").plan_tier
+    sessions = ev[ev.event_type == "login"].user_id.map(tier).value_counts()
+    purchases = ev[ev.event_type == "purchase"].user_id.map(tier).value_counts()
+    rate = purchases / sessions
+    assert rate["premium"] > 1.5 * rate["basic"] > 1.5 * 1.5 * rate["free"] * 0.9
+
+
+def test_activity_has_a_weekly_rhythm_with_busier_weekends(business):
+    per_day = business.events.groupby(business.events.event_ts.dt.normalize()).size()
+    by_weekday = per_day.groupby(per_day.index.weekday).mean()
+    assert by_weekday[[5, 6]].mean() > 1.1 * by_weekday[[1, 2]].mean()
+
+
+def test_accounts_are_closed_only_after_the_user_churned(business):
+    closed = business.changes[business.changes.change_type == "status_change"]
+    churn = business.users.set_index("user_id").churn_ts
+    assert len(closed) > 100
+    assert (closed.status == "closed").all()
+    assert (closed.changed_at > closed.user_id.map(churn)).all()
+
+
+def test_ingestion_reproduces_the_injected_dirt_exactly(tmp_path, spark_resource):
+    config = SourceConfig(
+        users=300,
+        days=14,
+        history_days=30,
+        seed=5,
+        dirt=DirtRates(
+            duplicate=0.02,
+            late=0.05,
+            null_user_id=0.01,
+            unknown_user_id=0.01,
+            malformed=0.01,
+            future_timestamp=0.01,
+            negative_revenue=0.2,
+        ),
+        change_dirt=ChangeDirtRates(duplicate=0, null_user_id=0, malformed=0),
+    )
+    summary = land(config, tmp_path)
+    truth = simulate(config)
+    zone = LandingZone(root=str(tmp_path), spark=spark_resource)
+    changes = classify_user_changes(zone.read_lines("users"))
+    users = scd_history(changes).select("user_id")
+    classified = classify_events(zone.read_lines("events"), users, late_arrival_days=3)
+    counts = ingestion_counts(classified)
+    injected = summary.injected_events
+    assert counts.lines == summary.event_lines == len(truth.events) + injected["duplicate"]
+    assert counts.duplicates == injected["duplicate"]
+    assert counts.by_reason == {
+        reason: n
+        for reason, n in {
+            "malformed_json": injected["malformed"],
+            "null_user_id": injected["null_user_id"],
+            "unknown_user_id": injected["unknown_user_id"],
+            "future_timestamp": injected["future_timestamp"],
+            "negative_revenue": injected["negative_revenue"],
+        }.items()
+        if n
+    }
+    assert counts.kept == len(truth.events) - sum(counts.by_reason.values())
+    assert all(n > 0 for n in injected.values())
+    late = classified.where("outcome = 'kept' AND landing_date > event_date").count()
+    assert late == injected["late"]
+    assert np.isclose(injected["late"], 0.05 * len(truth.events), rtol=0.25)

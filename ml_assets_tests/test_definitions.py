@@ -1,0 +1,131 @@
+"""The code location loads and its asset graph is the one we expect."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ml_assets import names
+from ml_assets.definitions import build_definitions
+from ml_assets.deployments import REPO_ROOT, DeploymentError, current_settings
+from ml_assets.resources.spark import EmbeddedSailSpark, SparkConnectRemote
+
+EXPECTED_ASSETS = {
+    "landing/demo_source": "landing",
+    "raw/users": "raw",
+    "raw/users_quarantine": "raw",
+    "raw/events": "raw",
+    "raw/events_quarantine": "raw",
+}
+EXPECTED_CHECKS = {
+    ("raw/events", "schema_matches_contract"),
+    ("raw/events", "keys_not_null"),
+    ("raw/events", "key_unique"),
+    ("raw/events", "values_valid"),
+    ("raw/events", "rows_conserved"),
+    ("raw/events", "fresh"),
+    ("raw/events_quarantine", "schema_matches_contract"),
+    ("raw/users", "schema_matches_contract"),
+    ("raw/users", "keys_not_null"),
+    ("raw/users", "key_unique"),
+    ("raw/users", "values_valid"),
+    ("raw/users", "rows_conserved"),
+    ("raw/users", "fresh"),
+    ("raw/users", "one_current_version_per_user"),
+    ("raw/users_quarantine", "schema_matches_contract"),
+}
+
+
+@pytest.fixture
+def defs(tmp_path) -> dg.Definitions:
+    return build_definitions(current_settings({"ML_ASSETS_HOME": str(tmp_path)}))
+
+
+def test_the_asset_graph_has_the_expected_keys_groups_and_checks(defs):
+    graph = defs.resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == EXPECTED_ASSETS
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert checks == EXPECTED_CHECKS
+    upstream = {k.to_user_string() for k in graph.get(dg.AssetKey(["raw", "events"])).parent_keys}
+    assert upstream == {"landing/demo_source", "raw/users"}
+
+
+def test_blocking_checks_are_the_contract_checks_and_freshness_only_warns(defs):
+    graph = defs.resolve_asset_graph()
+    blocking = {
+        (k.asset_key.to_user_string(), k.name)
+        for k in graph.asset_check_keys
+        if graph.get_check_spec(k).blocking
+    }
+    assert blocking == {c for c in EXPECTED_CHECKS if c[1] != "fresh"}
+
+
+def test_raw_events_are_daily_partitioned_over_the_source_calendar_and_backfill_in_one_run(
+    tmp_path,
+):
+    for scale, days in (("demo", 120), ("tiny", 21)):
+        d = build_definitions(
+            current_settings({"ML_ASSETS_HOME": str(tmp_path), "ML_ASSETS_SCALE": scale})
+        )
+        events = d.resolve_assets_def(dg.AssetKey(["raw", "events"]))
+        keys = events.partitions_def.get_partition_keys()
+        assert (keys[0], len(keys)) == ("2026-01-01", days)
+        assert events.backfill_policy == dg.BackfillPolicy.single_run()
+
+
+def test_the_main_job_selects_every_asset(defs):
+    job = defs.resolve_job_def(names.MAIN_JOB)
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(EXPECTED_ASSETS)
+
+
+def test_resources_are_bound_once_from_the_deployment_table(tmp_path):
+    embedded = build_definitions(current_settings({"ML_ASSETS_HOME": str(tmp_path)}))
+    assert isinstance(embedded.resources["spark"], EmbeddedSailSpark)
+    assert embedded.resources["lakehouse"].warehouse_dir == str(tmp_path / "warehouse")
+    remote = build_definitions(
+        current_settings(
+            {"ML_ASSETS_HOME": str(tmp_path), "ML_ASSETS_SPARK_REMOTE": "sc://h:15002"}
+        )
+    )
+    assert isinstance(remote.resources["spark"], SparkConnectRemote)
+    assert remote.resources["lakehouse"].spark.remote == "sc://h:15002"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ML_ASSETS_DEPLOYMENT": "cloud"}, "is not a deployment"),
+        ({"ML_ASSETS_SCALE": "huge"}, "ML_ASSETS_SCALE='huge'"),
+        ({"ML_ASSETS_SPARK_REMOTE": "localhost:15002"}, "sc://host:port"),
+    ],
+)
+def test_an_invalid_environment_is_refused_with_a_clear_message(env, message):
+    with pytest.raises(DeploymentError, match=message):
+        current_settings(env)
+
+
+def test_the_code_location_loads_from_workspace_yaml_the_way_dagster_dev_loads_it(tmp_path):
+    env = {**os.environ, "ML_ASSETS_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dh")}
+    (tmp_path / "dh").mkdir()
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Validation successful" in done.stdout + done.stderr
