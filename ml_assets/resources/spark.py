@@ -61,6 +61,15 @@ def stop_embedded_server() -> None:
         _embedded = None
 
 
+def close_session(remote: str) -> None:
+    """Stop this process's session to ``remote`` (before that server goes away: a client
+    whose server has gone retries its release call for minutes at interpreter exit)."""
+    with _lock:
+        session = _sessions.pop((os.getpid(), remote), None)
+    if session is not None:
+        session.stop()
+
+
 def session_for(remote: str) -> SparkSession:
     """One Spark Connect session per process and remote, with the session time zone UTC."""
     key = (os.getpid(), remote)

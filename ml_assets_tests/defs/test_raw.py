@@ -8,13 +8,14 @@ import time
 
 import dagster as dg
 import pyarrow as pa
+import pytest
 from deltalake import write_deltalake
 from pyspark.sql import functions as F
 
 from ml_assets.defs.partitions import daily_partitions
-from ml_assets.defs.raw.assets import build_raw_events
+from ml_assets.defs.raw.assets import build_raw_events, raw_users
 from ml_assets.deployments import build_resources
-from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS
+from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
 from ml_assets.lib.source import SCALES
 from ml_assets.reporting import run_check_results
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
@@ -106,6 +107,25 @@ class LossyLakehouse(LocalDeltaLakehouse):
         )
 
 
+class LossyOverwriteLakehouse(LocalDeltaLakehouse):
+    def overwrite(self, spec, df):
+        return super().overwrite(spec, df.where(F.col("user_id") % 50 != 7))
+
+
+def test_users_rows_conserved_fails_when_a_write_loses_rows(home, resources):
+    lossy = LossyOverwriteLakehouse(
+        warehouse_dir=resources["lakehouse"].warehouse_dir, spark=resources["spark"]
+    )
+    result = dg.materialize(
+        [raw_users],
+        resources={**resources, "lakehouse": lossy},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    (check,) = [c for c in run_check_results(result) if c.check_name == "rows_conserved"]
+    assert not check.passed and check.metadata["lines_unaccounted"].value > 0
+
+
 def test_rows_conserved_fails_when_a_write_loses_rows(home, resources):
     lossy = LossyLakehouse(
         warehouse_dir=resources["lakehouse"].warehouse_dir, spark=resources["spark"]
@@ -152,26 +172,39 @@ def _overwrite_outside_the_lakehouse(lakehouse, spec, table: pa.Table):
     )
 
 
-def test_null_keys_and_a_drifted_schema_fail_their_checks(home, resources):
+@pytest.mark.parametrize(
+    ("asset", "spec", "null_column"),
+    [("raw/events", EVENTS, "user_id"), ("raw/users", USERS, "valid_from")],
+)
+def test_null_keys_and_a_drifted_schema_fail_their_checks(
+    home, resources, asset, spec, null_column
+):
     lakehouse = resources["lakehouse"]
-    rows = lakehouse.read(EVENTS).limit(5).toArrow()
+    rows = lakehouse.read(spec).limit(5).toArrow()
     nullable = pa.schema([f.with_nullable(True) for f in rows.schema])
-    user_ids = pa.array([None] + rows["user_id"].to_pylist()[1:], pa.int64())
-    broken = rows.cast(nullable).set_column(1, pa.field("user_id", pa.int64()), user_ids)
-    _overwrite_outside_the_lakehouse(lakehouse, EVENTS, broken)
-    checks = evaluate_checks(home, "raw/events")
+    i = rows.schema.get_field_index(null_column)
+    values = pa.array([None] + rows[null_column].to_pylist()[1:], rows.schema.field(i).type)
+    broken = rows.cast(nullable).set_column(i, nullable.field(i), values)
+    _overwrite_outside_the_lakehouse(lakehouse, spec, broken)
+    checks = evaluate_checks(home, asset)
     assert not checks["keys_not_null"].passed
-    assert checks["keys_not_null"].metadata["nulls_user_id"].value == 1
+    assert checks["keys_not_null"].metadata[f"nulls_{null_column}"].value == 1
     assert not checks["schema_matches_contract"].passed
-    assert "expected bigint not null, found bigint" in checks["schema_matches_contract"].description
+    assert "not null, found" in checks["schema_matches_contract"].description
 
 
-def test_a_quarantine_table_with_an_unexpected_column_fails_its_schema_check(home, resources):
+@pytest.mark.parametrize(
+    ("asset", "spec"),
+    [("raw/events_quarantine", EVENTS_QUARANTINE), ("raw/users_quarantine", USERS_QUARANTINE)],
+)
+def test_a_quarantine_table_with_an_unexpected_column_fails_its_schema_check(
+    home, resources, asset, spec
+):
     lakehouse = resources["lakehouse"]
-    rows = lakehouse.read(EVENTS_QUARANTINE).toArrow()
+    rows = lakehouse.read(spec).toArrow()
     rows = rows.append_column("note", pa.array(["x"] * rows.num_rows))
-    _overwrite_outside_the_lakehouse(lakehouse, EVENTS_QUARANTINE, rows)
-    checks = evaluate_checks(home, "raw/events_quarantine")
+    _overwrite_outside_the_lakehouse(lakehouse, spec, rows)
+    checks = evaluate_checks(home, asset)
     assert not checks["schema_matches_contract"].passed
     assert "'note'" in checks["schema_matches_contract"].description
 
