@@ -113,6 +113,15 @@ def _first_failure(checks: list[tuple[SparkColumn, str]]) -> SparkColumn:
     return expr.otherwise(F.lit(None).cast("string"))
 
 
+def _parse_lines(lines: DataFrame) -> DataFrame:
+    """Each line as a map of its top-level fields (as text), or null when it is not an object."""
+    return lines.select(
+        F.col("value"),
+        F.col("landing_date").cast("date").alias("landing_date"),
+        F.from_json("value", "map<string,string>").alias("_json"),
+    )
+
+
 def _field(name: str) -> SparkColumn:
     return F.col("_json")[name]
 
@@ -140,11 +149,7 @@ def classify_events(
     the same ``event_id`` the first landed is kept; ties break on the line text, so the choice
     is deterministic.
     """
-    parsed = lines.select(
-        F.col("value"),
-        F.col("landing_date").cast("date").alias("landing_date"),
-        F.from_json("value", "map<string,string>").alias("_json"),
-    )
+    parsed = _parse_lines(lines)
     user_raw, ts_raw, revenue_raw = _field("user_id"), _field("event_ts"), _field("revenue")
     typed = parsed.select(
         "value",
@@ -204,11 +209,7 @@ def classify_events(
 
 def classify_user_changes(lines: DataFrame) -> DataFrame:
     """Parse and judge landed users change-log lines (one row per line, like events)."""
-    parsed = lines.select(
-        F.col("value"),
-        F.col("landing_date").cast("date").alias("landing_date"),
-        F.from_json("value", "map<string,string>").alias("_json"),
-    )
+    parsed = _parse_lines(lines)
     user_raw = _field("user_id")
     typed = parsed.select(
         "value",

@@ -17,6 +17,7 @@ from ml_assets.defs.checks import standard_table_checks, table_check
 from ml_assets.defs.metadata import check_result, spec_metadata, write_metadata
 from ml_assets.defs.partitions import partition_dates
 from ml_assets.lib import quality
+from ml_assets.lib.lakehouse import TableSpec
 from ml_assets.lib.raw import (
     EVENT_CONSTRAINTS,
     EVENTS,
@@ -43,6 +44,17 @@ USERS_QUARANTINE_KEY = dg.AssetKey(names.RAW_USERS_QUARANTINE_KEY)
 SOURCE_KEY = dg.AssetKey(names.DEMO_SOURCE_KEY)
 
 EVENTS_FRESHNESS_MAX_LAG = dt.timedelta(hours=24)
+
+
+def table_asset_spec(key: dg.AssetKey, spec: TableSpec, deps: list[dg.AssetKey]) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key,
+        group_name=names.RAW,
+        deps=deps,
+        description=spec.description,
+        metadata=spec_metadata(spec),
+        kinds={"delta", "spark"},
+    )
 
 
 def _conservation_check(
@@ -76,22 +88,8 @@ def _ingestion_metadata(counts: IngestionCounts, seconds: float) -> dict[str, ob
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
-            USERS_KEY,
-            group_name=names.RAW,
-            deps=[SOURCE_KEY],
-            description=USERS.description,
-            metadata=spec_metadata(USERS),
-            kinds={"delta", "spark"},
-        ),
-        dg.AssetSpec(
-            USERS_QUARANTINE_KEY,
-            group_name=names.RAW,
-            deps=[SOURCE_KEY],
-            description=USERS_QUARANTINE.description,
-            metadata=spec_metadata(USERS_QUARANTINE),
-            kinds={"delta"},
-        ),
+        table_asset_spec(USERS_KEY, USERS, deps=[SOURCE_KEY]),
+        table_asset_spec(USERS_QUARANTINE_KEY, USERS_QUARANTINE, deps=[SOURCE_KEY]),
     ],
     check_specs=[dg.AssetCheckSpec(names.CHECK_ROWS_CONSERVED, asset=USERS_KEY, blocking=True)],
     name="raw_users",
@@ -161,22 +159,8 @@ def _range_rows(start: dt.date, end: dt.date, rows: int) -> dict[str, object]:
 def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.multi_asset(
         specs=[
-            dg.AssetSpec(
-                EVENTS_KEY,
-                group_name=names.RAW,
-                deps=[SOURCE_KEY, USERS_KEY],
-                description=EVENTS.description,
-                metadata=spec_metadata(EVENTS),
-                kinds={"delta", "spark"},
-            ),
-            dg.AssetSpec(
-                EVENTS_QUARANTINE_KEY,
-                group_name=names.RAW,
-                deps=[SOURCE_KEY],
-                description=EVENTS_QUARANTINE.description,
-                metadata=spec_metadata(EVENTS_QUARANTINE),
-                kinds={"delta"},
-            ),
+            table_asset_spec(EVENTS_KEY, EVENTS, deps=[SOURCE_KEY, USERS_KEY]),
+            table_asset_spec(EVENTS_QUARANTINE_KEY, EVENTS_QUARANTINE, deps=[SOURCE_KEY]),
         ],
         check_specs=[
             dg.AssetCheckSpec(names.CHECK_ROWS_CONSERVED, asset=EVENTS_KEY, blocking=True)
@@ -272,8 +256,9 @@ def _events_fresh(lakehouse: Lakehouse, landing: LandingZone) -> quality.CheckOu
     if newest is None:
         return quality.CheckOutcome(False, "Nothing has landed yet", {})
     landed_through = dt.datetime.combine(newest[0] + dt.timedelta(days=1), dt.time(), dt.UTC)
-    last = lakehouse.read(EVENTS).select(F.max("event_ts")).first()[0]
-    last = last.replace(tzinfo=dt.UTC) if last is not None else None
+    # as epoch seconds: collected timestamps are naive in the client's local time zone
+    epoch = lakehouse.read(EVENTS).select(F.max("event_ts").cast("double")).first()[0]
+    last = dt.datetime.fromtimestamp(epoch, dt.UTC) if epoch is not None else None
     return quality.fresh(last, landed_through, EVENTS_FRESHNESS_MAX_LAG, what="newest event")
 
 
