@@ -1,0 +1,145 @@
+"""point_in_time_join against a naive reference (Feast's find_latest_record) and edge cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+
+from ml_assets.lib.training_sets import PointInTimeJoinError, point_in_time_join
+
+T0 = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
+
+
+def h(hours: float) -> dt.datetime:
+    return T0 + dt.timedelta(hours=hours)
+
+
+SPINE = "user_id bigint, label_ts timestamp, label int"
+FEATURES = "user_id bigint, feature_ts timestamp, a double, b string"
+
+
+def naive(spine, features, lookback=None, defaults=None):
+    """For each spine row: the single latest feature row of its key with ts <= t, taken whole."""
+    out = []
+    for key, t, label in spine:
+        best = None
+        if key is not None and t is not None:
+            for fk, ts, a, b in features:
+                available = ts is not None and ts <= t
+                in_window = lookback is None or (available and t - ts <= lookback)
+                if fk == key and available and in_window and (best is None or ts > best[1]):
+                    best = (fk, ts, a, b)
+        a, b = (best[2], best[3]) if best else (None, None)
+        for name, default in (defaults or {}).items():
+            if name == "a" and a is None:
+                a = default
+            if name == "b" and b is None:
+                b = default
+        out.append((key, t, label, a, b))
+    return out
+
+
+def run(spark, spine, features, **kwargs):
+    result = point_in_time_join(
+        spark.createDataFrame(spine, SPINE),
+        spark.createDataFrame(features, FEATURES),
+        lookup_key="user_id",
+        timestamp_lookup_key="label_ts",
+        feature_timestamp_key="feature_ts",
+        **kwargs,
+    )
+    assert result.columns == ["user_id", "label_ts", "label", "a", "b"]
+    rows = [
+        (r.user_id, r.label_ts and r.label_ts.replace(tzinfo=dt.UTC), r.label, r.a, r.b)
+        for r in result.collect()
+    ]
+    return sorted(rows, key=repr)
+
+
+def expect(spine, features, **kwargs):
+    lookback = kwargs.get("lookback_window")
+    return sorted(naive(spine, features, lookback, kwargs.get("default_values")), key=repr)
+
+
+FEATS = [
+    (1, h(0), 1.0, "x"),
+    (1, h(5), None, "y"),  # a null value: taken as it is, never filled from h(0)
+    (1, h(10), 3.0, None),
+    (2, h(3), 20.0, "z"),
+    (None, h(1), 99.0, "n"),  # a null key matches nothing
+]
+
+
+@pytest.mark.parametrize(
+    ("spine", "kwargs", "expected_ab"),
+    [
+        ([(1, h(5), 0)], {}, [(None, "y")]),  # equal timestamps count
+        ([(1, h(4.9), 0)], {}, [(1.0, "x")]),
+        ([(1, h(-1), 0)], {}, [(None, None)]),  # nothing before: nulls
+        ([(3, h(20), 0)], {}, [(None, None)]),  # unknown key: nulls
+        ([(None, h(20), 0)], {}, [(None, None)]),  # null key: nulls
+        ([(1, h(7), 0)], {"lookback_window": dt.timedelta(hours=2)}, [(None, "y")]),  # edge
+        ([(1, h(7.01), 0)], {"lookback_window": dt.timedelta(hours=2)}, [(None, None)]),
+        ([(1, h(7), 0)], {"default_values": {"a": -1.0}}, [(-1.0, "y")]),  # genuine null too
+        ([(1, h(8), 0), (1, h(8), 0)], {}, [(None, "y"), (None, "y")]),  # duplicates kept
+    ],
+)
+def test_edge_cases_match_databricks_semantics(spark, spine, kwargs, expected_ab):
+    got = run(spark, spine, FEATS, **kwargs)
+    assert [(r[3], r[4]) for r in got] == expected_ab
+    assert got == expect(spine, FEATS, **kwargs)
+
+
+@pytest.mark.parametrize("lookback_hours", [None, 0, 6, 48])
+def test_random_spines_match_the_naive_reference(spark, lookback_hours):
+    rnd = random.Random(lookback_hours or 99)
+    features = {(rnd.randint(1, 8), h(rnd.randint(0, 60))) for _ in range(120)}
+    features = [
+        (k, ts, rnd.choice([None, rnd.random()]), rnd.choice([None, "p", "q"]))
+        for k, ts in sorted(features)
+    ]
+    spine = [(rnd.choice([None, *range(1, 10)]), h(rnd.randint(-5, 70)), i) for i in range(150)]
+    spine += spine[:10]  # duplicate spine rows
+    lookback = None if lookback_hours is None else dt.timedelta(hours=lookback_hours)
+    kwargs = {"lookback_window": lookback, "default_values": {"b": "none"}}
+    got = run(spark, spine, features, **kwargs)
+    assert len(got) == len(spine)
+    assert got == expect(spine, features, **kwargs)
+
+
+def test_composite_keys_and_selected_features(spark):
+    spine = spark.createDataFrame(
+        [(1, "a", h(5)), (1, "b", h(5))], "u bigint, s string, t timestamp"
+    )
+    feats = spark.createDataFrame(
+        [(1, "a", h(1), 1.0, 10), (1, "b", h(6), 2.0, 20)],
+        "u bigint, s string, ts timestamp, x double, y int",
+    )
+    got = point_in_time_join(
+        spine,
+        feats,
+        lookup_key=["u", "s"],
+        timestamp_lookup_key="t",
+        feature_timestamp_key="ts",
+        feature_names=["y"],
+    )
+    assert got.columns == ["u", "s", "t", "y"]
+    assert sorted((r.s, r.y) for r in got.collect()) == [("a", 10), ("b", None)]
+
+
+def test_bad_inputs_are_refused_with_the_problem_named(spark):
+    spine = spark.createDataFrame([(1, h(1), 0)], SPINE)
+    feats = spark.createDataFrame(FEATS, FEATURES)
+    common = {"timestamp_lookup_key": "label_ts", "feature_timestamp_key": "feature_ts"}
+    with pytest.raises(PointInTimeJoinError, match=r"\['customer_id'\] were missing"):
+        point_in_time_join(spine, feats, lookup_key="customer_id", **common)
+    with pytest.raises(PointInTimeJoinError, match="already exist in the spine"):
+        point_in_time_join(
+            spine.withColumn("a", spine.label), feats, lookup_key="user_id", **common
+        )
+    with pytest.raises(PointInTimeJoinError, match="not among the features"):
+        point_in_time_join(spine, feats, lookup_key="user_id", default_values={"zz": 1}, **common)
+    with pytest.raises(PointInTimeJoinError, match="timedelta"):
+        point_in_time_join(spine, feats, lookup_key="user_id", lookback_window=3, **common)
