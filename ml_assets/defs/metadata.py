@@ -36,16 +36,18 @@ def spec_metadata(spec: TableSpec) -> dict[str, object]:
 def write_metadata(
     spec: TableSpec, commit: TableCommit, uri: str, *, total_rows: int
 ) -> dict[str, object]:
-    return {
+    metadata: dict[str, object] = {
         "dagster/table_name": str(spec.name),
         "dagster/row_count": total_rows,
         "dagster/uri": uri,
         "delta_version": commit.version,
         "delta_operation": commit.operation,
-        "rows_written": commit.rows_written if commit.rows_written is not None else -1,
         "committed_at": commit.timestamp.isoformat(),
         "location": dg.MetadataValue.path(uri.removeprefix("file://")),
     }
+    if commit.rows_written is not None:  # only when the writer recorded it
+        metadata["rows_written"] = commit.rows_written
+    return metadata
 
 
 def check_result(

@@ -454,10 +454,9 @@ def land(config: SourceConfig, root: str | Path, through: dt.date | None = None)
     ev_landing, ev_lines, ev_counts = dirty_event_lines(config, business.events)
     ch_landing, ch_lines, ch_counts = dirty_change_lines(config, business.changes)
     root = Path(root)
-    keep_ev = pd.DatetimeIndex(ev_landing).date <= dates[-1] if dates else np.zeros(0, bool)
-    keep_ch = pd.DatetimeIndex(ch_landing).date <= dates[-1] if dates else np.zeros(0, bool)
-    n_ev = _write_by_day(root, EVENTS_DIR, ev_landing[keep_ev], ev_lines[keep_ev], dates)
-    n_ch = _write_by_day(root, USERS_DIR, ch_landing[keep_ch], ch_lines[keep_ch], dates)
+    # only the files of ``dates`` are written: lines landing later are not there yet
+    n_ev = _write_by_day(root, EVENTS_DIR, ev_landing, ev_lines, dates)
+    n_ch = _write_by_day(root, USERS_DIR, ch_landing, ch_lines, dates)
     return LandingSummary(
         dates=dates,
         event_lines=n_ev,

@@ -257,3 +257,17 @@ def test_freshness_warns_when_landed_data_has_not_been_ingested(home, resources)
         assert not check.passed
         assert check.severity == dg.AssetCheckSeverity.WARN
     assert events.metadata["lag_hours"].value > 24 * 6
+
+
+def test_a_user_without_a_current_version_fails_the_scd_check(home, resources):
+    lakehouse = resources["lakehouse"]
+    users = lakehouse.read(USERS)
+    first = users.select(F.min("user_id")).first()[0]
+    closed = F.col("is_current") & (F.col("user_id") == first)
+    lakehouse.overwrite(
+        USERS,
+        users.withColumn("is_current", F.when(closed, F.lit(False)).otherwise(F.col("is_current"))),
+    )
+    check = evaluate_checks(home, "raw/users")["one_current_version_per_user"]
+    assert not check.passed
+    assert check.metadata["users_without_current_version"].value == 1

@@ -144,3 +144,9 @@ def test_ingestion_reproduces_the_injected_dirt_exactly(tmp_path, spark_resource
     late = classified.where("outcome = 'kept' AND landing_date > event_date").count()
     assert late == injected["late"]
     assert np.isclose(injected["late"], 0.05 * len(truth.events), rtol=0.25)
+
+
+def test_landing_through_a_day_before_the_calendar_writes_nothing(tmp_path):
+    summary = land(TINY, tmp_path, through=TINY.start_date - dt.timedelta(days=1))
+    assert (summary.dates, summary.event_lines, summary.change_lines) == ([], 0, 0)
+    assert not list(tmp_path.rglob("*.jsonl"))

@@ -280,11 +280,13 @@ def _fresh_check(key: dg.AssetKey, evaluate, description: str) -> dg.AssetChecks
 
 
 def _one_current_version(lakehouse: Lakehouse) -> quality.CheckOutcome:
-    current = lakehouse.read(USERS).where(F.col("is_current"))
-    outcome = quality.unique(current, ["user_id"])
-    users = lakehouse.read(USERS).select(F.countDistinct("user_id")).first()[0]
-    current_users = current.select(F.countDistinct("user_id")).first()[0]
-    missing = users - current_users
+    users = lakehouse.read(USERS)
+    outcome = quality.unique(users.where(F.col("is_current")), ["user_id"])
+    counts = users.select(
+        F.countDistinct("user_id").alias("users"),
+        F.countDistinct(F.when(F.col("is_current"), F.col("user_id"))).alias("current"),
+    ).first()
+    missing = counts["users"] - counts["current"]
     return quality.CheckOutcome(
         passed=outcome.passed and missing == 0,
         description=(
