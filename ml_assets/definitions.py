@@ -5,9 +5,19 @@ from __future__ import annotations
 import dagster as dg
 
 from ml_assets.defs.automation import build_jobs
+from ml_assets.defs.features.assets import (
+    build_feature_assets,
+    build_feature_checks,
+    user_profile_features,
+)
 from ml_assets.defs.landing.assets import demo_source
 from ml_assets.defs.partitions import daily_partitions
 from ml_assets.defs.raw.assets import build_raw_checks, build_raw_events, raw_users
+from ml_assets.defs.training_sets.assets import (
+    build_training_set_checks,
+    churn_labels,
+    churn_training_set,
+)
 from ml_assets.deployments import Settings, build_resources, current_settings
 from ml_assets.lib.source import SCALES
 
@@ -15,8 +25,16 @@ from ml_assets.lib.source import SCALES
 def build_definitions(settings: Settings) -> dg.Definitions:
     days = daily_partitions(SCALES[settings.scale])
     return dg.Definitions(
-        assets=[demo_source, raw_users, build_raw_events(days)],
-        asset_checks=build_raw_checks(),
+        assets=[
+            demo_source,
+            raw_users,
+            build_raw_events(days),
+            *build_feature_assets(days),
+            user_profile_features,
+            churn_labels,
+            churn_training_set,
+        ],
+        asset_checks=[*build_raw_checks(), *build_feature_checks(), *build_training_set_checks()],
         jobs=build_jobs(),
         resources=build_resources(settings),
     )

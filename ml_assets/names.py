@@ -13,10 +13,17 @@ CATALOG = "main"
 # stages (asset key prefixes and group names)
 LANDING = "landing"
 RAW = "raw"
+FEATURES = "features"
+TRAINING_SETS = "training_sets"
 
 # tables
 RAW_EVENTS_TABLE = TableId(CATALOG, RAW, "events")
 RAW_USERS_TABLE = TableId(CATALOG, RAW, "users")
+USER_DAILY_ACTIVITY_TABLE = TableId(CATALOG, FEATURES, "user_daily_activity")
+USER_ACTIVITY_TABLE = TableId(CATALOG, FEATURES, "user_activity")
+USER_PROFILE_TABLE = TableId(CATALOG, FEATURES, "user_profile")
+CHURN_LABELS_TABLE = TableId(CATALOG, TRAINING_SETS, "churn_labels")
+CHURN_TRAINING_SET_TABLE = TableId(CATALOG, TRAINING_SETS, "churn_training_set")
 
 
 def quarantine_table(source: str) -> TableId:
@@ -29,6 +36,11 @@ RAW_EVENTS_KEY = (RAW, "events")
 RAW_EVENTS_QUARANTINE_KEY = (RAW, "events_quarantine")
 RAW_USERS_KEY = (RAW, "users")
 RAW_USERS_QUARANTINE_KEY = (RAW, "users_quarantine")
+USER_DAILY_ACTIVITY_KEY = (FEATURES, "user_daily_activity")
+USER_ACTIVITY_KEY = (FEATURES, "user_activity")
+USER_PROFILE_KEY = (FEATURES, "user_profile")
+CHURN_LABELS_KEY = (TRAINING_SETS, "churn_labels")
+CHURN_TRAINING_SET_KEY = (TRAINING_SETS, "churn_training_set")
 
 # check names
 CHECK_SCHEMA = "schema_matches_contract"
@@ -38,6 +50,12 @@ CHECK_VALUES_VALID = "values_valid"
 CHECK_ROWS_CONSERVED = "rows_conserved"
 CHECK_FRESH = "fresh"
 CHECK_ONE_CURRENT_VERSION = "one_current_version_per_user"
+CHECK_NULL_RATES = "null_rates_within_ceilings"
+CHECK_NO_FUTURE_FEATURES = "no_future_feature_values"
+CHECK_MATCHES_REFERENCE = "matches_reference_join"
+CHECK_ONE_ROW_PER_SPINE_ROW = "one_row_per_spine_row"
+CHECK_SPLIT_TIME_ORDERED = "split_is_time_ordered"
+CHECK_NO_SINGLE_FEATURE_LEAK = "no_single_feature_leak"
 
 # jobs
 MAIN_JOB = "ml_lifecycle_job"

@@ -4,16 +4,20 @@ Each check reads the table through the lakehouse resource and runs a pure functi
 ``ml_assets.lib.quality``; the observed values and limits go into the check's metadata.
 """
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 
 import dagster as dg
+from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.defs.metadata import check_result
 from ml_assets.lib import quality
+from ml_assets.lib.features.contracts import FeatureTableContract
 from ml_assets.lib.lakehouse import TableSpec
 from ml_assets.lib.quality import CheckOutcome
 from ml_assets.resources.lakehouse import Lakehouse
+from ml_assets.resources.landing import LandingZone
 
 Evaluate = Callable[[Lakehouse], CheckOutcome]
 
@@ -83,3 +87,69 @@ def standard_table_checks(
             )
         )
     return checks
+
+
+def feature_table_checks(
+    key: dg.AssetKey, contract: FeatureTableContract, *, landed_kind: str
+) -> list[dg.AssetChecksDefinition]:
+    """The standard checks of a feature table, all from its contract.
+
+    Blocking: schema, non-null keys and timestamp, unique (keys, timestamp), constraints and
+    null-rate ceilings. WARN: freshness, the newest ``feature_ts`` against the end of the
+    newest landed day of ``landed_kind``, within the contract's freshness SLA.
+    """
+    spec = contract.table_spec
+    ceilings = contract.null_rate_ceilings
+
+    def fresh(lakehouse: Lakehouse, landing: LandingZone) -> CheckOutcome:
+        return newest_row_fresh(
+            lakehouse, landing, spec, contract.timestamp_key, landed_kind, contract.freshness_sla
+        )
+
+    return [
+        *standard_table_checks(key, spec, constraints=contract.constraints),
+        table_check(
+            key,
+            names.CHECK_NULL_RATES,
+            "Null rate of each feature within its contract ceiling: "
+            + ", ".join(f"{k} ≤ {v:.0%}" for k, v in ceilings.items() if v < 1),
+            lambda lh: quality.null_rates_within(lh.read(spec), ceilings),
+        ),
+        fresh_check(
+            key,
+            fresh,
+            f"The newest {contract.timestamp_key} is at most {contract.freshness_sla} behind the "
+            f"end of the newest landed {landed_kind} day (the contract's freshness SLA).",
+        ),
+    ]
+
+
+def fresh_check(
+    key: dg.AssetKey, evaluate: Callable[[Lakehouse, LandingZone], CheckOutcome], description: str
+) -> dg.AssetChecksDefinition:
+    """A non-blocking WARN freshness check."""
+
+    @dg.asset_check(asset=key, name=names.CHECK_FRESH, description=description, blocking=False)
+    def _check(lakehouse: Lakehouse, landing: LandingZone) -> dg.AssetCheckResult:
+        return check_result(evaluate(lakehouse, landing), severity=dg.AssetCheckSeverity.WARN)
+
+    return _check
+
+
+def newest_row_fresh(
+    lakehouse: Lakehouse,
+    landing: LandingZone,
+    spec: TableSpec,
+    column: str,
+    landed_kind: str,
+    max_lag: dt.timedelta,
+) -> CheckOutcome:
+    """The newest ``column`` of the table against the end of the newest landed day."""
+    newest = landing.newest_landing(landed_kind)
+    if newest is None:
+        return CheckOutcome(False, "Nothing has landed yet", {})
+    landed_through = dt.datetime.combine(newest[0] + dt.timedelta(days=1), dt.time(), dt.UTC)
+    # as epoch seconds: collected timestamps are naive in the client's local time zone
+    epoch = lakehouse.read(spec).select(F.max(column).cast("double")).first()[0]
+    last = dt.datetime.fromtimestamp(epoch, dt.UTC) if epoch is not None else None
+    return quality.fresh(last, landed_through, max_lag, what=f"newest {column}")

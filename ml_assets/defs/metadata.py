@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from ml_assets.lib.lakehouse import TableCommit, TableSpec
@@ -31,6 +33,26 @@ def spec_metadata(spec: TableSpec) -> dict[str, object]:
         "primary_key": ", ".join(spec.primary_key) or "(none)",
         "partitioned_by": ", ".join(spec.partition_by) or "(none)",
     }
+
+
+def table_asset_spec(
+    key: dg.AssetKey,
+    spec: TableSpec,
+    *,
+    group: str,
+    deps: Sequence[dg.AssetKey | dg.AssetDep] = (),
+    description: str | None = None,
+    metadata: dict[str, object] | None = None,
+) -> dg.AssetSpec:
+    """The spec of an asset that is one Delta table: description, schema and owner from it."""
+    return dg.AssetSpec(
+        key,
+        group_name=group,
+        deps=list(deps),
+        description=description or spec.description,
+        metadata={**spec_metadata(spec), **(metadata or {})},
+        kinds={"delta", "spark"},
+    )
 
 
 def write_metadata(

@@ -153,3 +153,28 @@ def fresh(
 
 def _hours(delta: dt.timedelta) -> float:
     return round(delta.total_seconds() / 3600, 2)
+
+
+def null_rates_within(df: DataFrame, ceilings: Mapping[str, float]) -> CheckOutcome:
+    """The share of nulls of each column is at most its ceiling."""
+    row = df.select(
+        F.count(F.lit(1)).alias("__rows"),
+        *[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in ceilings],
+    ).first()
+    rows = int(row["__rows"])
+    rates = {c: (int(row[c] or 0) / rows if rows else 0.0) for c in ceilings}
+    over = {c: r for c, r in rates.items() if r > ceilings[c]}
+    return CheckOutcome(
+        passed=not over,
+        description=(
+            f"Null rates of {len(ceilings)} columns within their ceilings"
+            if not over
+            else "Null rate above the ceiling: "
+            + "; ".join(f"{c} {r:.1%} > {ceilings[c]:.1%}" for c, r in over.items())
+        ),
+        observed={
+            "rows": rows,
+            **{f"null_rate_{c}": round(r, 4) for c, r in rates.items() if ceilings[c] < 1},
+            "columns_over_ceiling": sorted(over),
+        },
+    )

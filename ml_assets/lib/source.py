@@ -100,7 +100,8 @@ class SourceConfig(BaseModel):
 
 SCALES: dict[str, SourceConfig] = {
     "demo": SourceConfig(),
-    "tiny": SourceConfig(users=400, days=21, history_days=60),
+    # long enough for weekly churn labels with a 30-day outcome window (6 observation times)
+    "tiny": SourceConfig(users=400, days=70, history_days=60),
 }
 
 

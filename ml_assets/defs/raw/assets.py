@@ -13,11 +13,15 @@ import dagster as dg
 from pyspark.sql import functions as F
 
 from ml_assets import names
-from ml_assets.defs.checks import standard_table_checks, table_check
-from ml_assets.defs.metadata import check_result, spec_metadata, write_metadata
+from ml_assets.defs.checks import (
+    fresh_check,
+    newest_row_fresh,
+    standard_table_checks,
+    table_check,
+)
+from ml_assets.defs.metadata import check_result, table_asset_spec, write_metadata
 from ml_assets.defs.partitions import partition_dates
 from ml_assets.lib import quality
-from ml_assets.lib.lakehouse import TableSpec
 from ml_assets.lib.raw import (
     EVENT_CONSTRAINTS,
     EVENTS,
@@ -44,17 +48,6 @@ USERS_QUARANTINE_KEY = dg.AssetKey(names.RAW_USERS_QUARANTINE_KEY)
 SOURCE_KEY = dg.AssetKey(names.DEMO_SOURCE_KEY)
 
 EVENTS_FRESHNESS_MAX_LAG = dt.timedelta(hours=24)
-
-
-def table_asset_spec(key: dg.AssetKey, spec: TableSpec, deps: list[dg.AssetKey]) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key,
-        group_name=names.RAW,
-        deps=deps,
-        description=spec.description,
-        metadata=spec_metadata(spec),
-        kinds={"delta", "spark"},
-    )
 
 
 def _conservation_check(
@@ -88,8 +81,10 @@ def _ingestion_metadata(counts: IngestionCounts, seconds: float) -> dict[str, ob
 
 @dg.multi_asset(
     specs=[
-        table_asset_spec(USERS_KEY, USERS, deps=[SOURCE_KEY]),
-        table_asset_spec(USERS_QUARANTINE_KEY, USERS_QUARANTINE, deps=[SOURCE_KEY]),
+        table_asset_spec(USERS_KEY, USERS, group=names.RAW, deps=[SOURCE_KEY]),
+        table_asset_spec(
+            USERS_QUARANTINE_KEY, USERS_QUARANTINE, group=names.RAW, deps=[SOURCE_KEY]
+        ),
     ],
     check_specs=[dg.AssetCheckSpec(names.CHECK_ROWS_CONSERVED, asset=USERS_KEY, blocking=True)],
     name="raw_users",
@@ -159,8 +154,10 @@ def _range_rows(start: dt.date, end: dt.date, rows: int) -> dict[str, object]:
 def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.multi_asset(
         specs=[
-            table_asset_spec(EVENTS_KEY, EVENTS, deps=[SOURCE_KEY, USERS_KEY]),
-            table_asset_spec(EVENTS_QUARANTINE_KEY, EVENTS_QUARANTINE, deps=[SOURCE_KEY]),
+            table_asset_spec(EVENTS_KEY, EVENTS, group=names.RAW, deps=[SOURCE_KEY, USERS_KEY]),
+            table_asset_spec(
+                EVENTS_QUARANTINE_KEY, EVENTS_QUARANTINE, group=names.RAW, deps=[SOURCE_KEY]
+            ),
         ],
         check_specs=[
             dg.AssetCheckSpec(names.CHECK_ROWS_CONSERVED, asset=EVENTS_KEY, blocking=True)
@@ -252,14 +249,9 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
 
 
 def _events_fresh(lakehouse: Lakehouse, landing: LandingZone) -> quality.CheckOutcome:
-    newest = landing.newest_landing(EVENTS_DIR)
-    if newest is None:
-        return quality.CheckOutcome(False, "Nothing has landed yet", {})
-    landed_through = dt.datetime.combine(newest[0] + dt.timedelta(days=1), dt.time(), dt.UTC)
-    # as epoch seconds: collected timestamps are naive in the client's local time zone
-    epoch = lakehouse.read(EVENTS).select(F.max("event_ts").cast("double")).first()[0]
-    last = dt.datetime.fromtimestamp(epoch, dt.UTC) if epoch is not None else None
-    return quality.fresh(last, landed_through, EVENTS_FRESHNESS_MAX_LAG, what="newest event")
+    return newest_row_fresh(
+        lakehouse, landing, EVENTS, "event_ts", EVENTS_DIR, EVENTS_FRESHNESS_MAX_LAG
+    )
 
 
 def _users_fresh(lakehouse: Lakehouse, landing: LandingZone) -> quality.CheckOutcome:
@@ -269,14 +261,6 @@ def _users_fresh(lakehouse: Lakehouse, landing: LandingZone) -> quality.CheckOut
         return quality.CheckOutcome(False, "Nothing has landed yet", {})
     written = lakehouse.history(USERS, limit=1)[0].timestamp
     return quality.fresh(written, newest[1], dt.timedelta(0), what="last write")
-
-
-def _fresh_check(key: dg.AssetKey, evaluate, description: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=key, name=names.CHECK_FRESH, description=description, blocking=False)
-    def _check(lakehouse: Lakehouse, landing: LandingZone) -> dg.AssetCheckResult:
-        return check_result(evaluate(lakehouse, landing), severity=dg.AssetCheckSeverity.WARN)
-
-    return _check
 
 
 def _one_current_version(lakehouse: Lakehouse) -> quality.CheckOutcome:
@@ -315,12 +299,12 @@ def build_raw_checks() -> list[dg.AssetChecksDefinition]:
             "Every user has exactly one current version (is_current).",
             _one_current_version,
         ),
-        _fresh_check(
+        fresh_check(
             EVENTS_KEY,
             _events_fresh,
             f"The newest event is at most {EVENTS_FRESHNESS_MAX_LAG} behind the newest landed day.",
         ),
-        _fresh_check(
+        fresh_check(
             USERS_KEY,
             _users_fresh,
             "The users history was rebuilt after the newest change-log file landed.",

@@ -1,0 +1,186 @@
+"""Feature tables: thin assets around ``ml_assets.lib.features``; checks from the contracts.
+
+Idempotency: ``user_daily_activity`` replaces exactly its days (``replaceWhere``);
+``user_activity`` merges on (user_id, feature_ts), so a re-run rewrites the same rows and a
+backfill of any range only touches that range; ``user_profile`` is rebuilt whole from the
+users history, which is small and changes anywhere.
+"""
+
+import datetime as dt
+import time
+
+import dagster as dg
+from pyspark.sql import functions as F
+
+from ml_assets import names
+from ml_assets.defs.checks import feature_table_checks
+from ml_assets.defs.metadata import table_asset_spec, write_metadata
+from ml_assets.defs.partitions import partition_dates
+from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
+from ml_assets.lib.features.contracts import FeatureTableContract
+from ml_assets.lib.raw import EVENTS, USERS
+from ml_assets.lib.source import EVENTS_DIR, USERS_DIR
+from ml_assets.resources.lakehouse import Lakehouse
+
+DAILY_KEY = dg.AssetKey(names.USER_DAILY_ACTIVITY_KEY)
+ACTIVITY_KEY = dg.AssetKey(names.USER_ACTIVITY_KEY)
+PROFILE_KEY = dg.AssetKey(names.USER_PROFILE_KEY)
+
+
+def feature_asset_spec(
+    key: dg.AssetKey, contract: FeatureTableContract, deps: list
+) -> dg.AssetSpec:
+    """Description and column metadata in the UI come from the contract."""
+    return table_asset_spec(
+        key,
+        contract.table_spec,
+        group=names.FEATURES,
+        deps=deps,
+        description=contract.markdown(),
+        metadata={
+            "entity_keys": ", ".join(contract.entity_keys),
+            "timestamp_key": contract.timestamp_key,
+            "refresh_cadence": contract.refresh_cadence,
+            "freshness_sla_hours": contract.freshness_sla.total_seconds() / 3600,
+            "features": len(contract.features),
+        },
+    )
+
+
+def _range_metadata(
+    lakehouse: Lakehouse, contract: FeatureTableContract, date_column: str, start, end, seconds
+) -> dict[str, object]:
+    spec = contract.table_spec
+    in_range = F.col(date_column).between(F.lit(start), F.lit(end))
+    stats = (
+        lakehouse.read(spec)
+        .select(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum(in_range.cast("long")).alias("range_rows"),
+            F.countDistinct(F.when(in_range, F.col("user_id"))).alias("range_users"),
+        )
+        .first()
+    )
+    metadata: dict[str, object] = {
+        "rows_in_range": int(stats["range_rows"] or 0),
+        "users_in_range": int(stats["range_users"] or 0),
+        "partition_range": f"{start}..{end}",
+        "seconds": round(seconds, 2),
+        "dagster/row_count": int(stats["rows"]),
+    }
+    if start == end:  # a multi-day run reports the same metadata on every day it covers
+        metadata["dagster/partition_row_count"] = metadata["rows_in_range"]
+    return metadata
+
+
+def build_feature_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    daily_contract = user_daily_activity.CONTRACT
+    activity_contract = user_activity.CONTRACT
+
+    @dg.multi_asset(
+        specs=[
+            feature_asset_spec(DAILY_KEY, daily_contract, deps=[dg.AssetKey(names.RAW_EVENTS_KEY)])
+        ],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        name="user_daily_activity",
+    )
+    def daily_activity(context: dg.AssetExecutionContext, lakehouse: Lakehouse):
+        """Per user per day counts, for the partitions' days (replaced as a whole)."""
+        start, end = partition_dates(context)
+        started = time.perf_counter()
+        rows = user_daily_activity.compute_features(lakehouse.read(EVENTS), start, end)
+        commit = lakehouse.replace_range(
+            daily_contract.table_spec, rows, column="activity_date", start=start, end=end
+        )
+        seconds = time.perf_counter() - started
+        spec = daily_contract.table_spec
+        metadata = _range_metadata(lakehouse, daily_contract, "activity_date", start, end, seconds)
+        context.log.info("user_daily_activity %s..%s: %s", start, end, metadata)
+        yield dg.MaterializeResult(
+            asset_key=DAILY_KEY,
+            metadata={
+                **write_metadata(
+                    spec, commit, lakehouse.uri(spec), total_rows=metadata["dagster/row_count"]
+                ),
+                **metadata,
+            },
+        )
+
+    history = dg.TimeWindowPartitionMapping(
+        start_offset=-user_activity.HISTORY_DAYS, allow_nonexistent_upstream_partitions=True
+    )
+
+    @dg.multi_asset(
+        specs=[
+            feature_asset_spec(
+                ACTIVITY_KEY,
+                activity_contract,
+                deps=[dg.AssetDep(DAILY_KEY, partition_mapping=history)],
+            )
+        ],
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        name="user_activity",
+    )
+    def activity(context: dg.AssetExecutionContext, lakehouse: Lakehouse):
+        """Rolling windows for the partitions' days from the daily blocks they need, merged."""
+        start, end = partition_dates(context)
+        started = time.perf_counter()
+        rows = user_activity.compute_features(lakehouse.read(daily_contract.table_spec), start, end)
+        spec = activity_contract.table_spec
+        commit = lakehouse.merge(spec, rows)
+        seconds = time.perf_counter() - started
+        metadata = _range_metadata(
+            lakehouse, activity_contract, "feature_date", start, end, seconds
+        )
+        first_read = start - dt.timedelta(days=user_activity.HISTORY_DAYS)
+        context.log.info(
+            "user_activity %s..%s (daily rows from %s): %s", start, end, first_read, metadata
+        )
+        yield dg.MaterializeResult(
+            asset_key=ACTIVITY_KEY,
+            metadata={
+                **write_metadata(
+                    spec, commit, lakehouse.uri(spec), total_rows=metadata["dagster/row_count"]
+                ),
+                **metadata,
+                "daily_rows_read_from": first_read.isoformat(),
+            },
+        )
+
+    return [daily_activity, activity]
+
+
+@dg.asset(
+    key=PROFILE_KEY,
+    group_name=names.FEATURES,
+    deps=[dg.AssetKey(names.RAW_USERS_KEY)],
+    description=user_profile.CONTRACT.markdown(),
+    metadata=feature_asset_spec(PROFILE_KEY, user_profile.CONTRACT, deps=[]).metadata,
+    kinds={"delta", "spark"},
+)
+def user_profile_features(context: dg.AssetExecutionContext, lakehouse: Lakehouse):
+    """Every version of every user from the SCD history, rebuilt whole."""
+    spec = user_profile.CONTRACT.table_spec
+    commit = lakehouse.overwrite(spec, user_profile.compute_features(lakehouse.read(USERS)))
+    stats = (
+        lakehouse.read(spec)
+        .select(F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users"))
+        .first()
+    )
+    context.log.info("user_profile: %d versions of %d users", stats["rows"], stats["users"])
+    return dg.MaterializeResult(
+        metadata={
+            **write_metadata(spec, commit, lakehouse.uri(spec), total_rows=stats["rows"]),
+            "users": stats["users"],
+        }
+    )
+
+
+def build_feature_checks() -> list[dg.AssetChecksDefinition]:
+    return [
+        *feature_table_checks(DAILY_KEY, user_daily_activity.CONTRACT, landed_kind=EVENTS_DIR),
+        *feature_table_checks(ACTIVITY_KEY, user_activity.CONTRACT, landed_kind=EVENTS_DIR),
+        *feature_table_checks(PROFILE_KEY, user_profile.CONTRACT, landed_kind=USERS_DIR),
+    ]

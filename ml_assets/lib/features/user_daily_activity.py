@@ -1,0 +1,81 @@
+"""``features/user_daily_activity``: the building block, per user per UTC day.
+
+One row per user per day with at least one event: counts by event type, distinct sessions
+and purchase revenue. ``feature_ts`` is the end of the day, as the exclusive bound
+``day + 1 00:00 UTC``: every event counted happened strictly before it, so a spine row at
+``label_ts = feature_ts`` may use it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ml_assets.lib.features.contracts import Feature, FeatureTableContract
+from ml_assets.lib.lakehouse import Column
+from ml_assets.names import USER_DAILY_ACTIVITY_TABLE
+
+OWNER = "ml-platform"
+
+# event type -> feature name
+COUNTED_EVENTS = {
+    "login": "logins",
+    "page_view": "page_views",
+    "add_to_cart": "add_to_carts",
+    "purchase": "purchases",
+}
+
+
+def _count(name: str, what: str) -> Feature:
+    return Feature(name, "bigint", what, window="1d", default=0, constraint=">= 0")
+
+
+CONTRACT = FeatureTableContract(
+    name=str(USER_DAILY_ACTIVITY_TABLE),
+    entity_keys=("user_id",),
+    timestamp_key="feature_ts",
+    columns=(
+        Column("user_id", "bigint", False, "User"),
+        Column("feature_ts", "timestamp", False, "End of activity_date (next day 00:00 UTC)"),
+        Column("activity_date", "date", False, "UTC day of the activity; the partition"),
+    ),
+    features=(
+        *(_count(name, f"{t} events that day") for t, name in COUNTED_EVENTS.items()),
+        _count("events", "All events that day"),
+        _count("sessions", "Distinct sessions with an event that day"),
+        Feature(
+            "revenue",
+            "double",
+            "Purchase revenue that day",
+            window="1d",
+            default=0.0,
+            constraint=">= 0",
+        ),
+    ),
+    owner=OWNER,
+    refresh_cadence="daily",
+    freshness_sla=dt.timedelta(days=1),
+    description="Per user per UTC day: event counts by type, sessions and revenue.",
+    partition_by=("activity_date",),
+)
+
+
+def compute_features(events: DataFrame, start_date: dt.date, end_date: dt.date) -> DataFrame:
+    """Daily rows for ``start_date..end_date`` (inclusive) from raw events."""
+    days = events.where(F.col("event_date").between(F.lit(start_date), F.lit(end_date)))
+    counts = [
+        F.sum((F.col("event_type") == event_type).cast("long")).alias(name)
+        for event_type, name in COUNTED_EVENTS.items()
+    ]
+    return (
+        days.groupBy("user_id", F.col("event_date").alias("activity_date"))
+        .agg(
+            *counts,
+            F.count(F.lit(1)).alias("events"),
+            F.countDistinct("session_id").alias("sessions"),
+            F.coalesce(F.sum("revenue"), F.lit(0.0)).alias("revenue"),
+        )
+        .withColumn("feature_ts", F.date_add("activity_date", 1).cast("timestamp"))
+    )
