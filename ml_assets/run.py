@@ -15,7 +15,9 @@ import dagster as dg
 from ml_assets import names
 from ml_assets.definitions import build_definitions
 from ml_assets.deployments import Settings, build_resources, current_settings
+from ml_assets.lib.features.registry import CONTRACTS
 from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
+from ml_assets.lib.training_sets.churn import LABELS, TRAINING_SET
 from ml_assets.reporting import check_rows, format_table, run_check_results
 
 
@@ -37,7 +39,16 @@ def run_main_job(settings: Settings, instance: dg.DagsterInstance) -> dg.Execute
 def table_summary(settings: Settings) -> list[list[object]]:
     lakehouse = build_resources(settings)["lakehouse"]
     rows = []
-    for spec in (USERS, USERS_QUARANTINE, EVENTS, EVENTS_QUARANTINE):
+    feature_specs = [c.table_spec for c in CONTRACTS.values()]
+    for spec in (
+        USERS,
+        USERS_QUARANTINE,
+        EVENTS,
+        EVENTS_QUARANTINE,
+        *feature_specs,
+        LABELS,
+        TRAINING_SET,
+    ):
         version = lakehouse.version(spec)
         count = lakehouse.read(spec).count() if version is not None else 0
         rows.append([str(spec.name), count, version, lakehouse.uri(spec).removeprefix("file://")])
