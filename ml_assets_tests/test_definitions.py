@@ -21,7 +21,20 @@ EXPECTED_ASSETS = {
     "raw/users_quarantine": "raw",
     "raw/events": "raw",
     "raw/events_quarantine": "raw",
+    "features/user_daily_activity": "features",
+    "features/user_activity": "features",
+    "features/user_profile": "features",
+    "training_sets/churn_labels": "training_sets",
+    "training_sets/churn_training_set": "training_sets",
 }
+FEATURE_CHECKS = (
+    "schema_matches_contract",
+    "keys_not_null",
+    "key_unique",
+    "values_valid",
+    "null_rates_within_ceilings",
+    "fresh",
+)
 EXPECTED_CHECKS = {
     ("raw/events", "schema_matches_contract"),
     ("raw/events", "keys_not_null"),
@@ -38,7 +51,30 @@ EXPECTED_CHECKS = {
     ("raw/users", "fresh"),
     ("raw/users", "one_current_version_per_user"),
     ("raw/users_quarantine", "schema_matches_contract"),
+    *(
+        (f"features/{table}", check)
+        for table in ("user_daily_activity", "user_activity", "user_profile")
+        for check in FEATURE_CHECKS
+    ),
+    *(
+        ("training_sets/churn_labels", check)
+        for check in ("schema_matches_contract", "keys_not_null", "key_unique", "values_valid")
+    ),
+    *(
+        ("training_sets/churn_training_set", check)
+        for check in (
+            "schema_matches_contract",
+            "keys_not_null",
+            "key_unique",
+            "no_future_feature_values",
+            "matches_reference_join",
+            "one_row_per_spine_row",
+            "split_is_time_ordered",
+            "no_single_feature_leak",
+        )
+    ),
 }
+NON_BLOCKING = {"fresh", "no_single_feature_leak"}
 
 
 @pytest.fixture
@@ -54,6 +90,27 @@ def test_the_asset_graph_has_the_expected_keys_groups_and_checks(defs):
     assert checks == EXPECTED_CHECKS
     upstream = {k.to_user_string() for k in graph.get(dg.AssetKey(["raw", "events"])).parent_keys}
     assert upstream == {"landing/demo_source", "raw/users"}
+    training_inputs = graph.get(dg.AssetKey(["training_sets", "churn_training_set"])).parent_keys
+    assert {k.to_user_string() for k in training_inputs} == {
+        "training_sets/churn_labels",
+        "features/user_activity",
+        "features/user_profile",
+    }
+
+
+def test_user_activity_partitions_read_the_89_days_before_them_of_the_daily_blocks(defs):
+    graph = defs.resolve_asset_graph()
+    activity = dg.AssetKey(["features", "user_activity"])
+    daily = dg.AssetKey(["features", "user_daily_activity"])
+    mapping = graph.get_partition_mapping(activity, daily)
+    assert isinstance(mapping, dg.TimeWindowPartitionMapping)
+    partitions = graph.get(activity).partitions_def
+    upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        partitions.subset_with_partition_keys(["2026-04-30"]), partitions, partitions
+    ).partitions_subset.get_partition_keys()
+    assert (upstream[0], upstream[-1], len(upstream)) == ("2026-01-31", "2026-04-30", 90)
+    description = graph.get(activity).description
+    assert "| `events_7d` | bigint | 7d |" in description
 
 
 def test_blocking_checks_are_the_contract_checks_and_freshness_only_warns(defs):
@@ -63,13 +120,13 @@ def test_blocking_checks_are_the_contract_checks_and_freshness_only_warns(defs):
         for k in graph.asset_check_keys
         if graph.get_check_spec(k).blocking
     }
-    assert blocking == {c for c in EXPECTED_CHECKS if c[1] != "fresh"}
+    assert blocking == {c for c in EXPECTED_CHECKS if c[1] not in NON_BLOCKING}
 
 
 def test_raw_events_are_daily_partitioned_over_the_source_calendar_and_backfill_in_one_run(
     tmp_path,
 ):
-    for scale, days in (("demo", 120), ("tiny", 21)):
+    for scale, days in (("demo", 120), ("tiny", 70)):
         d = build_definitions(
             current_settings({"ML_ASSETS_HOME": str(tmp_path), "ML_ASSETS_SCALE": scale})
         )

@@ -20,9 +20,17 @@ def tiny_settings(home: Path) -> Settings:
 def ingested(tmp_path_factory) -> tuple[Path, dg.ExecuteInProcessResult]:
     """The whole graph materialized once on the tiny scale (all partitions, one run)."""
     home = tmp_path_factory.mktemp("ingested")
-    result = run_main_job(tiny_settings(home), dg.DagsterInstance.ephemeral())
+    with instance_at(home) as instance:
+        result = run_main_job(tiny_settings(home), instance)
     assert result.success
     return home, result
+
+
+def instance_at(home: Path) -> dg.DagsterInstance:
+    """A persistent instance under the home, as ``make run`` uses: checks that read the
+    latest materialization's metadata (the training set's lineage) find it there."""
+    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.local_temp(str(home / "dagster_home"))
 
 
 @pytest.fixture
@@ -50,7 +58,20 @@ def evaluate_checks(home: Path, asset: str) -> dict[str, dg.AssetCheckEvaluation
     defs = dg.Definitions.merge(
         defs, dg.Definitions(jobs=[dg.define_asset_job("checks_only", selection=selection)])
     )
-    result = defs.resolve_job_def("checks_only").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
-    )
+    with instance_at(home) as instance:
+        result = defs.resolve_job_def("checks_only").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
     return {c.check_name: c for c in run_check_results(result)}
+
+
+def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
+    """The metadata values of the asset's materialization in the run (a run over a range of
+    days records one materialization per day, with the same metadata: the first is taken)."""
+    event, *_ = [
+        e.event_specific_data.materialization
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+        and e.event_specific_data.materialization.asset_key.to_user_string() == key
+    ]
+    return {k: getattr(v, "value", v) for k, v in event.metadata.items()}

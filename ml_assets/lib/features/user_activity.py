@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ml_assets.lib.features.contracts import Feature, FeatureTableContract
+from ml_assets.lib.features.user_daily_activity import exact_sum
 from ml_assets.lib.lakehouse import Column
 from ml_assets.names import USER_ACTIVITY_TABLE
 
@@ -70,6 +71,7 @@ CONTRACT = FeatureTableContract(
             "Days from the last day with a login to feature_date; null if none in 90 days",
             window="90d",
             null_policy="nullable",
+            max_null_rate=0.05,  # every session starts with a login: nulls are rare
             constraint=f"in [0, {HISTORY_DAYS}]",
         ),
         Feature(
@@ -78,6 +80,7 @@ CONTRACT = FeatureTableContract(
             "Days from the last day with a purchase to feature_date; null if none in 90 days",
             window="90d",
             null_policy="nullable",
+            max_null_rate=0.8,  # measured: 43 % (demo), 50 % (tiny)
             constraint=f"in [0, {HISTORY_DAYS}]",
         ),
         Feature(
@@ -87,6 +90,7 @@ CONTRACT = FeatureTableContract(
             "before; null when the 30 days before had none",
             window="60d",
             null_policy="nullable",
+            max_null_rate=0.9,  # measured: 35 % (demo), 50 % (tiny): young histories
             constraint=">= -1",
         ),
     ),
@@ -120,7 +124,8 @@ def compute_features(daily: DataFrame, start_date: dt.date, end_date: dt.date) -
         zero = F.lit(0.0) if dtype == "double" else F.lit(0).cast("long")
         for days in WINDOWS_DAYS:
             in_window = F.when(age < days, F.col(column))
-            rolled.append(F.coalesce(F.sum(in_window), zero).alias(f"{stem}_{days}d"))
+            total = exact_sum(in_window) if dtype == "double" else F.sum(in_window)
+            rolled.append(F.coalesce(total, zero).alias(f"{stem}_{days}d"))
     aggregated = fanned.groupBy("user_id", "feature_date").agg(
         *rolled,
         F.coalesce(F.sum(F.when(age.between(30, 59), F.col("events"))), F.lit(0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -19,6 +20,7 @@ from ml_assets.names import USER_DAILY_ACTIVITY_TABLE
 
 OWNER = "ml-platform"
 
+MONEY = "decimal(18,2)"
 # event type -> feature name
 COUNTED_EVENTS = {
     "login": "logins",
@@ -62,6 +64,13 @@ CONTRACT = FeatureTableContract(
 )
 
 
+def exact_sum(money: SparkColumn) -> SparkColumn:
+    """A sum of amounts in cents as an exact decimal: the same result in any order of rows.
+    A double sum depends on the order, so a day computed alone and in a backfill would differ
+    in the last bits, and a merge would rewrite rows that did not change."""
+    return F.sum(money.cast(MONEY)).cast("double")
+
+
 def compute_features(events: DataFrame, start_date: dt.date, end_date: dt.date) -> DataFrame:
     """Daily rows for ``start_date..end_date`` (inclusive) from raw events."""
     days = events.where(F.col("event_date").between(F.lit(start_date), F.lit(end_date)))
@@ -75,7 +84,7 @@ def compute_features(events: DataFrame, start_date: dt.date, end_date: dt.date) 
             *counts,
             F.count(F.lit(1)).alias("events"),
             F.countDistinct("session_id").alias("sessions"),
-            F.coalesce(F.sum("revenue"), F.lit(0.0)).alias("revenue"),
+            F.coalesce(exact_sum(F.col("revenue")), F.lit(0.0)).alias("revenue"),
         )
         .withColumn("feature_ts", F.date_add("activity_date", 1).cast("timestamp"))
     )
