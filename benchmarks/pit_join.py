@@ -1,28 +1,36 @@
-"""Point-in-time join: the project's Sail implementation beside pandas ``merge_asof``.
+"""Point-in-time join: the project's join on Sail beside DuckDB ASOF and pandas merge_asof.
 
-    .venv/bin/python benchmarks/pit_join.py [--spine 1000000] [--features 10000000]
-                                            [--entities 100000]
+    .venv/bin/python benchmarks/pit_join.py [--sizes 100000x1000000 1000000x10000000]
+                                            [--entities 100000] [--home .ml_assets]
 
-Both sides read the same parquet files, join and write parquet, in one run, with a 30-day
-lookback and without one (where a range join would blow up). Reports seconds and the ratio
-Sail / pandas. DESIGN.md's reference figures for 1M x 10M: pandas 8.2 s, DuckDB 2.5 s.
+Every engine reads the same parquet files, joins and writes parquet, in one run, with a 30-day
+lookback and without one (where a range join would blow up); the outputs are compared row by
+row (sorted) and must agree. Reports seconds and ratios to DuckDB (the anchor; target <= 1.5x).
+
+With ``--home`` holding a materialized ``features/user_daily_activity`` (after ``make run``),
+it also times ``user_activity`` for one new day against the full backfill of every day.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
+from ml_assets.lib.features import user_activity, user_daily_activity
 from ml_assets.lib.training_sets import point_in_time_join
+from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets.resources.spark import EmbeddedSailSpark
 
 DAY_S = 86_400
+LOOKBACK = dt.timedelta(days=30)
 
 
 def make_data(root: Path, n_spine: int, n_features: int, n_entities: int) -> None:
@@ -49,6 +57,41 @@ def make_data(root: Path, n_spine: int, n_features: int, n_entities: int) -> Non
     spine.to_parquet(root / "spine.parquet", index=False)
 
 
+def run_sail(spark, root: Path, lookback: dt.timedelta | None) -> float:
+    started = time.perf_counter()
+    joined = point_in_time_join(
+        spark.read.parquet(str(root / "spine.parquet")),
+        spark.read.parquet(str(root / "features.parquet")),
+        lookup_key="user_id",
+        timestamp_lookup_key="label_ts",
+        feature_timestamp_key="feature_ts",
+        lookback_window=lookback,
+    )
+    joined.write.mode("overwrite").parquet(str(root / "out_sail"))
+    return time.perf_counter() - started
+
+
+def run_duckdb(root: Path, lookback: dt.timedelta | None) -> float:
+    started = time.perf_counter()
+    usable = "f.feature_ts IS NOT NULL"
+    if lookback is not None:
+        usable += (
+            f" AND s.label_ts - f.feature_ts <= INTERVAL {int(lookback.total_seconds())} SECOND"
+        )
+    duckdb.connect().execute(
+        f"""
+        COPY (
+            SELECT s.*, CASE WHEN {usable} THEN f.f1 END AS f1,
+                        CASE WHEN {usable} THEN f.f2 END AS f2
+            FROM read_parquet('{root / "spine.parquet"}') s
+            ASOF LEFT JOIN read_parquet('{root / "features.parquet"}') f
+              ON s.user_id = f.user_id AND s.label_ts >= f.feature_ts
+        ) TO '{root / "out_duckdb.parquet"}' (FORMAT parquet)
+        """
+    )
+    return time.perf_counter() - started
+
+
 def run_pandas(root: Path, lookback: dt.timedelta | None) -> float:
     started = time.perf_counter()
     spine = pd.read_parquet(root / "spine.parquet").sort_values("label_ts")
@@ -66,46 +109,73 @@ def run_pandas(root: Path, lookback: dt.timedelta | None) -> float:
     return time.perf_counter() - started
 
 
-def run_sail(spark, root: Path, lookback: dt.timedelta | None) -> float:
-    started = time.perf_counter()
-    spine = spark.read.parquet(str(root / "spine.parquet"))
-    features = spark.read.parquet(str(root / "features.parquet"))
-    joined = point_in_time_join(
-        spine,
-        features,
-        lookup_key="user_id",
-        timestamp_lookup_key="label_ts",
-        feature_timestamp_key="feature_ts",
-        lookback_window=lookback,
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame[["user_id", "label_ts", "label", "f1", "f2"]].copy()
+    frame["label_ts"] = pd.to_datetime(frame["label_ts"]).dt.tz_localize(None).astype("int64")
+    frame["f2"] = frame["f2"].astype("float64")
+    return frame.sort_values(["user_id", "label_ts", "label", "f1"]).reset_index(drop=True)
+
+
+def check_agreement(root: Path, n_spine: int) -> None:
+    sail = _sorted(pd.read_parquet(root / "out_sail"))
+    for other in ("out_duckdb.parquet", "out_pandas.parquet"):
+        theirs = _sorted(pd.read_parquet(root / other))
+        assert len(sail) == len(theirs) == n_spine, (other, len(sail), len(theirs))
+        pd.testing.assert_frame_equal(sail, theirs, check_dtype=False)
+
+
+def benchmark_join(spark, n_spine: int, n_features: int, n_entities: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_data(root, n_spine, n_features, n_entities)
+        print(f"\n{n_spine:,} spine rows x {n_features:,} feature rows, {n_entities:,} entities")
+        for label, lookback in (("30-day lookback", LOOKBACK), ("no lookback", None)):
+            sail_s = run_sail(spark, root, lookback)
+            duck_s = run_duckdb(root, lookback)
+            pandas_s = run_pandas(root, lookback)
+            check_agreement(root, n_spine)
+            print(
+                f"  {label:16s} sail {sail_s:5.1f} s  duckdb {duck_s:5.1f} s  "
+                f"pandas {pandas_s:5.1f} s  | sail/duckdb {sail_s / duck_s:4.2f}  "
+                f"sail/pandas {sail_s / pandas_s:4.2f}  (results agree)"
+            )
+
+
+def benchmark_user_activity(spark_resource, home: Path) -> None:
+    lakehouse = LocalDeltaLakehouse(warehouse_dir=str(home / "warehouse"), spark=spark_resource)
+    daily_spec = user_daily_activity.CONTRACT.table_spec
+    if not lakehouse.exists(daily_spec):
+        print(f"\nuser_activity: no user_daily_activity under {home}; run `make run` first")
+        return
+    daily = lakehouse.read(daily_spec)
+    first, last = daily.selectExpr("min(activity_date)", "max(activity_date)").first()
+    with tempfile.TemporaryDirectory() as tmp:
+        timings = {}
+        for label, start in (("one new day", last), ("full backfill", first)):
+            started = time.perf_counter()
+            user_activity.compute_features(daily, start, last).write.parquet(f"{tmp}/{label}")
+            timings[label] = time.perf_counter() - started
+    days = (last - first).days + 1
+    print(
+        f"\nuser_activity from {daily.count():,} daily rows over {days} days: one new day "
+        f"{timings['one new day']:.1f} s, full backfill {timings['full backfill']:.1f} s "
+        f"(ratio {timings['full backfill'] / timings['one new day']:.1f}x for {days}x the days)"
     )
-    joined.write.mode("overwrite").parquet(str(root / "out_sail"))
-    return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spine", type=int, default=1_000_000)
-    parser.add_argument("--features", type=int, default=10_000_000)
+    parser.add_argument("--sizes", nargs="+", default=["100000x1000000", "1000000x10000000"])
     parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--home", default=os.environ.get("ML_ASSETS_HOME", ".ml_assets"))
     args = parser.parse_args()
-    spark = EmbeddedSailSpark().get_session()
+    spark_resource = EmbeddedSailSpark()
+    spark = spark_resource.get_session()
     spark.range(1).count()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        make_data(root, args.spine, args.features, args.entities)
-        print(
-            f"{args.spine:,} spine rows x {args.features:,} feature rows, "
-            f"{args.entities:,} entities"
-        )
-        for label, lookback in (("30-day lookback", dt.timedelta(days=30)), ("no lookback", None)):
-            sail_s = run_sail(spark, root, lookback)
-            pandas_s = run_pandas(root, lookback)
-            rows = spark.read.parquet(str(root / "out_sail")).count()
-            assert rows == args.spine, f"{rows} rows out for {args.spine} spine rows"
-            print(
-                f"{label:16s} sail {sail_s:6.1f} s   pandas merge_asof {pandas_s:6.1f} s   "
-                f"ratio sail/pandas {sail_s / pandas_s:.2f}"
-            )
+    for size in args.sizes:
+        n_spine, n_features = (int(x) for x in size.split("x"))
+        benchmark_join(spark, n_spine, n_features, args.entities)
+    benchmark_user_activity(spark_resource, Path(args.home))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from ml_assets.lib.training_sets import PointInTimeJoinError, point_in_time_join
+from ml_assets.lib.training_sets.checks import one_row_per_spine_row
 
 T0 = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
 
@@ -143,3 +144,21 @@ def test_bad_inputs_are_refused_with_the_problem_named(spark):
         point_in_time_join(spine, feats, lookup_key="user_id", default_values={"zz": 1}, **common)
     with pytest.raises(PointInTimeJoinError, match="timedelta"):
         point_in_time_join(spine, feats, lookup_key="user_id", lookback_window=3, **common)
+
+
+def test_a_repeated_feature_row_breaks_the_precondition_and_the_row_check_catches_it(spark):
+    """Feature frames are unique on (key, time); a repeat that a spine row matches repeats
+    that spine row, which is exactly what one_row_per_spine_row reports."""
+    feats = [(1, h(0), 1.0, "x"), (1, h(0), 2.0, "y"), (2, h(0), 3.0, "z"), (2, h(5), 4.0, "w")]
+    spine = spark.createDataFrame([(1, h(1), 0), (2, h(6), 0)], SPINE)
+    joined = point_in_time_join(
+        spine,
+        spark.createDataFrame(feats, FEATURES),
+        lookup_key="user_id",
+        timestamp_lookup_key="label_ts",
+        feature_timestamp_key="feature_ts",
+    )
+    outcome = one_row_per_spine_row(spine, joined, ["user_id", "label_ts", "label"])
+    assert not outcome.passed and outcome.observed["rows_extra"] == 1
+    # a repeat that no spine row matches is harmless
+    assert run(spark, [(2, h(6), 0)], feats) == [(2, h(6), 0, 4.0, "w")]
