@@ -15,6 +15,18 @@ def run_check_results(result: dg.ExecuteInProcessResult) -> list[dg.AssetCheckEv
     ]
 
 
+def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict | None:
+    """Metadata values of the asset's first materialization in the run, or None. (A run over
+    a range of days records one materialization per day, with the same metadata.)"""
+    for e in result.all_events:
+        if e.event_type_value != "ASSET_MATERIALIZATION":
+            continue
+        materialization = e.event_specific_data.materialization
+        if materialization.asset_key.to_user_string() == key:
+            return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    return None
+
+
 def _short(metadata: dict, limit: int = 70) -> str:
     shown = ", ".join(
         f"{k}={getattr(v, 'value', v)}" for k, v in metadata.items() if not k.startswith("dagster/")

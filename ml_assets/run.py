@@ -18,7 +18,12 @@ from ml_assets.deployments import Settings, build_resources, current_settings
 from ml_assets.lib.features.registry import CONTRACTS
 from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
 from ml_assets.lib.training_sets.churn import LABELS, TRAINING_SET
-from ml_assets.reporting import check_rows, format_table, run_check_results
+from ml_assets.reporting import (
+    check_rows,
+    format_table,
+    materialization_metadata,
+    run_check_results,
+)
 
 
 def run_main_job(settings: Settings, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -67,6 +72,15 @@ def main() -> int:
     checks = run_check_results(result)
     print()
     print(format_table(["table", "rows", "delta version", "location"], table_summary(settings)))
+    training = materialization_metadata(result, "/".join(names.CHURN_TRAINING_SET_KEY))
+    if training is not None:
+        print()
+        print(
+            f"churn_training_set: {training['dagster/row_count']} rows (train "
+            f"{training['rows_train']}, validation {training['rows_validation']}, test "
+            f"{training['rows_test']}); built from {training['lineage']['table_versions']}; "
+            f"content hash {training['content_hash'][:16]}"
+        )
     print()
     print(format_table(["asset", "check", "severity", "passed", "observed"], check_rows(checks)))
     failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]

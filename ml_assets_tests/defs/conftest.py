@@ -8,7 +8,9 @@ import pytest
 
 from ml_assets.definitions import build_definitions
 from ml_assets.deployments import Settings, build_resources, current_settings
-from ml_assets.reporting import run_check_results
+from ml_assets.reporting import materialization_metadata, run_check_results
+
+__all__ = ["evaluate_checks", "instance_at", "materialization_metadata", "tiny_settings"]
 from ml_assets.run import run_main_job
 
 
@@ -63,15 +65,3 @@ def evaluate_checks(home: Path, asset: str) -> dict[str, dg.AssetCheckEvaluation
             instance=instance, raise_on_error=False
         )
     return {c.check_name: c for c in run_check_results(result)}
-
-
-def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
-    """The metadata values of the asset's materialization in the run (a run over a range of
-    days records one materialization per day, with the same metadata: the first is taken)."""
-    event, *_ = [
-        e.event_specific_data.materialization
-        for e in result.all_events
-        if e.event_type_value == "ASSET_MATERIALIZATION"
-        and e.event_specific_data.materialization.asset_key.to_user_string() == key
-    ]
-    return {k: getattr(v, "value", v) for k, v in event.metadata.items()}
