@@ -19,6 +19,7 @@ from ml_assets.defs.metadata import table_asset_spec, write_metadata
 from ml_assets.defs.partitions import partition_dates
 from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.features.contracts import FeatureTableContract
+from ml_assets.lib.lakehouse import TableCommit
 from ml_assets.lib.raw import EVENTS, USERS
 from ml_assets.lib.source import EVENTS_DIR, USERS_DIR
 from ml_assets.resources.lakehouse import Lakehouse
@@ -48,9 +49,18 @@ def feature_asset_spec(
     )
 
 
-def _range_metadata(
-    lakehouse: Lakehouse, contract: FeatureTableContract, date_column: str, start, end, seconds
-) -> dict[str, object]:
+def _partition_result(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    contract: FeatureTableContract,
+    lakehouse: Lakehouse,
+    commit: TableCommit,
+    date_column: str,
+    seconds: float,
+    **extra: object,
+) -> dg.MaterializeResult:
+    """Rows and users in the materialized days, the write, and ``extra``; logged too."""
+    start, end = partition_dates(context)
     spec = contract.table_spec
     in_range = F.col(date_column).between(F.lit(start), F.lit(end))
     stats = (
@@ -63,15 +73,27 @@ def _range_metadata(
         .first()
     )
     metadata: dict[str, object] = {
+        **write_metadata(spec, commit, lakehouse.uri(spec), total_rows=int(stats["rows"])),
         "rows_in_range": int(stats["range_rows"] or 0),
         "users_in_range": int(stats["range_users"] or 0),
         "partition_range": f"{start}..{end}",
         "seconds": round(seconds, 2),
-        "dagster/row_count": int(stats["rows"]),
+        **extra,
     }
     if start == end:  # a multi-day run reports the same metadata on every day it covers
         metadata["dagster/partition_row_count"] = metadata["rows_in_range"]
-    return metadata
+    context.log.info(
+        "%s %s..%s: %d rows (%d users) in %.1f s; table %d rows, version %d",
+        key.to_user_string(),
+        start,
+        end,
+        metadata["rows_in_range"],
+        metadata["users_in_range"],
+        seconds,
+        stats["rows"],
+        commit.version,
+    )
+    return dg.MaterializeResult(asset_key=key, metadata=metadata)
 
 
 def build_feature_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -95,17 +117,8 @@ def build_feature_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
             daily_contract.table_spec, rows, column="activity_date", start=start, end=end
         )
         seconds = time.perf_counter() - started
-        spec = daily_contract.table_spec
-        metadata = _range_metadata(lakehouse, daily_contract, "activity_date", start, end, seconds)
-        context.log.info("user_daily_activity %s..%s: %s", start, end, metadata)
-        yield dg.MaterializeResult(
-            asset_key=DAILY_KEY,
-            metadata={
-                **write_metadata(
-                    spec, commit, lakehouse.uri(spec), total_rows=metadata["dagster/row_count"]
-                ),
-                **metadata,
-            },
+        yield _partition_result(
+            context, DAILY_KEY, daily_contract, lakehouse, commit, "activity_date", seconds
         )
 
     # The first days' windows reach before the calendar: those upstream days do not exist
@@ -133,25 +146,18 @@ def build_feature_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         start, end = partition_dates(context)
         started = time.perf_counter()
         rows = user_activity.compute_features(lakehouse.read(daily_contract.table_spec), start, end)
-        spec = activity_contract.table_spec
-        commit = lakehouse.merge(spec, rows)
+        commit = lakehouse.merge(activity_contract.table_spec, rows)
         seconds = time.perf_counter() - started
-        metadata = _range_metadata(
-            lakehouse, activity_contract, "feature_date", start, end, seconds
-        )
         first_read = start - dt.timedelta(days=user_activity.HISTORY_DAYS)
-        context.log.info(
-            "user_activity %s..%s (daily rows from %s): %s", start, end, first_read, metadata
-        )
-        yield dg.MaterializeResult(
-            asset_key=ACTIVITY_KEY,
-            metadata={
-                **write_metadata(
-                    spec, commit, lakehouse.uri(spec), total_rows=metadata["dagster/row_count"]
-                ),
-                **metadata,
-                "daily_rows_read_from": first_read.isoformat(),
-            },
+        yield _partition_result(
+            context,
+            ACTIVITY_KEY,
+            activity_contract,
+            lakehouse,
+            commit,
+            "feature_date",
+            seconds,
+            daily_rows_read_from=first_read.isoformat(),
         )
 
     return [daily_activity, activity]
