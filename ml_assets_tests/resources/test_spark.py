@@ -83,7 +83,13 @@ def external_server():
     yield remote
     close_session(remote)
     proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        # Seen in CI: the server sometimes keeps draining its actors well past a SIGTERM.
+        # Its shutdown is not what this fixture tests; do not leave it running.
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def test_an_external_spark_connect_server_reads_and_writes_the_same_delta_tables(
