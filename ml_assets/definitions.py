@@ -11,6 +11,7 @@ from ml_assets.defs.features.assets import (
     user_profile_features,
 )
 from ml_assets.defs.landing.assets import demo_source
+from ml_assets.defs.models.assets import churn_classifier
 from ml_assets.defs.partitions import daily_partitions
 from ml_assets.defs.raw.assets import build_raw_checks, build_raw_events, raw_users
 from ml_assets.defs.training_sets.assets import (
@@ -33,6 +34,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             user_profile_features,
             churn_labels,
             churn_training_set,
+            churn_classifier,
         ],
         asset_checks=[*build_raw_checks(), *build_feature_checks(), *build_training_set_checks()],
         jobs=build_jobs(),

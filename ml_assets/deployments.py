@@ -16,6 +16,7 @@ from pathlib import Path
 from ml_assets.lib.source import SCALES
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets.resources.landing import DemoSource, LandingZone
+from ml_assets.resources.mlflow import LocalMlflow
 from ml_assets.resources.spark import EmbeddedSailSpark, SparkConnectRemote, SparkResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -78,4 +79,5 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "lakehouse": LocalDeltaLakehouse(warehouse_dir=str(settings.warehouse_dir), spark=spark),
         "landing": LandingZone(root=str(settings.landing_dir), spark=spark),
         "demo_source": DemoSource(scale=settings.scale),
+        "mlflow_tracking": LocalMlflow(home=str(settings.home)),
     }

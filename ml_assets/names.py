@@ -15,6 +15,7 @@ LANDING = "landing"
 RAW = "raw"
 FEATURES = "features"
 TRAINING_SETS = "training_sets"
+MODELS = "models"
 
 # tables
 RAW_EVENTS_TABLE = TableId(CATALOG, RAW, "events")
@@ -41,6 +42,7 @@ USER_ACTIVITY_KEY = (FEATURES, "user_activity")
 USER_PROFILE_KEY = (FEATURES, "user_profile")
 CHURN_LABELS_KEY = (TRAINING_SETS, "churn_labels")
 CHURN_TRAINING_SET_KEY = (TRAINING_SETS, "churn_training_set")
+CHURN_CLASSIFIER_KEY = (MODELS, "churn_classifier")
 
 # check names
 CHECK_SCHEMA = "schema_matches_contract"
@@ -56,6 +58,8 @@ CHECK_MATCHES_REFERENCE = "matches_reference_join"
 CHECK_ONE_ROW_PER_SPINE_ROW = "one_row_per_spine_row"
 CHECK_SPLIT_TIME_ORDERED = "split_is_time_ordered"
 CHECK_NO_SINGLE_FEATURE_LEAK = "no_single_feature_leak"
+CHECK_METRICS_MEET_THRESHOLDS = "metrics_meet_thresholds"
+CHECK_TRIALS_RECORDED = "trials_recorded"
 
 # jobs
 MAIN_JOB = "ml_lifecycle_job"

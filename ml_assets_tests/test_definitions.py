@@ -26,6 +26,7 @@ EXPECTED_ASSETS = {
     "features/user_profile": "features",
     "training_sets/churn_labels": "training_sets",
     "training_sets/churn_training_set": "training_sets",
+    "models/churn_classifier": "models",
 }
 FEATURE_CHECKS = (
     "schema_matches_contract",
@@ -73,6 +74,10 @@ EXPECTED_CHECKS = {
             "no_single_feature_leak",
         )
     ),
+}
+EXPECTED_CHECKS |= {
+    ("models/churn_classifier", "metrics_meet_thresholds"),
+    ("models/churn_classifier", "trials_recorded"),
 }
 NON_BLOCKING = {"fresh", "no_single_feature_leak"}
 

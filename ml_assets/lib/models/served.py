@@ -1,0 +1,36 @@
+"""The served form of the churn model: an MLflow pyfunc whose ``predict`` returns the churn
+probability (MLflow's own xgboost pyfunc returns class labels for a classifier, and cannot
+take string categoricals).
+
+The model file is the booster saved by XGBoost; the categorical levels and the column order
+travel with it, so a request with ``plan_tier = "premium"`` is encoded as in training and an
+unseen level becomes missing, as XGBoost treats it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import mlflow.pyfunc
+import pandas as pd
+import xgboost as xgb
+
+from ml_assets.lib.models.churn_classifier import predict, prepare
+
+BOOSTER = "booster"
+SCHEMA = "schema"
+
+
+class ChurnProbabilityModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        with open(context.artifacts[SCHEMA]) as f:
+            schema = json.load(f)
+        self.feature_columns: list[str] = schema["feature_columns"]
+        self.categories: dict[str, list[str]] = schema["categories"]
+        self.booster = xgb.Booster()
+        self.booster.load_model(context.artifacts[BOOSTER])
+        self.booster.best_iteration = int(schema["best_iteration"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
+        features = prepare(model_input, self.feature_columns, "", self.categories)
+        return pd.Series(predict(self.booster, features), name="churn_probability")

@@ -1,0 +1,134 @@
+"""The churn classifier on the tiny scale: nested MLflow runs, a probability-returning pyfunc,
+lineage tags, and both in-asset checks failing when they should."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import dagster as dg
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.entities import RunStatus
+
+from ml_assets.defs.models.assets import churn_classifier
+from ml_assets.lib.training_sets.churn import MODEL_FEATURES, TRAINING_SET
+from ml_assets.reporting import run_check_results
+from ml_assets.resources.mlflow import LocalMlflow
+from ml_assets_tests.defs.conftest import instance_at, materialization_metadata
+
+ASSET = "models/churn_classifier"
+
+
+def _runs(home):
+    tracking = LocalMlflow(home=str(home))
+    client = tracking.client()
+    experiment = client.get_experiment_by_name(tracking.experiment_name)
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_a_parent_run_holds_the_trials_the_model_metrics_plots_and_lineage(ingested):
+    home, result = ingested
+    metadata = materialization_metadata(result, ASSET)
+    client, runs = _runs(home)
+    parent = client.get_run(metadata["mlflow_run_id"])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == metadata["n_trials"] == 20
+    assert {r.info.status for r in [parent, *children]} == {"FINISHED"}
+    assert {"validation_roc_auc", "validation_log_loss"} <= set(children[0].data.metrics)
+    for name in (
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+        "precision_at_threshold",
+        "recall_at_threshold",
+        "net_value_per_user",
+    ):
+        assert f"test_{name}" in parent.data.metrics
+    assert any(k.startswith("test_roc_auc__plan_tier__") for k in parent.data.metrics)
+    tags = parent.data.tags
+    assert tags["ml_assets.training_set"] == str(TRAINING_SET.name)
+    assert tags["ml_assets.dagster_run_id"] == result.run_id
+    assert len(tags["ml_assets.training_set_hash"]) == 64
+    assert tags["ml_assets.version.main.features.user_activity"] == "1"
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert plots == {
+        f"plots/{n}.png"
+        for n in ("roc_curve", "pr_curve", "confusion_matrix", "feature_importance")
+    }
+    assert "data:image/png;base64," in metadata["plots"]
+    checks = {
+        c.check_name: c.passed
+        for c in run_check_results(result)
+        if c.asset_key.to_user_string() == ASSET
+    }
+    assert checks == {"metrics_meet_thresholds": True, "trials_recorded": True}
+
+
+def test_the_pyfunc_returns_probabilities_and_the_xgboost_flavour_loads(ingested):
+    home, result = ingested
+    run_id = materialization_metadata(result, ASSET)["mlflow_run_id"]
+    LocalMlflow(home=str(home)).configure()
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    assert model.metadata.get_input_schema().input_names() == list(MODEL_FEATURES)
+    request = pd.DataFrame(
+        [
+            {**{c: 0.0 for c in MODEL_FEATURES}, "plan_tier": "premium", "country": "DE"},
+            {
+                **{c: 3.0 for c in MODEL_FEATURES},
+                "plan_tier": "free",
+                "country": "ZZ",
+                "days_since_last_purchase": None,
+                "events_30d_mom_change": None,
+            },
+        ]
+    )
+    scores = model.predict(request)
+    assert len(scores) == 2 and all(0.0 < s < 1.0 for s in scores)  # probabilities, not labels
+    booster = mlflow.xgboost.load_model(f"runs:/{run_id}/xgboost_model")
+    assert booster.num_features() == len(MODEL_FEATURES)
+
+
+def _materialize(home, resources, **config) -> dg.ExecuteInProcessResult:
+    with instance_at(home) as instance:
+        return dg.materialize(
+            [churn_classifier],
+            resources=resources,
+            instance=instance,
+            run_config={"ops": {"models__churn_classifier": {"config": {"n_trials": 2, **config}}}},
+            raise_on_error=False,
+        )
+
+
+def test_a_model_below_the_thresholds_fails_the_blocking_check(home, resources):
+    result = _materialize(home, resources, min_test_roc_auc=0.999)
+    (check,) = [c for c in run_check_results(result) if c.check_name == "metrics_meet_thresholds"]
+    assert not check.passed
+    assert "roc_auc = " in check.description and "< minimum 0.999" in check.description
+
+
+class ForgetfulMlflow(LocalMlflow):
+    """Trial runs that are lost after they end: what trials_recorded is there to notice."""
+
+    @contextmanager
+    def run(self, run_name, *, tags=None, nested=False):
+        with super().run(run_name, tags=tags, nested=nested) as run:
+            yield run
+        if nested:
+            mlflow.tracking.MlflowClient().delete_run(run.info.run_id)
+
+
+def test_missing_trial_runs_fail_trials_recorded(home, resources):
+    result = _materialize(home, {**resources, "mlflow_tracking": ForgetfulMlflow(home=str(home))})
+    (check,) = [c for c in run_check_results(result) if c.check_name == "trials_recorded"]
+    assert not check.passed and check.metadata["child_runs"].value == 0
+
+
+def test_a_run_whose_body_raises_ends_failed_never_running(tmp_path):
+    tracking = LocalMlflow(home=str(tmp_path))
+    with pytest.raises(RuntimeError, match="boom"), tracking.run("doomed") as run:
+        raise RuntimeError("boom")
+    status = tracking.client().get_run(run.info.run_id).info.status
+    assert status == RunStatus.to_string(RunStatus.FAILED)
+    assert mlflow.active_run() is None
