@@ -13,8 +13,9 @@ export DAGSTER_HOME ?= $(ML_ASSETS_HOME)/dagster_home
 # The venv's bin on PATH: `dagster`, `mlflow` and the servers they start are found there.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TZ := UTC
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: setup run test ui lint lock clean
+.PHONY: setup run test ui mlflow-ui lint lock clean
 
 setup: $(STAMP)
 
@@ -37,6 +38,11 @@ test: $(STAMP)
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The MLflow UI on the local store (runs, nested trials, plots, registered models).
+mlflow-ui: $(STAMP)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(ML_ASSETS_HOME)/mlflow.db \
+		--default-artifact-root file://$(ML_ASSETS_HOME)/mlartifacts -h 127.0.0.1 -p 5000
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ml_assets ml_assets_tests benchmarks
