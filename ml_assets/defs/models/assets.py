@@ -151,7 +151,7 @@ def churn_classifier(
 
         def log_trial(trial: cc.TrialResult) -> None:
             with mlflow_tracking.run(f"trial {trial.number:03d}", nested=True):
-                mlflow.log_params({k: v for k, v in trial.params.items()})
+                mlflow.log_params(trial.params)
                 mlflow.log_metrics({**trial.validation, "best_iteration": trial.best_iteration})
 
         search = cc.search(

@@ -55,7 +55,6 @@ class Split:
 def prepare(
     frame: pd.DataFrame,
     feature_columns: Sequence[str],
-    label: str,
     categories: Mapping[str, Sequence[str]],
 ) -> pd.DataFrame:
     """Model inputs in a fixed column order, categoricals with fixed levels (unknown -> NaN)."""
@@ -90,7 +89,7 @@ def splits(
                 f"The {name} split has {len(part)} rows and labels {sorted(np.unique(y))}: "
                 "both classes are needed. Land more data or move the split cutoffs."
             )
-        out[name] = Split(prepare(part, feature_columns, label, categories), y)
+        out[name] = Split(prepare(part, feature_columns, categories), y)
     return out
 
 

@@ -32,5 +32,5 @@ class ChurnProbabilityModel(mlflow.pyfunc.PythonModel):
         self.booster.best_iteration = int(schema["best_iteration"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
-        features = prepare(model_input, self.feature_columns, "", self.categories)
+        features = prepare(model_input, self.feature_columns, self.categories)
         return pd.Series(predict(self.booster, features), name="churn_probability")
