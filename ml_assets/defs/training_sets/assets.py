@@ -141,10 +141,10 @@ def churn_training_set(
 ):
     """Labels joined point-in-time with the feature tables, split by time, lineage-pinned."""
     started = time.perf_counter()
-    training, lineage = build_churn_training_set(lakehouse, cutoffs=config.cutoffs())
+    training, cutoffs = build_churn_training_set(lakehouse, cutoffs=config.cutoffs())
     commit = lakehouse.overwrite(TRAINING_SET, training.df)
     written = lakehouse.read(TRAINING_SET, version=commit.version)
-    lineage = Lineage(lineage.table_versions, lineage.cutoffs, content_hash(written))
+    lineage = Lineage(training.table_versions, cutoffs, content_hash(written))
     seconds = time.perf_counter() - started
     splits = {
         r[SPLIT]: (r["rows"], r["churn_rate"])

@@ -259,8 +259,10 @@ def build_churn_training_set(
     *,
     cutoffs: SplitCutoffs | None = None,
     versions: Mapping[str, int] | None = None,
-) -> tuple[TrainingSet, Lineage]:
-    """The churn training set at the current versions, or at pinned ones (to rebuild)."""
+) -> tuple[TrainingSet, SplitCutoffs]:
+    """The churn training set at the current versions, or at pinned ones (to rebuild), and the
+    split cutoffs it used. Its lineage is ``Lineage(training.table_versions, cutoffs, hash)``
+    once its content hash is known (of the rows as written)."""
     labels_table = str(LABELS.name)
     labels_version = versions[labels_table] if versions else tables.version(labels_table)
     if labels_version is None:
@@ -285,7 +287,7 @@ def build_churn_training_set(
         matched_timestamp_columns=training.matched_timestamp_columns,
         table_versions=table_versions,
     )
-    return result, Lineage(table_versions, cutoffs, content_hash="")
+    return result, cutoffs
 
 
 def rebuild_churn_training_set(tables: TableReader, lineage: Lineage) -> tuple[DataFrame, str]:
