@@ -15,8 +15,10 @@ from pyspark.sql import functions as F
 from ml_assets.defs.partitions import daily_partitions
 from ml_assets.defs.raw.assets import build_raw_events, raw_users
 from ml_assets.deployments import build_resources
+from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
 from ml_assets.lib.source import SCALES
+from ml_assets.lib.training_sets.churn import LABELS, TRAINING_SET
 from ml_assets.reporting import run_check_results
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets_tests.defs.conftest import evaluate_checks, materialization_metadata, tiny_settings
@@ -163,7 +165,16 @@ def _overwrite_outside_the_lakehouse(lakehouse, spec, table: pa.Table):
 
 @pytest.mark.parametrize(
     ("asset", "spec", "null_column"),
-    [("raw/events", EVENTS, "user_id"), ("raw/users", USERS, "valid_from")],
+    [
+        ("raw/events", EVENTS, "user_id"),
+        ("raw/users", USERS, "valid_from"),
+        # the same contract checks, declared from the feature contracts and training-set specs
+        ("features/user_daily_activity", user_daily_activity.CONTRACT.table_spec, "user_id"),
+        ("features/user_activity", user_activity.CONTRACT.table_spec, "feature_ts"),
+        ("features/user_profile", user_profile.CONTRACT.table_spec, "user_id"),
+        ("training_sets/churn_labels", LABELS, "label_ts"),
+        ("training_sets/churn_training_set", TRAINING_SET, "user_id"),
+    ],
 )
 def test_null_keys_and_a_drifted_schema_fail_their_checks(
     home, resources, asset, spec, null_column

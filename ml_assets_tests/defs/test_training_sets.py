@@ -189,3 +189,21 @@ def test_labels_are_unique_active_users_per_observation_time(resources):
     assert labels.count() == labels.select("user_id", LABEL_TS).distinct().count()
     weekdays = {r[0] for r in labels.select(F.dayofweek(LABEL_TS)).distinct().collect()}
     assert weekdays == {2}  # Monday in Spark's numbering
+
+
+def test_label_checks_fail_on_an_impossible_label_and_a_repeated_observation(home, resources):
+    lakehouse = resources["lakehouse"]
+    spark = resources["spark"].get_session()
+    first = lakehouse.read(LABELS).orderBy("user_id", LABEL_TS).limit(2).collect()
+    lakehouse.append(LABELS, spark.createDataFrame(first[:1], LABELS.spark_schema))
+    lakehouse.append(
+        LABELS,
+        spark.createDataFrame(first[1:], LABELS.spark_schema)
+        .withColumn(LABEL_TS, F.col(LABEL_TS) + F.expr("INTERVAL 1 DAY"))
+        .withColumn(LABEL, F.lit(2)),
+    )
+    found = evaluate_checks(home, "training_sets/churn_labels")
+    assert not found["key_unique"].passed
+    assert found["key_unique"].metadata["duplicate_keys"].value == 1
+    assert not found["values_valid"].passed
+    assert found["values_valid"].metadata["violations_churned_is_0_or_1"].value == 1
