@@ -39,17 +39,22 @@ def schema_matches(spec: TableSpec, found: T.StructType) -> CheckOutcome:
     )
 
 
-def not_null(df: DataFrame, columns: Sequence[str]) -> CheckOutcome:
+def _null_counts(df: DataFrame, columns: Sequence[str]) -> tuple[int, dict[str, int]]:
+    """Rows, and nulls per column, in one pass."""
     row = df.select(
         F.count(F.lit(1)).alias("__rows"),
         *[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in columns],
     ).first()
-    nulls = {c: int(row[c] or 0) for c in columns}
+    return int(row["__rows"]), {c: int(row[c] or 0) for c in columns}
+
+
+def not_null(df: DataFrame, columns: Sequence[str]) -> CheckOutcome:
+    rows, nulls = _null_counts(df, columns)
     bad = {c: n for c, n in nulls.items() if n}
     return CheckOutcome(
         passed=not bad,
         description=(f"No nulls in {list(columns)}" if not bad else f"Null keys found: {bad}"),
-        observed={"rows": int(row["__rows"]), **{f"nulls_{c}": n for c, n in nulls.items()}},
+        observed={"rows": rows, **{f"nulls_{c}": n for c, n in nulls.items()}},
     )
 
 
@@ -157,12 +162,8 @@ def _hours(delta: dt.timedelta) -> float:
 
 def null_rates_within(df: DataFrame, ceilings: Mapping[str, float]) -> CheckOutcome:
     """The share of nulls of each column is at most its ceiling."""
-    row = df.select(
-        F.count(F.lit(1)).alias("__rows"),
-        *[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in ceilings],
-    ).first()
-    rows = int(row["__rows"])
-    rates = {c: (int(row[c] or 0) / rows if rows else 0.0) for c in ceilings}
+    rows, nulls = _null_counts(df, list(ceilings))
+    rates = {c: (nulls[c] / rows if rows else 0.0) for c in ceilings}
     over = {c: r for c, r in rates.items() if r > ceilings[c]}
     return CheckOutcome(
         passed=not over,

@@ -163,13 +163,13 @@ def build_feature_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
     return [daily_activity, activity]
 
 
-@dg.asset(
-    key=PROFILE_KEY,
-    group_name=names.FEATURES,
-    deps=[dg.AssetKey(names.RAW_USERS_KEY)],
-    description=user_profile.CONTRACT.markdown(),
-    metadata=feature_asset_spec(PROFILE_KEY, user_profile.CONTRACT, deps=[]).metadata,
-    kinds={"delta", "spark"},
+@dg.multi_asset(
+    specs=[
+        feature_asset_spec(
+            PROFILE_KEY, user_profile.CONTRACT, deps=[dg.AssetKey(names.RAW_USERS_KEY)]
+        )
+    ],
+    name="user_profile",
 )
 def user_profile_features(context: dg.AssetExecutionContext, lakehouse: Lakehouse):
     """Every version of every user from the SCD history, rebuilt whole."""
@@ -182,10 +182,11 @@ def user_profile_features(context: dg.AssetExecutionContext, lakehouse: Lakehous
     )
     context.log.info("user_profile: %d versions of %d users", stats["rows"], stats["users"])
     return dg.MaterializeResult(
+        asset_key=PROFILE_KEY,
         metadata={
             **write_metadata(spec, commit, lakehouse.uri(spec), total_rows=stats["rows"]),
             "users": stats["users"],
-        }
+        },
     )
 
 

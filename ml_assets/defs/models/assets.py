@@ -22,6 +22,7 @@ from pydantic import Field
 
 from ml_assets import names
 from ml_assets.defs.training_sets.assets import TRAINING_SET_KEY, recorded_lineage
+from ml_assets.deployments import REPO_ROOT
 from ml_assets.lib.features.registry import CONTRACTS
 from ml_assets.lib.models import churn_classifier as cc
 from ml_assets.lib.models.served import BOOSTER, SCHEMA, ChurnProbabilityModel
@@ -48,11 +49,7 @@ class ChurnClassifierConfig(dg.Config):
 def _git_commit() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parents[3],
-            capture_output=True,
-            text=True,
-            timeout=10,
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
         )
     except OSError as exc:
         return f"unknown ({exc})"
@@ -194,7 +191,7 @@ def churn_classifier(
         log_images(images)
         log_json(importance, "feature_importance.json")
         mlflow.log_text(slices.to_csv(index=False), "slice_metrics.csv")
-        inputs = _request_frame(frame.loc[frame[SPLIT] == "test"])
+        inputs = _request_frame(test_frame)
         _log_model(booster, int(booster.best_iteration), inputs, scores)
         run_id = parent.info.run_id
     seconds = time.perf_counter() - started

@@ -17,9 +17,8 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ml_assets.lib.features.registry import contract_for
 from ml_assets.lib.quality import CheckOutcome
-from ml_assets.lib.training_sets.lookups import FeatureLookup, TableReader
+from ml_assets.lib.training_sets.lookups import FeatureLookup, TableReader, resolve
 from ml_assets.lib.training_sets.reference import reference_point_in_time_join
 
 
@@ -244,37 +243,25 @@ def matches_reference_join(
     expected = spine_rows
     compared: list[str] = []
     for lookup in lookups:
-        contract = contract_for(lookup.table_name)
-        keys = lookup.lookup_keys
-        names = list(lookup.feature_names or contract.feature_names)
-        wanted = {tuple(r[k] for k in keys) for r in spine_rows}
-        source = tables.read(contract.name, version=versions[contract.name])
-        key_filter = F.col(contract.entity_keys[0]).isin(sorted({k[0] for k in wanted}))
-        feature_rows = []
-        for r in source.where(key_filter).collect():
-            row = {s: r[k] for k, s in zip(contract.entity_keys, keys, strict=True)}
-            row["__ts"] = r[contract.timestamp_key]
-            row |= {lookup.output_name(n): r[n] for n in names}
-            if lookup.matched_timestamp_column:
-                row[lookup.matched_timestamp_column] = r[contract.timestamp_key]
-            feature_rows.append(row)
-        outputs = [lookup.output_name(n) for n in names]
-        if lookup.matched_timestamp_column:
-            outputs.append(lookup.matched_timestamp_column)
-        defaults = (
-            contract.default_values if lookup.default_values is None else lookup.default_values
+        resolved = resolve(lookup)  # exactly as build_training_set resolves it
+        table, first_key = resolved.contract.name, lookup.lookup_keys[0]
+        sampled_keys = sorted({r[first_key] for r in spine_rows})
+        rows = (
+            resolved.select_from(tables.read(table, version=versions[table]), "__ts")
+            .where(F.col(first_key).isin(sampled_keys))
+            .collect()
         )
         expected = reference_point_in_time_join(
             expected,
-            feature_rows,
-            lookup_key=keys,
+            [r.asDict() for r in rows],
+            lookup_key=lookup.lookup_keys,
             timestamp_lookup_key=lookup.timestamp_lookup_key,
             feature_timestamp_key="__ts",
-            feature_names=outputs,
+            feature_names=list(resolved.outputs),
             lookback_window=lookup.lookback_window,
-            default_values={lookup.output_name(n): v for n, v in defaults.items() if n in names},
+            default_values=dict(resolved.defaults),
         )
-        compared += outputs
+        compared += resolved.outputs
     selected = training.join(picked.distinct(), cols, "inner").select(*cols, *compared)
     found = Counter(_row_key(r.asDict(), cols, compared) for r in selected.collect())
     wanted_rows = Counter(_row_key(r, cols, compared) for r in expected)

@@ -75,17 +75,63 @@ class TrainingSet:
         return self.df
 
 
-def _resolve_features(lookup: FeatureLookup, contract: FeatureTableContract) -> list[str]:
-    names = list(lookup.feature_names) if lookup.feature_names is not None else None
-    if names is None:
-        return list(contract.feature_names)
+@dataclass(frozen=True)
+class ResolvedLookup:
+    """A lookup against its table's contract: which features, under which output names, with
+    which defaults. One resolution serves the join and the reference join that checks it."""
+
+    lookup: FeatureLookup
+    contract: FeatureTableContract
+    features: tuple[str, ...]  # the table's feature names
+    outputs: tuple[str, ...]  # their output names, then the matched timestamp column if any
+    defaults: Mapping[str, object]  # by output name
+
+    def select_from(self, table: DataFrame, timestamp_as: str) -> DataFrame:
+        """Keys under the spine's names, the feature time as ``timestamp_as``, the outputs."""
+        contract, lookup = self.contract, self.lookup
+        columns = [
+            *[
+                F.col(k).alias(s)
+                for k, s in zip(contract.entity_keys, lookup.lookup_keys, strict=True)
+            ],
+            F.col(contract.timestamp_key).alias(timestamp_as),
+            *[F.col(n).alias(lookup.output_name(n)) for n in self.features],
+        ]
+        if lookup.matched_timestamp_column:
+            columns.append(F.col(contract.timestamp_key).alias(lookup.matched_timestamp_column))
+        return table.select(*columns)
+
+
+def resolve(
+    lookup: FeatureLookup, contracts: Mapping[str, FeatureTableContract] | None = None
+) -> ResolvedLookup:
+    contract = contract_for(lookup.table_name, contracts)
+    keys = lookup.lookup_keys
+    if len(keys) != len(contract.entity_keys):
+        raise TrainingSetError(
+            f"FeatureLookup of {contract.name} gives lookup_key {keys}, but the table is keyed "
+            f"by {list(contract.entity_keys)}: give one spine column per key, in that order."
+        )
+    names = (
+        list(contract.feature_names) if lookup.feature_names is None else list(lookup.feature_names)
+    )
     unknown = [n for n in names if n not in contract.feature_names]
     if unknown:
         raise TrainingSetError(
             f"FeatureLookup of {lookup.table_name} asks for {unknown}, which the table does not "
             f"have; its features are {list(contract.feature_names)}."
         )
-    return names
+    outputs = [lookup.output_name(n) for n in names]
+    if lookup.matched_timestamp_column:
+        outputs.append(lookup.matched_timestamp_column)
+    defaults = contract.default_values if lookup.default_values is None else lookup.default_values
+    return ResolvedLookup(
+        lookup=lookup,
+        contract=contract,
+        features=tuple(names),
+        outputs=tuple(outputs),
+        defaults={lookup.output_name(n): v for n, v in defaults.items() if n in names},
+    )
 
 
 def build_training_set(
@@ -108,59 +154,41 @@ def build_training_set(
     matched: dict[str, str] = {}
     read_versions: dict[str, int] = {}
     for lookup in lookups:
-        contract = contract_for(lookup.table_name, contracts)
-        table = contract.name
+        resolved = resolve(lookup, contracts)
+        table = resolved.contract.name
         keys = lookup.lookup_keys
-        if len(keys) != len(contract.entity_keys):
-            raise TrainingSetError(
-                f"FeatureLookup of {table} gives lookup_key {keys}, but the table is keyed by "
-                f"{list(contract.entity_keys)}: give one spine column per key, in that order."
-            )
         missing = [c for c in [*keys, lookup.timestamp_lookup_key] if c not in df.columns]
         if missing:
             raise TrainingSetError(
                 f"The spine must contain columns {[*keys, lookup.timestamp_lookup_key]} for the "
                 f"lookup of {table}, but {missing} were missing (it has {df.columns})."
             )
-        names = _resolve_features(lookup, contract)
         if versions is not None and table not in versions:
             raise TrainingSetError(f"No pinned version for {table} in {dict(versions)}.")
         version = versions[table] if versions is not None else tables.version(table)
         if version is None:
             raise TrainingSetError(f"Feature table {table} has not been written yet.")
         read_versions[table] = version
-        source = tables.read(table, version=version)
-        ts_out = "__feature_ts"
-        columns = [
-            *[F.col(k).alias(s) for k, s in zip(contract.entity_keys, keys, strict=True)],
-            F.col(contract.timestamp_key).alias(ts_out),
-            *[F.col(n).alias(lookup.output_name(n)) for n in names],
-        ]
-        outputs = [lookup.output_name(n) for n in names]
-        if lookup.matched_timestamp_column:
-            columns.append(F.col(contract.timestamp_key).alias(lookup.matched_timestamp_column))
-            outputs.append(lookup.matched_timestamp_column)
-            matched[lookup.matched_timestamp_column] = table
-        clashes = [c for c in outputs if c in df.columns]
+        clashes = [c for c in resolved.outputs if c in df.columns]
         if clashes:
             raise TrainingSetError(
                 f"The lookup of {table} would add columns {clashes} that already exist; "
                 "use rename_outputs to give them other names."
             )
-        defaults = (
-            contract.default_values if lookup.default_values is None else lookup.default_values
-        )
+        ts_out = "__feature_ts"
         df = point_in_time_join(
             df,
-            source.select(*columns),
+            resolved.select_from(tables.read(table, version=version), ts_out),
             lookup_key=keys,
             timestamp_lookup_key=lookup.timestamp_lookup_key,
             feature_timestamp_key=ts_out,
-            feature_names=outputs,
+            feature_names=list(resolved.outputs),
             lookback_window=lookup.lookback_window,
-            default_values={lookup.output_name(n): v for n, v in defaults.items() if n in names},
+            default_values=dict(resolved.defaults),
         )
-        feature_columns += [lookup.output_name(n) for n in names]
+        feature_columns += [lookup.output_name(n) for n in resolved.features]
+        if lookup.matched_timestamp_column:
+            matched[lookup.matched_timestamp_column] = table
     unknown = [c for c in exclude_columns if c not in df.columns]
     if unknown:
         raise TrainingSetError(f"exclude_columns names {unknown}, which are not in the result.")
