@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 from ml_assets.lib.models import churn_classifier as cc
+from ml_assets.lib.models.encoding import FeatureEncoding, ModelInputError, request_frame
+from ml_assets.lib.models.thresholds import MetricThreshold, ThresholdError, metric_breaches
 
-CATS = {"plan_tier": ["free", "premium"]}
-FEATURES = ["x", "plan_tier"]
+ENCODING = FeatureEncoding(("x", "plan_tier"), {"plan_tier": ("free", "premium")})
 
 
 def frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
@@ -29,24 +30,42 @@ def frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def test_prepare_fixes_column_order_and_levels_and_names_missing_columns():
-    x = cc.prepare(pd.DataFrame({"plan_tier": ["premium", "gold"], "x": [1, 2]}), FEATURES, CATS)
-    assert list(x.columns) == FEATURES and x["x"].dtype == "float64"
-    assert list(x["plan_tier"].cat.categories) == ["free", "premium"]
-    assert x["plan_tier"].isna().tolist() == [False, True]  # an unseen level is missing
-    with pytest.raises(cc.ModelInputError, match=r"\['x'\] were missing"):
-        cc.prepare(pd.DataFrame({"plan_tier": ["free"]}), FEATURES, CATS)
+def test_encoding_fixes_column_order_and_levels_and_names_missing_or_non_numeric_columns():
+    x = ENCODING.encode(
+        pd.DataFrame({"plan_tier": ["premium", "gold", None], "x": [1, 2, None], "extra": 0})
+    )
+    assert x.dtype == np.float64 and x.shape == (3, 2)
+    assert x[:, 0][:2].tolist() == [1.0, 2.0] and np.isnan(x[2, 0])
+    assert x[0, 1] == 1.0 and np.isnan(x[1, 1]) and np.isnan(x[2, 1])  # unseen level: missing
+    with pytest.raises(ModelInputError, match=r"\['x'\] were missing"):
+        ENCODING.encode(pd.DataFrame({"plan_tier": ["free"]}))
+    with pytest.raises(ModelInputError, match="Feature 'x' must be numeric; found object"):
+        ENCODING.encode(pd.DataFrame({"plan_tier": ["free"], "x": ["many"]}))
+    with pytest.raises(ModelInputError, match=r"Categorical columns \['tier'\]"):
+        FeatureEncoding(("x",), {"tier": ("a",)})
+    request = request_frame(pd.DataFrame({"plan_tier": ["free"], "x": [3]}), ENCODING)
+    assert list(request.columns) == ["x", "plan_tier"] and request["x"].dtype == "float64"
+
+
+def test_a_booster_scores_the_same_from_a_pandas_frame_and_an_encoded_matrix():
+    data = cc.splits(frame(), ENCODING, "y", "split")
+    booster = cc.fit({"objective": "binary:logistic", "seed": 0}, data["train"], data["validation"])
+    test = frame().query("split == 'test'")
+    via_matrix = booster.predict(
+        ENCODING.matrix(ENCODING.encode(test)), iteration_range=(0, booster.best_iteration + 1)
+    )
+    assert np.allclose(cc.predict(booster, ENCODING.encode(test)), via_matrix)
 
 
 def test_a_split_with_one_class_is_refused():
     f = frame()
     f.loc[f.split == "test", "y"] = 0
-    with pytest.raises(cc.ModelInputError, match="test split .* both classes are needed"):
-        cc.splits(f, FEATURES, "y", "split", CATS)
+    with pytest.raises(ModelInputError, match="test split .* both classes are needed"):
+        cc.splits(f, ENCODING, "y", "split")
 
 
 def test_search_reports_every_trial_and_is_reproducible_with_a_seed():
-    data = cc.splits(frame(), FEATURES, "y", "split", CATS)
+    data = cc.splits(frame(), ENCODING, "y", "split")
     seen = []
     first = cc.search(data["train"], data["validation"], n_trials=3, seed=1, on_trial=seen.append)
     again = cc.search(data["train"], data["validation"], n_trials=3, seed=1)
@@ -66,18 +85,41 @@ def test_the_threshold_maximizes_net_value_and_thresholds_list_every_breach():
     costs = cc.BusinessCosts(customer_value=100, save_rate=0.5, offer_cost=10)
     assert cc.choose_threshold(y, scores, costs) == 0.6  # offer to the two churners only
     assert costs.net_value_per_user(y, scores >= 0.6) == pytest.approx((2 * 50 - 2 * 10) / 5)
-    found = cc.breaches(
-        {"roc_auc": 0.6, "log_loss": 0.9},
-        [
-            cc.MetricThreshold("roc_auc", minimum=0.75),
-            cc.MetricThreshold("log_loss", maximum=0.5),
-            cc.MetricThreshold("brier", maximum=0.2),
-        ],
-    )
-    assert found == [
-        "roc_auc = 0.6000 < minimum 0.75",
-        "log_loss = 0.9000 > maximum 0.5",
-        "brier: not computed (known: ['log_loss', 'roc_auc'])",
+
+
+def test_thresholds_list_every_breach_with_candidate_baseline_and_bound():
+    thresholds = [
+        MetricThreshold("roc_auc", threshold=0.75, max_regression=0.01),
+        MetricThreshold("log_loss", threshold=0.5, greater_is_better=False, max_regression=0.0),
+        MetricThreshold("brier", threshold=0.2, greater_is_better=False),
     ]
-    with pytest.raises(ValueError, match="neither minimum nor maximum"):
-        cc.MetricThreshold("roc_auc")
+    candidate = {"roc_auc": 0.6, "log_loss": 0.9}
+    assert [str(b) for b in metric_breaches(candidate, thresholds)] == [
+        "roc_auc: candidate 0.6000, threshold >= 0.7500",
+        "log_loss: candidate 0.9000, threshold <= 0.5000",
+        "brier not computed: candidate -, threshold <= 0.2000 (computed: log_loss, roc_auc)",
+    ]
+    relative = metric_breaches(candidate, thresholds[:2], {"roc_auc": 0.62, "log_loss": 0.8})
+    assert [str(b) for b in relative] == [
+        "roc_auc: candidate 0.6000, threshold >= 0.7500",
+        "roc_auc vs baseline: candidate 0.6000, baseline 0.6200, threshold >= 0.6100 "
+        "(baseline - 0.01)",
+        "log_loss: candidate 0.9000, threshold <= 0.5000",
+        "log_loss vs baseline: candidate 0.9000, baseline 0.8000, threshold <= 0.8000 "
+        "(baseline + 0.0)",
+    ]
+    # within the margin of the baseline: no relative breach
+    within = [MetricThreshold("roc_auc", max_regression=0.01)]
+    assert metric_breaches({"roc_auc": 0.615}, within, {"roc_auc": 0.62}) == []
+    assert metric_breaches({"roc_auc": 0.605}, within) == []  # no baseline: nothing relative
+
+
+def test_a_threshold_validates_itself():
+    with pytest.raises(ThresholdError, match="sets neither threshold nor max_regression"):
+        MetricThreshold("roc_auc")
+    with pytest.raises(ThresholdError, match="max_regression = -0.1 is negative"):
+        MetricThreshold("roc_auc", max_regression=-0.1)
+    with pytest.raises(ThresholdError, match="threshold = nan is not a finite number"):
+        MetricThreshold("roc_auc", threshold=float("nan"))
+    with pytest.raises(ThresholdError, match="The baseline has no 'roc_auc'"):
+        MetricThreshold("roc_auc", max_regression=0.0).breaches({"roc_auc": 0.7}, {"pr": 1.0})

@@ -12,8 +12,10 @@ import json
 import subprocess
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
+import cloudpickle
 import dagster as dg
 import mlflow
 import pandas as pd
@@ -25,16 +27,27 @@ from ml_assets.defs.training_sets.assets import TRAINING_SET_KEY, recorded_linea
 from ml_assets.deployments import REPO_ROOT
 from ml_assets.lib.features.registry import CONTRACTS
 from ml_assets.lib.models import churn_classifier as cc
+from ml_assets.lib.models import encoding, served
+from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.models.served import BOOSTER, SCHEMA, ChurnProbabilityModel
-from ml_assets.lib.source import COUNTRIES, PLAN_TIERS
-from ml_assets.lib.training_sets.churn import LABEL, MODEL_FEATURES, SPLIT, TRAINING_SET
+from ml_assets.lib.models.thresholds import MetricThreshold, metric_breaches
+from ml_assets.lib.training_sets.churn import (
+    ENTITY_KEY,
+    LABEL,
+    LABEL_TS,
+    MODEL_FEATURES,
+    SPLIT,
+    SPLITS,
+    TRAINING_SET,
+)
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.mlflow import MlflowTracking, log_images, log_json
 
 MODEL_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_KEY)
-CATEGORIES = {"plan_tier": list(PLAN_TIERS), "country": list(COUNTRIES)}
-COSTS = cc.BusinessCosts()
+SERVED_MODULES = (encoding, served)  # the code a served model carries
+SCORING_DISTRIBUTIONS = ("mlflow", "cloudpickle", "xgboost", "pandas", "numpy")
 PARENT_TAG = "mlflow.parentRunId"
+LOGGED_MODEL_TAG = "ml_assets.logged_model_id"  # the pyfunc a registered version points at
 
 
 class ChurnClassifierConfig(dg.Config):
@@ -56,7 +69,9 @@ def _git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown (not a git checkout)"
 
 
-def _lineage_tags(context: dg.AssetExecutionContext, version: int) -> dict[str, str]:
+def _lineage_tags(
+    context: dg.AssetExecutionContext, version: int, frame: pd.DataFrame
+) -> dict[str, str]:
     lineage = recorded_lineage(context.instance)
     tags = {
         "ml_assets.training_set": str(TRAINING_SET.name),
@@ -64,6 +79,10 @@ def _lineage_tags(context: dg.AssetExecutionContext, version: int) -> dict[str, 
         "ml_assets.git_commit": _git_commit(),
         "ml_assets.dagster_run_id": context.run.run_id,
     }
+    for split in SPLITS:  # the label_ts window of each split, e.g. "2024-01-08..2024-03-04"
+        times = frame.loc[frame[SPLIT] == split, LABEL_TS]
+        if len(times):
+            tags[f"ml_assets.window.{split}"] = f"{times.min():%Y-%m-%d}..{times.max():%Y-%m-%d}"
     if lineage is not None:
         tags["ml_assets.training_set_hash"] = lineage.content_hash
         for table, table_version in lineage.table_versions.items():
@@ -71,35 +90,46 @@ def _lineage_tags(context: dg.AssetExecutionContext, version: int) -> dict[str, 
     return tags
 
 
-def _log_model(booster, best_iteration: int, inputs: pd.DataFrame, scores) -> None:
+def _log_model(booster, best_iteration: int, inputs: pd.DataFrame, scores) -> str:
+    """Logs the probability pyfunc (``model``) and the native booster; returns the logged
+    model id of the pyfunc, which is what a registered version points at."""
     with tempfile.TemporaryDirectory() as tmp:
         booster_path, schema_path = Path(tmp) / "booster.ubj", Path(tmp) / "schema.json"
         booster.save_model(booster_path)
         schema_path.write_text(
             json.dumps(
                 {
-                    "feature_columns": list(MODEL_FEATURES),
-                    "categories": CATEGORIES,
+                    "feature_columns": list(cc.ENCODING.columns),
+                    "categories": {k: list(v) for k, v in cc.ENCODING.categories.items()},
                     "best_iteration": best_iteration,
                 }
             )
         )
-        mlflow.pyfunc.log_model(
-            name="model",
-            python_model=ChurnProbabilityModel(),
-            artifacts={BOOSTER: str(booster_path), SCHEMA: str(schema_path)},
-            signature=infer_signature(inputs, pd.Series(scores, name="churn_probability")),
-            input_example=inputs.head(5),
-        )
-    mlflow.xgboost.log_model(booster, name="xgboost_model")  # the native flavour, too
+        # The scoring code travels inside the model (pickled by value), so loading it needs
+        # only the pinned requirements below, not this package.
+        for module in SERVED_MODULES:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ChurnProbabilityModel(),
+                artifacts={BOOSTER: str(booster_path), SCHEMA: str(schema_path)},
+                signature=infer_signature(inputs, pd.Series(scores, name="churn_probability")),
+                input_example=inputs.head(5),
+                pip_requirements=_requirements(),
+            )
+        finally:
+            for module in SERVED_MODULES:
+                cloudpickle.unregister_pickle_by_value(module)
+    # the native flavour, too
+    mlflow.xgboost.log_model(booster, name="xgboost_model", pip_requirements=_requirements())
+    return info.model_id
 
 
-def _request_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Model inputs as a request carries them: numbers as doubles (a count may be missing),
-    categoricals as strings."""
-    inputs = frame[list(MODEL_FEATURES)].reset_index(drop=True)
-    numeric = [c for c in MODEL_FEATURES if c not in CATEGORIES]
-    return inputs.astype({c: "float64" for c in numeric})
+def _requirements() -> list[str]:
+    """What scoring imports, pinned to this environment. (Left to itself, MLflow infers them
+    by importing the model in a subprocess: about 10 s per logged model.)"""
+    return [f"{dist}=={metadata.version(dist)}" for dist in SCORING_DISTRIBUTIONS]
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -137,13 +167,15 @@ def churn_classifier(
     version = lakehouse.version(TRAINING_SET)
     frame = (
         lakehouse.read(TRAINING_SET, version=version)
-        .select(*MODEL_FEATURES, LABEL, SPLIT)
+        .select(ENTITY_KEY, *MODEL_FEATURES, LABEL, LABEL_TS, SPLIT)
+        # a fixed row order: the same training set and seed give the same model
+        .orderBy(LABEL_TS, ENTITY_KEY)
         .toPandas()
     )
-    data = cc.splits(frame, MODEL_FEATURES, LABEL, SPLIT, CATEGORIES)
+    data = cc.splits(frame, cc.ENCODING, LABEL, SPLIT)
     started = time.perf_counter()
     with mlflow_tracking.run(
-        f"churn_classifier {context.run.run_id[:8]}", tags=_lineage_tags(context, version)
+        f"churn_classifier {context.run.run_id[:8]}", tags=_lineage_tags(context, version, frame)
     ) as parent:
 
         def log_trial(trial: cc.TrialResult) -> None:
@@ -161,11 +193,11 @@ def churn_classifier(
         search_seconds = time.perf_counter() - started
         booster = cc.fit(search.best_params, data["train"], data["validation"])
         threshold = cc.choose_threshold(
-            data["validation"].label, cc.predict(booster, data["validation"].features), COSTS
+            data["validation"].label, cc.predict(booster, data["validation"].features), cc.COSTS
         )
         test = data["test"]
         scores = cc.predict(booster, test.features)
-        metrics = cc.evaluate(test.label, scores, threshold, COSTS)
+        metrics = cc.evaluate(test.label, scores, threshold, cc.COSTS)
         base_rate = float(data["train"].label.mean())
         metrics["base_rate_log_loss"] = float(
             cc.skm.log_loss(test.label, [base_rate] * len(test.label))
@@ -191,8 +223,9 @@ def churn_classifier(
         log_images(images)
         log_json(importance, "feature_importance.json")
         mlflow.log_text(slices.to_csv(index=False), "slice_metrics.csv")
-        inputs = _request_frame(test_frame)
-        _log_model(booster, int(booster.best_iteration), inputs, scores)
+        inputs = request_frame(test_frame, cc.ENCODING)
+        model_id = _log_model(booster, int(booster.best_iteration), inputs, scores)
+        mlflow.set_tag(LOGGED_MODEL_TAG, model_id)
         run_id = parent.info.run_id
     seconds = time.perf_counter() - started
 
@@ -201,13 +234,14 @@ def churn_classifier(
         [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'"
     )
     thresholds = [
-        cc.MetricThreshold("roc_auc", minimum=config.min_test_roc_auc),
-        cc.MetricThreshold(
+        MetricThreshold("roc_auc", threshold=config.min_test_roc_auc),
+        MetricThreshold(
             "log_loss",
-            maximum=config.max_test_log_loss_vs_base_rate * metrics["base_rate_log_loss"],
+            threshold=config.max_test_log_loss_vs_base_rate * metrics["base_rate_log_loss"],
+            greater_is_better=False,
         ),
     ]
-    breached = cc.breaches(metrics, thresholds)
+    breached = metric_breaches(metrics, thresholds)
     context.log.info(
         "churn_classifier: %d trials in %.1f s (%.2f trials/s); test ROC AUC %.4f; run %s",
         config.n_trials,
@@ -222,6 +256,7 @@ def churn_classifier(
             "mlflow_experiment": mlflow_tracking.experiment_name,
             "mlflow_ui": mlflow_tracking.ui_hint(),
             "model_uri": f"runs:/{run_id}/model",
+            "logged_model_id": model_id,
             "training_set_version": version,
             **{f"test_{k}": round(v, 4) for k, v in metrics.items()},
             "best_params": dg.MetadataValue.json(search.best_params),
@@ -240,13 +275,13 @@ def churn_classifier(
         description=(
             "Test metrics meet every threshold"
             if not breached
-            else f"{len(breached)} threshold(s) breached: " + "; ".join(breached)
+            else f"{len(breached)} threshold(s) breached: " + "; ".join(map(str, breached))
         ),
         metadata={
             "test_roc_auc": round(metrics["roc_auc"], 4),
             "min_test_roc_auc": config.min_test_roc_auc,
             "test_log_loss": round(metrics["log_loss"], 4),
-            "max_test_log_loss": round(thresholds[1].maximum, 4),
+            "max_test_log_loss": round(thresholds[1].threshold, 4),
         },
     )
     yield dg.AssetCheckResult(

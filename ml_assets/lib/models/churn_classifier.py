@@ -17,14 +17,13 @@ import pandas as pd
 import xgboost as xgb
 from sklearn import metrics as skm
 
-CATEGORICAL = ("plan_tier", "country")
+from ml_assets.lib.models.encoding import FeatureEncoding, ModelInputError, predict
+from ml_assets.lib.source import COUNTRIES, PLAN_TIERS
+from ml_assets.lib.training_sets.churn import MODEL_FEATURES
+
 SLICES = ("plan_tier", "country")
 MAX_ROUNDS = 400
 EARLY_STOPPING_ROUNDS = 25
-
-
-class ModelInputError(ValueError):
-    """Training data that cannot train the model (missing column, one class, empty split)."""
 
 
 @dataclass(frozen=True)
@@ -43,43 +42,27 @@ class BusinessCosts:
         return float((saved - offers * self.offer_cost) / max(len(y_true), 1))
 
 
+# the churn model's inputs: the training set's model features, with the source's levels
+ENCODING = FeatureEncoding(MODEL_FEATURES, {"plan_tier": PLAN_TIERS, "country": COUNTRIES})
+
+
+COSTS = BusinessCosts()  # the defaults the model is tuned and judged with
+
+
 @dataclass(frozen=True)
 class Split:
-    features: pd.DataFrame
+    features: np.ndarray
     label: np.ndarray
+    encoding: FeatureEncoding
 
     def matrix(self) -> xgb.DMatrix:
-        return xgb.DMatrix(self.features, label=self.label, enable_categorical=True)
-
-
-def prepare(
-    frame: pd.DataFrame,
-    feature_columns: Sequence[str],
-    categories: Mapping[str, Sequence[str]],
-) -> pd.DataFrame:
-    """Model inputs in a fixed column order, categoricals with fixed levels (unknown -> NaN)."""
-    missing = [c for c in [*feature_columns] if c not in frame.columns]
-    if missing:
-        raise ModelInputError(
-            f"The training data must contain the model features {list(feature_columns)}, but "
-            f"{missing} were missing."
-        )
-    x = frame[list(feature_columns)].copy()
-    for column in feature_columns:
-        if column in categories:
-            x[column] = pd.Categorical(x[column], categories=list(categories[column]))
-        else:
-            x[column] = pd.to_numeric(x[column]).astype("float64")
-    return x
+        return self.encoding.matrix(self.features, self.label)
 
 
 def splits(
-    frame: pd.DataFrame,
-    feature_columns: Sequence[str],
-    label: str,
-    split_column: str,
-    categories: Mapping[str, Sequence[str]],
+    frame: pd.DataFrame, encoding: FeatureEncoding, label: str, split_column: str
 ) -> dict[str, Split]:
+    """Train, validation and test, encoded; each must hold both classes."""
     out = {}
     for name in ("train", "validation", "test"):
         part = frame[frame[split_column] == name]
@@ -89,7 +72,7 @@ def splits(
                 f"The {name} split has {len(part)} rows and labels {sorted(np.unique(y))}: "
                 "both classes are needed. Land more data or move the split cutoffs."
             )
-        out[name] = Split(prepare(part, feature_columns, categories), y)
+        out[name] = Split(encoding.encode(part), y, encoding)
     return out
 
 
@@ -127,11 +110,6 @@ def fit(params: Mapping[str, object], train: Split, validation: Split) -> xgb.Bo
         early_stopping_rounds=EARLY_STOPPING_ROUNDS,
         verbose_eval=False,
     )
-
-
-def predict(booster: xgb.Booster, features: pd.DataFrame) -> np.ndarray:
-    matrix = xgb.DMatrix(features, enable_categorical=True)
-    return booster.predict(matrix, iteration_range=(0, booster.best_iteration + 1))
 
 
 @dataclass
@@ -270,35 +248,3 @@ def figures(
     ax.set_title("Feature importance (share of total gain)")
     save("feature_importance.png", fig)
     return images
-
-
-@dataclass(frozen=True)
-class MetricThreshold:
-    """A bound on one metric: ``metric >= minimum`` and/or ``metric <= maximum``."""
-
-    metric: str
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.minimum is None and self.maximum is None:
-            raise ValueError(f"Threshold on {self.metric!r} sets neither minimum nor maximum.")
-        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
-            raise ValueError(
-                f"Threshold on {self.metric!r}: minimum {self.minimum} > maximum {self.maximum}."
-            )
-
-    def breach(self, metrics: Mapping[str, float]) -> str | None:
-        if self.metric not in metrics:
-            return f"{self.metric}: not computed (known: {sorted(metrics)})"
-        value = metrics[self.metric]
-        if self.minimum is not None and value < self.minimum:
-            return f"{self.metric} = {value:.4f} < minimum {self.minimum}"
-        if self.maximum is not None and value > self.maximum:
-            return f"{self.metric} = {value:.4f} > maximum {self.maximum}"
-        return None
-
-
-def breaches(metrics: Mapping[str, float], thresholds: Sequence[MetricThreshold]) -> list[str]:
-    """Every breached threshold, each naming metric, value and bound."""
-    return [b for t in thresholds if (b := t.breach(metrics)) is not None]

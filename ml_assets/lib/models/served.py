@@ -15,7 +15,7 @@ import mlflow.pyfunc
 import pandas as pd
 import xgboost as xgb
 
-from ml_assets.lib.models.churn_classifier import predict, prepare
+from ml_assets.lib.models.encoding import FeatureEncoding, predict
 
 BOOSTER = "booster"
 SCHEMA = "schema"
@@ -25,12 +25,11 @@ class ChurnProbabilityModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         with open(context.artifacts[SCHEMA]) as f:
             schema = json.load(f)
-        self.feature_columns: list[str] = schema["feature_columns"]
-        self.categories: dict[str, list[str]] = schema["categories"]
+        self.encoding = FeatureEncoding(tuple(schema["feature_columns"]), schema["categories"])
         self.booster = xgb.Booster()
         self.booster.load_model(context.artifacts[BOOSTER])
         self.booster.best_iteration = int(schema["best_iteration"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:
-        features = prepare(model_input, self.feature_columns, self.categories)
-        return pd.Series(predict(self.booster, features), name="churn_probability")
+        scores = predict(self.booster, self.encoding.encode(model_input))
+        return pd.Series(scores, name="churn_probability")
