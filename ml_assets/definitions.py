@@ -14,6 +14,12 @@ from ml_assets.defs.landing.assets import demo_source
 from ml_assets.defs.models.assets import churn_classifier
 from ml_assets.defs.partitions import daily_partitions
 from ml_assets.defs.raw.assets import build_raw_checks, build_raw_events, raw_users
+from ml_assets.defs.registry.assets import (
+    champion_alias_consistent,
+    churn_classifier_champion,
+    churn_classifier_version,
+    rollback_champion,
+)
 from ml_assets.defs.training_sets.assets import (
     build_training_set_checks,
     churn_labels,
@@ -35,9 +41,16 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             churn_labels,
             churn_training_set,
             churn_classifier,
+            churn_classifier_version,
+            churn_classifier_champion,
         ],
-        asset_checks=[*build_raw_checks(), *build_feature_checks(), *build_training_set_checks()],
-        jobs=build_jobs(),
+        asset_checks=[
+            *build_raw_checks(),
+            *build_feature_checks(),
+            *build_training_set_checks(),
+            champion_alias_consistent,
+        ],
+        jobs=[*build_jobs(), rollback_champion],
         resources=build_resources(settings),
     )
 

@@ -7,6 +7,9 @@ and group names.
 from __future__ import annotations
 
 from ml_assets.lib.lakehouse import TableId
+from ml_assets.lib.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+
+__all__ = ["CHALLENGER", "CHAMPION", "PREVIOUS_CHAMPION"]  # model aliases, from the registry
 
 CATALOG = "main"
 
@@ -16,6 +19,7 @@ RAW = "raw"
 FEATURES = "features"
 TRAINING_SETS = "training_sets"
 MODELS = "models"
+REGISTRY = "registry"
 
 # tables
 RAW_EVENTS_TABLE = TableId(CATALOG, RAW, "events")
@@ -43,6 +47,11 @@ USER_PROFILE_KEY = (FEATURES, "user_profile")
 CHURN_LABELS_KEY = (TRAINING_SETS, "churn_labels")
 CHURN_TRAINING_SET_KEY = (TRAINING_SETS, "churn_training_set")
 CHURN_CLASSIFIER_KEY = (MODELS, "churn_classifier")
+CHURN_CLASSIFIER_VERSION_KEY = (REGISTRY, "churn_classifier_version")
+CHURN_CLASSIFIER_CHAMPION_KEY = (REGISTRY, "churn_classifier_champion")
+
+# registered models (Unity-Catalog-style three-level names)
+CHURN_MODEL_NAME = f"{CATALOG}.{MODELS}.churn_classifier"
 
 # check names
 CHECK_SCHEMA = "schema_matches_contract"
@@ -60,6 +69,9 @@ CHECK_SPLIT_TIME_ORDERED = "split_is_time_ordered"
 CHECK_NO_SINGLE_FEATURE_LEAK = "no_single_feature_leak"
 CHECK_METRICS_MEET_THRESHOLDS = "metrics_meet_thresholds"
 CHECK_TRIALS_RECORDED = "trials_recorded"
+CHECK_GATE_PASSED = "promotion_gate_passed"
+CHECK_CHAMPION_CONSISTENT = "champion_alias_consistent"
 
 # jobs
 MAIN_JOB = "ml_lifecycle_job"
+ROLLBACK_JOB = "rollback_champion"

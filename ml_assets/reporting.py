@@ -27,6 +27,22 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dic
     return None
 
 
+def step_failure(result: dg.ExecuteInProcessResult, step_key: str) -> str | None:
+    """The error message of a failed step of the run, or None."""
+    for e in result.all_events:
+        if e.event_type_value == "STEP_FAILURE" and e.step_key == step_key:
+            error = e.event_specific_data.error
+            if error is None:
+                return e.message
+            while error.cls_name == "DagsterExecutionStepExecutionError" and error.cause:
+                error = error.cause  # the user code's own exception
+            message = error.message.strip()
+            if error.cls_name == "Failure":  # a deliberate failure: its description is the message
+                message = message.split(": ", 1)[-1]
+            return message
+    return None
+
+
 def _short(metadata: dict, limit: int = 70) -> str:
     shown = ", ".join(
         f"{k}={getattr(v, 'value', v)}" for k, v in metadata.items() if not k.startswith("dagster/")

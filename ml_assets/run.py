@@ -23,6 +23,7 @@ from ml_assets.reporting import (
     format_table,
     materialization_metadata,
     run_check_results,
+    step_failure,
 )
 
 
@@ -60,6 +61,29 @@ def table_summary(settings: Settings) -> list[list[object]]:
     return rows
 
 
+def champion_summary(result: dg.ExecuteInProcessResult) -> str:
+    """Which version is champion after the run, why, and its metrics on the test set."""
+    key = "/".join(names.CHURN_CLASSIFIER_CHAMPION_KEY)
+    champion = materialization_metadata(result, key)
+    if champion is None:
+        refused = step_failure(
+            result, dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY).to_python_identifier()
+        )
+        return f"champion: not moved. {refused or 'The promotion gate did not run.'}"
+    metrics = ", ".join(
+        f"{m.removeprefix('champion_test_')} {v}"
+        for m, v in champion.items()
+        if m.startswith("champion_test_")
+    )
+    return (
+        f"champion: {champion['registered_model']} v{champion['champion_version']} "
+        f"({champion['decision']}; mode {champion['mode']})\n"
+        f"  test metrics: {metrics or 'not evaluated'}\n"
+        f'  load it with mlflow.pyfunc.load_model("{champion["champion_uri"]}") '
+        f"(MLflow store: make mlflow-ui)"
+    )
+
+
 def main() -> int:
     settings = current_settings()
     print(
@@ -81,6 +105,8 @@ def main() -> int:
             f"{training['rows_test']}); built from {training['lineage']['table_versions']}; "
             f"content hash {training['content_hash'][:16]}"
         )
+    print()
+    print(champion_summary(result))
     print()
     print(format_table(["asset", "check", "severity", "passed", "observed"], check_rows(checks)))
     failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]

@@ -27,6 +27,8 @@ EXPECTED_ASSETS = {
     "training_sets/churn_labels": "training_sets",
     "training_sets/churn_training_set": "training_sets",
     "models/churn_classifier": "models",
+    "registry/churn_classifier_version": "registry",
+    "registry/churn_classifier_champion": "registry",
 }
 FEATURE_CHECKS = (
     "schema_matches_contract",
@@ -78,8 +80,11 @@ EXPECTED_CHECKS = {
 EXPECTED_CHECKS |= {
     ("models/churn_classifier", "metrics_meet_thresholds"),
     ("models/churn_classifier", "trials_recorded"),
+    ("registry/churn_classifier_champion", "promotion_gate_passed"),
+    ("registry/churn_classifier_champion", "champion_alias_consistent"),
 }
-NON_BLOCKING = {"fresh", "no_single_feature_leak"}
+# the gate's own check: when it fails in enabled mode the asset raises instead
+NON_BLOCKING = {"fresh", "no_single_feature_leak", "promotion_gate_passed"}
 
 
 @pytest.fixture
@@ -126,6 +131,21 @@ def test_blocking_checks_are_the_contract_checks_and_freshness_only_warns(defs):
         if graph.get_check_spec(k).blocking
     }
     assert blocking == {c for c in EXPECTED_CHECKS if c[1] not in NON_BLOCKING}
+
+
+def test_the_registry_follows_the_model_and_rollback_is_a_job(defs):
+    graph = defs.resolve_asset_graph()
+    champion = graph.get(dg.AssetKey(["registry", "churn_classifier_champion"]))
+    assert {k.to_user_string() for k in champion.parent_keys} == {
+        "registry/churn_classifier_version"
+    }
+    version = graph.get(dg.AssetKey(["registry", "churn_classifier_version"]))
+    assert {k.to_user_string() for k in version.parent_keys} == {"models/churn_classifier"}
+    assert defs.resolve_job_def("rollback_champion").description.startswith(
+        "Moves the churn model's `champion` alias back to `previous_champion`"
+    )
+    mlflow_tracking = defs.resources["mlflow_tracking"]
+    assert mlflow_tracking.registered_model_name == "main.models.churn_classifier"
 
 
 def test_raw_events_are_daily_partitioned_over_the_source_calendar_and_backfill_in_one_run(

@@ -23,10 +23,18 @@ import dagster as dg
 import mlflow
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
+from pydantic import Field
+
+from ml_assets.names import CHURN_MODEL_NAME
 
 
 class MlflowTracking(dg.ConfigurableResource, ABC):
     experiment_name: str = "/ml_assets/churn"
+    registered_model_name: str = Field(
+        CHURN_MODEL_NAME,
+        description="The churn classifier's registered model (catalog.schema.model in Unity "
+        "Catalog); every registry asset and the rollback job use this name.",
+    )
 
     @abstractmethod
     def tracking_uri(self) -> str: ...

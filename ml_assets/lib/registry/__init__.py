@@ -1,0 +1,1 @@
+"""The model registry: registered versions, the alias flow and the promotion gate."""

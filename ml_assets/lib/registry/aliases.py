@@ -1,0 +1,208 @@
+"""Registered versions and the alias flow, on any MLflow registry client.
+
+After mlops-stacks' ``deploy.py``: a new version gets ``challenger``; promotion moves
+``champion`` to it and clears ``challenger``; the version it replaced keeps
+``previous_champion`` so that a rollback knows where to go. Every move writes audit tags on
+the versions involved (what, why, when, by which Dagster run).
+
+The client is passed in (the resource configures it), so this works unchanged against the
+local SQLite store and against Unity Catalog (``databricks-uc``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.tracking import MlflowClient
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous_champion"
+AUDIT_PREFIX = "ml_assets.audit"
+
+
+class RegistryError(RuntimeError):
+    """An alias operation that cannot be done (nothing to roll back to, a missing version)."""
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version holding ``alias``, or None when the alias (or the model) does not exist."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        missing_model = exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+        # the SQLite store reports a missing alias as INVALID_PARAMETER_VALUE "... not found."
+        missing_alias = "alias" in exc.message and "not found" in exc.message
+        if missing_model or missing_alias:
+            return None
+        raise
+
+
+def register_version(
+    client: MlflowClient,
+    name: str,
+    model_id: str,
+    run_id: str,
+    *,
+    description: str,
+    tags: Mapping[str, str],
+    model_description: str,
+) -> ModelVersion:
+    """A new version of ``name`` from the logged model ``model_id`` (``models:/<model_id>``),
+    holding the alias ``challenger``. Waits until the registry reports it READY."""
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
+        client.create_registered_model(name, description=model_description)
+    version = client.create_model_version(
+        name,
+        source=f"models:/{model_id}",
+        run_id=run_id,
+        tags=dict(tags),
+        description=description,
+        model_id=model_id,
+    )
+    if version.status != "READY":
+        raise RegistryError(
+            f"{name} v{version.version} is {version.status}, not READY: "
+            f"{version.status_message or 'no message from the registry'}."
+        )
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    return client.get_model_version(name, version.version)
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    model: str
+    champion: str  # the version that holds champion now
+    replaced: str | None  # the version that held it before
+
+
+def promote(
+    client: MlflowClient, name: str, version: str, *, reason: str, dagster_run_id: str
+) -> AliasMove:
+    """``champion`` -> ``version``; the version it replaces keeps ``previous_champion``;
+    ``challenger`` is cleared when it points at the promoted version."""
+    version = str(version)
+    current = version_by_alias(client, name, CHAMPION)
+    replaced = str(current.version) if current is not None else None
+    replaced = None if replaced == version else replaced
+    when = now_utc()
+    if replaced is not None:
+        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, replaced)
+        _audit(client, name, replaced, "demoted", f"replaced by v{version}", when, dagster_run_id)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    challenger = version_by_alias(client, name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    _audit(client, name, version, "promoted", reason, when, dagster_run_id)
+    return AliasMove(name, version, replaced)
+
+
+def rollback(client: MlflowClient, name: str, *, reason: str, dagster_run_id: str) -> AliasMove:
+    """``champion`` -> the ``previous_champion`` version; ``previous_champion`` is cleared so
+    a second rollback does not flip back."""
+    previous = version_by_alias(client, name, PREVIOUS_CHAMPION)
+    if previous is None:
+        current = version_by_alias(client, name, CHAMPION)
+        holder = f"v{current.version}" if current is not None else "no version"
+        raise RegistryError(
+            f"Nothing to roll back to: no version of {name} has the alias "
+            f"{PREVIOUS_CHAMPION!r} (champion is {holder}). A promotion sets it on the version "
+            "it replaces; a rollback clears it. To pick a version by hand, set the alias "
+            f"{CHAMPION!r} on it in the MLflow UI or with MlflowClient.set_registered_model_alias."
+        )
+    restored = str(previous.version)
+    current = version_by_alias(client, name, CHAMPION)
+    demoted = None if current is None else str(current.version)
+    when = now_utc()
+    client.set_registered_model_alias(name, CHAMPION, restored)
+    client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+    if demoted is not None and demoted != restored:
+        _audit(
+            client,
+            name,
+            demoted,
+            "rolled_back",
+            reason,
+            when,
+            dagster_run_id,
+        )
+    _audit(client, name, restored, "restored", reason, when, dagster_run_id)
+    return AliasMove(name, restored, demoted)
+
+
+def _audit(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    event: str,
+    reason: str,
+    when: str,
+    dagster_run_id: str,
+) -> None:
+    """The latest event of each kind on the version: ``ml_assets.audit.<event>.{at,reason,
+    dagster_run_id}`` (MLflow keeps one value per tag key)."""
+    for key, value in (("at", when), ("reason", reason), ("dagster_run_id", dagster_run_id)):
+        client.set_model_version_tag(name, version, f"{AUDIT_PREFIX}.{event}.{key}", value)
+
+
+def refuse(client: MlflowClient, name: str, version: str, *, reason: str, dagster_run_id: str):
+    """A refused challenger loses the alias (it must not be served as a canary); the version
+    and its audit tags stay for inspection."""
+    challenger = version_by_alias(client, name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == str(version):
+        client.delete_registered_model_alias(name, CHALLENGER)
+    _audit(client, name, str(version), "refused", reason, now_utc(), dagster_run_id)
+
+
+def record_gate(client: MlflowClient, name: str, version: str, tags: Mapping[str, str]) -> None:
+    """The gate's outcome on the version it evaluated (``ml_assets.gate.*``)."""
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, f"ml_assets.gate.{key}", value)
+
+
+REQUIRED_RUN_METRICS = ("test_roc_auc", "test_pr_auc", "test_log_loss", "test_brier")
+
+
+def champion_problems(
+    client: MlflowClient, name: str, required_metrics: tuple[str, ...] = REQUIRED_RUN_METRICS
+) -> tuple[ModelVersion | None, list[str]]:
+    """What is wrong with ``name@champion``: no champion, a version that is not READY, no
+    run, a run that did not finish or was deleted, or metrics missing from the run."""
+    champion = version_by_alias(client, name, CHAMPION)
+    if champion is None:
+        return None, [
+            f"No version of {name} has the alias {CHAMPION!r}: materialize "
+            "registry/churn_classifier_champion to promote the challenger."
+        ]
+    problems = []
+    if champion.status != "READY":
+        problems.append(f"v{champion.version} is {champion.status}, not READY")
+    if not champion.run_id:
+        problems.append(f"v{champion.version} names no MLflow run")
+        return champion, problems
+    try:
+        run = client.get_run(champion.run_id)
+    except MlflowException as exc:
+        problems.append(f"v{champion.version}'s run {champion.run_id} cannot be read: {exc}")
+        return champion, problems
+    if run.info.lifecycle_stage != "active":
+        problems.append(f"run {champion.run_id} is {run.info.lifecycle_stage}")
+    if run.info.status != "FINISHED":
+        problems.append(f"run {champion.run_id} is {run.info.status}, not FINISHED")
+    missing = [m for m in required_metrics if m not in run.data.metrics]
+    if missing:
+        problems.append(f"run {champion.run_id} lacks the metrics {missing}")
+    return champion, problems
