@@ -64,6 +64,13 @@ def register(logged, tags=None):
     )
 
 
+def champion_and_challenger(client, logged) -> None:
+    """v1 promoted (champion), v2 registered (challenger)."""
+    register(logged)
+    aliases.promote(client, NAME, "1", reason="first", dagster_run_id="run-a")
+    register(logged)
+
+
 def holder(client, alias):
     found = aliases.version_by_alias(client, NAME, alias)
     return None if found is None else str(found.version)
@@ -97,9 +104,7 @@ def test_promotion_moves_champion_keeps_previous_and_clears_challenger(client, l
 
 
 def test_a_refused_challenger_loses_the_alias_and_the_champion_stays(client, logged):
-    register(logged)
-    aliases.promote(client, NAME, "1", reason="first", dagster_run_id="run-a")
-    register(logged)
+    champion_and_challenger(client, logged)
     aliases.refuse(client, NAME, "2", reason="refused: 2 breaches", dagster_run_id="run-b")
     assert holder(client, "champion") == "1" and holder(client, "challenger") is None
     tags = client.get_model_version(NAME, "2").tags
@@ -107,9 +112,7 @@ def test_a_refused_challenger_loses_the_alias_and_the_champion_stays(client, log
 
 
 def test_rollback_restores_the_previous_champion_once(client, logged):
-    register(logged)
-    aliases.promote(client, NAME, "1", reason="first", dagster_run_id="run-a")
-    register(logged)
+    champion_and_challenger(client, logged)
     aliases.promote(client, NAME, "2", reason="second", dagster_run_id="run-b")
     move = aliases.rollback(client, NAME, reason="bad canary", dagster_run_id="run-c")
     assert (move.champion, move.replaced) == ("1", "2")

@@ -191,6 +191,67 @@ def _checks_table(report: GateReport) -> str:
     return "\n".join(rows)
 
 
+def _run_gate(
+    lakehouse: Lakehouse,
+    client: MlflowClient,
+    name: str,
+    challenger: ModelVersion,
+    champion: ModelVersion | None,
+    policy: GatePolicy,
+    run_id: str,
+) -> tuple[GateReport, str, int]:
+    """Both models scored on the challenger's test set; the report is also logged as a JSON
+    artifact on the challenger's run. Returns the report, its URI and the test set version."""
+    features, labels, test_set_version = _test_set(lakehouse, client, challenger)
+
+    def score(probabilities: np.ndarray, subject: GateSubject) -> dict[str, float]:
+        threshold = subject.run_metrics.get("test_threshold")
+        if threshold is None:
+            raise GateError(
+                f"The run of v{subject.version} logged no test_threshold (the decision "
+                "threshold it was evaluated at)."
+            )
+        return cc.evaluate(labels, probabilities, threshold, cc.COSTS)
+
+    report = evaluate_gate(
+        _subject(client, name, challenger),
+        None if champion is None else _subject(client, name, champion),
+        test_features=features,
+        score=score,
+        golden=golden_examples(),
+        orderings=ORDERINGS,
+        policy=policy,
+    )
+    artifact = f"promotion_gate/{run_id}.json"
+    client.log_text(challenger.run_id, report.to_json(), artifact)
+    return report, f"runs:/{challenger.run_id}/{artifact}", test_set_version
+
+
+def _gate_tags(
+    mode: GateMode,
+    report: GateReport | None,
+    champion: ModelVersion | None,
+    run_id: str,
+    report_uri: str | None,
+) -> dict[str, str]:
+    """``ml_assets.gate.*`` on the evaluated version; the breach text is cut at
+    ``SUMMARY_LIMIT`` characters (the report artifact has all of it)."""
+    summary = "" if report is None else "; ".join(map(str, report.breaches))
+    if len(summary) > SUMMARY_LIMIT:
+        summary = summary[:SUMMARY_LIMIT] + " ... (see the report)"
+    status = "not_evaluated" if report is None else ("passed" if report.passed else "failed")
+    return {
+        "mode": mode.value,
+        "status": status,
+        "breaches": "0" if report is None else str(len(report.breaches)),
+        "baseline_version": "none" if champion is None else str(champion.version),
+        "evaluated_at": aliases.now_utc(),
+        "dagster_run_id": run_id,
+        "report": report_uri or "none",
+        "summary": summary,
+    }
+
+
 @dg.asset(
     key=CHAMPION_KEY,
     group_name=names.REGISTRY,
@@ -210,7 +271,7 @@ def churn_classifier_champion(
     client = mlflow_tracking.client()
     name = mlflow_tracking.registered_model_name
     mode = GateMode(config.mode)
-    policy = config.policy()
+    policy = config.policy()  # a malformed policy fails here, before anything moves
     challenger = aliases.version_by_alias(client, name, aliases.CHALLENGER)
     if challenger is None:
         raise dg.Failure(
@@ -222,48 +283,12 @@ def churn_classifier_champion(
     run_id = context.run.run_id
     report, report_uri, test_set_version = None, None, None
     if mode is not GateMode.DISABLED:
-        features, labels, test_set_version = _test_set(lakehouse, client, challenger)
-
-        def score(probabilities: np.ndarray, subject: GateSubject) -> dict[str, float]:
-            threshold = subject.run_metrics.get("test_threshold")
-            if threshold is None:
-                raise GateError(
-                    f"The run of v{subject.version} logged no test_threshold (the decision "
-                    "threshold it was evaluated at)."
-                )
-            return cc.evaluate(labels, probabilities, threshold, cc.COSTS)
-
-        report = evaluate_gate(
-            _subject(client, name, challenger),
-            None if champion is None else _subject(client, name, champion),
-            test_features=features,
-            score=score,
-            golden=golden_examples(),
-            orderings=ORDERINGS,
-            policy=policy,
+        report, report_uri, test_set_version = _run_gate(
+            lakehouse, client, name, challenger, champion, policy, run_id
         )
-        artifact = f"promotion_gate/{run_id}.json"
-        client.log_text(challenger.run_id, report.to_json(), artifact)
-        report_uri = f"runs:/{challenger.run_id}/{artifact}"
     decision = decide(mode, report)
-    summary = "" if report is None else "; ".join(map(str, report.breaches))
     aliases.record_gate(
-        client,
-        name,
-        challenger.version,
-        {
-            "mode": mode.value,
-            "status": "not_evaluated"
-            if report is None
-            else ("passed" if report.passed else "failed"),
-            "breaches": "0" if report is None else str(len(report.breaches)),
-            "baseline_version": champion.version if champion is not None else "none",
-            "evaluated_at": aliases.now_utc(),
-            "dagster_run_id": run_id,
-            "report": report_uri or "none",
-            "summary": summary[:SUMMARY_LIMIT]
-            + (" ... (see the report)" if len(summary) > SUMMARY_LIMIT else ""),
-        },
+        client, name, challenger.version, _gate_tags(mode, report, champion, run_id, report_uri)
     )
     detail = (
         {}
@@ -314,7 +339,7 @@ def churn_classifier_champion(
         else dg.AssetCheckSeverity.WARN,
         description=decision.reason
         if report is None or report.passed
-        else f"{decision.reason}: {summary}",
+        else f"{decision.reason}: " + "; ".join(map(str, report.breaches)),
         metadata={
             "mode": mode.value,
             "challenger_version": int(challenger.version),
