@@ -10,6 +10,7 @@ from ml_assets.defs.features.assets import (
     build_feature_checks,
     user_profile_features,
 )
+from ml_assets.defs.features.online import online_offline_consistent, online_user_features
 from ml_assets.defs.landing.assets import demo_source
 from ml_assets.defs.models.assets import churn_classifier
 from ml_assets.defs.partitions import daily_partitions
@@ -38,6 +39,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_raw_events(days),
             *build_feature_assets(days),
             user_profile_features,
+            online_user_features,
             churn_labels,
             churn_training_set,
             churn_classifier,
@@ -49,6 +51,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *build_feature_checks(),
             *build_training_set_checks(),
             champion_alias_consistent,
+            online_offline_consistent,
         ],
         jobs=[*build_jobs(), rollback_champion],
         resources=build_resources(settings),

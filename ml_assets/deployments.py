@@ -2,7 +2,9 @@
 
 ``ML_ASSETS_DEPLOYMENT`` (default ``local``) picks the row of the deployment table;
 ``ML_ASSETS_HOME`` is where all local state lives; ``ML_ASSETS_SPARK_REMOTE`` points the local
-deployment at an external Spark Connect server; ``ML_ASSETS_SCALE`` sizes the demo source.
+deployment at an external Spark Connect server; ``ML_ASSETS_ONLINE_STORE_URL`` points the
+online store at PostgreSQL (default: SQLite under the home); ``ML_ASSETS_SCALE`` sizes the
+demo source.
 Asset modules never read the environment: ``build_resources`` binds everything here, once.
 """
 
@@ -17,6 +19,7 @@ from ml_assets.lib.source import SCALES
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets.resources.landing import DemoSource, LandingZone
 from ml_assets.resources.mlflow import LocalMlflow
+from ml_assets.resources.online_store import SqlOnlineStore
 from ml_assets.resources.spark import EmbeddedSailSpark, SparkConnectRemote, SparkResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +36,11 @@ class Settings:
     home: Path
     scale: str
     spark_remote: str | None = None
+    online_store_url: str | None = None  # default: SQLite under home
+
+    @property
+    def online_store(self) -> str:
+        return self.online_store_url or f"sqlite:///{self.home / 'online.db'}"
 
     @property
     def warehouse_dir(self) -> Path:
@@ -64,7 +72,19 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"ML_ASSETS_SPARK_REMOTE={remote!r}; expected a Spark Connect address 'sc://host:port'."
         )
     home = Path(env.get("ML_ASSETS_HOME") or REPO_ROOT / ".ml_assets").expanduser().resolve()
-    return Settings(deployment=deployment, home=home, scale=scale, spark_remote=remote)
+    online = env.get("ML_ASSETS_ONLINE_STORE_URL") or None
+    if online is not None and not online.startswith(("sqlite:", "postgresql")):
+        raise DeploymentError(
+            f"ML_ASSETS_ONLINE_STORE_URL={online!r}; expected a SQLAlchemy URL, "
+            "'sqlite:///path/online.db' or 'postgresql+psycopg://user@host:port/db'."
+        )
+    return Settings(
+        deployment=deployment,
+        home=home,
+        scale=scale,
+        spark_remote=remote,
+        online_store_url=online,
+    )
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -80,4 +100,5 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "landing": LandingZone(root=str(settings.landing_dir), spark=spark),
         "demo_source": DemoSource(scale=settings.scale),
         "mlflow_tracking": LocalMlflow(home=str(settings.home)),
+        "online_store": SqlOnlineStore(database_url=settings.online_store),
     }

@@ -20,6 +20,7 @@ FEATURES = "features"
 TRAINING_SETS = "training_sets"
 MODELS = "models"
 REGISTRY = "registry"
+SERVING = "serving"
 
 # tables
 RAW_EVENTS_TABLE = TableId(CATALOG, RAW, "events")
@@ -44,6 +45,7 @@ RAW_USERS_QUARANTINE_KEY = (RAW, "users_quarantine")
 USER_DAILY_ACTIVITY_KEY = (FEATURES, "user_daily_activity")
 USER_ACTIVITY_KEY = (FEATURES, "user_activity")
 USER_PROFILE_KEY = (FEATURES, "user_profile")
+ONLINE_USER_FEATURES_KEY = (FEATURES, "online_user_features")
 CHURN_LABELS_KEY = (TRAINING_SETS, "churn_labels")
 CHURN_TRAINING_SET_KEY = (TRAINING_SETS, "churn_training_set")
 CHURN_CLASSIFIER_KEY = (MODELS, "churn_classifier")
@@ -71,6 +73,7 @@ CHECK_METRICS_MEET_THRESHOLDS = "metrics_meet_thresholds"
 CHECK_TRIALS_RECORDED = "trials_recorded"
 CHECK_GATE_PASSED = "promotion_gate_passed"
 CHECK_CHAMPION_CONSISTENT = "champion_alias_consistent"
+CHECK_ONLINE_OFFLINE = "online_offline_consistent"
 
 # jobs
 MAIN_JOB = "ml_lifecycle_job"

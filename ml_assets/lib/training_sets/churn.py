@@ -254,6 +254,15 @@ class Lineage:
         )
 
 
+def with_account_age(df: DataFrame) -> DataFrame:
+    """``account_age_days``: whole days from ``signup_ts`` to ``label_ts`` (null without a
+    signup time). The online features compute the same at the request time."""
+    age = F.floor(
+        (F.col(LABEL_TS).cast("double") - F.col("signup_ts").cast("double")) / 86_400
+    ).cast("long")
+    return df.withColumn(ACCOUNT_AGE, age)
+
+
 def build_churn_training_set(
     tables: TableReader,
     *,
@@ -273,12 +282,7 @@ def build_churn_training_set(
     )
     if cutoffs is None:
         cutoffs = default_cutoffs(label_days(spine))
-    age = F.floor(
-        (F.col(LABEL_TS).cast("double") - F.col("signup_ts").cast("double")) / 86_400
-    ).cast("long")
-    df = assign_split(training.df.withColumn(ACCOUNT_AGE, age), cutoffs).select(
-        *TRAINING_SET.column_names
-    )
+    df = assign_split(with_account_age(training.df), cutoffs).select(*TRAINING_SET.column_names)
     table_versions = {labels_table: labels_version, **training.table_versions}
     result = TrainingSet(
         df=df,

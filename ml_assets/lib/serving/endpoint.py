@@ -1,0 +1,119 @@
+"""Serving endpoint configuration in the shape of the Databricks serving-endpoints API.
+
+The JSON written here is the body Databricks takes to create or update an endpoint
+(``name``, ``config.served_entities[]``, ``config.traffic_config.routes[]``), so the same file
+deploys there later; the local gateway reads the same file. Unknown keys are refused
+(``extra="forbid"``): a typo in a hand-edited config is an error, not an ignored field.
+
+The policy: the champion alone takes 100 % of the traffic; a pending challenger (registered,
+not refused by the gate) gets a canary share and the champion the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+WorkloadSize = Literal["Small", "Medium", "Large"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServedEntity(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,63}$")
+    entity_name: str = Field(min_length=1, description="registered model, catalog.schema.model")
+    entity_version: str = Field(pattern=r"^[0-9]+$")
+    workload_size: WorkloadSize = "Small"
+    scale_to_zero_enabled: bool = True
+
+
+class Route(_Strict):
+    served_model_name: str
+    traffic_percentage: int = Field(ge=0, le=100)
+
+
+class TrafficConfig(_Strict):
+    routes: list[Route]
+
+
+class EndpointCoreConfig(_Strict):
+    served_entities: list[ServedEntity] = Field(min_length=1)
+    traffic_config: TrafficConfig
+
+
+class Endpoint(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,63}$")
+    config: EndpointCoreConfig
+
+    def entity(self, served_model_name: str) -> ServedEntity:
+        for entity in self.config.served_entities:
+            if entity.name == served_model_name:
+                return entity
+        raise KeyError(served_model_name)
+
+
+def route_problems(endpoint: Endpoint) -> list[str]:
+    """What makes the routing unusable: shares that do not sum to 100, routes to unknown
+    served entities, repeated names. (Types and unknown keys are the model's job.)"""
+    problems = []
+    names = [e.name for e in endpoint.config.served_entities]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        problems.append(f"served entity names repeat: {repeated}")
+    routes = endpoint.config.traffic_config.routes
+    unknown = [r.served_model_name for r in routes if r.served_model_name not in names]
+    if unknown:
+        problems.append(f"routes name no served entity: {unknown} (served entities: {names})")
+    total = sum(r.traffic_percentage for r in routes)
+    if total != 100:
+        shares = ", ".join(f"{r.served_model_name}={r.traffic_percentage}" for r in routes)
+        problems.append(f"traffic percentages sum to {total}, expected 100 ({shares})")
+    return problems
+
+
+def served_entity_name(model_name: str, version: str) -> str:
+    """Databricks' convention: the model's short name and the version, e.g. churn_classifier-3."""
+    return f"{model_name.rsplit('.', 1)[-1]}-{version}"
+
+
+def plan_endpoint(
+    name: str,
+    model_name: str,
+    champion_version: str,
+    challenger_version: str | None = None,
+    *,
+    canary_percentage: int = 10,
+    workload_size: WorkloadSize = "Small",
+    scale_to_zero_enabled: bool = True,
+) -> Endpoint:
+    """Champion only: 100 %. With a pending challenger: ``canary_percentage`` to it, the rest
+    to the champion."""
+    if not 0 < canary_percentage < 100:
+        raise ValueError(f"canary_percentage must be between 1 and 99, found {canary_percentage}.")
+    versions = [str(champion_version)]
+    if challenger_version is not None and str(challenger_version) != str(champion_version):
+        versions.append(str(challenger_version))
+    entities = [
+        ServedEntity(
+            name=served_entity_name(model_name, v),
+            entity_name=model_name,
+            entity_version=v,
+            workload_size=workload_size,
+            scale_to_zero_enabled=scale_to_zero_enabled,
+        )
+        for v in versions
+    ]
+    shares = [100] if len(entities) == 1 else [100 - canary_percentage, canary_percentage]
+    routes = [
+        Route(served_model_name=e.name, traffic_percentage=share)
+        for e, share in zip(entities, shares, strict=True)
+    ]
+    return Endpoint(
+        name=name,
+        config=EndpointCoreConfig(
+            served_entities=entities, traffic_config=TrafficConfig(routes=routes)
+        ),
+    )
