@@ -24,6 +24,7 @@ EXPECTED_ASSETS = {
     "features/user_daily_activity": "features",
     "features/user_activity": "features",
     "features/user_profile": "features",
+    "features/online_user_features": "features",
     "training_sets/churn_labels": "training_sets",
     "training_sets/churn_training_set": "training_sets",
     "models/churn_classifier": "models",
@@ -82,6 +83,7 @@ EXPECTED_CHECKS |= {
     ("models/churn_classifier", "trials_recorded"),
     ("registry/churn_classifier_champion", "promotion_gate_passed"),
     ("registry/churn_classifier_champion", "champion_alias_consistent"),
+    ("features/online_user_features", "online_offline_consistent"),
 }
 # the gate's own check: when it fails in enabled mode the asset raises instead
 NON_BLOCKING = {"fresh", "no_single_feature_leak", "promotion_gate_passed"}

@@ -22,6 +22,11 @@ def _same(a: object, b: object, tolerance: float) -> bool:
         return str(a) == str(b)
 
 
+def _plain(value: object) -> object:
+    """numpy scalars as Python values, so a message reads 2.5, not np.float64(2.5)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _utc(value: object) -> pd.Timestamp:
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
@@ -47,7 +52,10 @@ def online_matches_offline(
             if not _same(a, b, tolerance):
                 differences.append((entity, column, a, b))
     rows = len({d[0] for d in differences})
-    shown = [f"{key}={e} {c}: online {a!r}, offline {b!r}" for e, c, a, b in differences[:5]]
+    shown = [
+        f"{key}={_plain(e)} {c}: online {_plain(a)!r}, offline {_plain(b)!r}"
+        for e, c, a, b in differences[:5]
+    ]
     passed = not differences and not missing
     return CheckOutcome(
         passed=passed,
