@@ -21,6 +21,13 @@ from ml_assets.defs.registry.assets import (
     churn_classifier_version,
     rollback_champion,
 )
+from ml_assets.defs.serving.assets import (
+    churn_endpoint_config,
+    churn_predictions,
+    routes_sum_to_100,
+    served_entities_ready,
+    signatures_match_online_features,
+)
 from ml_assets.defs.training_sets.assets import (
     build_training_set_checks,
     churn_labels,
@@ -45,6 +52,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             churn_classifier,
             churn_classifier_version,
             churn_classifier_champion,
+            churn_endpoint_config,
+            churn_predictions,
         ],
         asset_checks=[
             *build_raw_checks(),
@@ -52,6 +61,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *build_training_set_checks(),
             champion_alias_consistent,
             online_offline_consistent,
+            routes_sum_to_100,
+            served_entities_ready,
+            signatures_match_online_features,
         ],
         jobs=[*build_jobs(), rollback_champion],
         resources=build_resources(settings),

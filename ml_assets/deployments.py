@@ -4,7 +4,7 @@
 ``ML_ASSETS_HOME`` is where all local state lives; ``ML_ASSETS_SPARK_REMOTE`` points the local
 deployment at an external Spark Connect server; ``ML_ASSETS_ONLINE_STORE_URL`` points the
 online store at PostgreSQL (default: SQLite under the home); ``ML_ASSETS_SCALE`` sizes the
-demo source.
+demo source; ``ML_ASSETS_SERVING_TOKEN`` and ``ML_ASSETS_SERVING_CLOCK`` configure the gateway.
 Asset modules never read the environment: ``build_resources`` binds everything here, once.
 """
 
@@ -20,6 +20,7 @@ from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets.resources.landing import DemoSource, LandingZone
 from ml_assets.resources.mlflow import LocalMlflow
 from ml_assets.resources.online_store import SqlOnlineStore
+from ml_assets.resources.serving import LocalEndpointConfigs
 from ml_assets.resources.spark import EmbeddedSailSpark, SparkConnectRemote, SparkResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,8 @@ class Settings:
     scale: str
     spark_remote: str | None = None
     online_store_url: str | None = None  # default: SQLite under home
+    serving_token: str | None = None  # bearer token the gateway requires, if set
+    serving_clock: str = "data"  # request time: "data" (newest feature time) or "wall"
 
     @property
     def online_store(self) -> str:
@@ -53,6 +56,10 @@ class Settings:
     @property
     def dagster_home(self) -> Path:
         return self.home / "dagster_home"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.home / "serving"
 
 
 def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -78,12 +85,20 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"ML_ASSETS_ONLINE_STORE_URL={online!r}; expected a SQLAlchemy URL, "
             "'sqlite:///path/online.db' or 'postgresql+psycopg://user@host:port/db'."
         )
+    clock = env.get("ML_ASSETS_SERVING_CLOCK", "data")
+    if clock not in ("data", "wall"):
+        raise DeploymentError(
+            f"ML_ASSETS_SERVING_CLOCK={clock!r}; expected 'data' (score at the newest feature "
+            "time, for the replayed demo data) or 'wall' (score at the current time)."
+        )
     return Settings(
         deployment=deployment,
         home=home,
         scale=scale,
         spark_remote=remote,
         online_store_url=online,
+        serving_token=env.get("ML_ASSETS_SERVING_TOKEN") or None,
+        serving_clock=clock,
     )
 
 
@@ -101,4 +116,5 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "demo_source": DemoSource(scale=settings.scale),
         "mlflow_tracking": LocalMlflow(home=str(settings.home)),
         "online_store": SqlOnlineStore(database_url=settings.online_store),
+        "endpoint_configs": LocalEndpointConfigs(directory=str(settings.serving_dir)),
     }

@@ -46,6 +46,11 @@ USER_DAILY_ACTIVITY_KEY = (FEATURES, "user_daily_activity")
 USER_ACTIVITY_KEY = (FEATURES, "user_activity")
 USER_PROFILE_KEY = (FEATURES, "user_profile")
 ONLINE_USER_FEATURES_KEY = (FEATURES, "online_user_features")
+CHURN_ENDPOINT_CONFIG_KEY = (SERVING, "churn_endpoint_config")
+CHURN_PREDICTIONS_KEY = (SERVING, "churn_predictions")
+
+# serving endpoints
+CHURN_ENDPOINT = "churn_classifier"
 CHURN_LABELS_KEY = (TRAINING_SETS, "churn_labels")
 CHURN_TRAINING_SET_KEY = (TRAINING_SETS, "churn_training_set")
 CHURN_CLASSIFIER_KEY = (MODELS, "churn_classifier")
@@ -74,6 +79,9 @@ CHECK_TRIALS_RECORDED = "trials_recorded"
 CHECK_GATE_PASSED = "promotion_gate_passed"
 CHECK_CHAMPION_CONSISTENT = "champion_alias_consistent"
 CHECK_ONLINE_OFFLINE = "online_offline_consistent"
+CHECK_ROUTES_SUM = "routes_sum_to_100"
+CHECK_ENTITIES_READY = "served_entities_ready"
+CHECK_SIGNATURE_SERVABLE = "signatures_match_online_features"
 
 # jobs
 MAIN_JOB = "ml_lifecycle_job"

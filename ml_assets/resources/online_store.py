@@ -163,6 +163,15 @@ class OnlineStore(dg.ConfigurableResource, ABC):
             frame = pd.read_sql_table(table.name, conn)
         return _with_utc(frame.drop(columns=[ROW_HASH]), contract)
 
+    def newest_feature_time(self, contract: FeatureTableContract) -> dt.datetime | None:
+        """The newest feature timestamp stored (UTC), or None when the table is empty."""
+        _, table = _metadata_for(contract)
+        with self.engine().connect() as conn:
+            if not sa.inspect(conn).has_table(table.name):
+                return None
+            newest = conn.execute(sa.select(sa.func.max(table.c[contract.timestamp_key]))).scalar()
+        return None if newest is None else newest.replace(tzinfo=dt.UTC)
+
     def publication(self, contract: FeatureTableContract) -> dict[str, object] | None:
         """Which Delta version of the table the store holds, when it was published, rows."""
         metadata, _ = _metadata_for(contract)

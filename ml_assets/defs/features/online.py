@@ -20,7 +20,7 @@ from ml_assets.defs.features.assets import ACTIVITY_KEY, PROFILE_KEY
 from ml_assets.defs.metadata import check_result
 from ml_assets.lib.quality import CheckOutcome
 from ml_assets.lib.serving.checks import online_matches_offline
-from ml_assets.lib.serving.churn import churn_features
+from ml_assets.lib.serving.churn import LOOKUP_CONTRACTS, churn_features
 from ml_assets.lib.serving.online import latest_rows, online_frame
 from ml_assets.lib.training_sets.churn import (
     ACTIVITY_MATCHED_TS,
@@ -31,12 +31,12 @@ from ml_assets.lib.training_sets.churn import (
     PROFILE_MATCHED_TS,
     with_account_age,
 )
-from ml_assets.lib.training_sets.lookups import build_training_set, resolve
+from ml_assets.lib.training_sets.lookups import build_training_set
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.online_store import OnlineStore, online_table_name
 
 ONLINE_KEY = dg.AssetKey(names.ONLINE_USER_FEATURES_KEY)
-ONLINE_CONTRACTS = tuple(resolve(lookup).contract for lookup in CHURN_LOOKUPS)
+ONLINE_CONTRACTS = LOOKUP_CONTRACTS
 ACTIVITY_CONTRACT = ONLINE_CONTRACTS[0]
 SKEW_SAMPLE = 200
 COMPARED = (*MODEL_FEATURES, ACTIVITY_MATCHED_TS, PROFILE_MATCHED_TS)

@@ -48,6 +48,12 @@ class Endpoint(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,63}$")
     config: EndpointCoreConfig
 
+    def shares(self) -> dict[str, int]:
+        """Traffic percentage by served entity name."""
+        return {
+            r.served_model_name: r.traffic_percentage for r in self.config.traffic_config.routes
+        }
+
     def entity(self, served_model_name: str) -> ServedEntity:
         for entity in self.config.served_entities:
             if entity.name == served_model_name:
@@ -117,3 +123,27 @@ def plan_endpoint(
             served_entities=entities, traffic_config=TrafficConfig(routes=routes)
         ),
     )
+
+
+def signature_problems(
+    model: str,
+    inputs: list[dict[str, object]],
+    servable: dict[str, str],
+    request_keys: dict[str, str],
+) -> list[str]:
+    """A served model's inputs must be columns the gateway can assemble (the online features,
+    what is derived from them, or the request keys) with the same types."""
+    available = {**servable, **request_keys}
+    problems = []
+    for column in inputs:
+        name, kind = str(column.get("name")), column.get("type")
+        if name not in available:
+            problems.append(
+                f"{model} needs {name!r}, which neither the online features nor the request keys "
+                f"provide (they provide {sorted(available)})"
+            )
+        elif available[name] != kind:
+            problems.append(
+                f"{model} takes {name!r} as {kind}, the gateway provides {available[name]}"
+            )
+    return problems

@@ -1,0 +1,257 @@
+"""The serving stage: the endpoint config (Databricks serving-endpoint shape) that the local
+gateway honours, its checks, and batch predictions with the champion.
+
+The checks read the config as deployed (the file), so a hand edit is checked too.
+"""
+
+import time
+
+import dagster as dg
+import mlflow
+import numpy as np
+from pydantic import Field
+
+from ml_assets import names
+from ml_assets.defs.features.assets import ACTIVITY_KEY, PROFILE_KEY
+from ml_assets.defs.metadata import check_result, table_asset_spec, write_metadata
+from ml_assets.defs.registry.assets import CHAMPION_KEY
+from ml_assets.lib.features import user_activity, user_profile
+from ml_assets.lib.models.churn_classifier import ENCODING
+from ml_assets.lib.models.encoding import request_frame
+from ml_assets.lib.quality import CheckOutcome
+from ml_assets.lib.registry import aliases
+from ml_assets.lib.serving.batch import (
+    PREDICTIONS,
+    SCORED_AT,
+    newest_feature_time,
+    scoring_features,
+)
+from ml_assets.lib.serving.churn import REQUEST_KEY_TYPES, SERVABLE_INPUTS
+from ml_assets.lib.serving.endpoint import (
+    Endpoint,
+    WorkloadSize,
+    plan_endpoint,
+    route_problems,
+    signature_problems,
+)
+from ml_assets.lib.training_sets.churn import ENTITY_KEY
+from ml_assets.resources.lakehouse import Lakehouse
+from ml_assets.resources.mlflow import MlflowTracking
+from ml_assets.resources.serving import EndpointConfigs
+
+ENDPOINT_KEY = dg.AssetKey(names.CHURN_ENDPOINT_CONFIG_KEY)
+PREDICTIONS_KEY = dg.AssetKey(names.CHURN_PREDICTIONS_KEY)
+
+
+class EndpointConfig(dg.Config):
+    canary_percentage: int = Field(10, ge=1, le=99, description="traffic to a pending challenger")
+    workload_size: WorkloadSize = "Small"
+    scale_to_zero_enabled: bool = True
+
+
+@dg.asset(
+    key=ENDPOINT_KEY,
+    group_name=names.SERVING,
+    deps=[CHAMPION_KEY],
+    kinds={"json"},
+    description="The churn endpoint's config in the Databricks serving-endpoints shape: the "
+    "champion alone at 100 %, or champion and pending challenger split for a canary. Written "
+    "to $ML_ASSETS_HOME/serving/<endpoint>.json, which the local gateway (make serve) honours.",
+)
+def churn_endpoint_config(
+    context: dg.AssetExecutionContext,
+    config: EndpointConfig,
+    mlflow_tracking: MlflowTracking,
+    endpoint_configs: EndpointConfigs,
+) -> dg.MaterializeResult:
+    client = mlflow_tracking.client()
+    model = mlflow_tracking.registered_model_name
+    champion = aliases.version_by_alias(client, model, aliases.CHAMPION)
+    if champion is None:
+        raise dg.Failure(
+            f"{model} has no champion to serve: materialize registry/churn_classifier_champion."
+        )
+    challenger = aliases.version_by_alias(client, model, aliases.CHALLENGER)
+    endpoint = plan_endpoint(
+        names.CHURN_ENDPOINT,
+        model,
+        str(champion.version),
+        None if challenger is None else str(challenger.version),
+        canary_percentage=config.canary_percentage,
+        workload_size=config.workload_size,
+        scale_to_zero_enabled=config.scale_to_zero_enabled,
+    )
+    where = endpoint_configs.write(endpoint)
+    routes = endpoint.shares()
+    context.log.info("%s -> %s: %s", endpoint.name, where, routes)
+    return dg.MaterializeResult(
+        metadata={
+            "endpoint": endpoint.name,
+            "config_path": dg.MetadataValue.path(where),
+            "config": dg.MetadataValue.json(endpoint.model_dump()),
+            "routes": ", ".join(f"{k} {v}%" for k, v in routes.items()),
+            "champion_version": int(champion.version),
+            "challenger_version": None if challenger is None else int(challenger.version),
+        }
+    )
+
+
+def _deployed(endpoint_configs: EndpointConfigs) -> tuple[Endpoint | None, str | None]:
+    try:
+        return endpoint_configs.read(names.CHURN_ENDPOINT), None
+    except FileNotFoundError:
+        return None, "No endpoint config is deployed: materialize serving/churn_endpoint_config."
+    except ValueError as exc:  # pydantic's ValidationError and bad JSON
+        return None, f"The deployed endpoint config is invalid: {exc}"
+
+
+@dg.asset_check(
+    asset=ENDPOINT_KEY,
+    name=names.CHECK_ROUTES_SUM,
+    blocking=True,
+    description="The deployed config parses (no unknown keys), its routes name served entities "
+    "and their traffic percentages sum to 100.",
+)
+def routes_sum_to_100(endpoint_configs: EndpointConfigs) -> dg.AssetCheckResult:
+    endpoint, error = _deployed(endpoint_configs)
+    if endpoint is None:
+        return check_result(CheckOutcome(False, error))
+    problems = route_problems(endpoint)
+    shares = endpoint.shares()
+    return check_result(
+        CheckOutcome(
+            not problems,
+            "; ".join(problems) or f"routes {shares} sum to 100",
+            {"total_percentage": sum(shares.values()), "routes": len(shares)},
+        )
+    )
+
+
+@dg.asset_check(
+    asset=ENDPOINT_KEY,
+    name=names.CHECK_ENTITIES_READY,
+    blocking=True,
+    description="Every served entity is an existing READY version of its registered model.",
+)
+def served_entities_ready(
+    endpoint_configs: EndpointConfigs, mlflow_tracking: MlflowTracking
+) -> dg.AssetCheckResult:
+    endpoint, error = _deployed(endpoint_configs)
+    if endpoint is None:
+        return check_result(CheckOutcome(False, error))
+    client = mlflow_tracking.client()
+    problems = []
+    for entity in endpoint.config.served_entities:
+        try:
+            version = client.get_model_version(entity.entity_name, entity.entity_version)
+        except mlflow.exceptions.MlflowException as exc:
+            problems.append(f"{entity.name}: {entity.entity_name} v{entity.entity_version}: {exc}")
+            continue
+        if version.status != "READY":
+            problems.append(f"{entity.name}: v{entity.entity_version} is {version.status}")
+    return check_result(
+        CheckOutcome(
+            not problems,
+            "; ".join(problems)
+            or f"{len(endpoint.config.served_entities)} served entities, all READY",
+            {"served_entities": len(endpoint.config.served_entities), "problems": len(problems)},
+        )
+    )
+
+
+@dg.asset_check(
+    asset=ENDPOINT_KEY,
+    name=names.CHECK_SIGNATURE_SERVABLE,
+    blocking=True,
+    description="Every served model's input signature is made of what the gateway assembles: "
+    "the online features (and what derives from them) plus the request keys, same types.",
+)
+def signatures_match_online_features(
+    endpoint_configs: EndpointConfigs, mlflow_tracking: MlflowTracking
+) -> dg.AssetCheckResult:
+    endpoint, error = _deployed(endpoint_configs)
+    if endpoint is None:
+        return check_result(CheckOutcome(False, error))
+    mlflow_tracking.configure()
+    problems = []
+    for entity in endpoint.config.served_entities:
+        uri = f"models:/{entity.entity_name}/{entity.entity_version}"
+        info = mlflow.models.get_model_info(uri)
+        if info.signature is None:
+            problems.append(f"{entity.name} has no signature")
+            continue
+        problems += signature_problems(
+            entity.name, info.signature.inputs.to_dict(), SERVABLE_INPUTS, REQUEST_KEY_TYPES
+        )
+    return check_result(
+        CheckOutcome(
+            not problems,
+            "; ".join(problems) or "every served model's inputs are served by the online features",
+            {"served_entities": len(endpoint.config.served_entities), "problems": len(problems)},
+        )
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        table_asset_spec(
+            PREDICTIONS_KEY,
+            PREDICTIONS,
+            group=names.SERVING,
+            deps=[CHAMPION_KEY, ACTIVITY_KEY, PROFILE_KEY],
+        )
+    ],
+    name="churn_predictions",
+)
+def churn_predictions(
+    context: dg.AssetExecutionContext, lakehouse: Lakehouse, mlflow_tracking: MlflowTracking
+) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    client = mlflow_tracking.client()
+    model_name = mlflow_tracking.registered_model_name
+    champion = aliases.version_by_alias(client, model_name, aliases.CHAMPION)
+    if champion is None:
+        raise dg.Failure(f"{model_name} has no champion: nothing to score with.")
+    activity, profile = user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec
+    versions = {
+        str(activity.name): lakehouse.version(activity),
+        str(profile.name): lakehouse.version(profile),
+    }
+    at = newest_feature_time(lakehouse.read(activity, version=versions[str(activity.name)]))
+    features = scoring_features(lakehouse, at, versions).toPandas()
+    # the exact version, not the alias: the alias may move while this runs
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{champion.version}")
+    scores = np.asarray(model.predict(request_frame(features, ENCODING)), dtype="float64")
+    scored = features[[ENTITY_KEY]].assign(
+        **{
+            SCORED_AT: features["label_ts"],
+            "churn_probability": scores,
+            "model_name": model_name,
+            "model_version": int(champion.version),
+            "user_activity_version": versions[str(activity.name)],
+            "user_profile_version": versions[str(profile.name)],
+        }
+    )
+    rows = lakehouse.read(activity).sparkSession.createDataFrame(scored)
+    # merged on (user_id, scored_at): re-scoring the same time rewrites only what changed
+    commit = lakehouse.merge(PREDICTIONS, rows.select(*PREDICTIONS.column_names))
+    context.log.info(
+        "scored %d users at %s with %s v%s", len(scored), at, model_name, champion.version
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **write_metadata(
+                PREDICTIONS,
+                commit,
+                lakehouse.uri(PREDICTIONS),
+                total_rows=lakehouse.read(PREDICTIONS).count(),
+            ),
+            "users_scored": len(scored),
+            "scored_at": at.isoformat(),
+            "model": f"{model_name} v{champion.version}",
+            "feature_versions": dg.MetadataValue.json(versions),
+            "mean_churn_probability": round(float(scores.mean()), 4),
+            "share_above_0_5": round(float((scores >= 0.5).mean()), 4),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    )

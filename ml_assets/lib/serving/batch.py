@@ -1,0 +1,58 @@
+"""Batch inference: the churn probability of every active user at the data's newest feature
+time, from the offline tables through the training set's lookups (the same features the
+model was trained on), recorded with the model version and the feature table versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ml_assets.lib.features import user_activity
+from ml_assets.lib.lakehouse import Column, TableId, TableSpec
+from ml_assets.lib.training_sets.churn import CHURN_LOOKUPS, ENTITY_KEY, LABEL_TS, with_account_age
+from ml_assets.lib.training_sets.lookups import TableReader, build_training_set
+
+SCORED_AT = "scored_at"
+PREDICTIONS = TableSpec(
+    name=TableId("main", "serving", "churn_predictions"),
+    columns=(
+        Column(ENTITY_KEY, "bigint", False, "User scored"),
+        Column(SCORED_AT, "timestamp", False, "Feature time the user was scored at"),
+        Column("churn_probability", "double", False, "P(no login and no purchase in 30 days)"),
+        Column("model_name", "string", False, "Registered model"),
+        Column("model_version", "bigint", False, "Version that scored (the champion then)"),
+        Column("user_activity_version", "bigint", False, "Delta version of the features read"),
+        Column("user_profile_version", "bigint", False, "Delta version of the profile read"),
+    ),
+    primary_key=(ENTITY_KEY, SCORED_AT),
+    description="Churn probabilities of the active users, one row per user per scoring time; "
+    "every row names the model version and the feature table versions that produced it.",
+    owner="ml-platform",
+)
+
+
+def newest_feature_time(activity: DataFrame) -> dt.datetime:
+    newest = activity.agg(F.max(user_activity.CONTRACT.timestamp_key)).first()[0]
+    if newest is None:
+        raise ValueError(f"{user_activity.CONTRACT.name} is empty: there is nobody to score.")
+    return newest
+
+
+def scoring_features(
+    tables: TableReader, at: dt.datetime, versions: Mapping[str, int]
+) -> DataFrame:
+    """Users with a user_activity row at ``at`` (active in the 90 days before it), with the
+    model's features looked up point-in-time at ``at`` from the pinned table versions."""
+    name = str(user_activity.CONTRACT.name)
+    spine = (
+        tables.read(name, version=versions[name])
+        .where(F.col(user_activity.CONTRACT.timestamp_key) == F.lit(at))
+        .select(ENTITY_KEY, F.lit(at).cast("timestamp").alias(LABEL_TS))
+    )
+    training = build_training_set(
+        spine, CHURN_LOOKUPS, label=None, tables=tables, versions=versions
+    )
+    return with_account_age(training.df)
