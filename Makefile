@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TZ := UTC
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: setup run test ui mlflow-ui lint lock clean
+.PHONY: setup run test ui mlflow-ui serve lint lock clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,13 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 mlflow-ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(ML_ASSETS_HOME)/mlflow.db \
 		--default-artifact-root file://$(ML_ASSETS_HOME)/mlartifacts -h 127.0.0.1 -p 5000
+
+# The local serving gateway for the churn endpoint (needs a `make run` first): Databricks-style
+# invocations at http://127.0.0.1:8080/serving-endpoints/churn_classifier/invocations.
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 8080
+serve: $(STAMP)
+	$(PY) -m ml_assets.gateway --host $(SERVE_HOST) --port $(SERVE_PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ml_assets ml_assets_tests benchmarks

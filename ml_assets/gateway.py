@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import mlflow
 import numpy as np
+import pandas as pd
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -41,8 +42,8 @@ from starlette.routing import Route
 from ml_assets.deployments import Settings, build_resources, current_settings
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.churn_classifier import ENCODING
-from ml_assets.lib.models.encoding import request_frame
-from ml_assets.lib.serving.churn import LOOKUP_CONTRACTS, REQUEST_KEY_TYPES, churn_features
+from ml_assets.lib.models.encoding import records_frame
+from ml_assets.lib.serving.churn import LOOKUP_CONTRACTS, REQUEST_KEY_TYPES, churn_records
 from ml_assets.lib.serving.endpoint import Endpoint, route_problems
 from ml_assets.lib.serving.requests import (
     RequestError,
@@ -164,12 +165,12 @@ class Gateway:
         keys = frame[ENTITY_KEY].tolist()
         unique = list(dict.fromkeys(keys))
         rows = {str(c.name): self.store.read(c, unique) for c in LOOKUP_CONTRACTS}
-        features = churn_features(keys, self.as_of(), rows)
-        for column in frame.columns:
-            if column in signature:  # an override, where given
-                given = frame[column]
-                features[column] = given.where(given.notna(), features[column]).to_numpy()
-        inputs = request_frame(features, ENCODING)
+        records = churn_records(keys, self.as_of(), rows)
+        overrides = [c for c in frame.columns if c in signature]
+        if overrides:  # a given, non-null value replaces the looked-up one
+            for record, given in zip(records, frame[overrides].to_dict("records"), strict=True):
+                record.update({c: v for c, v in given.items() if not pd.isna(v)})
+        inputs = records_frame(records, ENCODING)
         scores = np.asarray(deployment.models[choice.served_model_name].predict(inputs))
         return {
             "predictions": [float(s) for s in scores],

@@ -65,6 +65,7 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+@cache  # one SQLAlchemy table object per contract, built once per process
 def _metadata_for(contract: FeatureTableContract) -> tuple[sa.MetaData, sa.Table]:
     metadata = sa.MetaData()
     dtypes = {c.name: c.dtype for c in contract.table_spec.columns}
@@ -145,17 +146,23 @@ class OnlineStore(dg.ConfigurableResource, ABC):
             delta_version,
         )
 
-    def read(self, contract: FeatureTableContract, keys: Sequence[object]) -> pd.DataFrame:
-        """The stored rows of these entity keys (single-key tables), timestamps as UTC."""
+    def read(self, contract: FeatureTableContract, keys: Sequence[object]) -> dict[tuple, dict]:
+        """The stored rows of these entity keys (single-key tables) by key tuple, timestamps
+        as UTC datetimes. Records, not a DataFrame: the gateway reads one key per request."""
         _, table = _metadata_for(contract)
         (key,) = contract.entity_keys
         columns = [c for c in table.columns if c.name != ROW_HASH]
+        times = [c.name for c in columns if isinstance(c.type, sa.DateTime)]
+        # numpy scalars would be bound as blobs by SQLite and match nothing
+        plain = [k.item() if hasattr(k, "item") else k for k in keys]
         with self.engine().connect() as conn:
-            # numpy scalars would be bound as blobs by SQLite and match nothing
-            plain = [k.item() if hasattr(k, "item") else k for k in keys]
             result = conn.execute(sa.select(*columns).where(table.c[key].in_(plain)))
-            frame = pd.DataFrame(result.all(), columns=[c.name for c in columns])
-        return _with_utc(frame, contract)
+            rows = [dict(r._mapping) for r in result]
+        for row in rows:
+            for column in times:
+                if row[column] is not None:
+                    row[column] = row[column].replace(tzinfo=dt.UTC)
+        return {(row[key],): row for row in rows}
 
     def read_all(self, contract: FeatureTableContract) -> pd.DataFrame:
         _, table = _metadata_for(contract)

@@ -80,6 +80,28 @@ def predict(booster: xgb.Booster, features: np.ndarray) -> np.ndarray:
 def request_frame(frame: pd.DataFrame, encoding: FeatureEncoding) -> pd.DataFrame:
     """Model inputs as a request carries them: numbers as doubles (a count may be missing),
     categoricals as strings. This is the model's signature and input example."""
-    inputs = frame[list(encoding.columns)].reset_index(drop=True)
-    numeric = [c for c in encoding.columns if c not in encoding.categories]
-    return inputs.astype({c: "float64" for c in numeric})
+    return pd.DataFrame(
+        {
+            c: frame[c].to_numpy(dtype=object)
+            if c in encoding.categories
+            else frame[c].to_numpy(dtype="float64", na_value=np.nan)
+            for c in encoding.columns
+        }
+    )
+
+
+def records_frame(records: list[dict], encoding: FeatureEncoding) -> pd.DataFrame:
+    """``request_frame`` of plain records (the gateway's features), without a DataFrame in
+    between: one request's inputs in a fraction of a millisecond."""
+    return pd.DataFrame(
+        {
+            c: np.array([r.get(c) for r in records], dtype=object)
+            if c in encoding.categories
+            else np.array([_number(r.get(c)) for r in records], dtype="float64")
+            for c in encoding.columns
+        }
+    )
+
+
+def _number(value: object) -> float:
+    return np.nan if value is None else float(value)

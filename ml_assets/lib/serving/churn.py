@@ -4,35 +4,50 @@ offline: the same lookups (``CHURN_LOOKUPS``), defaults and account age at the r
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
-from ml_assets.lib.serving.online import apply_lookups, seconds_between, utc
+from ml_assets.lib.serving.online import apply_lookups
 from ml_assets.lib.training_sets.churn import ACCOUNT_AGE, CHURN_LOOKUPS, ENTITY_KEY, LABEL_TS
 from ml_assets.lib.training_sets.lookups import resolve
 
 REQUEST_KEYS = (ENTITY_KEY,)
 
 
+RESOLVED_LOOKUPS = tuple(resolve(lookup) for lookup in CHURN_LOOKUPS)
+LOOKUP_CONTRACTS = tuple(r.contract for r in RESOLVED_LOOKUPS)
+
+
+def churn_records(
+    user_ids: Sequence[int], at: dt.datetime, rows: Mapping[str, Mapping[tuple, dict]]
+) -> list[dict]:
+    """One record per requested user (in order, repeats kept): the lookups' outputs, the
+    matched feature times and the account age in whole days at ``at`` (a UTC datetime)."""
+    records = apply_lookups(
+        [{ENTITY_KEY: u, LABEL_TS: at} for u in user_ids], rows, RESOLVED_LOOKUPS
+    )
+    for record in records:
+        signup = record.get("signup_ts")
+        record[ACCOUNT_AGE] = (
+            None if signup is None else math.floor((at - signup).total_seconds() / 86_400)
+        )
+    return records
+
+
 def churn_features(
-    user_ids: Sequence[int], at: dt.datetime, rows: Mapping[str, pd.DataFrame]
+    user_ids: Sequence[int], at: dt.datetime, rows: Mapping[str, Mapping[tuple, dict]]
 ) -> pd.DataFrame:
-    """One row per requested user (in order, repeats kept): the lookups' outputs, the matched
-    feature times and the account age in whole days at ``at``."""
-    spine = pd.DataFrame({ENTITY_KEY: list(user_ids), LABEL_TS: utc(at)})
-    out = apply_lookups(spine, rows, CHURN_LOOKUPS)
-    out[ACCOUNT_AGE] = np.floor(seconds_between(out[LABEL_TS], out["signup_ts"]) / 86_400)
-    return out
+    return pd.DataFrame.from_records(churn_records(user_ids, at, rows))
 
 
 def _servable() -> dict[str, str]:
     """The model-input columns the gateway assembles, with the signature type each has: the
     lookups' feature outputs (numbers as double, text as string) and the account age."""
     kinds = {}
-    for lookup in CHURN_LOOKUPS:
-        resolved = resolve(lookup)
+    for resolved in RESOLVED_LOOKUPS:
+        lookup = resolved.lookup
         dtypes = {c.name: c.dtype for c in resolved.contract.table_spec.columns}
         for feature in resolved.features:
             dtype = dtypes[feature]
@@ -43,5 +58,4 @@ def _servable() -> dict[str, str]:
 
 
 SERVABLE_INPUTS = _servable()
-LOOKUP_CONTRACTS = tuple(resolve(lookup).contract for lookup in CHURN_LOOKUPS)
 REQUEST_KEY_TYPES = {ENTITY_KEY: "long"}
