@@ -30,6 +30,8 @@ EXPECTED_ASSETS = {
     "models/churn_classifier": "models",
     "registry/churn_classifier_version": "registry",
     "registry/churn_classifier_champion": "registry",
+    "serving/churn_endpoint_config": "serving",
+    "serving/churn_predictions": "serving",
 }
 FEATURE_CHECKS = (
     "schema_matches_contract",
@@ -84,6 +86,9 @@ EXPECTED_CHECKS |= {
     ("registry/churn_classifier_champion", "promotion_gate_passed"),
     ("registry/churn_classifier_champion", "champion_alias_consistent"),
     ("features/online_user_features", "online_offline_consistent"),
+    ("serving/churn_endpoint_config", "routes_sum_to_100"),
+    ("serving/churn_endpoint_config", "served_entities_ready"),
+    ("serving/churn_endpoint_config", "signatures_match_online_features"),
 }
 # the gate's own check: when it fails in enabled mode the asset raises instead
 NON_BLOCKING = {"fresh", "no_single_feature_leak", "promotion_gate_passed"}

@@ -8,6 +8,7 @@ through delta-rs on the same files, because the embedded engine has no ``DESCRIB
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -234,6 +235,9 @@ class LocalDeltaLakehouse(Lakehouse):
         return conformed
 
     def _run(self, spec: TableSpec, action) -> TableCommit:
+        """Run a write; its commit, or for a write that changed nothing (a merge of unchanged
+        rows commits no version) the current version with no rows written."""
+        before = self.version(spec)
         try:
             action()
         except AnalysisException as exc:
@@ -245,7 +249,12 @@ class LocalDeltaLakehouse(Lakehouse):
                     "Quarantine rows with missing keys before writing."
                 ) from exc
             raise
-        return self.history(spec, limit=1)[0]
+        head = self.history(spec, limit=1)[0]
+        if head.version == before:
+            return dataclasses.replace(
+                head, operation="NONE (nothing changed)", metrics={"numOutputRows": 0}
+            )
+        return head
 
     def _writer(self, spec: TableSpec, df: DataFrame, mode: str):
         return self._conform(spec, df).write.format("delta").mode(mode)

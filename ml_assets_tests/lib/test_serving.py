@@ -66,31 +66,34 @@ def test_a_config_with_unknown_keys_or_bad_routes_is_refused_with_every_problem_
 
 def activity(user_id: int, feature_ts: pd.Timestamp, events_7d: int) -> dict:
     row = {f: 1 for f in user_activity.CONTRACT.feature_names}
-    return row | {"user_id": user_id, "feature_ts": feature_ts, "events_7d": events_7d}
+    return row | {
+        "user_id": user_id,
+        "feature_ts": feature_ts.to_pydatetime(),
+        "events_7d": events_7d,
+    }
 
 
 def test_online_features_use_a_row_only_at_or_before_the_request_and_within_the_lookback():
-    rows = pd.DataFrame(
-        [
-            activity(1, AT - pd.Timedelta(days=1), 5),  # fresh
-            activity(2, AT - pd.Timedelta(days=3), 6),  # older than the 2-day lookback
-            activity(3, AT + pd.Timedelta(hours=1), 7),  # after the request time
-            activity(4, AT - pd.Timedelta(days=2), 8),  # exactly at the window edge: counts
-        ]
-    )
-    profile = pd.DataFrame(
-        {
-            "user_id": [1],
-            "feature_ts": [AT - pd.Timedelta(days=40)],
-            "plan_tier": ["basic"],
-            "country": ["FR"],
-            "signup_ts": [AT - pd.Timedelta(days=100, hours=5)],
-        }
-    )
+    rows = [
+        activity(1, AT - pd.Timedelta(days=1), 5),  # fresh
+        activity(2, AT - pd.Timedelta(days=3), 6),  # older than the 2-day lookback
+        activity(3, AT + pd.Timedelta(hours=1), 7),  # after the request time
+        activity(4, AT - pd.Timedelta(days=2), 8),  # exactly at the window edge: counts
+    ]
+    profile = {
+        "user_id": 1,
+        "feature_ts": (AT - pd.Timedelta(days=40)).to_pydatetime(),
+        "plan_tier": "basic",
+        "country": "FR",
+        "signup_ts": (AT - pd.Timedelta(days=100, hours=5)).to_pydatetime(),
+    }
     out = churn_features(
         [1, 2, 3, 4, 1, 5],
         AT.to_pydatetime(),
-        {str(user_activity.CONTRACT.name): rows, str(user_profile.CONTRACT.name): profile},
+        {
+            str(user_activity.CONTRACT.name): {(r["user_id"],): r for r in rows},
+            str(user_profile.CONTRACT.name): {(1,): profile},
+        },
     ).set_index("user_id")
     events = out["events_7d"]
     assert events.tolist() == [5, 0, 0, 8, 5, 0]  # stale, future and unknown: the default 0

@@ -3,6 +3,8 @@ with UTC timestamps, and the record of the Delta version it holds."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 import pytest
 
@@ -60,10 +62,11 @@ def test_publishing_writes_only_what_changed(store):
     changed = pd.concat([changed, profiles(user_id=(2, 9)).iloc[[2]]])  # user 9 is new
     third = store.publish(CONTRACT, changed, delta_version=5)
     assert (third.inserted, third.updated, third.deleted, third.unchanged) == (1, 1, 1, 1)
-    stored = store.read(CONTRACT, [1, 2, 3, 9]).sort_values("user_id")
-    assert stored["user_id"].tolist() == [1, 2, 9]
-    assert stored["plan_tier"].tolist() == ["premium", "basic", None]
-    assert stored["feature_ts"].iloc[0] == pd.Timestamp("2026-01-01 10:00", tz="UTC")
+    stored = store.read(CONTRACT, [1, 2, 3, 9])
+    assert sorted(stored) == [(1,), (2,), (9,)]
+    assert [stored[(k,)]["plan_tier"] for k in (1, 2, 9)] == ["premium", "basic", None]
+    assert stored[(1,)]["feature_ts"] == dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
+    assert store.newest_feature_time(CONTRACT) == dt.datetime(2026, 1, 3, tzinfo=dt.UTC)  # user 9
     assert store.publication(CONTRACT)["delta_version"] == 5
     assert len(store.read_all(CONTRACT)) == 3
 
@@ -71,7 +74,7 @@ def test_publishing_writes_only_what_changed(store):
 def test_reading_keys_given_as_numpy_integers_finds_them(store):
     store.publish(CONTRACT, profiles(), delta_version=1)
     keys = pd.Series([1, 3]).to_numpy()  # np.int64, as pandas hands them out
-    assert sorted(store.read(CONTRACT, keys)["user_id"]) == [1, 3]
+    assert sorted(store.read(CONTRACT, keys)) == [(1,), (3,)]
 
 
 def test_the_store_url_is_shown_without_its_password():

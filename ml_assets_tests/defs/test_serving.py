@@ -1,0 +1,301 @@
+"""The serving stage on the tiny scale: the endpoint config and its checks, batch predictions,
+and the gateway (in process through Starlette's test client, and as the real `make serve`
+process on a free port)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from starlette.testclient import TestClient
+
+from ml_assets import names
+from ml_assets.defs.registry.assets import churn_classifier_version
+from ml_assets.defs.serving.assets import churn_endpoint_config, churn_predictions
+from ml_assets.deployments import REPO_ROOT, current_settings
+from ml_assets.gateway import build_app, gateway_for
+from ml_assets.lib.serving.batch import PREDICTIONS
+from ml_assets.reporting import run_check_results
+from ml_assets_tests.defs.conftest import (
+    evaluate_checks,
+    instance_at,
+    materialization_metadata,
+    tiny_settings,
+)
+
+CONFIG = "serving/churn_endpoint_config"
+INVOKE = f"/serving-endpoints/{names.CHURN_ENDPOINT}/invocations"
+
+
+def materialize(home, resources, assets, config=None) -> dg.ExecuteInProcessResult:
+    with instance_at(home) as instance:
+        return dg.materialize(
+            assets, resources=resources, instance=instance, run_config=config or {}
+        )
+
+
+def config_path(home: Path) -> Path:
+    return home / "serving" / f"{names.CHURN_ENDPOINT}.json"
+
+
+def client_for(home: Path, **settings) -> tuple[TestClient, object]:
+    gateway = gateway_for(
+        current_settings({"ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": "tiny", **settings})
+    )
+    gateway.reload_if_changed()
+    return TestClient(build_app(gateway)), gateway
+
+
+def test_the_champion_alone_takes_all_traffic_and_every_config_check_passes(ingested):
+    home, result = ingested
+    metadata = materialization_metadata(result, CONFIG)
+    assert metadata["routes"] == "churn_classifier-1 100%"
+    deployed = json.loads(config_path(home).read_text())
+    assert deployed["config"]["served_entities"][0]["entity_version"] == "1"
+    checks = {
+        c.check_name: c.passed
+        for c in run_check_results(result)
+        if c.asset_key.to_user_string() == CONFIG
+    }
+    assert checks == {
+        "routes_sum_to_100": True,
+        "served_entities_ready": True,
+        "signatures_match_online_features": True,
+    }
+
+
+def test_a_pending_challenger_gets_a_canary_share(home, resources):
+    materialize(home, resources, [churn_classifier_version])  # v2, alias challenger
+    result = materialize(
+        home,
+        resources,
+        [churn_endpoint_config],
+        {"ops": {"serving__churn_endpoint_config": {"config": {"canary_percentage": 20}}}},
+    )
+    assert materialization_metadata(result, CONFIG)["routes"] == (
+        "churn_classifier-1 80%, churn_classifier-2 20%"
+    )
+    client, _ = client_for(home)
+    answered = [
+        client.post(
+            INVOKE, json={"dataframe_records": [{"user_id": 7}]}, headers={"X-Request-Id": f"r{i}"}
+        ).json()["served_model_name"]
+        for i in range(200)
+    ]
+    canary = answered.count("churn_classifier-2")
+    assert 20 <= canary <= 60  # ~20 % of 200 request ids
+    again = client.post(
+        INVOKE, json={"dataframe_records": [{"user_id": 7}]}, headers={"X-Request-Id": "r3"}
+    )
+    assert again.json()["served_model_name"] == answered[3]  # the same id, the same entity
+
+
+def test_config_checks_fail_on_a_hand_edited_config(home):
+    path = config_path(home)
+    body = json.loads(path.read_text())
+    body["config"]["traffic_config"]["routes"][0]["traffic_percentage"] = 90
+    body["config"]["served_entities"][0]["entity_version"] = "7"
+    path.write_text(json.dumps(body))
+    checks = evaluate_checks(home, CONFIG)
+    assert not checks["routes_sum_to_100"].passed
+    assert "traffic percentages sum to 90, expected 100" in checks["routes_sum_to_100"].description
+    assert not checks["served_entities_ready"].passed
+    assert "churn_classifier-1: main.models.churn_classifier v7" in (
+        checks["served_entities_ready"].description
+    )
+    body["config"]["served_entities"][0]["workload"] = "XL"
+    path.write_text(json.dumps(body))
+    check = evaluate_checks(home, CONFIG)["routes_sum_to_100"]
+    assert not check.passed and "Extra inputs are not permitted" in check.description
+
+
+def test_a_served_model_needing_a_feature_the_gateway_lacks_fails_the_signature_check(home):
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from ml_assets.resources.mlflow import LocalMlflow
+
+    client = LocalMlflow(home=str(home)).client()
+
+    class Needs(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return pd.Series(0.5, index=model_input.index)
+
+    frame = pd.DataFrame({"events_7d": [1.0], "favourite_colour": ["red"]})
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Needs(),
+            signature=infer_signature(frame, [0.5]),
+            pip_requirements=["mlflow"],
+        )
+    version = client.create_model_version(
+        names.CHURN_MODEL_NAME, f"models:/{info.model_id}", run.info.run_id, model_id=info.model_id
+    )
+    path = config_path(home)
+    body = json.loads(path.read_text())
+    body["config"]["served_entities"][0]["entity_version"] = str(version.version)
+    path.write_text(json.dumps(body))
+    check = evaluate_checks(home, CONFIG)["signatures_match_online_features"]
+    assert not check.passed
+    assert "churn_classifier-1 needs 'favourite_colour', which neither the online features" in (
+        check.description
+    )
+
+
+def test_batch_predictions_name_the_model_and_feature_versions_and_rerun_idempotently(
+    ingested, home, resources
+):
+    _, result = ingested
+    metadata = materialization_metadata(result, "serving/churn_predictions")
+    assert metadata["users_scored"] == metadata["dagster/row_count"] > 300
+    assert metadata["model"] == f"{names.CHURN_MODEL_NAME} v1"
+    lakehouse = resources["lakehouse"]
+    rows = lakehouse.read(PREDICTIONS).toPandas()
+    assert set(rows["model_version"]) == {1}
+    assert set(rows["user_activity_version"]) == {1} and rows["user_profile_version"].nunique() == 1
+    assert rows["churn_probability"].between(0, 1).all()
+    before = lakehouse.version(PREDICTIONS)
+    again = materialize(home, resources, [churn_predictions])
+    assert materialization_metadata(again, "serving/churn_predictions")["rows_written"] == 0
+    assert lakehouse.version(PREDICTIONS) == before  # nothing changed, nothing committed
+    assert lakehouse.read(PREDICTIONS).count() == len(rows)
+
+
+def test_the_gateway_answers_every_invocation_format_and_rejects_bad_input_clearly(ingested):
+    client, _ = client_for(ingested[0])
+    records = client.post(INVOKE, json={"dataframe_records": [{"user_id": 7}, {"user_id": 10**9}]})
+    assert (
+        records.status_code == 200 and records.headers["served-model-name"] == "churn_classifier-1"
+    )
+    known, unknown = records.json()["predictions"]
+    assert 0 < known < 1 and 0 < unknown < 1  # an unknown user is scored on the defaults
+    split = client.post(INVOKE, json={"dataframe_split": {"columns": ["user_id"], "data": [[7]]}})
+    inputs = client.post(INVOKE, json={"inputs": {"user_id": [7]}})
+    assert split.json()["predictions"] == inputs.json()["predictions"] == [known]
+    engaged = {"events_7d": 90, "logins_7d": 7, "sessions_7d": 7, "days_since_last_login": 0}
+    overridden = client.post(
+        INVOKE, json={"dataframe_records": [{"user_id": 7, **engaged}]}
+    ).json()["predictions"][0]
+    assert overridden != known  # a request may override features
+    cases = {
+        b"{nope": (400, "The body is not valid JSON"),
+        json.dumps({"records": []}).encode(): (400, "Expected exactly one of"),
+        json.dumps({"dataframe_records": [{"user": 7}]}).encode(): (
+            400,
+            "missing column(s) ['user_id']",
+        ),
+        json.dumps({"dataframe_records": [{"user_id": "7"}]}).encode(): (
+            400,
+            "user_id must be an integer",
+        ),
+        json.dumps({"dataframe_records": [{"user_id": 7, "country": 3}]}).encode(): (
+            400,
+            "country must be a string",
+        ),
+        json.dumps({"dataframe_records": [{"user_id": 7}] * 1001}).encode(): (413, "at most 1000"),
+    }
+    for body, (status, message) in cases.items():
+        answer = client.post(INVOKE, content=body)
+        assert answer.status_code == status, answer.text
+        assert message in answer.json()["message"]
+    assert client.post("/serving-endpoints/other/invocations", json={}).status_code == 404
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json()["served_entities"] == {"churn_classifier-1": 100}
+
+
+def test_with_a_token_set_invocations_need_the_bearer_token(ingested):
+    client, _ = client_for(ingested[0], ML_ASSETS_SERVING_TOKEN="s3cret")
+    body = {"dataframe_records": [{"user_id": 7}]}
+    assert client.post(INVOKE, json=body).status_code == 401
+    assert (
+        client.post(INVOKE, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    )
+    assert (
+        client.post(INVOKE, json=body, headers={"Authorization": "Bearer s3cret"}).status_code
+        == 200
+    )
+
+
+def test_a_bad_config_is_not_loaded_and_the_old_models_keep_serving(home, resources):
+    client, gateway = client_for(home)
+    body = {"dataframe_records": [{"user_id": 7}]}
+    before = client.post(INVOKE, json=body).json()
+    path = config_path(home)
+    good = path.read_text()
+    broken = json.loads(good)
+    broken["config"]["served_entities"][0]["entity_version"] = "99"
+    path.write_text(json.dumps(broken))
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    assert not gateway.reload_if_changed()
+    assert "99" in gateway.last_error
+    assert client.post(INVOKE, json=body).json() == before  # still the old models
+    assert client.get("/ready").json()["last_reload_error"] == gateway.last_error
+    materialize(home, resources, [churn_classifier_version])
+    materialize(home, resources, [churn_endpoint_config])  # a valid canary config
+    os.utime(path, (time.time() + 10, time.time() + 10))
+    assert gateway.reload_if_changed() and gateway.last_error is None
+    assert set(client.get("/ready").json()["served_entities"]) == {
+        "churn_classifier-1",
+        "churn_classifier-2",
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_make_serve_starts_a_gateway_that_answers_over_http(ingested):
+    home = ingested[0]
+    port = _free_port()
+    env = {**os.environ, "ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": "tiny"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ml_assets.gateway", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.fail(f"the gateway did not become ready: {server.stdout.read1().decode()}")
+            time.sleep(0.5)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{INVOKE}",
+            data=json.dumps({"dataframe_records": [{"user_id": 7}]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.loads(answer.read())["served_model_name"] == "churn_classifier-1"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_settings_refuse_an_unknown_clock(tmp_path):
+    from ml_assets.deployments import DeploymentError
+
+    with pytest.raises(DeploymentError, match="ML_ASSETS_SERVING_CLOCK='now'"):
+        current_settings({"ML_ASSETS_HOME": str(tmp_path), "ML_ASSETS_SERVING_CLOCK": "now"})
+    assert tiny_settings(tmp_path).serving_clock == "data"
