@@ -164,11 +164,12 @@ class OnlineStore(dg.ConfigurableResource, ABC):
                     row[column] = row[column].replace(tzinfo=dt.UTC)
         return {(row[key],): row for row in rows}
 
-    def read_all(self, contract: FeatureTableContract) -> pd.DataFrame:
+    def read_keys(self, contract: FeatureTableContract) -> list[object]:
+        """Every stored entity key (single-key tables)."""
         _, table = _metadata_for(contract)
+        (key,) = contract.entity_keys
         with self.engine().connect() as conn:
-            frame = pd.read_sql_table(table.name, conn)
-        return _with_utc(frame.drop(columns=[ROW_HASH]), contract)
+            return list(conn.execute(sa.select(table.c[key])).scalars())
 
     def newest_feature_time(self, contract: FeatureTableContract) -> dt.datetime | None:
         """The newest feature timestamp stored (UTC), or None when the table is empty."""

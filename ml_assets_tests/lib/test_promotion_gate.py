@@ -69,6 +69,7 @@ def gate(candidate, champion, policy=POLICY):
 
 def test_with_no_champion_only_absolute_thresholds_apply():
     report = gate(subject("1", logistic(3.0)), None)
+    assert report.latency_ms["rounds"] == 1  # within budget at the first round
     assert report.passed and report.baseline_version is None and report.baseline_metrics is None
     assert [c["check"] for c in report.checks] == [
         "probabilities on the test set",
@@ -145,6 +146,7 @@ def test_a_changed_signature_bad_scores_and_slow_predictions_all_breach():
     assert found["golden examples: probability in [0, 1]"].candidate == "likely=1.5, unlikely=1.5"
     latency = found["single-row p99 latency (ms)"]
     assert latency.candidate >= 3.0 and latency.threshold == "<= 1.0"
+    assert report.latency_ms["rounds"] == 3  # slow in every round: a real breach
     assert report.candidate_metrics == {}  # not computed from non-probabilities
 
 

@@ -52,6 +52,7 @@ class GatePolicy:
     thresholds: tuple[MetricThreshold, ...]
     latency_budget_ms: float = 25.0
     latency_calls: int = 200
+    latency_rounds: int = 3  # the best round's p99 counts (see _latency_within_budget)
     # metrics the registered model must reproduce from its run's logged ``test_<metric>``
     reproduced_metrics: tuple[str, ...] = ("roc_auc", "log_loss")
     reproduce_tolerance: float = 1e-6
@@ -62,6 +63,8 @@ class GatePolicy:
             problems.append("no metric thresholds")
         if not self.latency_budget_ms > 0:
             problems.append(f"latency_budget_ms = {self.latency_budget_ms} is not positive")
+        if self.latency_rounds < 1:
+            problems.append(f"latency_rounds = {self.latency_rounds} must be at least 1")
         if self.latency_calls < 20:
             problems.append(f"latency_calls = {self.latency_calls}: a p99 needs at least 20")
         metrics = [t.metric for t in self.thresholds]
@@ -215,6 +218,22 @@ def single_row_latency_ms(predict: Predict, rows: pd.DataFrame, calls: int) -> d
     }
 
 
+def _latency_within_budget(
+    predict: Predict, rows: pd.DataFrame, policy: GatePolicy
+) -> dict[str, float]:
+    """Up to ``latency_rounds`` rounds of timing; the round with the lowest p99 counts. A
+    model is slow in every round; a busy machine (another process taking the cores for a
+    moment) only in some, and should not refuse a model."""
+    best: dict[str, float] | None = None
+    for round_number in range(1, policy.latency_rounds + 1):
+        latency = single_row_latency_ms(predict, rows, policy.latency_calls)
+        if best is None or latency["p99"] < best["p99"]:
+            best = latency | {"rounds": float(round_number)}
+        if best["p99"] <= policy.latency_budget_ms:
+            break
+    return best
+
+
 def _reproduction_breaches(
     candidate: GateSubject, metrics: Mapping[str, float], policy: GatePolicy
 ) -> list[Breach]:
@@ -289,7 +308,7 @@ def evaluate_gate(
         "golden examples",
         smoke_breaches(candidate.predict(golden), list(golden.index), orderings),
     )
-    latency = single_row_latency_ms(candidate.predict, test_features, policy.latency_calls)
+    latency = _latency_within_budget(candidate.predict, test_features, policy)
     breaches += record(
         "single-row latency",
         []

@@ -1,0 +1,248 @@
+"""Serving: the gateway (with the online feature lookup) beside `mlflow models serve` (the same
+champion model, given the full feature row, no lookup), in one run; and online lookups per key
+in a store of 1M keys.
+
+    .venv/bin/python benchmarks/serving.py [--home .ml_assets] [--requests 1000] [--keys 1000000]
+
+Needs a materialized home (`make run`: champion, online store, endpoint config). Starts both
+servers on free ports on 127.0.0.1, warms them up, then for concurrency 1, 8 and 32 sends a
+bounded number of single-record requests over keep-alive connections and reports p50/p99
+latency and throughput, and the gateway/MLflow ratios. Targets: gateway p99 <= 20 ms per
+single record with the lookup; throughput at least MLflow's. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml_assets.deployments import REPO_ROOT, build_resources, current_settings
+from ml_assets.gateway import gateway_for
+from ml_assets.lib.features import user_activity
+from ml_assets.lib.models.churn_classifier import ENCODING
+from ml_assets.lib.models.encoding import records_frame
+from ml_assets.lib.serving.churn import LOOKUP_CONTRACTS, churn_records
+from ml_assets.lib.serving.online import online_frame
+from ml_assets.names import CHURN_ENDPOINT, CHURN_MODEL_NAME
+from ml_assets.resources.online_store import SqlOnlineStore
+
+LEVELS = (1, 8, 32)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, path: str, process: subprocess.Popen, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on {port} exited with {process.returncode}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"server on {port} not ready after {seconds} s")
+
+
+def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        command,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def load(port: int, path: str, bodies: list[bytes], concurrency: int) -> dict[str, float]:
+    """Send every body once, spread over ``concurrency`` keep-alive connections."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    chunks = [bodies[i::concurrency] for i in range(concurrency)]
+
+    def worker(chunk: list[bytes]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        for body in chunk:
+            started = time.perf_counter()
+            connection.request("POST", path, body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{path} answered {response.status}")
+            mine.append((time.perf_counter() - started) * 1000)
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in chunks]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    return {
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "rps": len(latencies) / seconds,
+    }
+
+
+def online_lookup(keys: int, samples: int = 2000) -> dict[str, float]:
+    """p50/p99 of one-key reads from a SQLite store holding ``keys`` user_activity rows."""
+    root = Path(tempfile.mkdtemp(prefix="ml_assets_online_bench_"))
+    try:
+        store = SqlOnlineStore(database_url=f"sqlite:///{root / 'online.db'}")
+        rng = np.random.default_rng(0)
+        contract = user_activity.CONTRACT
+        rows = pd.DataFrame({"user_id": np.arange(keys), "feature_ts": pd.Timestamp("2026-05-01")})
+        for name in contract.feature_names:
+            rows[name] = rng.integers(0, 100, keys).astype("float64")
+        started = time.perf_counter()
+        store.publish(contract, online_frame(rows, contract), delta_version=0)
+        publish_s = time.perf_counter() - started
+        picks = rng.integers(0, keys, samples)
+        timings = []
+        for key in picks:
+            started = time.perf_counter()
+            found = store.read(contract, [int(key)])
+            timings.append((time.perf_counter() - started) * 1000)
+            assert (int(key),) in found
+        return {
+            "keys": keys,
+            "publish_s": publish_s,
+            "p50_ms": float(np.percentile(timings, 50)),
+            "p99_ms": float(np.percentile(timings, 99)),
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--home", default=str(REPO_ROOT / ".ml_assets"))
+    parser.add_argument("--requests", type=int, default=1000, help="per concurrency level")
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    args = parser.parse_args()
+    settings = current_settings({**os.environ, "ML_ASSETS_HOME": args.home})
+    resources = build_resources(settings)
+    store, tracking = resources["online_store"], resources["mlflow_tracking"]
+    user_ids = list(store.read_keys(user_activity.CONTRACT))
+    if not user_ids:
+        sys.exit(f"{args.home} has no online features: run `make run` first.")
+
+    # the same users' full feature rows, for MLflow's server (which cannot look them up)
+    gateway = gateway_for(settings)
+    at = gateway.as_of()
+
+    rng = random.Random(0)
+    picked = [rng.choice(user_ids) for _ in range(args.requests)]
+    rows = {str(c.name): store.read(c, list(set(picked))) for c in LOOKUP_CONTRACTS}
+    full = records_frame(churn_records(picked, at, rows), ENCODING)
+    gateway_bodies = [json.dumps({"dataframe_records": [{"user_id": u}]}).encode() for u in picked]
+    mlflow_bodies = [
+        json.dumps({"dataframe_records": [r]}, default=str).encode()
+        for r in full.astype(object).where(full.notna(), None).to_dict("records")
+    ]
+
+    env = {
+        **os.environ,
+        "ML_ASSETS_HOME": args.home,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    env["MLFLOW_TRACKING_URI"] = tracking.tracking_uri()
+    gateway_port, mlflow_port = free_port(), free_port()
+    servers = [
+        start([sys.executable, "-m", "ml_assets.gateway", "--port", str(gateway_port)], env),
+        start(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                f"models:/{CHURN_MODEL_NAME}@champion",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(mlflow_port),
+                "-w",
+                "1",
+            ],
+            env,
+        ),
+    ]
+    try:
+        wait_ready(gateway_port, "/ready", servers[0])
+        wait_ready(mlflow_port, "/ping", servers[1])
+        targets = {
+            "gateway (with lookup)": (
+                gateway_port,
+                f"/serving-endpoints/{CHURN_ENDPOINT}/invocations",
+                gateway_bodies,
+            ),
+            "mlflow models serve": (mlflow_port, "/invocations", mlflow_bodies),
+        }
+        for port, path, bodies in targets.values():
+            load(port, path, bodies[:100], 4)  # warm-up
+        results = {
+            (name, level): load(port, path, bodies, level)
+            for level in LEVELS
+            for name, (port, path, bodies) in targets.items()
+        }
+    finally:
+        for server in servers:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+    print(
+        f"\nsingle-record requests, {args.requests} per level, scale {settings.scale}, "
+        f"{dt.date.today()}"
+    )
+    print(f"{'concurrency':>11}  {'server':<22} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    for level in LEVELS:
+        for name in targets:
+            r = results[(name, level)]
+            print(
+                f"{level:>11}  {name:<22} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['rps']:>8.1f}"
+            )
+        g, m = results[("gateway (with lookup)", level)], results[("mlflow models serve", level)]
+        print(
+            f"{'':>11}  ratio gateway/mlflow: p99 {g['p99_ms'] / m['p99_ms']:.2f}, "
+            f"throughput {g['rps'] / m['rps']:.2f}"
+        )
+    lookup = online_lookup(args.keys)
+    print(
+        f"\nonline lookup, one key of {lookup['keys']:,} (SQLite): p50 {lookup['p50_ms']:.3f} ms, "
+        f"p99 {lookup['p99_ms']:.3f} ms (publishing them took {lookup['publish_s']:.1f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
