@@ -17,6 +17,7 @@ from ml_assets.definitions import build_definitions
 from ml_assets.deployments import Settings, build_resources, current_settings
 from ml_assets.lib.features.registry import CONTRACTS
 from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
+from ml_assets.lib.serving.batch import PREDICTIONS
 from ml_assets.lib.training_sets.churn import LABELS, TRAINING_SET
 from ml_assets.reporting import (
     check_rows,
@@ -54,6 +55,7 @@ def table_summary(settings: Settings) -> list[list[object]]:
         *feature_specs,
         LABELS,
         TRAINING_SET,
+        PREDICTIONS,
     ):
         version = lakehouse.version(spec)
         count = lakehouse.read(spec).count() if version is not None else 0
@@ -84,6 +86,34 @@ def champion_summary(result: dg.ExecuteInProcessResult) -> str:
     )
 
 
+def serving_summary(result: dg.ExecuteInProcessResult) -> str:
+    """The endpoint config deployed, the online store and the batch predictions."""
+    lines = []
+    config = materialization_metadata(result, "/".join(names.CHURN_ENDPOINT_CONFIG_KEY))
+    if config is not None:
+        lines.append(
+            f"endpoint {config['endpoint']}: {config['routes']} -> {config['config_path']} "
+            "(serve it: make serve)"
+        )
+    online = materialization_metadata(result, "/".join(names.ONLINE_USER_FEATURES_KEY))
+    if online is not None:
+        lines.append(
+            f"online store {online['online_store']}: user_activity {online['user_activity_rows']} "
+            f"rows ({online['user_activity_inserted']} inserted, "
+            f"{online['user_activity_updated']} updated), user_profile "
+            f"{online['user_profile_rows']} rows"
+        )
+    predictions = materialization_metadata(result, "/".join(names.CHURN_PREDICTIONS_KEY))
+    if predictions is not None:
+        lines.append(
+            f"churn_predictions: {predictions['users_scored']} users scored at "
+            f"{predictions['scored_at']} by {predictions['model']}; mean probability "
+            f"{predictions['mean_churn_probability']}, {predictions['share_above_0_5']:.1%} "
+            "above 0.5"
+        )
+    return "\n".join(lines) or "serving: not materialized in this run"
+
+
 def main() -> int:
     settings = current_settings()
     print(
@@ -107,6 +137,7 @@ def main() -> int:
         )
     print()
     print(champion_summary(result))
+    print(serving_summary(result))
     print()
     print(format_table(["asset", "check", "severity", "passed", "observed"], check_rows(checks)))
     failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
