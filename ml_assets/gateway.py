@@ -23,12 +23,14 @@ error. With ``ML_ASSETS_SERVING_TOKEN`` set, invocations need ``Authorization: B
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import hmac
 import logging
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import mlflow
@@ -59,6 +61,7 @@ from ml_assets.resources.serving import LocalEndpointConfigs
 
 log = logging.getLogger("ml_assets.gateway")
 MAX_ROWS = 1000
+SCORING_THREADS = 2  # one per core: scoring holds the GIL most of the time
 CLOCK_CACHE_SECONDS = 5.0
 
 
@@ -184,7 +187,9 @@ def _shares(endpoint: Endpoint) -> dict[str, int]:
     }
 
 
-def build_app(gateway: Gateway) -> Starlette:
+def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starlette:
+    executor = ThreadPoolExecutor(max_workers=scoring_threads, thread_name_prefix="scoring")
+
     async def invocations(request: Request) -> JSONResponse:
         name = request.path_params["name"]
         if name != gateway.endpoint_name:
@@ -203,7 +208,11 @@ def build_app(gateway: Gateway) -> Starlette:
             )
         body = await request.body()
         try:
-            answer = gateway.invoke(body, request.headers.get("x-request-id"))
+            # scoring runs on a small FIFO pool: the event loop keeps reading requests, and
+            # under load they are served in arrival order (no starved connections)
+            answer = await asyncio.get_running_loop().run_in_executor(
+                executor, gateway.invoke, body, request.headers.get("x-request-id")
+            )
         except RequestError as exc:
             code = "BAD_REQUEST" if exc.status < 500 else "TEMPORARILY_UNAVAILABLE"
             return JSONResponse({"error_code": code, "message": str(exc)}, status_code=exc.status)
