@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -257,8 +258,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_make_serve_starts_a_gateway_that_answers_over_http(ingested):
-    home = ingested[0]
+def _get(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+def _invoke(port: int, user_id: int) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{INVOKE}",
+        data=json.dumps({"dataframe_records": [{"user_id": user_id}]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+
+
+def test_make_serve_answers_over_http_and_reloads_a_new_config_without_dropping_requests(
+    home, resources
+):
     port = _free_port()
     env = {**os.environ, "ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": "tiny"}
     server = subprocess.Popen(
@@ -273,21 +293,40 @@ def test_make_serve_starts_a_gateway_that_answers_over_http(ingested):
         deadline = time.monotonic() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
+                if _get(port, "/ready")["ready"]:
+                    break
             except (urllib.error.URLError, ConnectionError):
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
                 pytest.fail(f"the gateway did not become ready: {server.stdout.read1().decode()}")
             time.sleep(0.5)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}{INVOKE}",
-            data=json.dumps({"dataframe_records": [{"user_id": 7}]}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            assert json.loads(answer.read())["served_model_name"] == "churn_classifier-1"
+        assert _invoke(port, 7) == (200, _invoke(port, 7)[1])
+        assert _invoke(port, 7)[1]["served_model_name"] == "churn_classifier-1"
+
+        statuses: list[int] = []
+        done = threading.Event()
+
+        def keep_asking() -> None:
+            while not done.is_set():
+                statuses.append(_invoke(port, len(statuses) % 400)[0])
+
+        asker = threading.Thread(target=keep_asking)
+        asker.start()
+        try:  # a challenger appears: the config gains a canary while requests keep coming
+            materialize(home, resources, [churn_classifier_version])
+            materialize(home, resources, [churn_endpoint_config])
+            deadline = time.monotonic() + 60
+            while set(_get(port, "/ready")["served_entities"]) != {
+                "churn_classifier-1",
+                "churn_classifier-2",
+            }:
+                assert time.monotonic() < deadline, "the new config was not picked up"
+                time.sleep(0.5)
+            time.sleep(1)
+        finally:
+            done.set()
+            asker.join(timeout=60)
+        assert len(statuses) > 20 and set(statuses) == {200}  # none dropped during the reload
     finally:
         server.terminate()
         server.wait(timeout=30)
