@@ -105,43 +105,41 @@ def _deployed(endpoint_configs: EndpointConfigs) -> tuple[Endpoint | None, str |
         return None, f"The deployed endpoint config is invalid: {exc}"
 
 
-@dg.asset_check(
-    asset=ENDPOINT_KEY,
-    name=names.CHECK_ROUTES_SUM,
-    blocking=True,
-    description="The deployed config parses (no unknown keys), its routes name served entities "
-    "and their traffic percentages sum to 100.",
-)
-def routes_sum_to_100(endpoint_configs: EndpointConfigs) -> dg.AssetCheckResult:
-    endpoint, error = _deployed(endpoint_configs)
-    if endpoint is None:
-        return check_result(CheckOutcome(False, error))
-    problems = route_problems(endpoint)
-    shares = endpoint.shares()
-    return check_result(
-        CheckOutcome(
-            not problems,
-            "; ".join(problems) or f"routes {shares} sum to 100",
-            {"total_percentage": sum(shares.values()), "routes": len(shares)},
-        )
+def _config_check(name: str, description: str, evaluate) -> dg.AssetChecksDefinition:
+    """A blocking check of the deployed config; ``evaluate(endpoint, mlflow_tracking)``."""
+
+    @dg.asset_check(asset=ENDPOINT_KEY, name=name, blocking=True, description=description)
+    def _check(
+        endpoint_configs: EndpointConfigs, mlflow_tracking: MlflowTracking
+    ) -> dg.AssetCheckResult:
+        endpoint, error = _deployed(endpoint_configs)
+        if endpoint is None:
+            return check_result(CheckOutcome(False, error))
+        return check_result(evaluate(endpoint, mlflow_tracking))
+
+    return _check
+
+
+def _outcome(problems: list[str], ok: str, observed: dict[str, object]) -> CheckOutcome:
+    return CheckOutcome(
+        not problems, "; ".join(problems) or ok, observed | {"problems": len(problems)}
     )
 
 
-@dg.asset_check(
-    asset=ENDPOINT_KEY,
-    name=names.CHECK_ENTITIES_READY,
-    blocking=True,
-    description="Every served entity is an existing READY version of its registered model.",
-)
-def served_entities_ready(
-    endpoint_configs: EndpointConfigs, mlflow_tracking: MlflowTracking
-) -> dg.AssetCheckResult:
-    endpoint, error = _deployed(endpoint_configs)
-    if endpoint is None:
-        return check_result(CheckOutcome(False, error))
+def _routes(endpoint: Endpoint, _: MlflowTracking) -> CheckOutcome:
+    shares = endpoint.shares()
+    return _outcome(
+        route_problems(endpoint),
+        f"routes {shares} sum to 100",
+        {"total_percentage": sum(shares.values()), "routes": len(shares)},
+    )
+
+
+def _entities_ready(endpoint: Endpoint, mlflow_tracking: MlflowTracking) -> CheckOutcome:
     client = mlflow_tracking.client()
+    entities = endpoint.config.served_entities
     problems = []
-    for entity in endpoint.config.served_entities:
+    for entity in entities:
         try:
             version = client.get_model_version(entity.entity_name, entity.entity_version)
         except mlflow.exceptions.MlflowException as exc:
@@ -149,47 +147,47 @@ def served_entities_ready(
             continue
         if version.status != "READY":
             problems.append(f"{entity.name}: v{entity.entity_version} is {version.status}")
-    return check_result(
-        CheckOutcome(
-            not problems,
-            "; ".join(problems)
-            or f"{len(endpoint.config.served_entities)} served entities, all READY",
-            {"served_entities": len(endpoint.config.served_entities), "problems": len(problems)},
-        )
+    return _outcome(
+        problems, f"{len(entities)} served entities, all READY", {"served_entities": len(entities)}
     )
 
 
-@dg.asset_check(
-    asset=ENDPOINT_KEY,
-    name=names.CHECK_SIGNATURE_SERVABLE,
-    blocking=True,
-    description="Every served model's input signature is made of what the gateway assembles: "
-    "the online features (and what derives from them) plus the request keys, same types.",
-)
-def signatures_match_online_features(
-    endpoint_configs: EndpointConfigs, mlflow_tracking: MlflowTracking
-) -> dg.AssetCheckResult:
-    endpoint, error = _deployed(endpoint_configs)
-    if endpoint is None:
-        return check_result(CheckOutcome(False, error))
+def _signatures_servable(endpoint: Endpoint, mlflow_tracking: MlflowTracking) -> CheckOutcome:
     mlflow_tracking.configure()
+    entities = endpoint.config.served_entities
     problems = []
-    for entity in endpoint.config.served_entities:
-        uri = f"models:/{entity.entity_name}/{entity.entity_version}"
-        info = mlflow.models.get_model_info(uri)
+    for entity in entities:
+        info = mlflow.models.get_model_info(f"models:/{entity.entity_name}/{entity.entity_version}")
         if info.signature is None:
             problems.append(f"{entity.name} has no signature")
             continue
         problems += signature_problems(
             entity.name, info.signature.inputs.to_dict(), SERVABLE_INPUTS, REQUEST_KEY_TYPES
         )
-    return check_result(
-        CheckOutcome(
-            not problems,
-            "; ".join(problems) or "every served model's inputs are served by the online features",
-            {"served_entities": len(endpoint.config.served_entities), "problems": len(problems)},
-        )
+    return _outcome(
+        problems,
+        "every served model's inputs are served by the online features",
+        {"served_entities": len(entities)},
     )
+
+
+routes_sum_to_100 = _config_check(
+    names.CHECK_ROUTES_SUM,
+    "The deployed config parses (no unknown keys), its routes name served entities and their "
+    "traffic percentages sum to 100.",
+    _routes,
+)
+served_entities_ready = _config_check(
+    names.CHECK_ENTITIES_READY,
+    "Every served entity is an existing READY version of its registered model.",
+    _entities_ready,
+)
+signatures_match_online_features = _config_check(
+    names.CHECK_SIGNATURE_SERVABLE,
+    "Every served model's input signature is made of what the gateway assembles: the online "
+    "features (and what derives from them) plus the request keys, with the same types.",
+    _signatures_servable,
+)
 
 
 @dg.multi_asset(
