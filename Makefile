@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TZ := UTC
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: setup run test ui mlflow-ui serve lint lock clean
+.PHONY: setup run test check ui mlflow-ui serve lint lock clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,11 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Asset checks as a CI gate: the whole graph on the tiny scale in a temporary home; a table of
+# every check, JUnit XML, and a non-zero exit when an ERROR check or a step failed.
+check: $(STAMP)
+	$(PY) -m ml_assets.check --junit test-results/asset-checks.xml $(CHECK_ARGS)
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

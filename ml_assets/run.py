@@ -28,13 +28,20 @@ from ml_assets.reporting import (
 )
 
 
-def run_main_job(settings: Settings, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+def run_main_job(
+    settings: Settings, instance: dg.DagsterInstance, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
+    """Every partition of every asset in one run; ``run_config`` adds op config (as the
+    launchpad would), e.g. ``{"ops": {"models__churn_classifier": {"config": {...}}}}``."""
     defs = build_definitions(settings)
     job = defs.resolve_job_def(names.MAIN_JOB)
     keys = job.partitions_def.get_partition_keys()
     return job.execute_in_process(
         instance=instance,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config={
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            **(run_config or {}),
+        },
         tags={
             "dagster/asset_partition_range_start": keys[0],
             "dagster/asset_partition_range_end": keys[-1],

@@ -1,0 +1,125 @@
+"""``make check``: the asset checks as a CI gate.
+
+In a temporary ``ML_ASSETS_HOME`` on the tiny scale, materialize the whole graph, print every
+asset check (asset, check, severity, passed, what it observed), write JUnit XML (one test case
+per check, so CI shows them like tests), and exit non-zero when a check of severity ERROR
+failed or a step failed (a promotion gate refusing a model fails its step).
+
+    python -m ml_assets.check [--junit test-results/asset-checks.xml] [--config run.yaml]
+                              [--home DIR] [--scale tiny]
+
+``--config`` is run config as the Dagster launchpad takes it (YAML or JSON), e.g. to tighten a
+threshold: ``{"ops": {"models__churn_classifier": {"config": {"min_test_roc_auc": 0.9}}}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from ml_assets.deployments import current_settings
+from ml_assets.reporting import check_rows, format_table, run_check_results
+from ml_assets.run import run_main_job
+
+
+def failed_steps(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """Steps that failed for a reason other than a failed blocking check, with the error."""
+    failures = {}
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
+                continue  # a blocking check failed: reported with the checks
+            while (
+                error is not None
+                and error.cause is not None
+                and error.cls_name.startswith("Dagster")
+            ):
+                error = error.cause
+            failures[event.step_key] = "" if error is None else error.message.strip()
+    return failures
+
+
+def junit(
+    checks: list[dg.AssetCheckEvaluation], steps: dict[str, str], seconds: float
+) -> ET.Element:
+    suite = ET.Element(
+        "testsuite",
+        name="asset_checks",
+        tests=str(len(checks) + len(steps)),
+        failures=str(
+            sum(not c.passed and c.severity == dg.AssetCheckSeverity.ERROR for c in checks)
+            + len(steps)
+        ),
+        time=f"{seconds:.1f}",
+    )
+    for check in sorted(checks, key=lambda c: (c.asset_key.to_user_string(), c.check_name)):
+        case = ET.SubElement(
+            suite, "testcase", classname=check.asset_key.to_user_string(), name=check.check_name
+        )
+        observed = ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in check.metadata.items())
+        if not check.passed:
+            tag = "failure" if check.severity == dg.AssetCheckSeverity.ERROR else "skipped"
+            ET.SubElement(
+                case, tag, message=f"{check.severity.value}: {check.description or ''}"
+            ).text = observed
+        ET.SubElement(case, "system-out").text = f"{check.description or ''}\n{observed}"
+    for step, message in steps.items():
+        case = ET.SubElement(suite, "testcase", classname="steps", name=step)
+        ET.SubElement(
+            case, "failure", message=message.splitlines()[0] if message else "failed"
+        ).text = message
+    return suite
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--junit", default="test-results/asset-checks.xml")
+    parser.add_argument("--config", help="run config file (YAML or JSON)")
+    parser.add_argument("--home", help="ML_ASSETS_HOME to use (default: a new temporary one)")
+    parser.add_argument("--scale", default="tiny")
+    args = parser.parse_args(argv)
+    home = Path(args.home or tempfile.mkdtemp(prefix="ml_assets_check_"))
+    settings = current_settings(
+        {**os.environ, "ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": args.scale}
+    )
+    run_config = yaml.safe_load(Path(args.config).read_text()) if args.config else None
+    print(f"make check: scale={settings.scale} home={settings.home}")
+    started = time.perf_counter()
+    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+    with dg.DagsterInstance.local_temp(str(home / "dagster_home")) as instance:
+        result = run_main_job(settings, instance, run_config)
+    seconds = time.perf_counter() - started
+    checks = run_check_results(result)
+    steps = failed_steps(result)
+    print()
+    print(format_table(["asset", "check", "severity", "passed", "observed"], check_rows(checks)))
+    failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+    warned = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN]
+    junit_path = Path(args.junit)
+    junit_path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(junit(checks, steps, seconds)).write(
+        junit_path, encoding="utf-8", xml_declaration=True
+    )
+    print()
+    for step, message in steps.items():
+        print(f"step {step} failed: {message}")
+    print(
+        f"make check: {len(checks)} checks, {len(failed)} failed (ERROR), {len(warned)} warnings, "
+        f"{len(steps)} failed steps in {seconds:.1f} s; JUnit XML: {junit_path}"
+    )
+    passed = sum(c.passed for c in checks)
+    print(f"checks: {passed} passed, {len(checks) - passed} failed")  # the plain closing line
+    return 1 if failed or steps or not result.success else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""`make check` (python -m ml_assets.check): a failed blocking check makes it exit non-zero,
+and the JUnit XML names the failure. (CI runs the passing case: `.ci/run` ends with it.)"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+from ml_assets import check
+
+
+def test_a_failed_blocking_check_makes_the_check_command_exit_non_zero(tmp_path, capsys):
+    config = tmp_path / "strict.json"
+    strict = {
+        "ops": {"models__churn_classifier": {"config": {"n_trials": 2, "min_test_roc_auc": 0.999}}}
+    }
+    config.write_text(json.dumps(strict))
+    junit = tmp_path / "checks.xml"
+    status = check.main(
+        ["--home", str(tmp_path / "home"), "--junit", str(junit), "--config", str(config)]
+    )
+    assert status == 1
+    printed = capsys.readouterr().out
+    assert "models/churn_classifier" in printed and "metrics_meet_thresholds" in printed
+    assert "1 failed (ERROR)" in printed
+    suite = ET.parse(junit).getroot()
+    failures = {
+        (case.get("classname"), case.get("name")): case.find("failure").get("message")
+        for case in suite.iter("testcase")
+        if case.find("failure") is not None
+    }
+    assert list(failures) == [("models/churn_classifier", "metrics_meet_thresholds")]
+    assert "threshold >= 0.9990" in failures[("models/churn_classifier", "metrics_meet_thresholds")]
+    assert suite.get("failures") == "1" and int(suite.get("tests")) > 40
