@@ -13,9 +13,6 @@ from ml_assets.lib.serving.online import apply_lookups
 from ml_assets.lib.training_sets.churn import ACCOUNT_AGE, CHURN_LOOKUPS, ENTITY_KEY, LABEL_TS
 from ml_assets.lib.training_sets.lookups import resolve
 
-REQUEST_KEYS = (ENTITY_KEY,)
-
-
 RESOLVED_LOOKUPS = tuple(resolve(lookup) for lookup in CHURN_LOOKUPS)
 LOOKUP_CONTRACTS = tuple(r.contract for r in RESOLVED_LOOKUPS)
 

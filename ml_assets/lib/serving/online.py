@@ -12,6 +12,7 @@ before that row's time finds nothing (the offline join would find an older row).
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -53,8 +54,6 @@ def online_frame(rows: pd.DataFrame, contract: FeatureTableContract) -> pd.DataF
 
 
 def _is_decimal(values: pd.Series) -> bool:
-    import decimal
-
     first = values.dropna()
     return len(first) > 0 and isinstance(first.iloc[0], decimal.Decimal)
 
