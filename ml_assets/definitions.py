@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ml_assets.defs.automation import build_jobs
+from ml_assets.defs.automation import (
+    build_jobs,
+    build_landed_events_sensor,
+    build_schedules,
+    endpoint_config_sensor,
+)
 from ml_assets.defs.features.assets import (
     build_feature_assets,
     build_feature_checks,
@@ -39,6 +44,7 @@ from ml_assets.lib.source import SCALES
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     days = daily_partitions(SCALES[settings.scale])
+    jobs = build_jobs()
     return dg.Definitions(
         assets=[
             demo_source,
@@ -65,7 +71,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             served_entities_ready,
             signatures_match_online_features,
         ],
-        jobs=[*build_jobs(), rollback_champion],
+        jobs=[*jobs, rollback_champion],
+        schedules=build_schedules(jobs),
+        sensors=[build_landed_events_sensor(days), endpoint_config_sensor],
         resources=build_resources(settings),
     )
 

@@ -86,3 +86,5 @@ CHECK_SIGNATURE_SERVABLE = "signatures_match_online_features"
 # jobs
 MAIN_JOB = "ml_lifecycle_job"
 ROLLBACK_JOB = "rollback_champion"
+DAILY_FEATURES_JOB = "daily_features_job"
+RETRAINING_JOB = "retraining_job"

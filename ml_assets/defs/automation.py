@@ -1,10 +1,50 @@
-"""Jobs (and later schedules and sensors)."""
+"""Jobs, schedules and sensors: what runs when.
+
+- ``ml_lifecycle_job``: everything (``make run``, ``make check``).
+- ``landed_events_sensor``: each newly landed day of event files requests one run of
+  ``raw/events`` over that day and the days whose late arrivals it may carry (the late window),
+  keyed by the landed day, so a day is never requested twice (the cursor is the newest day seen).
+- ``daily_features_schedule``: each day, the raw events and daily feature partitions of the day
+  before.
+- ``weekly_retraining_schedule``: Mondays, labels through promotion, the endpoint config, the
+  online store and the batch predictions.
+- ``endpoint_config_sensor``: when the champion or challenger alias moves (a promotion, a
+  rollback, a new version), the endpoint config is rewritten; the gateway picks it up.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import dagster as dg
 
 from ml_assets import names
+from ml_assets.lib.registry import aliases
+from ml_assets.lib.source import EVENTS_DIR
+from ml_assets.resources.landing import LandingZone
+from ml_assets.resources.mlflow import MlflowTracking
+
+EVENTS_KEY = dg.AssetKey(names.RAW_EVENTS_KEY)
+DAILY_FEATURE_KEYS = [
+    dg.AssetKey(names.RAW_EVENTS_KEY),
+    dg.AssetKey(names.RAW_EVENTS_QUARANTINE_KEY),
+    dg.AssetKey(names.USER_DAILY_ACTIVITY_KEY),
+    dg.AssetKey(names.USER_ACTIVITY_KEY),
+]
+RETRAINING_KEYS = [
+    dg.AssetKey(k)
+    for k in (
+        names.USER_PROFILE_KEY,
+        names.CHURN_LABELS_KEY,
+        names.CHURN_TRAINING_SET_KEY,
+        names.CHURN_CLASSIFIER_KEY,
+        names.CHURN_CLASSIFIER_VERSION_KEY,
+        names.CHURN_CLASSIFIER_CHAMPION_KEY,
+        names.ONLINE_USER_FEATURES_KEY,
+        names.CHURN_ENDPOINT_CONFIG_KEY,
+        names.CHURN_PREDICTIONS_KEY,
+    )
+]
 
 
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
@@ -12,6 +52,112 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             names.MAIN_JOB,
             selection=dg.AssetSelection.all(),
-            description="The whole lifecycle: land the source, ingest raw tables, run every check.",
+            description="The whole lifecycle: land the source, ingest, features, training set, "
+            "model, promotion, serving; every check.",
+        ),
+        dg.define_asset_job(
+            names.DAILY_FEATURES_JOB,
+            selection=dg.AssetSelection.assets(*DAILY_FEATURE_KEYS),  # daily partitions
+            description="One day: raw events and the daily feature partitions.",
+        ),
+        dg.define_asset_job(
+            names.RETRAINING_JOB,
+            selection=dg.AssetSelection.assets(*RETRAINING_KEYS),
+            description="Labels, training set, training, registration, the promotion gate, the "
+            "online store, the endpoint config and batch predictions.",
         ),
     ]
+
+
+def build_schedules(
+    jobs: list[dg.UnresolvedAssetJobDefinition],
+) -> list[dg.ScheduleDefinition]:
+    by_name = {job.name: job for job in jobs}
+    return [
+        dg.build_schedule_from_partitioned_job(
+            by_name[names.DAILY_FEATURES_JOB],
+            name="daily_features_schedule",
+            hour_of_day=1,
+            description="01:00 UTC: yesterday's raw events and daily feature partitions.",
+        ),
+        dg.ScheduleDefinition(
+            name="weekly_retraining_schedule",
+            job=by_name[names.RETRAINING_JOB],
+            cron_schedule="0 3 * * 1",
+            execution_timezone="UTC",
+            description="Mondays 03:00 UTC: retrain and go through the promotion gate.",
+        ),
+    ]
+
+
+def landed_partitions(
+    landed: list[dt.date], cursor: str | None, late_days: int, partition_keys: set[str]
+) -> tuple[list[tuple[dt.date, str, str]], str | None]:
+    """For each day landed after the cursor: (day, first partition, last partition) of the
+    run it needs (the day and the ``late_days`` before it, within the calendar); the new
+    cursor is the newest landed day."""
+    seen = None if cursor is None else dt.date.fromisoformat(cursor)
+    requests = []
+    for day in sorted(d for d in landed if seen is None or d > seen):
+        window = [day - dt.timedelta(days=n) for n in range(late_days, -1, -1)]
+        keys = [d.isoformat() for d in window if d.isoformat() in partition_keys]
+        if keys:
+            requests.append((day, keys[0], keys[-1]))
+    newest = max(landed) if landed else seen
+    return requests, None if newest is None else newest.isoformat()
+
+
+def build_landed_events_sensor(partitions_def: dg.PartitionsDefinition) -> dg.SensorDefinition:
+    keys = set(partitions_def.get_partition_keys())
+
+    @dg.sensor(
+        name="landed_events_sensor",
+        asset_selection=dg.AssetSelection.assets(EVENTS_KEY),
+        minimum_interval_seconds=60,
+        description="A newly landed day of event files -> one raw/events run over that day and "
+        "the late window before it.",
+    )
+    def landed_events_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
+        requests, cursor = landed_partitions(
+            landing.landed_dates(EVENTS_DIR), context.cursor, landing.late_arrival_days, keys
+        )
+        runs = [
+            dg.RunRequest(
+                run_key=f"landed-{day.isoformat()}",
+                asset_selection=[EVENTS_KEY],
+                tags={
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last,
+                    "ml_assets/landed_day": day.isoformat(),
+                },
+            )
+            for day, first, last in requests
+        ]
+        return dg.SensorResult(run_requests=runs, cursor=cursor)
+
+    return landed_events_sensor
+
+
+@dg.sensor(
+    name="endpoint_config_sensor",
+    asset_selection=dg.AssetSelection.assets(dg.AssetKey(names.CHURN_ENDPOINT_CONFIG_KEY)),
+    minimum_interval_seconds=30,
+    description="The champion or challenger alias moved -> rewrite the endpoint config.",
+)
+def endpoint_config_sensor(context: dg.SensorEvaluationContext, mlflow_tracking: MlflowTracking):
+    client = mlflow_tracking.client()
+    name = mlflow_tracking.registered_model_name
+    champion = aliases.version_by_alias(client, name, aliases.CHAMPION)
+    challenger = aliases.version_by_alias(client, name, aliases.CHALLENGER)
+    state = (
+        f"champion={None if champion is None else champion.version},"
+        f"challenger={None if challenger is None else challenger.version}"
+    )
+    if state == context.cursor:
+        return dg.SkipReason(f"aliases unchanged ({state})")
+    if champion is None:
+        return dg.SensorResult(skip_reason=f"{name} has no champion yet", cursor=state)
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=state, tags={"ml_assets/aliases": state})],
+        cursor=state,
+    )
