@@ -1,0 +1,109 @@
+"""Drift: Evidently's ``DataDriftPreset`` between a reference (the training data) and a current
+window, read into plain numbers; and the debounced status a drift check reports.
+
+Evidently picks a method per column (a p-value test on small data, a distance on large data);
+a column drifts when its p-value falls below the threshold, or its distance reaches it.
+
+The debounce follows mlops-stacks' monitoring: a window above the warning threshold warns; an
+error needs the error threshold breached in ``k`` of the last ``n`` windows including the
+latest, so one noisy window does not page anyone, and a persistent shift does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+from evidently import Report
+from evidently.presets import DataDriftPreset
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+@dataclass
+class DriftResult:
+    share_drifted: float
+    drifted_count: int
+    columns: dict[str, ColumnDrift] = field(default_factory=dict)
+    html: str = ""
+    reference_rows: int = 0
+    current_rows: int = 0
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return sorted(c for c, d in self.columns.items() if d.drifted)
+
+
+def drift_report(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str]
+) -> DriftResult:
+    """Evidently's data drift over ``columns``; the HTML report comes with the numbers."""
+    missing = [c for c in columns if c not in reference.columns or c not in current.columns]
+    if missing:
+        raise ValueError(
+            f"Drift needs the columns {missing} in both the reference and current data."
+        )
+    if len(reference) == 0 or len(current) == 0:
+        raise ValueError(
+            f"Drift needs rows on both sides; reference has {len(reference)}, "
+            f"current {len(current)}."
+        )
+    snapshot = Report([DataDriftPreset(columns=list(columns))]).run(
+        current_data=current[list(columns)], reference_data=reference[list(columns)]
+    )
+    result = DriftResult(0.0, 0, reference_rows=len(reference), current_rows=len(current))
+    for metric in snapshot.dict()["metrics"]:
+        config = metric["config"]
+        kind = config.get("type", "")
+        if kind.endswith("DriftedColumnsCount"):
+            result.drifted_count = int(metric["value"]["count"])
+            result.share_drifted = float(metric["value"]["share"])
+        elif kind.endswith("ValueDrift"):
+            method, threshold, score = (
+                config["method"],
+                float(config["threshold"]),
+                float(metric["value"]),
+            )
+            p_value = "p_value" in method
+            drifted = score < threshold if p_value else score >= threshold
+            result.columns[config["column"]] = ColumnDrift(method, score, threshold, drifted)
+    result.html = snapshot.get_html_str(as_iframe=False)
+    return result
+
+
+@dataclass(frozen=True)
+class DriftStatus:
+    level: str  # "ok", "warn" or "error"
+    description: str
+    breaches_in_window: int
+
+
+def debounced_status(
+    shares: Sequence[float], *, warn_at: float, error_at: float, k: int = 2, n: int = 5
+) -> DriftStatus:
+    """``shares``: share of drifted columns per window, oldest first, the latest last."""
+    if not shares:
+        raise ValueError("No drift windows to judge.")
+    if not 0 < warn_at <= error_at <= 1 or not 1 <= k <= n:
+        raise ValueError(
+            f"Expected 0 < warn_at <= error_at <= 1 and 1 <= k <= n; found warn_at={warn_at}, "
+            f"error_at={error_at}, k={k}, n={n}."
+        )
+    latest, recent = shares[-1], list(shares[-n:])
+    breaches = sum(share >= error_at for share in recent)
+    text = (
+        f"latest share of drifted columns {latest:.2f}; {breaches} of the last {len(recent)} "
+        f"windows at or above {error_at}"
+    )
+    if latest >= error_at and breaches >= k:
+        return DriftStatus("error", f"{text} (error: {k} needed)", breaches)
+    if latest >= warn_at:
+        return DriftStatus("warn", f"{text} (warning threshold {warn_at})", breaches)
+    return DriftStatus("ok", f"{text} (warning threshold {warn_at})", breaches)

@@ -1,0 +1,63 @@
+"""Drift on explicit data: Evidently's report read into numbers, and the debounced status."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_assets.lib.monitoring.drift import debounced_status, drift_report
+
+RNG = np.random.default_rng(0)
+
+
+def frame(n: int, shift: float = 0.0, premium: float = 0.2) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "events_7d": RNG.poisson(10 + shift, n).astype(float),
+            "revenue_30d": RNG.gamma(2.0, 20 * (1 + shift / 10), n),
+            "plan_tier": RNG.choice(["free", "premium"], n, p=[1 - premium, premium]),
+        }
+    )
+
+
+COLUMNS = ["events_7d", "revenue_30d", "plan_tier"]
+
+
+def test_the_same_distribution_does_not_drift_and_a_shift_does():
+    steady = drift_report(frame(3000), frame(2000), COLUMNS)
+    assert steady.share_drifted == 0.0 and steady.drifted_columns == []
+    assert set(steady.columns) == set(COLUMNS) and "<html" in steady.html.lower()
+    shifted = drift_report(frame(3000), frame(2000, shift=8, premium=0.6), COLUMNS)
+    assert shifted.drifted_columns == sorted(COLUMNS) and shifted.share_drifted == 1.0
+    events = shifted.columns["events_7d"]
+    assert events.drifted and events.score >= events.threshold  # a distance on this much data
+
+
+def test_small_windows_use_a_p_value_and_drift_when_it_is_small():
+    shifted = drift_report(frame(400), frame(300, shift=8), ["events_7d"])
+    column = shifted.columns["events_7d"]
+    assert "p_value" in column.method and column.drifted and column.score < column.threshold
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match=r"columns \['nope'\] in both"):
+        drift_report(frame(10), frame(10), ["nope"])
+    with pytest.raises(ValueError, match="reference has 0, current 10"):
+        drift_report(frame(0), frame(10), COLUMNS)
+
+
+def test_one_breach_warns_and_k_of_the_last_n_windows_are_an_error():
+    kwargs = {"warn_at": 0.3, "error_at": 0.5, "k": 2, "n": 5}
+    assert debounced_status([0.1, 0.2], **kwargs).level == "ok"
+    assert debounced_status([0.1, 0.4], **kwargs).level == "warn"
+    once = debounced_status([0.1, 0.1, 0.6], **kwargs)
+    assert once.level == "warn" and once.breaches_in_window == 1  # one noisy window
+    twice = debounced_status([0.6, 0.1, 0.1, 0.1, 0.7], **kwargs)
+    assert twice.level == "error" and "2 of the last 5 windows" in twice.description
+    outside = debounced_status([0.6, 0.1, 0.1, 0.1, 0.1, 0.7], **kwargs)
+    assert outside.level == "warn"  # the first breach fell out of the last 5 windows
+    recovered = debounced_status([0.6, 0.7, 0.1], **kwargs)
+    assert recovered.level == "ok"  # an error needs the latest window breached
+    with pytest.raises(ValueError, match="warn_at <= error_at"):
+        debounced_status([0.1], warn_at=0.6, error_at=0.5)
