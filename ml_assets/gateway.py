@@ -86,6 +86,7 @@ class Gateway:
     last_error: str | None = None
     _rng: random.Random = field(default_factory=random.Random)
     _clock_cache: tuple[float, dt.datetime] | None = None
+    _attempted: float | None = None  # mtime of the config file last loaded or tried
     _stop: threading.Event = field(default_factory=threading.Event)
 
     # -- loading ---------------------------------------------------------------------------
@@ -114,8 +115,9 @@ class Gateway:
         except FileNotFoundError:
             self.last_error = f"{path} does not exist: materialize serving/churn_endpoint_config."
             return False
-        if self.deployment is not None and modified == self.deployment.modified:
-            return False
+        if modified == self._attempted:
+            return False  # loaded already, or failed to load: wait for the file to change
+        self._attempted = modified
         try:
             loaded = self.load()
         except Exception as exc:  # keep serving the old models; /ready reports why

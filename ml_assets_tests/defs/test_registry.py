@@ -95,7 +95,7 @@ def test_a_fresh_run_leaves_a_gated_champion_that_serves_probabilities(ingested)
         "passed every gate check against absolute thresholds (no champion yet)"
     )
     assert "| golden examples | yes | ok |" in metadata["gate_checks"]
-    assert metadata["latency_p99_ms"] <= 25.0
+    assert metadata["latency_p99_ms"] <= 50.0
     client = client_for(home)
     assert holder(client, "champion") == "1"
     assert holder(client, "challenger") is None and holder(client, "previous_champion") is None

@@ -50,7 +50,7 @@ class GateError(ValueError):
 @dataclass(frozen=True)
 class GatePolicy:
     thresholds: tuple[MetricThreshold, ...]
-    latency_budget_ms: float = 25.0
+    latency_budget_ms: float = 50.0
     latency_calls: int = 200
     latency_rounds: int = 3  # the best round's p99 counts (see _latency_within_budget)
     # metrics the registered model must reproduce from its run's logged ``test_<metric>``
