@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -116,9 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         f"make check: {len(checks)} checks, {len(failed)} failed (ERROR), {len(warned)} warnings, "
         f"{len(steps)} failed steps in {seconds:.1f} s; JUnit XML: {junit_path}"
     )
+    status = 1 if failed or steps or not result.success else 0
+    if args.home is None and status == 0:
+        shutil.rmtree(home, ignore_errors=True)  # kept when something failed, to look into
+    elif status:
+        print(f"the state is kept for inspection in {home}")
     passed = sum(c.passed for c in checks)
     print(f"checks: {passed} passed, {len(checks) - passed} failed")  # the plain closing line
-    return 1 if failed or steps or not result.success else 0
+    return status
 
 
 if __name__ == "__main__":
