@@ -81,21 +81,27 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
 def load(port: int, path: str, bodies: list[bytes], concurrency: int) -> dict[str, float]:
     """Send every body once, spread over ``concurrency`` keep-alive connections."""
     latencies: list[float] = []
+    errors: list[str] = []
     lock = threading.Lock()
     chunks = [bodies[i::concurrency] for i in range(concurrency)]
 
     def worker(chunk: list[bytes]) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         mine = []
-        for body in chunk:
-            started = time.perf_counter()
-            connection.request("POST", path, body, {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"{path} answered {response.status}")
-            mine.append((time.perf_counter() - started) * 1000)
-        connection.close()
+        try:
+            for body in chunk:
+                started = time.perf_counter()
+                connection.request("POST", path, body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                answer = response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{path} answered {response.status}: {answer[:200]!r}")
+                mine.append((time.perf_counter() - started) * 1000)
+        except Exception as exc:  # re-raised below: a thread's error must not be lost
+            with lock:
+                errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            connection.close()
         with lock:
             latencies.extend(mine)
 
@@ -106,6 +112,8 @@ def load(port: int, path: str, bodies: list[bytes], concurrency: int) -> dict[st
     for t in threads:
         t.join()
     seconds = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {concurrency} clients failed: {errors[0]}")
     return {
         "p50_ms": float(np.percentile(latencies, 50)),
         "p99_ms": float(np.percentile(latencies, 99)),

@@ -27,26 +27,8 @@ import dagster as dg
 import yaml
 
 from ml_assets.deployments import current_settings
-from ml_assets.reporting import check_rows, format_table, run_check_results
+from ml_assets.reporting import check_rows, failed_steps, format_table, run_check_results
 from ml_assets.run import run_main_job
-
-
-def failed_steps(result: dg.ExecuteInProcessResult) -> dict[str, str]:
-    """Steps that failed for a reason other than a failed blocking check, with the error."""
-    failures = {}
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error = event.event_specific_data.error
-            if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
-                continue  # a blocking check failed: reported with the checks
-            while (
-                error is not None
-                and error.cause is not None
-                and error.cls_name.startswith("Dagster")
-            ):
-                error = error.cause
-            failures[event.step_key] = "" if error is None else error.message.strip()
-    return failures
 
 
 def junit(

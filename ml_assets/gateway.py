@@ -70,7 +70,6 @@ class Deployment:
     endpoint: Endpoint
     models: dict[str, object]  # served entity name -> PyFuncModel
     inputs: dict[str, dict[str, str]]  # served entity name -> signature input name -> type
-    modified: float
 
 
 @dataclass
@@ -87,13 +86,11 @@ class Gateway:
     _rng: random.Random = field(default_factory=random.Random)
     _clock_cache: tuple[float, dt.datetime] | None = None
     _attempted: float | None = None  # mtime of the config file last loaded or tried
-    _stop: threading.Event = field(default_factory=threading.Event)
 
     # -- loading ---------------------------------------------------------------------------
     def load(self) -> Deployment:
         """Parse, check and load everything before anything is swapped in."""
         path = self.configs.path(self.endpoint_name)
-        modified = path.stat().st_mtime
         endpoint = self.configs.read(self.endpoint_name)
         problems = route_problems(endpoint)
         if problems:
@@ -106,7 +103,7 @@ class Gateway:
             models[entity.name] = model
             schema = model.metadata.get_input_schema()
             inputs[entity.name] = {c["name"]: c["type"] for c in schema.to_dict()} if schema else {}
-        return Deployment(endpoint, models, inputs, modified)
+        return Deployment(endpoint, models, inputs)
 
     def reload_if_changed(self) -> bool:
         path = self.configs.path(self.endpoint_name)
@@ -130,15 +127,13 @@ class Gateway:
 
     def watch(self, poll_seconds: float = 1.0) -> threading.Thread:
         def loop() -> None:
-            while not self._stop.wait(poll_seconds):
+            while True:
+                time.sleep(poll_seconds)
                 self.reload_if_changed()
 
         thread = threading.Thread(target=loop, name="config-watcher", daemon=True)
         thread.start()
         return thread
-
-    def stop(self) -> None:
-        self._stop.set()
 
     # -- requests --------------------------------------------------------------------------
     def as_of(self) -> dt.datetime:
@@ -162,8 +157,8 @@ class Gateway:
         deployment = self.deployment  # this request's models, whatever reloads meanwhile
         if deployment is None:
             raise RequestError(f"Not ready: {self.last_error or 'models are loading'}", status=503)
-        choice = choose_route(deployment.endpoint, request_id, self._rng)
-        signature = deployment.inputs[choice.served_model_name]
+        served = choose_route(deployment.endpoint, request_id, self._rng)
+        signature = deployment.inputs[served]
         frame = validate_rows(
             parse_invocation(body, max_rows=self.max_rows), REQUEST_KEY_TYPES, signature
         )
@@ -176,10 +171,10 @@ class Gateway:
             for record, given in zip(records, frame[overrides].to_dict("records"), strict=True):
                 record.update({c: v for c, v in given.items() if not pd.isna(v)})
         inputs = records_frame(records, ENCODING)
-        scores = np.asarray(deployment.models[choice.served_model_name].predict(inputs))
+        scores = np.asarray(deployment.models[served].predict(inputs))
         return {
             "predictions": [float(s) for s in scores],
-            "served_model_name": choice.served_model_name,
+            "served_model_name": served,
         }
 
 

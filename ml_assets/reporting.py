@@ -27,20 +27,31 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dic
     return None
 
 
+def failed_steps(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """Steps that failed, with the user code's error message (a ``dg.Failure``'s description
+    as it is). A step stopped by a failed blocking check is left out: the check reports it."""
+    failures = {}
+    for e in result.all_events:
+        if e.event_type_value != "STEP_FAILURE":
+            continue
+        error = e.event_specific_data.error
+        if error is None:
+            failures[e.step_key] = e.message or "failed"
+            continue
+        if error.cls_name == "DagsterAssetCheckFailedError":
+            continue
+        while error.cls_name == "DagsterExecutionStepExecutionError" and error.cause:
+            error = error.cause  # the user code's own exception
+        message = error.message.strip()
+        if error.cls_name == "Failure":  # a deliberate failure: its description is the message
+            message = message.split(": ", 1)[-1]
+        failures[e.step_key] = message
+    return failures
+
+
 def step_failure(result: dg.ExecuteInProcessResult, step_key: str) -> str | None:
     """The error message of a failed step of the run, or None."""
-    for e in result.all_events:
-        if e.event_type_value == "STEP_FAILURE" and e.step_key == step_key:
-            error = e.event_specific_data.error
-            if error is None:
-                return e.message
-            while error.cls_name == "DagsterExecutionStepExecutionError" and error.cause:
-                error = error.cause  # the user code's own exception
-            message = error.message.strip()
-            if error.cls_name == "Failure":  # a deliberate failure: its description is the message
-                message = message.split(": ", 1)[-1]
-            return message
-    return None
+    return failed_steps(result).get(step_key)
 
 
 def _short(metadata: dict, limit: int = 70) -> str:

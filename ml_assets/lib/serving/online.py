@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import decimal
 import hashlib
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from pyspark.sql import functions as F
 
 from ml_assets.lib.features.contracts import FeatureTableContract
 from ml_assets.lib.training_sets.lookups import ResolvedLookup
+from ml_assets.lib.training_sets.reference import reference_point_in_time_join
 
 ROW_HASH = "_row_hash"
 
@@ -104,31 +104,47 @@ def apply_lookups(
     lookups: Sequence[ResolvedLookup],
 ) -> list[Record]:
     """Each spine record (keys and request time, per lookup's names) with each lookup's
-    outputs from the stored latest rows (``rows``: table name -> key tuple -> record), as
-    ``build_training_set`` computes them from the offline tables when the latest row is at or
-    before the request time. Plain records, not DataFrames: a single request takes
-    microseconds here, and the skew check runs this very code."""
-    out = []
-    for request in spine:
-        record = dict(request)
-        for resolved in lookups:
-            lookup, contract = resolved.lookup, resolved.contract
-            row = rows[str(contract.name)].get(tuple(request[k] for k in lookup.lookup_keys))
-            at = request[lookup.timestamp_lookup_key]
-            ts = None if row is None else row[contract.timestamp_key]
-            usable = ts is not None and ts <= at
-            if usable and lookup.lookback_window is not None:
-                usable = at - ts <= lookup.lookback_window
-            for feature in resolved.features:
-                value = row[feature] if usable else None
-                if _missing(value):
-                    value = resolved.defaults.get(lookup.output_name(feature))
-                record[lookup.output_name(feature)] = value
-            if lookup.matched_timestamp_column:
-                record[lookup.matched_timestamp_column] = ts if usable else None
-        out.append(record)
+    outputs from the stored latest rows (``rows``: table name -> key tuple -> record).
+
+    The point-in-time rule is the reference join's, the one the Spark join is tested against
+    (``reference_point_in_time_join``), applied to each record and the one stored row of its
+    key: so a row counts only at or before the request time and within the lookback, and
+    the defaults fill what is missing, as ``build_training_set`` does offline. Plain records,
+    one key at a time: a request costs microseconds here, and the skew check runs this code."""
+    out = [dict(record) for record in spine]
+    for resolved in lookups:
+        lookup = resolved.lookup
+        table = rows[str(resolved.contract.name)]
+        joined = []
+        for record in out:
+            row = table.get(tuple(record[k] for k in lookup.lookup_keys))
+            joined += reference_point_in_time_join(
+                [record],
+                [] if row is None else [_as_lookup_row(row, resolved)],
+                lookup_key=lookup.lookup_keys,
+                timestamp_lookup_key=lookup.timestamp_lookup_key,
+                feature_timestamp_key=_FEATURE_TS,
+                feature_names=resolved.outputs,
+                lookback_window=lookup.lookback_window,
+                default_values=resolved.defaults,
+            )
+        out = joined
     return out
 
 
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+_FEATURE_TS = "__feature_ts"
+
+
+def _as_lookup_row(row: Record, resolved: ResolvedLookup) -> Record:
+    """A stored row under the names the lookup outputs (as ``ResolvedLookup.select_from``
+    renames the offline table): spine key names, the feature time, the output names."""
+    contract, lookup = resolved.contract, resolved.lookup
+    out: Record = {
+        spine_key: row[key]
+        for key, spine_key in zip(contract.entity_keys, lookup.lookup_keys, strict=True)
+    }
+    out[_FEATURE_TS] = row[contract.timestamp_key]
+    out.update({lookup.output_name(f): row[f] for f in resolved.features})
+    if lookup.matched_timestamp_column:
+        out[lookup.matched_timestamp_column] = row[contract.timestamp_key]
+    return out

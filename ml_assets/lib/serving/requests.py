@@ -15,7 +15,6 @@ import math
 import numbers
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -143,15 +142,9 @@ def validate_rows(
     return out
 
 
-@dataclass(frozen=True)
-class Choice:
-    served_model_name: str
-    deterministic: bool
-
-
-def choose_route(endpoint: Endpoint, request_id: str | None, rng: random.Random) -> Choice:
-    """By traffic share: the same request id always lands on the same served entity (a hash
-    to 0..99); without one, a random draw."""
+def choose_route(endpoint: Endpoint, request_id: str | None, rng: random.Random) -> str:
+    """The served entity for a request, by traffic share: the same request id always lands on
+    the same one (a hash to 0..99); without one, a random draw."""
     routes = [r for r in endpoint.config.traffic_config.routes if r.traffic_percentage > 0]
     if request_id:
         point = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") % 100
@@ -161,5 +154,5 @@ def choose_route(endpoint: Endpoint, request_id: str | None, rng: random.Random)
     for route in routes:
         edge += route.traffic_percentage
         if point < edge:
-            return Choice(route.served_model_name, bool(request_id))
-    return Choice(routes[-1].served_model_name, bool(request_id))
+            return route.served_model_name
+    return routes[-1].served_model_name
