@@ -6,15 +6,19 @@ per check, so CI shows them like tests), and exit non-zero when a check of sever
 failed or a step failed (a promotion gate refusing a model fails its step).
 
     python -m ml_assets.check [--junit test-results/asset-checks.xml] [--config run.yaml]
-                              [--home DIR] [--scale tiny]
+                              [--home DIR] [--scale tiny] [--inject drift|leakage]
 
 ``--config`` is run config as the Dagster launchpad takes it (YAML or JSON), e.g. to tighten a
 threshold: ``{"ops": {"models__churn_classifier": {"config": {"min_test_roc_auc": 0.9}}}}``.
+``--inject drift`` or ``--inject leakage`` makes the demo source drift (sessions thinned from
+two weeks before the end) or leak (plan downgrades backdated before the churn), to see the
+gate fail: ``feature_drift_within_limits`` or ``no_backdated_changes``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import shutil
 import sys
@@ -27,8 +31,19 @@ import dagster as dg
 import yaml
 
 from ml_assets.deployments import current_settings
+from ml_assets.lib.source import SCALES
 from ml_assets.reporting import check_rows, failed_steps, format_table, run_check_results
 from ml_assets.run import run_main_job
+
+DRIFT_DAYS_BEFORE_END = 14
+INJECTIONS = {
+    "drift": lambda scale: {
+        "ML_ASSETS_INJECT_DRIFT_FROM": (
+            SCALES[scale].end_date - dt.timedelta(days=DRIFT_DAYS_BEFORE_END)
+        ).isoformat()
+    },
+    "leakage": lambda scale: {"ML_ASSETS_INJECT_LEAKAGE": "1"},
+}
 
 
 def junit(
@@ -69,13 +84,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="run config file (YAML or JSON)")
     parser.add_argument("--home", help="ML_ASSETS_HOME to use (default: a new temporary one)")
     parser.add_argument("--scale", default="tiny")
+    parser.add_argument(
+        "--inject",
+        choices=sorted(INJECTIONS),
+        action="append",
+        default=[],
+        help="make the demo source bad, to see the checks fail: 'drift' (sessions thinned "
+        "from two weeks before the calendar ends) or 'leakage' (backdated plan downgrades)",
+    )
     args = parser.parse_args(argv)
     home = Path(args.home or tempfile.mkdtemp(prefix="ml_assets_check_"))
-    settings = current_settings(
-        {**os.environ, "ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": args.scale}
-    )
+    environ = {**os.environ, "ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": args.scale}
+    for name in args.inject:
+        environ |= INJECTIONS[name](args.scale)
+    settings = current_settings(environ)
     run_config = yaml.safe_load(Path(args.config).read_text()) if args.config else None
-    print(f"make check: scale={settings.scale} home={settings.home}")
+    injected = f" injected={','.join(args.inject)}" if args.inject else ""
+    print(f"make check: scale={settings.scale} home={settings.home}{injected}")
     started = time.perf_counter()
     (home / "dagster_home").mkdir(parents=True, exist_ok=True)
     with dg.DagsterInstance.local_temp(str(home / "dagster_home")) as instance:

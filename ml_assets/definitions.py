@@ -5,9 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from ml_assets.defs.automation import (
+    automation_condition_sensor,
     build_jobs,
     build_landed_events_sensor,
     build_schedules,
+    drift_retraining_sensor,
     endpoint_config_sensor,
 )
 from ml_assets.defs.features.assets import (
@@ -18,6 +20,11 @@ from ml_assets.defs.features.assets import (
 from ml_assets.defs.features.online import online_offline_consistent, online_user_features
 from ml_assets.defs.landing.assets import demo_source
 from ml_assets.defs.models.assets import churn_classifier
+from ml_assets.defs.monitoring.assets import (
+    build_feature_drift,
+    feature_drift_within_limits,
+    prediction_drift,
+)
 from ml_assets.defs.partitions import daily_partitions
 from ml_assets.defs.raw.assets import build_raw_checks, build_raw_events, raw_users
 from ml_assets.defs.registry.assets import (
@@ -60,6 +67,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             churn_classifier_champion,
             churn_endpoint_config,
             churn_predictions,
+            build_feature_drift(days),
+            prediction_drift,
         ],
         asset_checks=[
             *build_raw_checks(),
@@ -70,10 +79,16 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             routes_sum_to_100,
             served_entities_ready,
             signatures_match_online_features,
+            feature_drift_within_limits,
         ],
         jobs=[*jobs, rollback_champion],
         schedules=build_schedules(jobs),
-        sensors=[build_landed_events_sensor(days), endpoint_config_sensor],
+        sensors=[
+            build_landed_events_sensor(days),
+            endpoint_config_sensor,
+            drift_retraining_sensor,
+            automation_condition_sensor,
+        ],
         resources=build_resources(settings),
     )
 

@@ -5,11 +5,15 @@
 deployment at an external Spark Connect server; ``ML_ASSETS_ONLINE_STORE_URL`` points the
 online store at PostgreSQL (default: SQLite under the home); ``ML_ASSETS_SCALE`` sizes the
 demo source; ``ML_ASSETS_SERVING_TOKEN`` and ``ML_ASSETS_SERVING_CLOCK`` configure the gateway.
+``ML_ASSETS_INJECT_DRIFT_FROM`` (a date) and ``ML_ASSETS_INJECT_LEAKAGE=1`` make the demo source
+drift from that date, or leak the future through backdated plan downgrades (``make check
+CHECK_ARGS="--inject drift"`` uses them to show the checks failing).
 Asset modules never read the environment: ``build_resources`` binds everything here, once.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +24,7 @@ from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets.resources.landing import DemoSource, LandingZone
 from ml_assets.resources.mlflow import LocalMlflow
 from ml_assets.resources.online_store import SqlOnlineStore
+from ml_assets.resources.reports import LocalReports
 from ml_assets.resources.serving import LocalEndpointConfigs
 from ml_assets.resources.spark import EmbeddedSailSpark, SparkConnectRemote, SparkResource
 
@@ -40,6 +45,8 @@ class Settings:
     online_store_url: str | None = None  # default: SQLite under home
     serving_token: str | None = None  # bearer token the gateway requires, if set
     serving_clock: str = "data"  # request time: "data" (newest feature time) or "wall"
+    inject_drift_from: str | None = None  # ISO date; demo source only
+    inject_leakage: bool = False  # demo source only
 
     @property
     def online_store(self) -> str:
@@ -60,6 +67,10 @@ class Settings:
     @property
     def serving_dir(self) -> Path:
         return self.home / "serving"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
 
 
 def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +102,17 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"ML_ASSETS_SERVING_CLOCK={clock!r}; expected 'data' (score at the newest feature "
             "time, for the replayed demo data) or 'wall' (score at the current time)."
         )
+    drift_from = env.get("ML_ASSETS_INJECT_DRIFT_FROM") or None
+    if drift_from is not None:
+        try:
+            dt.date.fromisoformat(drift_from)
+        except ValueError:
+            raise DeploymentError(
+                f"ML_ASSETS_INJECT_DRIFT_FROM={drift_from!r}; expected a date, e.g. 2026-02-20."
+            ) from None
+    leakage = env.get("ML_ASSETS_INJECT_LEAKAGE", "0")
+    if leakage not in ("0", "1"):
+        raise DeploymentError(f"ML_ASSETS_INJECT_LEAKAGE={leakage!r}; expected 0 or 1.")
     return Settings(
         deployment=deployment,
         home=home,
@@ -99,6 +121,8 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
         online_store_url=online,
         serving_token=env.get("ML_ASSETS_SERVING_TOKEN") or None,
         serving_clock=clock,
+        inject_drift_from=drift_from,
+        inject_leakage=leakage == "1",
     )
 
 
@@ -113,8 +137,13 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "spark": spark,
         "lakehouse": LocalDeltaLakehouse(warehouse_dir=str(settings.warehouse_dir), spark=spark),
         "landing": LandingZone(root=str(settings.landing_dir), spark=spark),
-        "demo_source": DemoSource(scale=settings.scale),
+        "demo_source": DemoSource(
+            scale=settings.scale,
+            drift_from=settings.inject_drift_from,
+            backdated_downgrades=settings.inject_leakage,
+        ),
         "mlflow_tracking": LocalMlflow(home=str(settings.home)),
         "online_store": SqlOnlineStore(database_url=settings.online_store),
         "endpoint_configs": LocalEndpointConfigs(directory=str(settings.serving_dir)),
+        "reports": LocalReports(directory=str(settings.reports_dir)),
     }

@@ -21,6 +21,7 @@ TRAINING_SETS = "training_sets"
 MODELS = "models"
 REGISTRY = "registry"
 SERVING = "serving"
+MONITORING = "monitoring"
 
 # tables
 RAW_EVENTS_TABLE = TableId(CATALOG, RAW, "events")
@@ -48,6 +49,8 @@ USER_PROFILE_KEY = (FEATURES, "user_profile")
 ONLINE_USER_FEATURES_KEY = (FEATURES, "online_user_features")
 CHURN_ENDPOINT_CONFIG_KEY = (SERVING, "churn_endpoint_config")
 CHURN_PREDICTIONS_KEY = (SERVING, "churn_predictions")
+FEATURE_DRIFT_KEY = (MONITORING, "feature_drift")
+PREDICTION_DRIFT_KEY = (MONITORING, "prediction_drift")
 
 # serving endpoints
 CHURN_ENDPOINT = "churn_classifier"
@@ -68,6 +71,7 @@ CHECK_VALUES_VALID = "values_valid"
 CHECK_ROWS_CONSERVED = "rows_conserved"
 CHECK_FRESH = "fresh"
 CHECK_ONE_CURRENT_VERSION = "one_current_version_per_user"
+CHECK_NO_BACKDATED_CHANGES = "no_backdated_changes"
 CHECK_NULL_RATES = "null_rates_within_ceilings"
 CHECK_NO_FUTURE_FEATURES = "no_future_feature_values"
 CHECK_MATCHES_REFERENCE = "matches_reference_join"
@@ -82,9 +86,12 @@ CHECK_ONLINE_OFFLINE = "online_offline_consistent"
 CHECK_ROUTES_SUM = "routes_sum_to_100"
 CHECK_ENTITIES_READY = "served_entities_ready"
 CHECK_SIGNATURE_SERVABLE = "signatures_match_online_features"
+CHECK_FEATURE_DRIFT = "feature_drift_within_limits"
+CHECK_PREDICTION_DRIFT = "prediction_drift_within_limits"
 
 # jobs
 MAIN_JOB = "ml_lifecycle_job"
 ROLLBACK_JOB = "rollback_champion"
 DAILY_FEATURES_JOB = "daily_features_job"
 RETRAINING_JOB = "retraining_job"
+MONITORING_JOB = "drift_monitoring_job"

@@ -10,6 +10,12 @@
   online store and the batch predictions.
 - ``endpoint_config_sensor``: when the champion or challenger alias moves (a promotion, a
   rollback, a new version), the endpoint config is rewritten; the gateway picks it up.
+- ``drift_retraining_sensor``: when ``feature_drift_within_limits`` reports an ERROR, the
+  retraining job runs (through the promotion gate), once per breach: the breach is named by
+  its first window, which is the run key and the cursor.
+- ``automation_condition_sensor``: the declarative conditions on the assets (features and the
+  drift window follow a newly materialized raw/events partition; the registry steps run only
+  when their upstream blocking checks passed).
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ DAILY_FEATURE_KEYS = [
     dg.AssetKey(names.RAW_EVENTS_QUARANTINE_KEY),
     dg.AssetKey(names.USER_DAILY_ACTIVITY_KEY),
     dg.AssetKey(names.USER_ACTIVITY_KEY),
+    dg.AssetKey(names.FEATURE_DRIFT_KEY),
 ]
+DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey(names.FEATURE_DRIFT_KEY), names.CHECK_FEATURE_DRIFT)
 RETRAINING_KEYS = [
     dg.AssetKey(k)
     for k in (
@@ -43,6 +51,7 @@ RETRAINING_KEYS = [
         names.ONLINE_USER_FEATURES_KEY,
         names.CHURN_ENDPOINT_CONFIG_KEY,
         names.CHURN_PREDICTIONS_KEY,
+        names.PREDICTION_DRIFT_KEY,
     )
 ]
 
@@ -58,7 +67,8 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             names.DAILY_FEATURES_JOB,
             selection=dg.AssetSelection.assets(*DAILY_FEATURE_KEYS),  # daily partitions
-            description="One day: raw events and the daily feature partitions.",
+            description="One day: raw events, the daily feature partitions and the day's "
+            "feature drift window.",
         ),
         dg.define_asset_job(
             names.RETRAINING_JOB,
@@ -78,7 +88,7 @@ def build_schedules(
             by_name[names.DAILY_FEATURES_JOB],
             name="daily_features_schedule",
             hour_of_day=1,
-            description="01:00 UTC: yesterday's raw events and daily feature partitions.",
+            description="01:00 UTC: yesterday's raw events, daily feature partitions and drift.",
         ),
         dg.ScheduleDefinition(
             name="weekly_retraining_schedule",
@@ -161,3 +171,53 @@ def endpoint_config_sensor(context: dg.SensorEvaluationContext, mlflow_tracking:
         run_requests=[dg.RunRequest(run_key=state, tags={"ml_assets/aliases": state})],
         cursor=state,
     )
+
+
+def latest_evaluation(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey
+) -> dg.AssetCheckEvaluation | None:
+    """The newest stored evaluation of a check (None if it never ran to a result)."""
+    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=5)
+    for record in records:  # newest first; a planned or skipped execution has no evaluation
+        event = record.event.dagster_event if record.event else None
+        data = event.event_specific_data if event else None
+        if isinstance(data, dg.AssetCheckEvaluation):
+            return data
+    return None
+
+
+@dg.sensor(
+    name="drift_retraining_sensor",
+    job_name=names.RETRAINING_JOB,
+    minimum_interval_seconds=300,
+    description="feature_drift_within_limits failed with ERROR -> retrain through the promotion "
+    "gate, once per breach (a breach is named by its first window).",
+)
+def drift_retraining_sensor(context: dg.SensorEvaluationContext):
+    evaluation = latest_evaluation(context.instance, DRIFT_CHECK)
+    if evaluation is None:
+        return dg.SkipReason(f"{DRIFT_CHECK.name} has not been evaluated yet")
+    level = evaluation.metadata.get("level")
+    level = getattr(level, "value", level)
+    if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+        return dg.SkipReason(f"drift within limits (level {level}): {evaluation.description}")
+    started = evaluation.metadata["breach_started"].value
+    if started == context.cursor:
+        return dg.SkipReason(f"the breach that started {started} has already triggered retraining")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"drift-breach-{started}",
+                tags={"ml_assets/trigger": "drift", "ml_assets/drift_breach_started": started},
+            )
+        ],
+        cursor=started,
+    )
+
+
+automation_condition_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_condition_sensor",
+    target=dg.AssetSelection.all(),
+    minimum_interval_seconds=60,
+    description="Evaluates the assets' automation conditions (declarative automation).",
+)

@@ -43,6 +43,7 @@ def table_asset_spec(
     deps: Sequence[dg.AssetKey | dg.AssetDep] = (),
     description: str | None = None,
     metadata: dict[str, object] | None = None,
+    automation_condition: dg.AutomationCondition | None = None,
 ) -> dg.AssetSpec:
     """The spec of an asset that is one Delta table: description, schema and owner from it."""
     return dg.AssetSpec(
@@ -52,6 +53,7 @@ def table_asset_spec(
         description=description or spec.description,
         metadata={**spec_metadata(spec), **(metadata or {})},
         kinds={"delta", "spark"},
+        automation_condition=automation_condition,
     )
 
 

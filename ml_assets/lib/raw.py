@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ml_assets.lib.lakehouse import Column, TableSpec
+from ml_assets.lib.quality import CheckOutcome
 from ml_assets.lib.source import CHANGE_TYPES, EVENT_TYPES, PLAN_TIERS, USER_STATUSES
 from ml_assets.names import RAW_EVENTS_TABLE, RAW_USERS_TABLE, quarantine_table
 
@@ -315,4 +316,47 @@ def ingestion_counts(classified: DataFrame) -> IngestionCounts:
         quarantined=by_outcome.get(QUARANTINED, 0),
         duplicates=by_outcome.get(DUPLICATE, 0),
         by_reason=dict(sorted(by_reason.items(), key=lambda kv: -kv[1])),
+    )
+
+
+def backdated_changes(users: DataFrame, late_arrival_days: int) -> CheckOutcome:
+    """Changes that landed more than ``late_arrival_days`` after the time they claim.
+
+    A point-in-time join trusts ``valid_from`` as the time a value became known. A record
+    written weeks after the time it claims was not known then: features built on it see the
+    future (leakage). The initial load (the first landing day) carries history and is exempt.
+    """
+    first = users.agg(F.min("landing_date")).first()[0]
+    if first is None:
+        return CheckOutcome(True, "No users yet", {"backdated_changes": 0})
+    lag = F.datediff(F.col("landing_date"), F.to_date("valid_from"))
+    late = users.where((F.col("landing_date") > F.lit(first)) & (lag > late_arrival_days))
+    stats = late.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct("user_id").alias("users"),
+        F.max(lag).alias("max_days"),
+    ).first()
+    by_type = {r["change_type"]: r["count"] for r in late.groupBy("change_type").count().collect()}
+    observed = {
+        "backdated_changes": stats["rows"],
+        "users_affected": stats["users"],
+        "max_days_backdated": stats["max_days"] or 0,
+        "by_change_type": by_type,
+        "late_arrival_days": late_arrival_days,
+    }
+    if not stats["rows"]:
+        return CheckOutcome(
+            True,
+            f"Every change after the initial load landed within {late_arrival_days} days of "
+            "the time it claims",
+            observed,
+        )
+    return CheckOutcome(
+        False,
+        f"{stats['rows']} change(s) of {stats['users']} user(s) landed more than "
+        f"{late_arrival_days} days after the time they claim (up to {stats['max_days']} days; "
+        f"{by_type}). A point-in-time join takes that time as when the value was known, so "
+        "features built on these rows see the future. Fix the upstream timestamps, or stamp "
+        "such rows with their landing time.",
+        observed,
     )

@@ -74,6 +74,34 @@ class ChangeDirtRates(BaseModel):
     malformed: float = Field(0.001, ge=0, le=0.2)
 
 
+class BehaviourShift(BaseModel):
+    """Injected drift: from ``start``, users behave differently (a redesign, a competitor).
+
+    From that day on only ``session_rate`` of the sessions users would have had happen (each
+    session kept at random, from its own random stream, so the events before ``start`` are the
+    undrifted source's; the landing dirt is drawn per record, so which of them land dirty
+    differs). Churn times are unchanged: activity features move.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: dt.date
+    session_rate: float = Field(0.4, gt=0, le=1, description="share of sessions that happen")
+
+
+class BackdatedDowngrades(BaseModel):
+    """Injected leakage: when an account closes, the billing system downgrades it to ``free``
+    and stamps the downgrade ``days_before_churn`` before the user's last activity (the start
+    of the last paid period). The record is written, and lands, when the account closes: days
+    or weeks after the time it claims. A point-in-time join trusts that time, so at an
+    observation before the churn the feature already says ``free``: the future leaks in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_days_before_churn: float = Field(3, ge=0)
+    max_days_before_churn: float = Field(28, gt=0)
+
+
 class SourceConfig(BaseModel):
     """Scale and calendar of the simulated business."""
 
@@ -87,6 +115,8 @@ class SourceConfig(BaseModel):
     base_sessions_per_day: float = Field(0.35, gt=0)
     dirt: DirtRates = DirtRates()
     change_dirt: ChangeDirtRates = ChangeDirtRates()
+    behaviour_shift: BehaviourShift | None = None  # injected drift
+    backdated_downgrades: BackdatedDowngrades | None = None  # injected leakage
 
     @property
     def end_date(self) -> dt.date:
@@ -195,20 +225,42 @@ def simulate(config: SourceConfig) -> SimulatedBusiness:
     )
 
     # -- users change log (after-images) --------------------------------------------------
+    # injected leakage (off by default; its own random stream, so the rest is unchanged)
+    downgrade = np.zeros(n, bool)
+    downgrade_day = closed_day
+    if config.backdated_downgrades is not None:
+        leak = config.backdated_downgrades
+        leak_rng = np.random.default_rng(config.seed + 3)
+        downgrade_day = churn_day - leak_rng.uniform(
+            leak.min_days_before_churn, leak.max_days_before_churn, n
+        )
+        downgrade = (closed_day < n_days) & (downgrade_day > signup_day)
+    # (kind, which users, when it happened, when the upstream system wrote it)
     kinds = [
-        ("signup", np.ones(n, bool), signup_day),
-        ("plan_change", plan_change, plan_change_day),
-        ("country_change", country_change, country_change_day),
-        ("status_change", np.ones(n, bool), closed_day),
+        ("signup", np.ones(n, bool), signup_day, signup_day),
+        ("plan_change", plan_change, plan_change_day, plan_change_day),
+        ("country_change", country_change, country_change_day, country_change_day),
+        ("status_change", np.ones(n, bool), closed_day, closed_day),
+        ("plan_change", downgrade, downgrade_day, closed_day),
     ]
     rows = []
-    for kind, mask, day in kinds:
-        keep = mask & (day < n_days)
-        rows.append(pd.DataFrame({"user_idx": np.nonzero(keep)[0], "day": day[keep], "kind": kind}))
+    for kind, mask, day, known in kinds:
+        keep = mask & (day < n_days) & (known < n_days)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "user_idx": np.nonzero(keep)[0],
+                    "day": day[keep],
+                    "known": known[keep],
+                    "kind": kind,
+                }
+            )
+        )
     ch = pd.concat(rows, ignore_index=True).sort_values(["day", "user_idx"], kind="stable")
     u = ch["user_idx"].to_numpy()
     d = ch["day"].to_numpy()
     tier_at = np.where(plan_change[u] & (d >= plan_change_day[u]), tier1[u], tier0[u])
+    tier_at = np.where(downgrade[u] & (d >= downgrade_day[u]), 0, tier_at)  # 0: free
     country_at = np.where(
         country_change[u] & (d >= country_change_day[u]), country1[u], country0[u]
     )
@@ -222,6 +274,8 @@ def simulate(config: SourceConfig) -> SimulatedBusiness:
             "country": np.array(COUNTRIES)[country_at],
             "status": np.where(d >= closed_day[u], "closed", "active"),
             "signup_at": ts(signup_day[u]),
+            # when the record was written upstream (lands that day); not a landed field
+            "known_at": ts(ch["known"].to_numpy()),
         }
     ).reset_index(drop=True)
 
@@ -281,6 +335,12 @@ def simulate(config: SourceConfig) -> SimulatedBusiness:
         np.nan,
     )
     in_horizon = ev_time < n_days  # a session that runs past the last midnight is not landed yet
+    shift = config.behaviour_shift
+    if shift is not None:  # injected drift: from the shift day, a share of sessions never happen
+        shift_from = (shift.start - config.start_date).days
+        shift_rng = np.random.default_rng(config.seed + 4)  # its own stream: the past is unchanged
+        happens = (s_day < shift_from) | (shift_rng.random(n_sessions) < shift.session_rate)
+        in_horizon &= happens[ev_session]
     seq = np.arange(len(ev_session))[in_horizon]
     events = pd.DataFrame(
         {
@@ -392,10 +452,11 @@ def dirty_change_lines(config: SourceConfig, changes: pd.DataFrame):
     rng = np.random.default_rng(config.seed + 2)
     rates = config.change_dirt.model_dump()
     cat = _categories(rng, len(changes), rates)
-    out = changes.copy()
-    # history from before the calendar arrives in the first file (the initial load)
+    out = changes.drop(columns="known_at")
+    # a record lands the day it is written; history from before the calendar arrives in the
+    # first file (the initial load)
     landing = np.maximum(
-        out["changed_at"].dt.normalize().to_numpy(), np.datetime64(config.start_date, "ns")
+        changes["known_at"].dt.normalize().to_numpy(), np.datetime64(config.start_date, "ns")
     )
     user = out["user_id"].astype("Int64")
     user[cat == "null_user_id"] = pd.NA

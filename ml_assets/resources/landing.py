@@ -9,7 +9,14 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ml_assets.lib.source import EVENTS_DIR, SCALES, USERS_DIR, SourceConfig
+from ml_assets.lib.source import (
+    EVENTS_DIR,
+    SCALES,
+    USERS_DIR,
+    BackdatedDowngrades,
+    BehaviourShift,
+    SourceConfig,
+)
 from ml_assets.resources.spark import SparkResource
 
 LANDING_KINDS = (EVENTS_DIR, USERS_DIR)
@@ -70,9 +77,21 @@ class DemoSource(dg.ConfigurableResource):
 
     scale: str = "demo"
     seed: int | None = None
+    # injections, to show the monitors and checks failing (``make check --inject ...``)
+    drift_from: str | None = None  # ISO date: sessions thinned from that day on
+    drift_session_rate: float = 0.4
+    backdated_downgrades: bool = False  # leakage: plan downgrades stamped before the churn
 
     def config(self) -> SourceConfig:
         if self.scale not in SCALES:
             raise ValueError(f"Unknown demo scale {self.scale!r}; expected one of {list(SCALES)}.")
-        base = SCALES[self.scale]
-        return base if self.seed is None else base.model_copy(update={"seed": self.seed})
+        update: dict[str, object] = {}
+        if self.seed is not None:
+            update["seed"] = self.seed
+        if self.drift_from is not None:
+            update["behaviour_shift"] = BehaviourShift(
+                start=dt.date.fromisoformat(self.drift_from), session_rate=self.drift_session_rate
+            )
+        if self.backdated_downgrades:
+            update["backdated_downgrades"] = BackdatedDowngrades()
+        return SCALES[self.scale].model_copy(update=update)

@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from ml_assets.lib.raw import classify_events, classify_user_changes, ingestion_counts, scd_history
 from ml_assets.lib.source import (
     SCALES,
+    BackdatedDowngrades,
+    BehaviourShift,
     ChangeDirtRates,
     DirtRates,
     SourceConfig,
@@ -150,3 +152,46 @@ def test_landing_through_a_day_before_the_calendar_writes_nothing(tmp_path):
     summary = land(TINY, tmp_path, through=TINY.start_date - dt.timedelta(days=1))
     assert (summary.dates, summary.event_lines, summary.change_lines) == ([], 0, 0)
     assert not list(tmp_path.rglob("*.jsonl"))
+
+
+def test_a_behaviour_shift_thins_sessions_from_its_date_only():
+    start = TINY.start_date + dt.timedelta(days=50)
+    drifted = simulate(TINY.model_copy(update={"behaviour_shift": BehaviourShift(start=start)}))
+    clean = simulate(TINY)
+
+    def sessions_per_day(events: pd.DataFrame) -> pd.Series:
+        return events.groupby(events.event_ts.dt.normalize()).session_id.nunique()
+
+    before = clean.events[clean.events.event_ts < pd.Timestamp(start)]
+    pd.testing.assert_frame_equal(
+        drifted.events[drifted.events.event_ts < pd.Timestamp(start)].reset_index(drop=True),
+        before.reset_index(drop=True),
+    )
+    ratio = sessions_per_day(drifted.events).iloc[52:].sum() / (
+        sessions_per_day(clean.events).iloc[52:].sum()
+    )
+    assert 0.3 < ratio < 0.5  # session_rate 0.4
+    pd.testing.assert_frame_equal(drifted.users, clean.users)  # churn itself is unchanged
+
+
+def test_backdated_downgrades_claim_a_time_before_the_churn_and_land_after_it(tmp_path):
+    leaky = TINY.model_copy(update={"backdated_downgrades": BackdatedDowngrades()})
+    changes = simulate(leaky).changes
+    backdated = changes[changes.known_at > changes.changed_at]
+    churn = simulate(leaky).users.set_index("user_id").churn_ts
+    assert len(backdated) > 30
+    assert (backdated.plan_tier == "free").all() and (backdated.change_type == "plan_change").all()
+    assert (backdated.changed_at < backdated.user_id.map(churn)).all()  # claims: before churn
+    assert (backdated.known_at > backdated.user_id.map(churn)).all()  # written: after it
+    clean = simulate(TINY).changes
+    assert (clean.known_at == clean.changed_at).all()
+    land(leaky, tmp_path)
+    lines = [
+        (p.parent.name.removeprefix("date="), line)
+        for p in (tmp_path / "users").rglob("*.jsonl")
+        for line in p.read_text().splitlines()
+    ]
+    some = backdated[backdated.known_at >= pd.Timestamp(TINY.start_date)].iloc[0]
+    landed_on = [day for day, line in lines if some.change_id in line]
+    assert landed_on == [some.known_at.date().isoformat()]
+    assert all("known_at" not in line for _, line in lines)  # not a landed field

@@ -30,7 +30,10 @@ PROFILE_KEY = dg.AssetKey(names.USER_PROFILE_KEY)
 
 
 def feature_asset_spec(
-    key: dg.AssetKey, contract: FeatureTableContract, deps: list
+    key: dg.AssetKey,
+    contract: FeatureTableContract,
+    deps: list,
+    automation_condition: dg.AutomationCondition | None = None,
 ) -> dg.AssetSpec:
     """Description and column metadata in the UI come from the contract."""
     return table_asset_spec(
@@ -46,6 +49,7 @@ def feature_asset_spec(
             "freshness_sla_hours": contract.freshness_sla.total_seconds() / 3600,
             "features": len(contract.features),
         },
+        automation_condition=automation_condition,
     )
 
 
@@ -102,7 +106,13 @@ def build_feature_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
 
     @dg.multi_asset(
         specs=[
-            feature_asset_spec(DAILY_KEY, daily_contract, deps=[dg.AssetKey(names.RAW_EVENTS_KEY)])
+            # declarative: a newly materialized raw/events partition -> its feature partition
+            feature_asset_spec(
+                DAILY_KEY,
+                daily_contract,
+                deps=[dg.AssetKey(names.RAW_EVENTS_KEY)],
+                automation_condition=dg.AutomationCondition.eager(),
+            )
         ],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -135,6 +145,7 @@ def build_feature_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
                 ACTIVITY_KEY,
                 activity_contract,
                 deps=[dg.AssetDep(DAILY_KEY, partition_mapping=history)],
+                automation_condition=dg.AutomationCondition.eager(),
             )
         ],
         partitions_def=partitions_def,

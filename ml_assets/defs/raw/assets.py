@@ -30,6 +30,7 @@ from ml_assets.lib.raw import (
     USERS,
     USERS_QUARANTINE,
     IngestionCounts,
+    backdated_changes,
     classify_events,
     classify_user_changes,
     ingestion_counts,
@@ -282,6 +283,17 @@ def _one_current_version(lakehouse: Lakehouse) -> quality.CheckOutcome:
     )
 
 
+@dg.asset_check(
+    asset=USERS_KEY,
+    name=names.CHECK_NO_BACKDATED_CHANGES,
+    blocking=True,
+    description="After the initial load, every change lands within the late-arrival window of "
+    "the time it claims; a backdated change would leak the future into point-in-time features.",
+)
+def no_backdated_changes(lakehouse: Lakehouse, landing: LandingZone) -> dg.AssetCheckResult:
+    return check_result(backdated_changes(lakehouse.read(USERS), landing.late_arrival_days))
+
+
 def build_raw_checks() -> list[dg.AssetChecksDefinition]:
     return [
         *standard_table_checks(
@@ -299,6 +311,7 @@ def build_raw_checks() -> list[dg.AssetChecksDefinition]:
             "Every user has exactly one current version (is_current).",
             _one_current_version,
         ),
+        no_backdated_changes,
         fresh_check(
             EVENTS_KEY,
             _events_fresh,

@@ -59,10 +59,17 @@ def _latest_model_run_id(instance: dg.DagsterInstance) -> str:
     return str(entry.value)
 
 
+# declarative: register (and then gate) a new model only once its blocking checks passed
+AFTER_BLOCKING_CHECKS = (
+    dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("eager, upstream blocking checks passed")
+
+
 @dg.asset(
     key=VERSION_KEY,
     group_name=names.REGISTRY,
     deps=[MODEL_KEY],
+    automation_condition=AFTER_BLOCKING_CHECKS,
     kinds={"mlflow"},
     description="Registers the latest trained churn model as a new version of the registered "
     "model, with a model-card description and lineage tags; sets the alias `challenger`.",
@@ -260,6 +267,7 @@ def _gate_tags(
     key=CHAMPION_KEY,
     group_name=names.REGISTRY,
     deps=[VERSION_KEY],
+    automation_condition=AFTER_BLOCKING_CHECKS,
     kinds={"mlflow"},
     check_specs=[dg.AssetCheckSpec(names.CHECK_GATE_PASSED, asset=CHAMPION_KEY)],
     description="The promotion gate: evaluates `challenger` against `champion` on the same "

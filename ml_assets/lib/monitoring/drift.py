@@ -42,9 +42,15 @@ class DriftResult:
 
 
 def drift_report(
-    reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str]
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    num_method: str | None = None,
 ) -> DriftResult:
-    """Evidently's data drift over ``columns``; the HTML report comes with the numbers."""
+    """Evidently's data drift over ``columns``; the HTML report comes with the numbers.
+    ``num_method`` (e.g. ``"wasserstein"``) fixes the numerical method instead of letting
+    Evidently pick one by sample size."""
     missing = [c for c in columns if c not in reference.columns or c not in current.columns]
     if missing:
         raise ValueError(
@@ -55,7 +61,7 @@ def drift_report(
             f"Drift needs rows on both sides; reference has {len(reference)}, "
             f"current {len(current)}."
         )
-    snapshot = Report([DataDriftPreset(columns=list(columns))]).run(
+    snapshot = Report([DataDriftPreset(columns=list(columns), num_method=num_method)]).run(
         current_data=current[list(columns)], reference_data=reference[list(columns)]
     )
     result = DriftResult(0.0, 0, reference_rows=len(reference), current_rows=len(current))

@@ -1,21 +1,30 @@
-"""Batch inference: the churn probability of every active user at the data's newest feature
+"""Batch inference: the churn probability of every eligible user at the data's newest feature
 time, from the offline tables through the training set's lookups (the same features the
 model was trained on), recorded with the model version and the feature table versions."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
-from ml_assets.lib.training_sets.churn import CHURN_LOOKUPS, ENTITY_KEY, LABEL_TS, with_account_age
+from ml_assets.lib.training_sets.churn import (
+    CHURN_LOOKUPS,
+    ENTITY_KEY,
+    LABEL_TS,
+    LabelConfig,
+    with_account_age,
+)
 from ml_assets.lib.training_sets.lookups import TableReader, build_training_set
 
 SCORED_AT = "scored_at"
+# the label's eligibility (LabelConfig.active_within_days) as a user_activity column: events in
+# the days [at - N days, at), the window of a row whose feature_ts is ``at``
+ACTIVE_WINDOW_EVENTS = f"events_{LabelConfig().active_within_days}d"
 PREDICTIONS = TableSpec(
     name=TableId("main", "serving", "churn_predictions"),
     columns=(
@@ -44,13 +53,24 @@ def newest_feature_time(activity: DataFrame) -> dt.datetime:
 def scoring_features(
     tables: TableReader, at: dt.datetime, versions: Mapping[str, int]
 ) -> DataFrame:
-    """Users with a user_activity row at ``at`` (active in the 90 days before it), with the
-    model's features looked up point-in-time at ``at`` from the pinned table versions."""
+    """The population the model was trained on, at ``at``, with its features."""
+    return eligible_features(tables, [at], versions)
+
+
+def eligible_features(
+    tables: TableReader, times: Sequence[dt.datetime], versions: Mapping[str, int]
+) -> DataFrame:
+    """At each of ``times``, the users the label rule covers: active in the
+    ``active_within_days`` before it (the user_activity table also holds users idle for up to
+    90 days, whom no label ever covered), with the model's features looked up point-in-time
+    at that time (``label_ts``) from the pinned table versions."""
     name = str(user_activity.CONTRACT.name)
+    ts = user_activity.CONTRACT.timestamp_key
     spine = (
         tables.read(name, version=versions[name])
-        .where(F.col(user_activity.CONTRACT.timestamp_key) == F.lit(at))
-        .select(ENTITY_KEY, F.lit(at).cast("timestamp").alias(LABEL_TS))
+        .where(F.col(ts).isin(list(times)))
+        .where(F.col(ACTIVE_WINDOW_EVENTS) > 0)
+        .select(ENTITY_KEY, F.col(ts).alias(LABEL_TS))
     )
     training = build_training_set(
         spine, CHURN_LOOKUPS, label=None, tables=tables, versions=versions

@@ -1,0 +1,126 @@
+"""Drift monitoring on the tiny scale: clean data passes the drift checks; a behaviour shift
+(``make check --inject drift``) fails ``feature_drift_within_limits`` with ERROR, warns on the
+scores, and makes the retraining sensor ask for exactly one run per breach."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ml_assets import check, names
+from ml_assets.definitions import build_definitions
+from ml_assets.defs.automation import DRIFT_CHECK, latest_evaluation
+from ml_assets.lib.monitoring.churn import FEATURE_DRIFT, PREDICTION_DRIFT
+from ml_assets.lib.source import SCALES
+from ml_assets.reporting import run_check_results
+from ml_assets_tests.defs.conftest import (
+    build_resources,
+    instance_at,
+    materialization_metadata,
+    tiny_settings,
+)
+
+TINY = SCALES["tiny"]
+SHIFT = TINY.end_date - dt.timedelta(days=check.DRIFT_DAYS_BEFORE_END)
+
+
+def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {c.check_name: c for c in run_check_results(result)}
+
+
+def _retraining_sensor(home: Path, cursor: str | None = None):
+    sensor = build_definitions(tiny_settings(home)).get_sensor_def("drift_retraining_sensor")
+    with (
+        instance_at(home) as instance,
+        dg.build_sensor_context(instance=instance, cursor=cursor) as context,
+    ):
+        return sensor(context)
+
+
+def test_clean_windows_stay_within_limits_with_a_report_and_a_row_per_day(ingested):
+    home, result = ingested
+    drift = materialization_metadata(result, "monitoring/feature_drift")
+    assert drift["windows"] == TINY.days and drift["windows_compared"] >= 25
+    assert drift["share_drifted"] < 0.3
+    assert "events_90d" in drift["columns_left_out"]  # 90 days do not fit before the reference
+    assert drift["columns_compared"] == 13
+    report = Path(drift["report"])
+    assert report.is_file() and report.parent == home / "reports" / "feature_drift"
+    assert "<html" in report.read_text()[:2000].lower()
+    lakehouse = build_resources(tiny_settings(home))["lakehouse"]
+    rows = lakehouse.read(FEATURE_DRIFT).toPandas()
+    assert len(rows) == TINY.days  # one row per window; the reference period not compared
+    assert rows.compared.sum() == drift["windows_compared"]
+    latest = rows[rows.compared].sort_values("window_date").iloc[-1]
+    scores = json.loads(latest.column_scores)
+    assert len(scores) == 13 and {"method", "score", "threshold", "drifted"} <= set(
+        scores["events_7d"]
+    )
+    assert latest.share_drifted == pytest.approx(drift["share_drifted"], abs=1e-4)
+    checks = _checks(result)
+    assert checks[names.CHECK_FEATURE_DRIFT].passed
+    assert checks[names.CHECK_FEATURE_DRIFT].metadata["level"].value == "ok"
+    assert checks[names.CHECK_PREDICTION_DRIFT].passed
+    predictions = lakehouse.read(PREDICTION_DRIFT).toPandas()
+    assert len(predictions) == 1 and not predictions.drifted.iloc[0]
+    assert Path(predictions.report_path.iloc[0]).is_file()
+    skipped = _retraining_sensor(home)
+    assert isinstance(skipped, dg.SkipReason) and "level ok" in skipped.skip_message
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory) -> tuple[Path, int, Path]:
+    """``make check --inject drift``: the whole graph on a source whose users have 60 % fewer
+    sessions from two weeks before the calendar ends."""
+    home = tmp_path_factory.mktemp("drifted") / "home"
+    junit = home.parent / "checks.xml"
+    status = check.main(["--inject", "drift", "--home", str(home), "--junit", str(junit)])
+    return home, status, junit
+
+
+def test_make_check_fails_on_injected_drift_and_names_the_check(drifted):
+    home, status, junit = drifted
+    assert status == 1
+    failures = {
+        (case.get("classname"), case.get("name")): case.find("failure").get("message")
+        for case in ET.parse(junit).getroot().iter("testcase")
+        if case.find("failure") is not None
+    }
+    assert list(failures) == [("monitoring/feature_drift", names.CHECK_FEATURE_DRIFT)]
+    with instance_at(home) as instance:
+        evaluation = latest_evaluation(instance, DRIFT_CHECK)
+        scores = latest_evaluation(
+            instance,
+            dg.AssetCheckKey(dg.AssetKey(names.PREDICTION_DRIFT_KEY), names.CHECK_PREDICTION_DRIFT),
+        )
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR and not evaluation.passed
+    assert evaluation.metadata["share_drifted"].value >= 0.5
+    started = dt.date.fromisoformat(evaluation.metadata["breach_started"].value)
+    assert SHIFT < started <= SHIFT + dt.timedelta(days=10)  # the 7-day windows fill up
+    assert "sessions_7d" in materialized_drifted_columns(home)
+    assert not scores.passed and scores.severity == dg.AssetCheckSeverity.WARN  # scores moved too
+
+
+def materialized_drifted_columns(home: Path) -> str:
+    rows = build_resources(tiny_settings(home))["lakehouse"].read(FEATURE_DRIFT).toPandas()
+    return rows.sort_values("window_date").drifted_columns.iloc[-1]
+
+
+def test_a_breach_asks_for_retraining_once(drifted):
+    home, _, _ = drifted
+    first = _retraining_sensor(home)
+    [request] = first.run_requests
+    started = first.cursor
+    assert request.run_key == f"drift-breach-{started}"
+    assert request.tags["ml_assets/trigger"] == "drift"
+    again = _retraining_sensor(home, cursor=started)
+    assert isinstance(again, dg.SkipReason) and "already triggered retraining" in (
+        again.skip_message
+    )
+    job = build_definitions(tiny_settings(home)).resolve_job_def(names.RETRAINING_JOB)
+    assert dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY) in job.asset_layer.selected_asset_keys
