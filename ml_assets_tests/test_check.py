@@ -32,3 +32,24 @@ def test_a_failed_blocking_check_makes_the_check_command_exit_non_zero(tmp_path,
     assert list(failures) == [("models/churn_classifier", "metrics_meet_thresholds")]
     assert "threshold >= 0.9990" in failures[("models/churn_classifier", "metrics_meet_thresholds")]
     assert suite.get("failures") == "1" and int(suite.get("tests")) > 40
+
+
+def test_injected_leakage_stops_the_graph_at_the_raw_users_check(tmp_path, capsys):
+    junit = tmp_path / "checks.xml"
+    status = check.main(
+        ["--inject", "leakage", "--home", str(tmp_path / "home"), "--junit", str(junit)]
+    )
+    assert status == 1
+    printed = capsys.readouterr().out
+    assert "injected=leakage" in printed and "no_backdated_changes" in printed
+    suite = ET.parse(junit).getroot()
+    failures = [
+        (case.get("classname"), case.get("name"), case.find("failure").text)
+        for case in suite.iter("testcase")
+        if case.find("failure") is not None
+    ]
+    assert [f[:2] for f in failures] == [("raw/users", "no_backdated_changes")]
+    assert "by_change_type={'plan_change':" in failures[0][2]
+    # blocking: nothing downstream was built on the leaky history
+    names = {case.get("name") for case in suite.iter("testcase")}
+    assert "metrics_meet_thresholds" not in names and "no_future_feature_values" not in names

@@ -32,6 +32,8 @@ EXPECTED_ASSETS = {
     "registry/churn_classifier_champion": "registry",
     "serving/churn_endpoint_config": "serving",
     "serving/churn_predictions": "serving",
+    "monitoring/feature_drift": "monitoring",
+    "monitoring/prediction_drift": "monitoring",
 }
 FEATURE_CHECKS = (
     "schema_matches_contract",
@@ -56,6 +58,7 @@ EXPECTED_CHECKS = {
     ("raw/users", "rows_conserved"),
     ("raw/users", "fresh"),
     ("raw/users", "one_current_version_per_user"),
+    ("raw/users", "no_backdated_changes"),
     ("raw/users_quarantine", "schema_matches_contract"),
     *(
         (f"features/{table}", check)
@@ -89,9 +92,17 @@ EXPECTED_CHECKS |= {
     ("serving/churn_endpoint_config", "routes_sum_to_100"),
     ("serving/churn_endpoint_config", "served_entities_ready"),
     ("serving/churn_endpoint_config", "signatures_match_online_features"),
+    ("monitoring/feature_drift", "feature_drift_within_limits"),
+    ("monitoring/prediction_drift", "prediction_drift_within_limits"),
 }
 # the gate's own check: when it fails in enabled mode the asset raises instead
-NON_BLOCKING = {"fresh", "no_single_feature_leak", "promotion_gate_passed"}
+NON_BLOCKING = {
+    "fresh",
+    "no_single_feature_leak",
+    "promotion_gate_passed",
+    "feature_drift_within_limits",  # monitoring reports; the retraining sensor acts on it
+    "prediction_drift_within_limits",
+}
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import dagster as dg
 from ml_assets import names
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.automation import landed_partitions
-from ml_assets.defs.registry.assets import churn_classifier_version
+from ml_assets.defs.registry.assets import AFTER_BLOCKING_CHECKS, churn_classifier_version
+from ml_assets.lib.source import SCALES
 from ml_assets.resources.landing import LandingZone
 from ml_assets_tests.defs.conftest import instance_at, tiny_settings
 
@@ -98,3 +99,56 @@ def test_the_endpoint_sensor_fires_when_an_alias_moves_and_only_then(home, resou
     ) as c:
         moved = sensor(c)
     assert [r.run_key for r in moved.run_requests] == ["champion=1,challenger=2"]
+
+
+def test_a_new_raw_events_partition_requests_its_daily_features_declaratively(tmp_path):
+    defs = build_definitions(tiny_settings(tmp_path))
+    daily = dg.AssetKey(names.USER_DAILY_ACTIVITY_KEY)
+    last = SCALES["tiny"].end_date.isoformat()
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=dg.AssetSelection.assets(daily)
+        )
+        assert first.get_num_requested(daily) == 0  # raw/events is missing: nothing to follow
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(dg.AssetKey(names.RAW_EVENTS_KEY), partition=last)
+        )
+        second = dg.evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            asset_selection=dg.AssetSelection.assets(daily),
+            cursor=first.cursor,
+        )
+    assert second.get_requested_partitions(daily) == {last}
+
+
+def _gated_graph(passes: dict[str, bool]) -> dg.Definitions:
+    @dg.asset(
+        check_specs=[dg.AssetCheckSpec("metrics_meet_thresholds", asset="model", blocking=True)]
+    )
+    def model():
+        yield dg.MaterializeResult()
+        yield dg.AssetCheckResult(passed=passes["model"])
+
+    @dg.asset(deps=[model], automation_condition=AFTER_BLOCKING_CHECKS)
+    def version() -> None:
+        pass
+
+    return dg.Definitions(assets=[model, version])
+
+
+def test_the_registry_condition_waits_for_the_models_blocking_checks():
+    passes = {"model": False}
+    defs = _gated_graph(passes)
+    version = dg.AssetKey("version")
+    with dg.DagsterInstance.ephemeral() as instance:
+        cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+        dg.materialize([defs.get_assets_def("model")], instance=instance, raise_on_error=False)
+        refused = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        assert refused.get_num_requested(version) == 0  # updated, but its blocking check failed
+        passes["model"] = True
+        dg.materialize([defs.get_assets_def("model")], instance=instance)
+        passed = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=refused.cursor
+        )
+    assert passed.get_num_requested(version) == 1
