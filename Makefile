@@ -15,6 +15,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TZ := UTC
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+
 .PHONY: setup run test check ui mlflow-ui serve lint lock clean
 
 setup: $(STAMP)
@@ -42,7 +45,7 @@ check: $(STAMP)
 	$(PY) -m ml_assets.check --junit test-results/asset-checks.xml $(CHECK_ARGS)
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(VENV)/bin/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
 
 # The MLflow UI on the local store (runs, nested trials, plots, registered models).
 mlflow-ui: $(STAMP)

@@ -90,6 +90,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             automation_condition_sensor,
         ],
         resources=build_resources(settings),
+        # One process per run, as make run does: the embedded engine, MLflow and the imports
+        # start once per run, not once per step (a step process takes seconds to start), and
+        # Spark already uses every core inside a step.
+        executor=dg.in_process_executor,
     )
 
 
