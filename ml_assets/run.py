@@ -121,6 +121,35 @@ def serving_summary(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(lines) or "serving: not materialized in this run"
 
 
+def drift_summary(result: dg.ExecuteInProcessResult) -> str:
+    """The latest feature drift window, its debounced status, and the score drift."""
+    lines = []
+    drift = materialization_metadata(result, "/".join(names.FEATURE_DRIFT_KEY))
+    status = next(
+        (c for c in run_check_results(result) if c.check_name == names.CHECK_FEATURE_DRIFT), None
+    )
+    if drift is not None and "latest_window" in drift:
+        level = "not checked" if status is None else status.metadata["level"].value
+        lines.append(
+            f"feature drift: {drift['windows_compared']} windows compared with {drift['reference']}"
+            f" on {drift['columns_compared']} columns; latest {drift['latest_window']}: "
+            f"{drift['share_drifted']:.0%} drifted ({drift['drifted_columns']}), level {level}\n"
+            f"  report: {drift['report']}"
+        )
+    elif drift is not None:
+        lines.append(f"feature drift: {drift.get('note', 'no window compared')}")
+    scores = materialization_metadata(result, "/".join(names.PREDICTION_DRIFT_KEY))
+    if scores is not None:
+        lines.append(
+            f"prediction drift ({scores['model']}, {scores['scored_at']}): "
+            f"{'DRIFTED' if scores['drifted'] else 'no drift'}, {scores['method']} "
+            f"{scores['score']} (threshold {scores['threshold']}); mean "
+            f"{scores['current_mean']} vs reference {scores['reference_mean']}\n"
+            f"  report: {scores['report']}"
+        )
+    return "\n".join(lines) or "monitoring: not materialized in this run"
+
+
 def main() -> int:
     settings = current_settings()
     print(
@@ -145,6 +174,7 @@ def main() -> int:
     print()
     print(champion_summary(result))
     print(serving_summary(result))
+    print(drift_summary(result))
     print()
     print(format_table(["asset", "check", "severity", "passed", "observed"], check_rows(checks)))
     failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
