@@ -27,7 +27,7 @@ from ml_assets_tests.defs.conftest import evaluate_checks, materialization_metad
 def test_the_tiny_graph_ingests_with_every_check_passing_and_counts_in_metadata(ingested):
     _, result = ingested
     checks = [c for c in run_check_results(result) if c.asset_key.path[0] == "raw"]
-    assert len(checks) == 15
+    assert len(checks) == 16  # no_backdated_changes included
     assert [(c.asset_key.to_user_string(), c.check_name) for c in checks if not c.passed] == []
     events = materialization_metadata(result, "raw/events")
     assert events["lines_landed"] == (

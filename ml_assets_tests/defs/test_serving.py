@@ -24,6 +24,7 @@ from ml_assets.defs.registry.assets import churn_classifier_version
 from ml_assets.defs.serving.assets import churn_endpoint_config, churn_predictions
 from ml_assets.deployments import REPO_ROOT, current_settings
 from ml_assets.gateway import build_app, gateway_for
+from ml_assets.lib.features import user_activity
 from ml_assets.lib.serving.batch import PREDICTIONS
 from ml_assets.reporting import run_check_results
 from ml_assets_tests.defs.conftest import (
@@ -159,9 +160,13 @@ def test_batch_predictions_name_the_model_and_feature_versions_and_rerun_idempot
 ):
     _, result = ingested
     metadata = materialization_metadata(result, "serving/churn_predictions")
-    assert metadata["users_scored"] == metadata["dagster/row_count"] > 300
-    assert metadata["model"] == f"{names.CHURN_MODEL_NAME} v1"
     lakehouse = resources["lakehouse"]
+    activity = lakehouse.read(user_activity.CONTRACT.table_spec).toPandas()
+    newest = activity[activity.feature_ts == activity.feature_ts.max()]
+    eligible = newest[newest.events_30d > 0]  # the label's population: active in 30 days
+    assert metadata["users_scored"] == metadata["dagster/row_count"] == len(eligible) > 200
+    assert len(newest) > len(eligible)  # users idle for 30 to 90 days are not scored
+    assert metadata["model"] == f"{names.CHURN_MODEL_NAME} v1"
     rows = lakehouse.read(PREDICTIONS).toPandas()
     assert set(rows["model_version"]) == {1}
     assert set(rows["user_activity_version"]) == {1} and rows["user_profile_version"].nunique() == 1
