@@ -46,6 +46,7 @@ def test_clean_windows_stay_within_limits_with_a_report_and_a_row_per_day(ingest
     home, result = ingested
     drift = materialization_metadata(result, "monitoring/feature_drift")
     assert drift["windows"] == TINY.days and drift["windows_compared"] >= 25
+    assert drift["windows_without_users"] == []
     assert drift["share_drifted"] < 0.3
     assert "events_90d" in drift["columns_left_out"]  # 90 days do not fit before the reference
     assert drift["columns_compared"] == 13

@@ -141,11 +141,18 @@ def build_feature_drift(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         versions = {str(s.name): lakehouse.version(s) for s in (activity, profile)}
         current = window_features(lakehouse, after_reference, versions)
         by_day = dict(iter(current.groupby(WINDOW_KEY))) if len(current) else {}
+        empty = [d.isoformat() for d in after_reference if d not in by_day]
+        if empty:  # not drift, but not nothing either: the features of those days are missing
+            context.log.warning(
+                "%d window(s) after the reference period have no eligible user, not compared: %s",
+                len(empty),
+                ", ".join(empty),
+            )
         computed_at = dt.datetime.now(dt.UTC)
         rows, results = [], {}
         for day in days:
             window = by_day.get(day)
-            if window is None or window.empty:  # the reference period, or nobody to compare
+            if window is None or window.empty:  # the reference period, or nobody (logged)
                 rows.append(
                     drift_row(
                         day,
@@ -189,6 +196,7 @@ def build_feature_drift(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             "partition_range": f"{start}..{end}",
             "windows": len(days),
             "windows_compared": len(results),
+            "windows_without_users": dg.MetadataValue.json(empty),
             "reference": label,
             "reference_rows": len(reference),
             "columns_compared": len(columns),
