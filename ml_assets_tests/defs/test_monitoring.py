@@ -53,6 +53,9 @@ def test_clean_windows_stay_within_limits_with_a_report_and_a_row_per_day(ingest
     report = Path(drift["report"])
     assert report.is_file() and report.parent == home / "reports" / "feature_drift"
     assert "<html" in report.read_text()[:2000].lower()
+    # reports kept: the latest window's, and any at or above the warning level (none here)
+    assert sorted(p.name for p in report.parent.iterdir()) == [report.name]
+    assert drift["reports_written"] == 1
     lakehouse = build_resources(tiny_settings(home))["lakehouse"]
     rows = lakehouse.read(FEATURE_DRIFT).toPandas()
     assert len(rows) == TINY.days  # one row per window; the reference period not compared
@@ -104,6 +107,9 @@ def test_make_check_fails_on_injected_drift_and_names_the_check(drifted):
     started = dt.date.fromisoformat(evaluation.metadata["breach_started"].value)
     assert SHIFT < started <= SHIFT + dt.timedelta(days=10)  # the 7-day windows fill up
     assert "sessions_7d" in materialized_drifted_columns(home)
+    rows = build_resources(tiny_settings(home))["lakehouse"].read(FEATURE_DRIFT).toPandas()
+    worth_opening = rows[rows.share_drifted >= 0.3]
+    assert len(worth_opening) >= 5 and all(Path(p).is_file() for p in worth_opening.report_path)
     assert not scores.passed and scores.severity == dg.AssetCheckSeverity.WARN  # scores moved too
 
 

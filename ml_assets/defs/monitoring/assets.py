@@ -165,7 +165,10 @@ def build_feature_drift(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
                 )
                 continue
             result = drift_report(reference, sample(window), columns)
-            path = reports.write(f"feature_drift/{day.isoformat()}.html", result.html)
+            # a report is 4-5 MB (Evidently inlines its scripts): a backfill keeps the latest
+            # window's and those of the windows worth opening, at or above the warning level
+            keep = day == max(by_day) or result.share_drifted >= WARN_AT
+            path = reports.write(f"feature_drift/{day}.html", result.html) if keep else None
             results[day] = (result, path)
             rows.append(
                 drift_row(
@@ -197,6 +200,7 @@ def build_feature_drift(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             "windows": len(days),
             "windows_compared": len(results),
             "windows_without_users": dg.MetadataValue.json(empty),
+            "reports_written": sum(path is not None for _, path in results.values()),
             "reference": label,
             "reference_rows": len(reference),
             "columns_compared": len(columns),

@@ -55,7 +55,7 @@ FEATURE_DRIFT = TableSpec(
         Column("reference", "string", False, "Reference table, version and split"),
         Column("reference_rows", "bigint", False, "Reference rows compared (sampled)"),
         Column("current_rows", "bigint", False, "Window rows compared (sampled)"),
-        Column("report_path", "string", True, "Evidently HTML report"),
+        Column("report_path", "string", True, "Evidently HTML report (kept: see feature_drift)"),
         Column("computed_at", "timestamp", False, "When this row was computed"),
     ),
     primary_key=(WINDOW_KEY,),
