@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PLAN_TIERS = ("free", "basic", "premium")
 USER_STATUSES = ("active", "closed")
@@ -91,15 +91,25 @@ class BehaviourShift(BaseModel):
 
 class BackdatedDowngrades(BaseModel):
     """Injected leakage: when an account closes, the billing system downgrades it to ``free``
-    and stamps the downgrade ``days_before_churn`` before the user's last activity (the start
-    of the last paid period). The record is written, and lands, when the account closes: days
-    or weeks after the time it claims. A point-in-time join trusts that time, so at an
-    observation before the churn the feature already says ``free``: the future leaks in."""
+    and stamps the downgrade some days before the user's last activity (the start of the last
+    paid period; uniform between the two bounds). The record is written, and lands, when the
+    account closes: days or weeks after the time it claims. A point-in-time join trusts that
+    time, so at an observation before the churn the feature already says ``free``: the future
+    leaks in."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_days_before_churn: float = Field(3, ge=0)
     max_days_before_churn: float = Field(28, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BackdatedDowngrades:
+        if self.min_days_before_churn > self.max_days_before_churn:
+            raise ValueError(
+                f"min_days_before_churn ({self.min_days_before_churn}) must not exceed "
+                f"max_days_before_churn ({self.max_days_before_churn})"
+            )
+        return self
 
 
 class SourceConfig(BaseModel):

@@ -195,3 +195,5 @@ def test_backdated_downgrades_claim_a_time_before_the_churn_and_land_after_it(tm
     landed_on = [day for day, line in lines if some.change_id in line]
     assert landed_on == [some.known_at.date().isoformat()]
     assert all("known_at" not in line for _, line in lines)  # not a landed field
+    with pytest.raises(ValidationError, match="must not exceed"):
+        BackdatedDowngrades(min_days_before_churn=30, max_days_before_churn=10)
