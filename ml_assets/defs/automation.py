@@ -200,7 +200,7 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext):
     level = evaluation.metadata.get("level")
     level = getattr(level, "value", level)
     if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
-        return dg.SkipReason(f"drift within limits (level {level}): {evaluation.description}")
+        return dg.SkipReason(f"no drift breach (level {level}): {evaluation.description}")
     started = evaluation.metadata["breach_started"].value
     if started == context.cursor:
         return dg.SkipReason(f"the breach that started {started} has already triggered retraining")
