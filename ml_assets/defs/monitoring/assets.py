@@ -47,6 +47,7 @@ from ml_assets.lib.training_sets.churn import LABEL_TS, TRAINING_SET
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.mlflow import MlflowTracking
 from ml_assets.resources.reports import Reports
+from ml_assets.resources.spark import SparkResource
 
 FEATURE_DRIFT_KEY = dg.AssetKey(names.FEATURE_DRIFT_KEY)
 PREDICTION_DRIFT_KEY = dg.AssetKey(names.PREDICTION_DRIFT_KEY)
@@ -65,9 +66,8 @@ def _link(path: str) -> dict[str, object]:
     }
 
 
-def _spark_rows(lakehouse: Lakehouse, spec, rows: list[dict[str, object]]):
-    session = lakehouse.read(TRAINING_SET).sparkSession
-    return session.createDataFrame(
+def _spark_rows(spark: SparkResource, spec, rows: list[dict[str, object]]):
+    return spark.get_session().createDataFrame(
         [tuple(row[c] for c in spec.column_names) for row in rows], spec.spark_schema
     )
 
@@ -115,7 +115,10 @@ def build_feature_drift(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         name="feature_drift",
     )
     def feature_drift(
-        context: dg.AssetExecutionContext, lakehouse: Lakehouse, reports: Reports
+        context: dg.AssetExecutionContext,
+        lakehouse: Lakehouse,
+        spark: SparkResource,
+        reports: Reports,
     ) -> dg.MaterializeResult:
         """Each day of the partition range is one window, compared with the training
         reference (the test split) by Evidently's DataDriftPreset over the model's features."""
@@ -141,6 +144,7 @@ def build_feature_drift(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         versions = {str(s.name): lakehouse.version(s) for s in (activity, profile)}
         current = window_features(lakehouse, after_reference, versions)
         by_day = dict(iter(current.groupby(WINDOW_KEY))) if len(current) else {}
+        latest_day = max(by_day, default=None)
         empty = [d.isoformat() for d in after_reference if d not in by_day]
         if empty:  # not drift, but not nothing either: the features of those days are missing
             context.log.warning(
@@ -167,7 +171,7 @@ def build_feature_drift(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
             result = drift_report(reference, sample(window), columns)
             # a report is 4-5 MB (Evidently inlines its scripts): a backfill keeps the latest
             # window's and those of the windows worth opening, at or above the warning level
-            keep = day == max(by_day) or result.share_drifted >= WARN_AT
+            keep = day == latest_day or result.share_drifted >= WARN_AT
             path = reports.write(f"feature_drift/{day}.html", result.html) if keep else None
             results[day] = (result, path)
             rows.append(
@@ -188,7 +192,7 @@ def build_feature_drift(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
                 result.share_drifted,
                 ", ".join(result.drifted_columns),
             )
-        commit = lakehouse.merge(FEATURE_DRIFT, _spark_rows(lakehouse, FEATURE_DRIFT, rows))
+        commit = lakehouse.merge(FEATURE_DRIFT, _spark_rows(spark, FEATURE_DRIFT, rows))
         metadata: dict[str, object] = {
             **write_metadata(
                 FEATURE_DRIFT,
@@ -313,6 +317,7 @@ def feature_drift_within_limits(lakehouse: Lakehouse) -> dg.AssetCheckResult:
 def prediction_drift(
     context: dg.AssetExecutionContext,
     lakehouse: Lakehouse,
+    spark: SparkResource,
     mlflow_tracking: MlflowTracking,
     reports: Reports,
 ):
@@ -358,7 +363,7 @@ def prediction_drift(
         "report_path": path,
         "computed_at": dt.datetime.now(dt.UTC),
     }
-    commit = lakehouse.merge(PREDICTION_DRIFT, _spark_rows(lakehouse, PREDICTION_DRIFT, [row]))
+    commit = lakehouse.merge(PREDICTION_DRIFT, _spark_rows(spark, PREDICTION_DRIFT, [row]))
     context.log.info(
         "scores at %s by v%s: %s %.4f (threshold %s), mean %.3f vs reference %.3f",
         newest,

@@ -38,6 +38,7 @@ from ml_assets.lib.training_sets.churn import ENTITY_KEY
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.mlflow import MlflowTracking
 from ml_assets.resources.serving import EndpointConfigs
+from ml_assets.resources.spark import SparkResource
 
 ENDPOINT_KEY = dg.AssetKey(names.CHURN_ENDPOINT_CONFIG_KEY)
 PREDICTIONS_KEY = dg.AssetKey(names.CHURN_PREDICTIONS_KEY)
@@ -202,7 +203,10 @@ signatures_match_online_features = _config_check(
     name="churn_predictions",
 )
 def churn_predictions(
-    context: dg.AssetExecutionContext, lakehouse: Lakehouse, mlflow_tracking: MlflowTracking
+    context: dg.AssetExecutionContext,
+    lakehouse: Lakehouse,
+    spark: SparkResource,
+    mlflow_tracking: MlflowTracking,
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     client = mlflow_tracking.client()
@@ -230,7 +234,7 @@ def churn_predictions(
             "user_profile_version": versions[str(profile.name)],
         }
     )
-    rows = lakehouse.read(activity).sparkSession.createDataFrame(scored)
+    rows = spark.get_session().createDataFrame(scored)
     # merged on (user_id, scored_at): re-scoring the same time rewrites only what changed
     commit = lakehouse.merge(PREDICTIONS, rows.select(*PREDICTIONS.column_names))
     context.log.info(
