@@ -128,8 +128,13 @@ def build_landed_events_sensor(partitions_def: dg.PartitionsDefinition) -> dg.Se
         "the late window before it.",
     )
     def landed_events_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
+        listing = landing.listing(EVENTS_DIR)
+        if listing.ignored:
+            context.log.warning(
+                "Ignored in the landing zone: %s", "; ".join(str(i) for i in listing.ignored[:20])
+            )
         requests, cursor = landed_partitions(
-            landing.landed_dates(EVENTS_DIR), context.cursor, landing.late_arrival_days, keys
+            listing.dates, context.cursor, landing.late_arrival_days, keys
         )
         runs = [
             dg.RunRequest(

@@ -20,8 +20,16 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ml_assets.lib.lakehouse import Column, TableSpec
+from ml_assets.lib.producer_contract import (
+    ISO_INSTANT,
+    Field,
+    ProducerContract,
+    drop_parsing_columns,
+    field_failures,
+    parse,
+)
 from ml_assets.lib.quality import CheckOutcome
-from ml_assets.lib.source import CHANGE_TYPES, EVENT_TYPES, PLAN_TIERS, USER_STATUSES
+from ml_assets.lib.source import CHANGE_TYPES, DEVICES, EVENT_TYPES, PLAN_TIERS, USER_STATUSES
 from ml_assets.names import RAW_EVENTS_TABLE, RAW_USERS_TABLE, quarantine_table
 
 OWNER = "ml-platform"
@@ -102,6 +110,41 @@ USER_CONSTRAINTS = {
     "valid_from_not_before_signup": "valid_from >= signup_ts",
 }
 
+
+def _id(name: str, *, required: bool = True) -> Field:
+    return Field(name, "string", required=required, max_chars=128)
+
+
+def _instant(name: str) -> Field:
+    return Field(name, "string", max_chars=40, pattern=ISO_INSTANT)
+
+
+EVENT_CONTRACT = ProducerContract(
+    source="events",
+    fields=(
+        _id("event_id"),
+        Field("user_id", "integer", missing_reason="null_user_id"),
+        _instant("event_ts"),
+        Field("event_type", "string", allowed=EVENT_TYPES),
+        _id("session_id", required=False),
+        Field("revenue", "number", required=False),
+        Field("device", "string", required=False, allowed=DEVICES),
+    ),
+)
+CHANGE_CONTRACT = ProducerContract(
+    source="users",
+    fields=(
+        _id("change_id"),
+        Field("user_id", "integer", missing_reason="null_user_id"),
+        _instant("changed_at"),
+        _instant("signup_at"),
+        Field("change_type", "string", allowed=CHANGE_TYPES),
+        Field("plan_tier", "string", allowed=PLAN_TIERS),
+        Field("status", "string", allowed=USER_STATUSES),
+        Field("country", "string", max_chars=16, pattern="[A-Z]{2}"),
+    ),
+)
+
 CLASSIFIED_OUTCOME = "outcome"
 KEPT, QUARANTINED, DUPLICATE = "kept", "quarantined", "duplicate"
 
@@ -112,23 +155,6 @@ def _first_failure(checks: list[tuple[SparkColumn, str]]) -> SparkColumn:
     for failed, reason in checks:
         expr = F.when(failed, F.lit(reason)) if expr is None else expr.when(failed, F.lit(reason))
     return expr.otherwise(F.lit(None).cast("string"))
-
-
-def _parse_lines(lines: DataFrame) -> DataFrame:
-    """Each line as a map of its top-level fields (as text), or null when it is not an object."""
-    return lines.select(
-        F.col("value"),
-        F.col("landing_date").cast("date").alias("landing_date"),
-        F.from_json("value", "map<string,string>").alias("_json"),
-    )
-
-
-def _field(name: str) -> SparkColumn:
-    return F.col("_json")[name]
-
-
-def _in(col: SparkColumn, values: tuple[str, ...]) -> SparkColumn:
-    return col.isin(*values)
 
 
 def _outcome(reason: SparkColumn, duplicate_rank: SparkColumn) -> SparkColumn:
@@ -150,20 +176,10 @@ def classify_events(
     the same ``event_id`` the first landed is kept; ties break on the line text, so the choice
     is deterministic.
     """
-    parsed = _parse_lines(lines)
-    user_raw, ts_raw, revenue_raw = _field("user_id"), _field("event_ts"), _field("revenue")
-    typed = parsed.select(
-        "value",
-        "landing_date",
-        "_json",
-        _field("event_id").alias("event_id"),
-        user_raw.try_cast("bigint").alias("user_id"),
-        _field("event_type").alias("event_type"),
-        F.try_to_timestamp(ts_raw).alias("event_ts"),
-        _field("session_id").alias("session_id"),
-        revenue_raw.try_cast("double").alias("revenue"),
-        _field("device").alias("device"),
-    ).withColumn("event_date", F.to_date("event_ts"))
+    parsed = parse(lines, EVENT_CONTRACT)
+    typed = parsed.withColumn("event_ts", F.try_to_timestamp("event_ts")).withColumn(
+        "event_date", F.to_date("event_ts")
+    )
     known = known_user_ids.select(F.col("user_id").alias("_known_user")).distinct()
     joined = typed.join(known, typed.user_id == known._known_user, "left")
 
@@ -172,16 +188,8 @@ def classify_events(
     )
     reason = _first_failure(
         [
-            (F.col("_json").isNull(), "malformed_json"),
-            (F.coalesce(F.col("event_id"), F.lit("")) == "", "missing_event_id"),
-            (user_raw.isNull(), "null_user_id"),
-            (F.col("user_id").isNull(), "invalid_user_id"),
-            (F.col("event_ts").isNull(), "invalid_event_ts"),
-            (
-                ~F.coalesce(_in(F.col("event_type"), EVENT_TYPES), F.lit(False)),
-                "unknown_event_type",
-            ),
-            (revenue_raw.isNotNull() & F.col("revenue").isNull(), "invalid_revenue"),
+            *field_failures(EVENT_CONTRACT),
+            (F.col("event_ts").isNull(), "invalid_event_ts"),  # the form of a date, not a date
             (F.col("event_date") > F.col("landing_date"), "future_timestamp"),
             (~in_window, "too_late"),
             ((F.col("event_type") == "purchase") & F.col("revenue").isNull(), "missing_revenue"),
@@ -203,44 +211,21 @@ def classify_events(
         "landing_date", "value"
     )
     rank = F.when(F.col("reason").isNull(), F.row_number().over(first_landed))
-    return judged.withColumn(CLASSIFIED_OUTCOME, _outcome(F.col("reason"), rank)).drop(
-        "_json", "_known_user"
-    )
+    judged = judged.withColumn(CLASSIFIED_OUTCOME, _outcome(F.col("reason"), rank))
+    return drop_parsing_columns(judged).drop("_known_user")
 
 
 def classify_user_changes(lines: DataFrame) -> DataFrame:
     """Parse and judge landed users change-log lines (one row per line, like events)."""
-    parsed = _parse_lines(lines)
-    user_raw = _field("user_id")
-    typed = parsed.select(
-        "value",
-        "landing_date",
-        "_json",
-        _field("change_id").alias("change_id"),
-        user_raw.try_cast("bigint").alias("user_id"),
-        _field("change_type").alias("change_type"),
-        F.try_to_timestamp(_field("changed_at")).alias("changed_at"),
-        _field("plan_tier").alias("plan_tier"),
-        _field("country").alias("country"),
-        _field("status").alias("status"),
-        F.try_to_timestamp(_field("signup_at")).alias("signup_ts"),
+    typed = parse(lines, CHANGE_CONTRACT)
+    typed = typed.withColumn("changed_at", F.try_to_timestamp("changed_at")).withColumn(
+        "signup_ts", F.try_to_timestamp("signup_at")
     )
-
-    def unknown(col: str, values: tuple[str, ...]) -> SparkColumn:
-        return ~F.coalesce(_in(F.col(col), values), F.lit(False))
-
     reason = _first_failure(
         [
-            (F.col("_json").isNull(), "malformed_json"),
-            (F.coalesce(F.col("change_id"), F.lit("")) == "", "missing_change_id"),
-            (user_raw.isNull(), "null_user_id"),
-            (F.col("user_id").isNull(), "invalid_user_id"),
+            *field_failures(CHANGE_CONTRACT),
             (F.col("changed_at").isNull(), "invalid_changed_at"),
             (F.col("signup_ts").isNull(), "invalid_signup_at"),
-            (unknown("change_type", CHANGE_TYPES), "unknown_change_type"),
-            (unknown("plan_tier", PLAN_TIERS), "unknown_plan_tier"),
-            (unknown("status", USER_STATUSES), "unknown_status"),
-            (~F.coalesce(F.col("country").rlike("^[A-Z]{2}$"), F.lit(False)), "invalid_country"),
             (F.to_date("changed_at") > F.col("landing_date"), "future_timestamp"),
             (F.col("changed_at") < F.col("signup_ts"), "change_before_signup"),
         ]
@@ -258,9 +243,8 @@ def classify_user_changes(lines: DataFrame) -> DataFrame:
         "reason",
         F.when(conflict, F.lit("conflicting_change_same_instant")).otherwise(F.col("reason")),
     )
-    return judged.withColumn(CLASSIFIED_OUTCOME, _outcome(F.col("reason"), F.col("_id_rank"))).drop(
-        "_json", "_id_rank"
-    )
+    judged = judged.withColumn(CLASSIFIED_OUTCOME, _outcome(F.col("reason"), F.col("_id_rank")))
+    return drop_parsing_columns(judged).drop("_id_rank", "signup_at")
 
 
 def kept_events(classified: DataFrame) -> DataFrame:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from pyspark.sql import DataFrame
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from ml_assets.lib.landing import (
+    Ignored,
+    Listing,
+    decoded_lines,
+    is_clean_utf8,
+    landing_day,
+    list_landed,
+)
 from ml_assets.lib.source import (
     EVENTS_DIR,
     SCALES,
@@ -22,8 +32,38 @@ from ml_assets.resources.spark import SparkResource
 LANDING_KINDS = (EVENTS_DIR, USERS_DIR)
 
 
+@dataclass(frozen=True)
+class LandedLines:
+    """Lines read from the landing zone, and what the read saw on disk."""
+
+    lines: DataFrame  # value (the line), landing_date (date), invalid_encoding (boolean)
+    files: int
+    ignored: tuple[Ignored, ...]
+    repaired_files: tuple[str, ...]  # not clean UTF-8 (BOM or bad bytes): read line by line
+
+    def metadata(self, limit: int = 50) -> dict[str, object]:
+        """What was read and what was ignored (lists cut to ``limit`` entries)."""
+
+        def cut(items: list[str]) -> list[str]:
+            more = [f"... and {len(items) - limit} more"] if len(items) > limit else []
+            return items[:limit] + more
+
+        return {
+            "landed_files_read": self.files,
+            "ignored_in_landing": cut([str(i) for i in self.ignored]),
+            "files_not_clean_utf8": cut(list(self.repaired_files)),
+        }
+
+
+LINES_SCHEMA = "value string, landing_date date, invalid_encoding boolean"
+
+
 class LandingZone(dg.ConfigurableResource):
-    """Daily JSON-lines files under ``<root>/<kind>/date=YYYY-MM-DD/``."""
+    """Daily JSON-lines files under ``<root>/<kind>/date=YYYY-MM-DD/``.
+
+    What counts as a landed file is decided by :mod:`ml_assets.lib.landing`, for ingestion, the
+    sensor and the freshness checks alike.
+    """
 
     root: str
     spark: SparkResource
@@ -34,42 +74,76 @@ class LandingZone(dg.ConfigurableResource):
             raise ValueError(f"Unknown landing kind {kind!r}; expected one of {LANDING_KINDS}.")
         return Path(self.root) / kind
 
+    def listing(self, kind: str) -> Listing:
+        return list_landed(self._kind_dir(kind))
+
     def landed_dates(self, kind: str) -> list[dt.date]:
-        base = self._kind_dir(kind)
-        if not base.is_dir():
-            return []
-        return sorted(
-            dt.date.fromisoformat(p.name.removeprefix("date="))
-            for p in base.glob("date=*")
-            if p.is_dir() and any(p.glob("*.jsonl"))
-        )
+        return self.listing(kind).dates
 
     def newest_landing(self, kind: str) -> tuple[dt.date, dt.datetime] | None:
         """The newest landed date and when its file was last written (UTC)."""
-        dates = self.landed_dates(kind)
-        if not dates:
-            return None
-        day_dir = self._kind_dir(kind) / f"date={dates[-1].isoformat()}"
-        mtime = max(p.stat().st_mtime for p in day_dir.glob("*.jsonl"))
-        return dates[-1], dt.datetime.fromtimestamp(mtime, tz=dt.UTC)
+        return self.listing(kind).newest()
 
     def read_lines(
         self, kind: str, start: dt.date | None = None, end: dt.date | None = None
-    ) -> DataFrame:
-        """Landed lines with their landing date, for files landed in ``[start, end]``."""
-        base = self._kind_dir(kind)
-        if not self.landed_dates(kind):
+    ) -> LandedLines:
+        """Landed lines with their landing date, for files landed in ``[start, end]``.
+
+        Files that are clean UTF-8 (nearly all) are read by Spark; a file with a byte order
+        mark or bytes that are not UTF-8 is read here line by line, its bad lines escaped and
+        flagged ``invalid_encoding`` instead of failing the whole read.
+        """
+        listing = self.listing(kind)
+        if not listing.files:
             raise FileNotFoundError(
-                f"Nothing has landed under {base}. Materialize landing/demo_source first "
+                f"Nothing has landed under {listing.root}. Materialize landing/demo_source first "
                 "(or point the landing zone at the upstream drop folder)."
             )
-        lines = self.spark.get_session().read.text(str(base))
-        lines = lines.select("value", F.col("date").cast("date").alias("landing_date"))
-        if start is not None:
-            lines = lines.where(F.col("landing_date") >= F.lit(start))
-        if end is not None:
-            lines = lines.where(F.col("landing_date") <= F.lit(end))
-        return lines
+        spark = self.spark.get_session()
+        parts: list[DataFrame] = []
+        repaired: list[Path] = []
+        days = listing.between(start, end)
+        for day, paths in days.items():
+            clean = [p for p in paths if is_clean_utf8(p)]
+            repaired += [p for p in paths if p not in clean]
+            if clean:
+                parts.append(
+                    spark.read.text([str(p) for p in clean]).select(
+                        "value",
+                        F.lit(day).alias("landing_date"),
+                        F.lit(False).alias("invalid_encoding"),
+                    )
+                )
+        if repaired:
+            parts.append(_decoded(spark, repaired, listing.root))
+        lines = parts[0] if parts else spark.createDataFrame([], LINES_SCHEMA)
+        for part in parts[1:]:
+            lines = lines.unionByName(part)
+        return LandedLines(
+            lines=lines,
+            files=sum(len(p) for p in days.values()),
+            ignored=listing.ignored,
+            repaired_files=tuple(str(p.relative_to(listing.root)) for p in repaired),
+        )
+
+
+def _decoded(spark: SparkSession, paths: list[Path], root: Path) -> DataFrame:
+    """The lines of files that are not clean UTF-8, decoded here and sent to Spark."""
+    values, days, invalid = [], [], []
+    for path in paths:
+        day = landing_day(path.parent.name)
+        for text, bad in decoded_lines(path):
+            values.append(text)
+            days.append(day)
+            invalid.append(bad)
+    table = pa.table(
+        {
+            "value": pa.array(values, pa.string()),
+            "landing_date": pa.array(days, pa.date32()),
+            "invalid_encoding": pa.array(invalid, pa.bool_()),
+        }
+    )
+    return spark.createDataFrame(table)
 
 
 class DemoSource(dg.ConfigurableResource):

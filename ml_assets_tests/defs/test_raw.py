@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 
@@ -16,6 +17,7 @@ from ml_assets.defs.partitions import daily_partitions
 from ml_assets.defs.raw.assets import build_raw_events, raw_users
 from ml_assets.deployments import build_resources
 from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
+from ml_assets.lib.landing import BOM, unescape_bytes
 from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
 from ml_assets.lib.source import SCALES
 from ml_assets.lib.training_sets.churn import LABELS, TRAINING_SET
@@ -272,3 +274,70 @@ def test_a_user_without_a_current_version_fails_the_scd_check(home, resources):
     check = evaluate_checks(home, "raw/users")["one_current_version_per_user"]
     assert not check.passed
     assert check.metadata["users_without_current_version"].value == 1
+
+
+def _an_event(landing_day_dir, event_id: str) -> bytes:
+    """A valid event of the landing day (so it belongs to that day's partition), new id."""
+    line = next(iter((landing_day_dir / "events.jsonl").open("rb")))
+    record = json.loads(line)
+    record["event_id"] = event_id
+    record["event_ts"] = landing_day_dir.name.removeprefix("date=") + "T12:00:00.000Z"
+    return json.dumps(record).encode()
+
+
+def test_hostile_landing_files_are_quarantined_or_ignored_and_the_run_succeeds(home, resources):
+    events_dir = home / "landing" / "events"
+    day_dir = events_dir / "date=2026-01-08"
+    bad_bytes = _an_event(day_dir, "evt_latin1").replace(b'"evt_latin1"', b'"evt_caf\xe9"')
+    with (day_dir / "events.jsonl").open("ab") as f:
+        f.write(bad_bytes + b"\n")
+    (day_dir / "bom.jsonl").write_bytes(BOM + _an_event(day_dir, "evt_after_bom") + b"\n")
+    random_lines = os.urandom(2048).replace(b"\n", b"").replace(b"\r", b"") + b"\n"
+    (day_dir / "random.jsonl").write_bytes(random_lines)
+    stray = {
+        "notes.txt": "evt_stray_txt",
+        "events.jsonl.part": "evt_stray_part",
+        ".hidden.jsonl": "evt_stray_hidden",
+        "_tmp.jsonl": "evt_stray_marker",
+    }
+    for name, event_id in stray.items():
+        (day_dir / name).write_bytes(_an_event(day_dir, event_id) + b"\n")
+    (events_dir / "date=not-a-date").mkdir()
+    (events_dir / "date=not-a-date" / "events.jsonl").write_bytes(
+        _an_event(day_dir, "evt_bad_folder") + b"\n"
+    )
+
+    result = _materialize_day(home, "2026-01-08")
+
+    assert result.success
+    (conserved,) = [c for c in run_check_results(result) if c.check_name == "rows_conserved"]
+    assert conserved.passed, conserved.description
+    meta = materialization_metadata(result, "raw/events")
+    assert meta["quarantined_by_reason"]["invalid_encoding"] == 2  # the latin-1 and random lines
+    assert meta["files_not_clean_utf8"] == [
+        "date=2026-01-08/bom.jsonl",
+        "date=2026-01-08/events.jsonl",
+        "date=2026-01-08/random.jsonl",
+    ]
+    assert set(meta["ignored_in_landing"]) >= {
+        "date=2026-01-08/notes.txt (not a .jsonl file)",
+        "date=2026-01-08/events.jsonl.part (upload in progress (.part or .tmp))",
+        "date=not-a-date (folder name is not date=YYYY-MM-DD with a real date)",
+    }
+    lakehouse = resources["lakehouse"]
+    ids = {r.event_id for r in lakehouse.read(EVENTS).select("event_id").collect()}
+    assert "evt_after_bom" in ids  # the BOM is stripped, the event kept
+    assert ids.isdisjoint(set(stray.values()) | {"evt_bad_folder"})
+    (latin1,) = (
+        lakehouse.read(EVENTS_QUARANTINE)
+        .where(F.col("line").contains("evt_caf"))
+        .select("reason", "line")
+        .collect()
+    )
+    assert latin1.reason == "invalid_encoding" and unescape_bytes(latin1.line) == bad_bytes
+
+    # the sensor and the freshness checks read the same listing: nothing fails on the folder
+    listing = resources["landing"].listing("events")
+    assert dt.date(2026, 1, 8) in listing.dates
+    checks = evaluate_checks(home, "raw/events")
+    assert checks["fresh"].passed, checks["fresh"].description

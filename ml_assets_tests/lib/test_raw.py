@@ -7,7 +7,9 @@ import json
 
 import pytest
 
+from ml_assets.lib.producer_contract import Field, unknown_field_counts
 from ml_assets.lib.raw import (
+    EVENT_CONTRACT,
     classify_events,
     classify_user_changes,
     ingestion_counts,
@@ -40,10 +42,16 @@ def ev(
     return json.dumps(rec)
 
 
-def classify(spark, lines, landing=D, known=(1, 2)):
-    df = spark.createDataFrame(
-        [(line, landing) for line in lines], "value string, landing_date date"
+def landed(spark, rows):
+    """``(line, landing_date)`` pairs as the landing zone gives them (valid UTF-8)."""
+    return spark.createDataFrame(
+        [(line, day, False) for line, day in rows],
+        "value string, landing_date date, invalid_encoding boolean",
     )
+
+
+def classify(spark, lines, landing=D, known=(1, 2)):
+    df = landed(spark, [(line, landing) for line in lines])
     users = spark.createDataFrame([(u,) for u in known], "user_id bigint")
     return classify_events(df, users, late_arrival_days=3)
 
@@ -66,11 +74,69 @@ def classify(spark, lines, landing=D, known=(1, 2)):
         (ev(event_type="purchase", revenue=-5.0), "negative_revenue"),
         (ev(revenue=3.0), "revenue_on_non_purchase"),
         (ev(user_id=999), "unknown_user_id"),
+        # the producer contract: strict JSON types, bounded strings, no control characters
+        (ev(user_id="7"), "invalid_user_id"),
+        (ev(user_id=7.0), "invalid_user_id"),
+        (ev(user_id=2**63), "invalid_user_id"),
+        (ev(user_id=1e20), "invalid_user_id"),
+        (ev(event_type="purchase", revenue="12.5"), "invalid_revenue"),
+        (ev(event_type="purchase", revenue=True), "invalid_revenue"),
+        (ev(event_id=7), "invalid_event_id"),
+        (ev(event_id=True), "invalid_event_id"),
+        (ev(event_id={"id": "e1"}), "invalid_event_id"),
+        (ev(event_id="x" * 129), "event_id_too_long"),
+        (ev(session_id="s" * 10_000_000), "session_id_too_long"),
+        (ev(session_id=12), "invalid_session_id"),
+        (ev(device="w\x00eb"), "device_has_control_characters"),
+        (ev(device="web\n"), "device_has_control_characters"),
+        (ev(device="fridge"), "unknown_device"),
+        (ev(device=3), "unknown_device"),
+        (ev(event_type=["login"]), "unknown_event_type"),
+        (ev(ts=1767952800), "invalid_event_ts"),
+        (ev(ts="2026-01-10"), "invalid_event_ts"),
+        (ev(ts="2026-01-10T25:00:00Z"), "invalid_event_ts"),
+        ('{"event_id": "e1", "event_id": "e2", "user_id": 1}', "duplicate_field"),
+        (ev() + " trailing", "malformed_json"),
+        ('{"revenue": 1e400}', "malformed_json"),
+        ("", "malformed_json"),
     ],
 )
 def test_each_kind_of_bad_line_is_quarantined_with_its_reason(spark, line, reason):
     rows = quarantined(classify(spark, [line])).collect()
     assert [(r.reason, r.line) for r in rows] == [(reason, line)]
+
+
+def test_a_line_that_is_not_utf8_is_quarantined_as_invalid_encoding_before_anything_else(spark):
+    df = spark.createDataFrame(
+        [('{"event_id": "caf\\xe9"}', D, True), (ev(), D, False)],
+        "value string, landing_date date, invalid_encoding boolean",
+    )
+    classified = classify_events(
+        df, spark.createDataFrame([(1,)], "user_id bigint"), late_arrival_days=3
+    )
+    assert [(r.reason, r.line) for r in quarantined(classified).collect()] == [
+        ("invalid_encoding", '{"event_id": "caf\\xe9"}')
+    ]
+    assert kept_events(classified).count() == 1
+
+
+def test_unknown_fields_are_kept_out_of_the_table_and_counted_by_name(spark):
+    classified = classify(
+        spark, [ev("e1", coupon="X"), ev("e2", coupon="Y", referer="r"), ev("e3"), "garbage"]
+    )
+    assert sorted(r.event_id for r in kept_events(classified).collect()) == ["e1", "e2", "e3"]
+    assert unknown_field_counts(classified) == {"coupon": 2, "referer": 1}
+
+
+def test_the_contracts_declare_every_reason_they_give():
+    assert EVENT_CONTRACT.reasons()[:3] == ["invalid_encoding", "malformed_json", "duplicate_field"]
+    assert {"null_user_id", "invalid_user_id", "session_id_too_long", "unknown_device"} <= set(
+        EVENT_CONTRACT.reasons()
+    )
+    with pytest.raises(ValueError, match="allowed values and patterns are for strings"):
+        Field("user_id", "integer", allowed=("1",))
+    with pytest.raises(ValueError, match="json_type must be one of"):
+        Field("user_id", "int")
 
 
 def test_valid_lines_are_kept_with_types_and_late_ones_go_to_their_event_date(spark):
@@ -98,10 +164,7 @@ def test_partition_of_a_line_is_its_event_date_in_the_window_else_its_landing_da
 
 def test_duplicates_keep_the_first_landed_copy_and_are_counted_not_quarantined(spark):
     line = ev("e1")
-    df = spark.createDataFrame(
-        [(line, D), (line, dt.date(2026, 1, 11)), (ev("e1", user_id=None), D)],
-        "value string, landing_date date",
-    )
+    df = landed(spark, [(line, D), (line, dt.date(2026, 1, 11)), (ev("e1", user_id=None), D)])
     classified = classify_events(
         df, spark.createDataFrame([(1,)], "user_id bigint"), late_arrival_days=3
     )
@@ -149,7 +212,7 @@ def test_user_changes_become_scd_history_and_bad_ones_are_quarantined(spark):
         change("c8", at="2025-12-01T00:00:00Z"),  # before signup
         '{"change_id": "c9"',
     ]
-    df = spark.createDataFrame([(x, D) for x in lines], "value string, landing_date date")
+    df = landed(spark, [(x, D) for x in lines])
     classified = classify_user_changes(df)
     history = sorted(scd_history(classified).collect(), key=lambda r: r.valid_from)
     assert [(r.change_id, r.is_current) for r in history] == [
@@ -170,3 +233,26 @@ def test_user_changes_become_scd_history_and_bad_ones_are_quarantined(spark):
     ]
     counts = ingestion_counts(classified)
     assert (counts.lines, counts.kept, counts.quarantined, counts.duplicates) == (10, 3, 6, 1)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (change(cid=None), "missing_change_id"),
+        (change(cid=""), "missing_change_id"),
+        (change(cid=5), "invalid_change_id"),
+        (change(user_id="1"), "invalid_user_id"),
+        (change(at="soon"), "invalid_changed_at"),
+        (change(at="2026-13-01T00:00:00Z"), "invalid_changed_at"),
+        (change(signup=None), "missing_signup_at"),
+        (change(signup="2026-01-01 00:00"), "invalid_signup_at"),
+        (change(kind="upgrade"), "unknown_change_type"),
+        (change(status="paused"), "unknown_status"),
+        (change(status="active\x00"), "status_has_control_characters"),
+        (change(country="U\x00"), "country_has_control_characters"),
+        (change(at="2026-01-11T00:00:00Z"), "future_timestamp"),
+    ],
+)
+def test_each_kind_of_bad_change_is_quarantined_with_its_reason(spark, line, reason):
+    classified = classify_user_changes(landed(spark, [(line, D)]))
+    assert [r.reason for r in quarantined(classified).collect()] == [reason]

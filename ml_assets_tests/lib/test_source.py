@@ -123,9 +123,9 @@ def test_ingestion_reproduces_the_injected_dirt_exactly(tmp_path, spark_resource
     summary = land(config, tmp_path)
     truth = simulate(config)
     zone = LandingZone(root=str(tmp_path), spark=spark_resource)
-    changes = classify_user_changes(zone.read_lines("users"))
+    changes = classify_user_changes(zone.read_lines("users").lines)
     users = scd_history(changes).select("user_id")
-    classified = classify_events(zone.read_lines("events"), users, late_arrival_days=3)
+    classified = classify_events(zone.read_lines("events").lines, users, late_arrival_days=3)
     counts = ingestion_counts(classified)
     injected = summary.injected_events
     assert counts.lines == summary.event_lines == len(truth.events) + injected["duplicate"]

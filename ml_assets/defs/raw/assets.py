@@ -22,6 +22,7 @@ from ml_assets.defs.checks import (
 from ml_assets.defs.metadata import check_result, table_asset_spec, write_metadata
 from ml_assets.defs.partitions import partition_dates
 from ml_assets.lib import quality
+from ml_assets.lib.producer_contract import unknown_field_counts
 from ml_assets.lib.raw import (
     EVENT_CONSTRAINTS,
     EVENTS,
@@ -40,7 +41,7 @@ from ml_assets.lib.raw import (
 )
 from ml_assets.lib.source import EVENTS_DIR, USERS_DIR
 from ml_assets.resources.lakehouse import Lakehouse
-from ml_assets.resources.landing import LandingZone
+from ml_assets.resources.landing import LandedLines, LandingZone
 
 EVENTS_KEY = dg.AssetKey(names.RAW_EVENTS_KEY)
 EVENTS_QUARANTINE_KEY = dg.AssetKey(names.RAW_EVENTS_QUARANTINE_KEY)
@@ -68,8 +69,12 @@ def _conservation_check(
     )
 
 
-def _ingestion_metadata(counts: IngestionCounts, seconds: float) -> dict[str, object]:
+def _ingestion_metadata(
+    counts: IngestionCounts, landed: LandedLines, unknown_fields: dict[str, int], seconds: float
+) -> dict[str, object]:
     return {
+        **landed.metadata(),
+        "unknown_fields": unknown_fields,
         "lines_landed": counts.lines,
         "rows_kept": counts.kept,
         "rows_quarantined": counts.quarantined,
@@ -78,6 +83,21 @@ def _ingestion_metadata(counts: IngestionCounts, seconds: float) -> dict[str, ob
         "seconds": round(seconds, 2),
         "lines_per_second": round(counts.lines / seconds) if seconds > 0 else 0,
     }
+
+
+def _warn_ignored(context: dg.AssetExecutionContext, landed: LandedLines) -> None:
+    """Name what the landing zone holds that is not landed data, and files read line by line."""
+    if landed.ignored:
+        context.log.warning(
+            "Ignored in the landing zone (not landed data, not read): %s",
+            "; ".join(str(i) for i in landed.ignored[:20]),
+        )
+    if landed.repaired_files:
+        context.log.warning(
+            "Not clean UTF-8 (byte order mark or invalid bytes), read line by line, bad lines "
+            "quarantined as invalid_encoding: %s",
+            ", ".join(landed.repaired_files[:20]),
+        )
 
 
 @dg.multi_asset(
@@ -93,9 +113,12 @@ def _ingestion_metadata(counts: IngestionCounts, seconds: float) -> dict[str, ob
 def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: LandingZone):
     """Rebuild the users SCD history from every landed change-log file."""
     started = time.perf_counter()
-    classified = classify_user_changes(landing.read_lines(USERS_DIR))
+    landed = landing.read_lines(USERS_DIR)
+    _warn_ignored(context, landed)
+    classified = classify_user_changes(landed.lines)
     with lakehouse.checkpoint(classified) as judged:  # parse once, use three times
         counts = ingestion_counts(judged)
+        unknown_fields = unknown_field_counts(judged)
         users_commit = lakehouse.overwrite(USERS, scd_history(judged))
         quarantine_commit = lakehouse.overwrite(USERS_QUARANTINE, quarantined(judged))
     seconds = time.perf_counter() - started
@@ -123,7 +146,7 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
         asset_key=USERS_KEY,
         metadata={
             **write_metadata(USERS, users_commit, lakehouse.uri(USERS), total_rows=stats["rows"]),
-            **_ingestion_metadata(counts, seconds),
+            **_ingestion_metadata(counts, landed, unknown_fields, seconds),
             "users": stats["users"],
             "first_valid_from": str(stats["first"]),
             "last_valid_from": str(stats["last"]),
@@ -172,13 +195,15 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
         start, end = partition_dates(context)
         late = landing.late_arrival_days
         started = time.perf_counter()
-        lines = landing.read_lines(EVENTS_DIR, start, end + dt.timedelta(days=late))
+        landed = landing.read_lines(EVENTS_DIR, start, end + dt.timedelta(days=late))
+        _warn_ignored(context, landed)
         known_users = lakehouse.read(USERS).select("user_id")
-        classified = classify_events(lines, known_users, late_arrival_days=late).where(
+        classified = classify_events(landed.lines, known_users, late_arrival_days=late).where(
             F.col("partition_date").between(F.lit(start), F.lit(end))
         )
         with lakehouse.checkpoint(classified) as judged:  # parse once, use three times
             counts = ingestion_counts(judged)
+            unknown_fields = unknown_field_counts(judged)
             events_commit = lakehouse.replace_range(
                 EVENTS, kept_events(judged), column="event_date", start=start, end=end
             )
@@ -224,7 +249,7 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
                 **write_metadata(
                     EVENTS, events_commit, lakehouse.uri(EVENTS), total_rows=stats["rows"]
                 ),
-                **_ingestion_metadata(counts, seconds),
+                **_ingestion_metadata(counts, landed, unknown_fields, seconds),
                 **_range_rows(start, end, partition_rows),
                 "first_event_ts": str(stats["first"]),
                 "last_event_ts": str(stats["last"]),
