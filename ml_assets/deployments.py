@@ -45,6 +45,7 @@ class Settings:
     online_store_url: str | None = None  # default: SQLite under home
     serving_token: str | None = None  # bearer token the gateway requires, if set
     serving_clock: str = "data"  # request time: "data" (newest feature time) or "wall"
+    serving_max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies are refused (413)
     inject_drift_from: str | None = None  # ISO date; demo source only
     inject_leakage: bool = False  # demo source only
 
@@ -102,6 +103,12 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"ML_ASSETS_SERVING_CLOCK={clock!r}; expected 'data' (score at the newest feature "
             "time, for the replayed demo data) or 'wall' (score at the current time)."
         )
+    max_body = env.get("ML_ASSETS_SERVING_MAX_BODY_BYTES", str(4 * 1024 * 1024))
+    if not max_body.isdigit() or int(max_body) < 1024:
+        raise DeploymentError(
+            f"ML_ASSETS_SERVING_MAX_BODY_BYTES={max_body!r}; expected a number of bytes, at "
+            "least 1024 (default 4194304, 4 MiB)."
+        )
     drift_from = env.get("ML_ASSETS_INJECT_DRIFT_FROM") or None
     if drift_from is not None:
         try:
@@ -121,6 +128,7 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
         online_store_url=online,
         serving_token=env.get("ML_ASSETS_SERVING_TOKEN") or None,
         serving_clock=clock,
+        serving_max_body_bytes=int(max_body),
         inject_drift_from=drift_from,
         inject_leakage=leakage == "1",
     )

@@ -4,7 +4,7 @@ It loads the served entities named in ``$ML_ASSETS_HOME/serving/<endpoint>.json`
 pyfunc models by registered version) and answers Databricks-style invocations:
 
     POST /serving-endpoints/{name}/invocations   dataframe_records | dataframe_split | inputs
-    GET  /health                                 the process is up
+    GET  /health                                 the process is up (never needs a token)
     GET  /ready                                  models are loaded (503 until they are)
 
 A request carries entity keys (``user_id``) and may override features. The features come
@@ -16,8 +16,14 @@ deterministically for an ``X-Request-Id``; the answer says which.
 The config file is watched: a change is loaded in the background and swapped in whole, so
 requests in flight finish on the models they started with; if the new config is invalid or
 a model fails to load, the gateway keeps serving the old ones and ``/ready`` reports the
-error. With ``ML_ASSETS_SERVING_TOKEN`` set, invocations need ``Authorization: Bearer
-<token>`` (compared in constant time).
+error. The watcher keys the file on its size, modification time and content hash, so a
+rewrite that keeps the modification time is still seen.
+
+With ``ML_ASSETS_SERVING_TOKEN`` set, every path but ``/health`` needs ``Authorization: Bearer
+<token>`` (the scheme in any case, RFC 7235; the token compared in constant time), and a caller
+without it learns nothing else (not the endpoint's name, not its versions). A body larger than
+``ML_ASSETS_SERVING_MAX_BODY_BYTES`` (default 4 MiB) is refused with 413 while it is read, before
+any parsing; a client's mistake is a 4xx with a message naming the field, never a 500.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import hashlib
 import hmac
 import logging
+import os
 import random
 import threading
 import time
@@ -37,9 +45,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ml_assets.deployments import Settings, build_resources, current_settings
 from ml_assets.lib.features import user_activity
@@ -61,6 +71,8 @@ from ml_assets.resources.serving import LocalEndpointConfigs
 
 log = logging.getLogger("ml_assets.gateway")
 MAX_ROWS = 1000
+MAX_BODY_BYTES = 4 * 1024 * 1024
+PUBLIC_PATHS = frozenset({"/health"})
 SCORING_THREADS = 2  # one per core: scoring holds the GIL most of the time
 CLOCK_CACHE_SECONDS = 5.0
 
@@ -81,17 +93,18 @@ class Gateway:
     token: str | None = None
     clock: str = "data"
     max_rows: int = MAX_ROWS
+    max_body_bytes: int = MAX_BODY_BYTES
     deployment: Deployment | None = None
     last_error: str | None = None
     _rng: random.Random = field(default_factory=random.Random)
     _clock_cache: tuple[float, dt.datetime] | None = None
-    _attempted: float | None = None  # mtime of the config file last loaded or tried
+    _attempted: tuple[int, int, str] | None = None  # size, mtime, sha256 last loaded or tried
 
     # -- loading ---------------------------------------------------------------------------
-    def load(self) -> Deployment:
+    def load(self, raw: bytes) -> Deployment:
         """Parse, check and load everything before anything is swapped in."""
         path = self.configs.path(self.endpoint_name)
-        endpoint = self.configs.read(self.endpoint_name)
+        endpoint = Endpoint.model_validate_json(raw)
         problems = route_problems(endpoint)
         if problems:
             raise ValueError(f"{path}: " + "; ".join(problems))
@@ -106,17 +119,25 @@ class Gateway:
         return Deployment(endpoint, models, inputs)
 
     def reload_if_changed(self) -> bool:
+        """Load the config file if its content changed since it was last loaded or tried.
+
+        Keyed on size, modification time and a hash of the bytes read: a writer that replaces
+        the file within the clock's resolution (same mtime) is still seen. The bytes hashed are
+        the bytes parsed, so a file changing under the read cannot be half-seen."""
         path = self.configs.path(self.endpoint_name)
         try:
-            modified = path.stat().st_mtime
+            with open(path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                raw = handle.read()
         except FileNotFoundError:
             self.last_error = f"{path} does not exist: materialize serving/churn_endpoint_config."
             return False
-        if modified == self._attempted:
+        key = (stat.st_size, stat.st_mtime_ns, hashlib.sha256(raw).hexdigest())
+        if key == self._attempted:
             return False  # loaded already, or failed to load: wait for the file to change
-        self._attempted = modified
+        self._attempted = key
         try:
-            loaded = self.load()
+            loaded = self.load(raw)
         except Exception as exc:  # keep serving the old models; /ready reports why
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.error("config %s not loaded, still serving the previous one: %s", path, exc)
@@ -148,10 +169,12 @@ class Gateway:
         return self._clock_cache[1]
 
     def authorized(self, header: str | None) -> bool:
+        """``Authorization: Bearer <token>``; the scheme is case-insensitive (RFC 7235)."""
         if self.token is None:
             return True
-        expected = f"Bearer {self.token}".encode()
-        return hmac.compare_digest((header or "").encode(), expected)
+        scheme, _, credentials = (header or "").strip().partition(" ")
+        same = hmac.compare_digest(credentials.strip().encode(), self.token.encode())
+        return same and scheme.lower() == "bearer"
 
     def invoke(self, body: bytes, request_id: str | None) -> dict[str, object]:
         deployment = self.deployment  # this request's models, whatever reloads meanwhile
@@ -184,35 +207,76 @@ def _shares(endpoint: Endpoint) -> dict[str, int]:
     }
 
 
+def _error(code: str, message: str, status: int, **headers: str) -> JSONResponse:
+    return JSONResponse({"error_code": code, "message": message}, status, headers=headers or None)
+
+
+def _unauthenticated() -> JSONResponse:
+    return _error(
+        "UNAUTHENTICATED", "Missing or wrong bearer token.", 401, **{"WWW-Authenticate": "Bearer"}
+    )
+
+
+class BearerAuth:
+    """Every path but the public ones needs the token: unknown paths too, so a caller without
+    it cannot tell which endpoints exist."""
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app, self.gateway = app, gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] not in PUBLIC_PATHS
+            and not self.gateway.authorized(Headers(scope=scope).get("authorization"))
+        ):
+            await _unauthenticated()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes: from
+    Content-Length before reading, or while streaming; what was read is then dropped."""
+    declared = request.headers.get("content-length")
+    too_large = (
+        f"The body is larger than {limit} bytes, the most this gateway accepts "
+        "(ML_ASSETS_SERVING_MAX_BODY_BYTES). Send fewer rows per request."
+    )
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(f"Content-Length must be a number of bytes, got {declared!r}.")
+        if int(declared) > limit:
+            raise RequestError(too_large, status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(too_large, status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starlette:
     executor = ThreadPoolExecutor(max_workers=scoring_threads, thread_name_prefix="scoring")
 
     async def invocations(request: Request) -> JSONResponse:
         name = request.path_params["name"]
         if name != gateway.endpoint_name:
-            return JSONResponse(
-                {
-                    "error_code": "RESOURCE_DOES_NOT_EXIST",
-                    "message": f"No endpoint {name!r}; this serves {gateway.endpoint_name!r}.",
-                },
-                status_code=404,
-            )
-        if not gateway.authorized(request.headers.get("authorization")):
-            return JSONResponse(
-                {"error_code": "UNAUTHENTICATED", "message": "Missing or wrong bearer token."},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        body = await request.body()
+            message = f"No endpoint {name[:100]!r}; this serves {gateway.endpoint_name!r}."
+            return _error("RESOURCE_DOES_NOT_EXIST", message, 404)
         try:
+            body = await read_body(request, gateway.max_body_bytes)
             # scoring runs on a small FIFO pool: the event loop keeps reading requests, and
             # under load they are served in arrival order (no starved connections)
             answer = await asyncio.get_running_loop().run_in_executor(
                 executor, gateway.invoke, body, request.headers.get("x-request-id")
             )
         except RequestError as exc:
-            code = "BAD_REQUEST" if exc.status < 500 else "TEMPORARILY_UNAVAILABLE"
-            return JSONResponse({"error_code": code, "message": str(exc)}, status_code=exc.status)
+            code = {413: "REQUEST_TOO_LARGE"}.get(exc.status, "BAD_REQUEST")
+            if exc.status >= 500:
+                code = "TEMPORARILY_UNAVAILABLE"
+            return _error(code, str(exc), exc.status)
         return JSONResponse(answer, headers={"served-model-name": str(answer["served_model_name"])})
 
     async def health(request: Request) -> JSONResponse:
@@ -227,13 +291,15 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
         }
         return JSONResponse(body, status_code=200 if deployment is not None else 503)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/serving-endpoints/{name}/invocations", invocations, methods=["POST"]),
             Route("/health", health),
             Route("/ready", ready),
         ]
     )
+    app.add_middleware(BearerAuth, gateway=gateway)
+    return app
 
 
 def gateway_for(settings: Settings, endpoint_name: str = CHURN_ENDPOINT) -> Gateway:
@@ -245,6 +311,7 @@ def gateway_for(settings: Settings, endpoint_name: str = CHURN_ENDPOINT) -> Gate
         store=resources["online_store"],
         token=settings.serving_token,
         clock=settings.serving_clock,
+        max_body_bytes=settings.serving_max_body_bytes,
     )
 
 

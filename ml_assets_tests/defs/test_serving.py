@@ -215,22 +215,90 @@ def test_the_gateway_answers_every_invocation_format_and_rejects_bad_input_clear
         answer = client.post(INVOKE, content=body)
         assert answer.status_code == status, answer.text
         assert message in answer.json()["message"]
-    assert client.post("/serving-endpoints/other/invocations", json={}).status_code == 404
+    other = client.post("/serving-endpoints/other/invocations", json={})
+    assert other.status_code == 404 and other.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json()["served_entities"] == {"churn_classifier-1": 100}
 
 
-def test_with_a_token_set_invocations_need_the_bearer_token(ingested):
+def test_with_a_token_set_everything_but_health_needs_it_and_reveals_nothing(ingested):
     client, _ = client_for(ingested[0], ML_ASSETS_SERVING_TOKEN="s3cret")
     body = {"dataframe_records": [{"user_id": 7}]}
-    assert client.post(INVOKE, json=body).status_code == 401
-    assert (
-        client.post(INVOKE, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    )
-    assert (
-        client.post(INVOKE, json=body, headers={"Authorization": "Bearer s3cret"}).status_code
-        == 200
-    )
+    for method, path in [
+        ("POST", INVOKE),
+        ("GET", "/ready"),
+        ("POST", "/serving-endpoints/other/invocations"),
+        ("GET", "/no-such-page"),
+    ]:
+        answer = client.request(method, path, json=body)
+        assert answer.status_code == 401, path
+        assert answer.headers["WWW-Authenticate"] == "Bearer"
+        assert names.CHURN_ENDPOINT not in answer.text and "churn" not in answer.text
+    assert client.get("/health").json() == {"status": "ok"}
+    for header in ("Bearer s3cret", "bearer s3cret", "BEARER s3cret", " Bearer  s3cret "):
+        answer = client.post(INVOKE, json=body, headers={"Authorization": header})
+        assert answer.status_code == 200, header
+    for header in ("Bearer wrong", "Basic s3cret", "s3cret", "Bearers3cret", "Bearer s3cret x"):
+        answer = client.post(INVOKE, json=body, headers={"Authorization": header})
+        assert answer.status_code == 401, header
+    assert client.get("/ready", headers={"Authorization": "bearer s3cret"}).json()["ready"]
+
+
+def test_client_mistakes_are_400_naming_the_field_never_500(ingested):
+    client, _ = client_for(ingested[0])
+    cases = {
+        b'{"dataframe_records": [{"user_id": 1000000000000000000000000000000}]}': (
+            "user_id must be an integer from -9223372036854775808 to 9223372036854775807"
+        ),
+        json.dumps({"dataframe_records": [{"user_id": 2**63}]}).encode(): "9223372036854775807",
+        json.dumps({"dataframe_records": [{"user_id": 1e20}]}).encode(): "user_id must be",
+        json.dumps({"dataframe_records": [{"user_id": 7, "events_7d": [1]}]}).encode(): (
+            "events_7d must be a number"
+        ),
+        b'{"dataframe_split": {"columns": 3, "data": [[7]]}}': "dataframe_split.columns",
+        b'{"dataframe_split": {"columns": "user_id", "data": [[7]]}}': "dataframe_split.columns",
+        b"[" * 100_000 + b"]" * 100_000: "nested too deeply",
+        b'{"a":' * 50_000 + b"1" + b"}" * 50_000: "nested too deeply",
+    }
+    for body, message in cases.items():
+        answer = client.post(INVOKE, content=body)
+        assert answer.status_code == 400, (body[:60], answer.text)
+        assert message in answer.json()["message"], answer.json()
+
+
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_parsed(ingested):
+    client, gateway = client_for(ingested[0], ML_ASSETS_SERVING_MAX_BODY_BYTES="2048")
+    assert gateway.max_body_bytes == 2048
+    too_big = json.dumps(
+        {"dataframe_records": [{"user_id": 7, "plan_tier": "p" * 1000}] * 3}
+    ).encode()
+    declared = client.post(INVOKE, content=too_big)
+    assert declared.status_code == 413 and declared.json()["error_code"] == "REQUEST_TOO_LARGE"
+    assert "larger than 2048 bytes" in declared.json()["message"]
+
+    def chunks():  # no Content-Length: the limit is enforced while the body streams in
+        yield b'{"dataframe_records": ['
+        for _ in range(300):  # 4.5 kB
+            yield b'{"user_id": 7},'
+        yield b'{"user_id": 7}]}'
+
+    streamed = client.post(INVOKE, content=chunks())
+    assert streamed.status_code == 413
+    small = client.post(INVOKE, json={"dataframe_records": [{"user_id": 7}]})
+    assert small.status_code == 200
+
+
+def test_the_watcher_sees_a_rewrite_that_keeps_the_modification_time(home):
+    client, gateway = client_for(home)
+    path = config_path(home)
+    good = path.read_bytes()
+    path.write_bytes(b"{half a config")
+    stamp = path.stat().st_mtime_ns
+    assert not gateway.reload_if_changed() and "half a config" not in str(gateway.deployment)
+    assert gateway.last_error is not None
+    path.write_bytes(good)  # the writer finishes within the same clock tick
+    os.utime(path, ns=(stamp, stamp))
+    assert gateway.reload_if_changed() and gateway.last_error is None
 
 
 def test_a_bad_config_is_not_loaded_and_the_old_models_keep_serving(home, resources):

@@ -22,6 +22,9 @@ import pandas as pd
 from ml_assets.lib.serving.endpoint import Endpoint
 
 FORMATS = ("dataframe_records", "dataframe_split", "inputs")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+EXACT_FLOAT_INTEGERS = 2**53  # beyond this a float no longer names one integer
+MAX_STRING_CHARS = 1024  # a string override longer than this is refused
 
 
 class RequestError(ValueError):
@@ -32,11 +35,40 @@ class RequestError(ValueError):
         self.status = status
 
 
-def parse_invocation(body: bytes, *, max_rows: int) -> pd.DataFrame:
+def _refuse_constant(name: str) -> object:
+    raise RequestError(f"The body is not valid JSON: {name} is not a JSON value.")
+
+
+def _load_json(body: bytes) -> object:
+    """Strict JSON (no NaN or Infinity); every failure is the client's, so a RequestError."""
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(f"The body is not valid JSON: {exc}.") from exc
+        return json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise RequestError("The body is not valid JSON here: it is nested too deeply.") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit number
+        raise RequestError(f"The body is not valid JSON: {exc}.") from None
+
+
+def _columns(value: object) -> list[str]:
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(c, str) for c in value)
+        or len(set(value)) != len(value)
+    ):
+        raise RequestError(
+            "dataframe_split.columns must be a list of distinct column names (strings); "
+            f"found {_describe(value)}."
+        )
+    return value
+
+
+def _describe(value: object) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def parse_invocation(body: bytes, *, max_rows: int) -> pd.DataFrame:
+    payload = _load_json(body)
     if not isinstance(payload, dict):
         raise RequestError(
             f"Expected a JSON object with one of {list(FORMATS)}, found {type(payload).__name__}."
@@ -53,25 +85,27 @@ def parse_invocation(body: bytes, *, max_rows: int) -> pd.DataFrame:
     if kind == "dataframe_split":
         if not isinstance(value, dict) or not {"columns", "data"} <= set(value):
             raise RequestError("dataframe_split needs {'columns': [...], 'data': [[...], ...]}.")
+        columns = _columns(value["columns"])
         rows = value["data"]
         if not isinstance(rows, list) or any(
-            not isinstance(r, list) or len(r) != len(value["columns"]) for r in rows
+            not isinstance(r, list) or len(r) != len(columns) for r in rows
         ):
             raise RequestError(
-                f"dataframe_split.data must be a list of rows of {len(value['columns'])} values."
+                f"dataframe_split.data must be a list of rows of {len(columns)} values."
             )
         _check_size(len(rows), max_rows)
-        return pd.DataFrame(rows, columns=value["columns"])
+        return pd.DataFrame(rows, columns=columns, dtype=object)
     if kind == "inputs" and isinstance(value, dict):
         lengths = {len(v) if isinstance(v, list) else -1 for v in value.values()}
         if len(lengths) != 1 or -1 in lengths:
             raise RequestError("inputs as columns must map each column to a list of equal length.")
         _check_size(lengths.pop(), max_rows)
-        return pd.DataFrame(value)
+        return pd.DataFrame(value, dtype=object)
     if not isinstance(value, list) or any(not isinstance(r, dict) for r in value):
         raise RequestError(f"{kind} must be a list of records (objects).")
     _check_size(len(value), max_rows)
-    return pd.DataFrame.from_records(value)
+    columns = list(dict.fromkeys(k for record in value for k in record))
+    return pd.DataFrame([[r.get(c) for c in columns] for r in value], columns=columns, dtype=object)
 
 
 def _check_size(rows: int, max_rows: int) -> None:
@@ -85,20 +119,32 @@ def _check_size(rows: int, max_rows: int) -> None:
         )
 
 
-def _is_integer(value: object) -> bool:
-    """An integer (numpy's too, as pandas hands them out), or a float with no fraction."""
+def _is_missing(value: object) -> bool:
+    """JSON null (pandas may hand it out as NaN); never true of a list or an object."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _is_int64(value: object) -> bool:
+    """An integer in the signed 64-bit range, or a float that names exactly one such integer
+    (``7.0``); a bool is not an integer."""
     if isinstance(value, bool | np.bool_):
         return False
     if isinstance(value, numbers.Integral):
-        return True
-    return isinstance(value, numbers.Real) and float(value).is_integer()
+        return INT64_MIN <= int(value) <= INT64_MAX
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number.is_integer() and abs(number) <= EXACT_FLOAT_INTEGERS
+    return False
 
 
 def _is_number(value: object) -> bool:
-    """A finite number (NaN counts as missing); a bool is not a number."""
+    """A finite number that fits a double (NaN counts as missing); a bool is not a number."""
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         return False
-    return not math.isinf(float(value))
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer of hundreds of digits
+        return False
 
 
 def validate_rows(
@@ -119,24 +165,37 @@ def validate_rows(
     out = frame.copy()
     for key in (k for k in keys if k in frame.columns):
         values = frame[key]
-        bad = [i for i, v in enumerate(values) if not _is_integer(v)]
+        bad = [i for i, v in enumerate(values) if not _is_int64(v)]
         if bad:
-            problems.append(f"{key} must be an integer in every row; rows {bad[:5]} are not")
+            problems.append(
+                f"{key} must be an integer from {INT64_MIN} to {INT64_MAX} in every row; "
+                f"rows {bad[:5]} are not (first: {_describe(values.iloc[bad[0]])})"
+            )
         else:
-            out[key] = values.astype("int64")
+            out[key] = [int(v) for v in values]
+            out[key] = out[key].astype("int64")
     for column in (c for c in frame.columns if c in overridable):
         kind = overridable[column]
         values = frame[column]
         if kind == "double":
-            bad = [i for i, v in enumerate(values) if not pd.isna(v) and not _is_number(v)]
+            bad = [i for i, v in enumerate(values) if not _is_missing(v) and not _is_number(v)]
             if bad:
                 problems.append(f"{column} must be a number (or null); rows {bad[:5]} are not")
             else:
-                out[column] = pd.to_numeric(values).astype("float64")
+                out[column] = [np.nan if _is_missing(v) else float(v) for v in values]
+                out[column] = out[column].astype("float64")
         elif kind == "string":
-            bad = [i for i, v in enumerate(values) if not pd.isna(v) and not isinstance(v, str)]
+            bad = [i for i, v in enumerate(values) if not _is_missing(v) and not isinstance(v, str)]
             if bad:
                 problems.append(f"{column} must be a string (or null); rows {bad[:5]} are not")
+            long = [
+                i for i, v in enumerate(values) if isinstance(v, str) and len(v) > MAX_STRING_CHARS
+            ]
+            if long:
+                problems.append(
+                    f"{column} may hold at most {MAX_STRING_CHARS} characters; rows {long[:5]} "
+                    "hold more"
+                )
     if problems:
         raise RequestError("Invalid request: " + "; ".join(problems) + ".")
     return out
