@@ -21,7 +21,13 @@ from pathlib import Path
 import pyarrow as pa
 from pyspark.sql import types as T
 
-_IDENTIFIER = re.compile(r"^[a-z0-9_]{1,255}$")
+_IDENTIFIER = re.compile(r"[a-z0-9_]{1,255}")
+
+
+def is_identifier(name: object) -> bool:
+    """Lower-case letters, digits and underscores, the whole string (no trailing newline)."""
+    return isinstance(name, str) and _IDENTIFIER.fullmatch(name) is not None
+
 
 # Declared column types, by their Spark SQL name. Deliberately a small, explicit set: every
 # type here has one Spark type, one Arrow type for delta-rs, and one Delta type.
@@ -93,7 +99,7 @@ class TableId:
     def __post_init__(self) -> None:
         for part_name in ("catalog", "schema", "table"):
             part = getattr(self, part_name)
-            if not isinstance(part, str) or not _IDENTIFIER.match(part):
+            if not is_identifier(part):
                 raise InvalidTableNameError(
                     f"Invalid {part_name} name {part!r} in table "
                     f"'{self.catalog}.{self.schema}.{self.table}': expected 1-255 characters "
@@ -105,7 +111,7 @@ class TableId:
         """Parse ``catalog.schema.table``; upper-case letters are folded to lower case."""
         if not isinstance(name, str):
             raise InvalidTableNameError(f"Expected a table name string, found {type(name)}.")
-        parts = name.strip().lower().split(".")
+        parts = name.lower().split(".")
         if len(parts) != 3:
             raise InvalidTableNameError(
                 f"Invalid table name {name!r}: expected three dot-separated parts "
@@ -146,6 +152,13 @@ class TableSpec:
     column_index: Mapping[str, Column] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.name, str):  # "main.raw.events" is accepted and parsed
+            object.__setattr__(self, "name", TableId.parse(self.name))
+        elif not isinstance(self.name, TableId):
+            raise InvalidTableSpecError(
+                f"Invalid table spec: name must be a TableId or 'catalog.schema.table', "
+                f"found {type(self.name).__name__} {self.name!r}."
+            )
         problems: list[str] = []
         names = [c.name for c in self.columns]
         if not names:
@@ -154,7 +167,7 @@ class TableSpec:
         if dupes:
             problems.append(f"duplicate column names {dupes}")
         for c in self.columns:
-            if not _IDENTIFIER.match(c.name):
+            if not is_identifier(c.name):
                 problems.append(
                     f"column name {c.name!r} is not lower-case letters, digits and underscores"
                 )
@@ -283,7 +296,7 @@ def sql_quote_path(path: str | Path) -> str:
 
 def range_predicate(column: str, start: dt.date, end: dt.date) -> str:
     """An inclusive ``replaceWhere`` predicate on a date column."""
-    if not _IDENTIFIER.match(column):
+    if not is_identifier(column):
         raise ValueError(f"Invalid column name {column!r}.")
     if not (isinstance(start, dt.date) and isinstance(end, dt.date)):
         raise TypeError(f"Expected dates for the range, found {start!r} and {end!r}.")
@@ -306,7 +319,7 @@ def merge_sql(target: str, source_view: str, keys: Sequence[str], columns: Seque
     if not keys:
         raise ValueError("A merge needs at least one key column.")
     for name in (*keys, *columns, source_view):
-        if not _IDENTIFIER.match(name):
+        if not is_identifier(name):
             raise ValueError(f"Invalid identifier {name!r} in merge.")
     missing = [k for k in keys if k not in columns]
     if missing:

@@ -95,6 +95,7 @@ def test_one_contract_gives_the_schema_constraints_ceilings_defaults_and_descrip
             "is not_null but sets max_null_rate=0.5",
         ),
         ({"features": (Feature("x", "bigint", "X", window="a week"),)}, "expected days"),
+        ({"features": (Feature("x", "bigint", "X", window="7d\n"),)}, "expected days"),
         ({"name": "features.example"}, "expected three dot-separated parts"),
         ({"freshness_sla": dt.timedelta(0)}, "freshness_sla must be positive"),
         (

@@ -53,6 +53,9 @@ def test_table_names_map_to_warehouse_locations_and_fold_case():
         "main.raw.`x`",
         "main. raw.x",
         "main.raw.",
+        "main.raw\n.x",  # '$' in a regex accepts a trailing newline; a full match does not
+        "main.raw.x\n",
+        " main.raw.x",
     ],
 )
 def test_table_names_with_unsafe_or_missing_parts_are_refused(bad):
@@ -63,6 +66,26 @@ def test_table_names_with_unsafe_or_missing_parts_are_refused(bad):
 def test_path_traversal_through_a_constructed_name_is_refused():
     with pytest.raises(InvalidTableNameError, match="schema name '..'"):
         TableId("main", "..", "x")
+
+
+def test_a_spec_names_its_table_with_a_table_id_checked_at_construction():
+    assert TableSpec(name="main.raw.x", columns=(Column("id", "bigint"),)).name == TableId(
+        "main", "raw", "x"
+    )
+    with pytest.raises(InvalidTableNameError, match="three dot-separated parts"):
+        TableSpec(name="../../etc", columns=(Column("id", "bigint"),))
+    with pytest.raises(InvalidTableSpecError, match="name must be a TableId"):
+        TableSpec(name=["main", "raw", "x"], columns=(Column("id", "bigint"),))
+    with pytest.raises(InvalidTableSpecError, match=r"column name 'id\\n'"):
+        TableSpec(name="main.raw.x", columns=(Column("id\n", "bigint"),))
+
+
+@pytest.mark.parametrize("column", ["event_date\n", "event_date;", ""])
+def test_identifiers_in_sql_must_match_whole(column):
+    with pytest.raises(ValueError, match="Invalid column name"):
+        range_predicate(column, dt.date(2026, 1, 1), dt.date(2026, 1, 2))
+    with pytest.raises(ValueError, match="Invalid identifier"):
+        merge_sql("t", "source", [column or "x\n"], [column or "x\n"])
 
 
 def test_a_spec_with_unknown_dtype_duplicate_column_and_nullable_key_lists_every_problem():

@@ -21,10 +21,11 @@ from ml_assets.lib.lakehouse import SUPPORTED_DTYPES, Column, TableId, TableSpec
 
 NUMERIC_DTYPES = ("bigint", "int", "double")
 NULL_POLICIES = ("not_null", "nullable")
-_COMPARISON = re.compile(r"^(>=|>|<=|<)\s*(-?\d+(?:\.\d+)?)$")
-_INTERVAL = re.compile(r"^in\s*\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]$")
-_SET = re.compile(r"^in\s*(\{.*\})$")
-_WINDOW = re.compile(r"^[1-9]\d*d$")
+# matched with fullmatch: '$' would also accept a trailing newline
+_COMPARISON = re.compile(r"(>=|>|<=|<)\s*(-?\d+(?:\.\d+)?)")
+_INTERVAL = re.compile(r"in\s*\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]")
+_SET = re.compile(r"in\s*(\{.*\})")
+_WINDOW = re.compile(r"[1-9]\d*d")
 _CONSTRAINT_FORMS = "'>= 0' (or >, <=, <), 'in [0, 1]' or \"in {'a', 'b'}\""
 
 
@@ -66,7 +67,7 @@ class Feature:
             )
         if not self.description.strip():
             found.append(f"{where} needs a description")
-        if self.window is not None and not _WINDOW.match(self.window):
+        if self.window is not None and not _WINDOW.fullmatch(self.window):
             found.append(f"{where} has window {self.window!r}; expected days such as '7d'")
         if self.null_policy not in NULL_POLICIES:
             found.append(
@@ -114,18 +115,18 @@ def constraint_sql(column: str, dtype: str, constraint: str) -> str:
     text = constraint.strip()
     where = f"constraint {constraint!r} of feature {column!r}"
     numeric = dtype in NUMERIC_DTYPES
-    if m := _COMPARISON.match(text):
+    if m := _COMPARISON.fullmatch(text):
         if not numeric:
             raise ContractError(f"{where} compares numbers, but the feature is a {dtype}")
         return f"{column} {m.group(1)} {m.group(2)}"
-    if m := _INTERVAL.match(text):
+    if m := _INTERVAL.fullmatch(text):
         if not numeric:
             raise ContractError(f"{where} is an interval, but the feature is a {dtype}")
         low, high = float(m.group(1)), float(m.group(2))
         if low > high:
             raise ContractError(f"{where} has an empty interval ({low} > {high})")
         return f"{column} BETWEEN {m.group(1)} AND {m.group(2)}"
-    if m := _SET.match(text):
+    if m := _SET.fullmatch(text):
         try:
             values = ast.literal_eval(m.group(1))
         except (ValueError, SyntaxError) as exc:
