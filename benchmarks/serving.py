@@ -159,7 +159,8 @@ def main() -> None:
     args = parser.parse_args()
     settings = current_settings({**os.environ, "ML_ASSETS_HOME": args.home})
     resources = build_resources(settings)
-    store, tracking = resources["online_store"], resources["mlflow_tracking"]
+    store = resources["online_store"].process_config_and_initialize()  # resolves EnvVar
+    tracking = resources["mlflow_tracking"]
     user_ids = list(store.read_keys(user_activity.CONTRACT))
     if not user_ids:
         sys.exit(f"{args.home} has no online features: run `make run` first.")

@@ -19,6 +19,7 @@ from ml_assets.defs.features.assets import (
 )
 from ml_assets.defs.features.online import online_offline_consistent, online_user_features
 from ml_assets.defs.landing.assets import demo_source
+from ml_assets.defs.maintenance import build_maintenance, table_assets
 from ml_assets.defs.models.assets import churn_classifier
 from ml_assets.defs.monitoring.assets import (
     build_feature_drift,
@@ -52,24 +53,26 @@ from ml_assets.lib.source import SCALES
 def build_definitions(settings: Settings) -> dg.Definitions:
     days = daily_partitions(SCALES[settings.scale])
     jobs = build_jobs()
+    assets = [
+        demo_source,
+        raw_users,
+        build_raw_events(days),
+        *build_feature_assets(days),
+        user_profile_features,
+        online_user_features,
+        churn_labels,
+        churn_training_set,
+        churn_classifier,
+        churn_classifier_version,
+        churn_classifier_champion,
+        churn_endpoint_config,
+        churn_predictions,
+        build_feature_drift(days),
+        prediction_drift,
+    ]
+    maintenance_job, maintenance_schedule = build_maintenance(table_assets(assets))
     return dg.Definitions(
-        assets=[
-            demo_source,
-            raw_users,
-            build_raw_events(days),
-            *build_feature_assets(days),
-            user_profile_features,
-            online_user_features,
-            churn_labels,
-            churn_training_set,
-            churn_classifier,
-            churn_classifier_version,
-            churn_classifier_champion,
-            churn_endpoint_config,
-            churn_predictions,
-            build_feature_drift(days),
-            prediction_drift,
-        ],
+        assets=assets,
         asset_checks=[
             *build_raw_checks(),
             *build_feature_checks(),
@@ -81,8 +84,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             signatures_match_online_features,
             feature_drift_within_limits,
         ],
-        jobs=[*jobs, rollback_champion],
-        schedules=build_schedules(jobs),
+        jobs=[*jobs, rollback_champion, maintenance_job],
+        schedules=[*build_schedules(jobs), maintenance_schedule],
         sensors=[
             build_landed_events_sensor(days),
             endpoint_config_sensor,

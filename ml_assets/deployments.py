@@ -3,8 +3,10 @@
 ``ML_ASSETS_DEPLOYMENT`` (default ``local``) picks the row of the deployment table;
 ``ML_ASSETS_HOME`` is where all local state lives; ``ML_ASSETS_SPARK_REMOTE`` points the local
 deployment at an external Spark Connect server; ``ML_ASSETS_ONLINE_STORE_URL`` points the
-online store at PostgreSQL (default: SQLite under the home); ``ML_ASSETS_SCALE`` sizes the
-demo source; ``ML_ASSETS_SERVING_TOKEN`` and ``ML_ASSETS_SERVING_CLOCK`` configure the gateway.
+online store at PostgreSQL (default: SQLite under the home; bound as ``dg.EnvVar`` so its
+password never reaches Dagster's storage); ``ML_ASSETS_SCALE`` sizes the demo source;
+``ML_ASSETS_SERVING_TOKEN``, ``ML_ASSETS_SERVING_CLOCK`` and ``ML_ASSETS_SERVING_MAX_BODY_BYTES``
+configure the gateway.
 ``ML_ASSETS_INJECT_DRIFT_FROM`` (a date) and ``ML_ASSETS_INJECT_LEAKAGE=1`` make the demo source
 drift from that date, or leak the future through backdated plan downgrades (``make check
 CHECK_ARGS="--inject drift"`` uses them to show the checks failing).
@@ -16,9 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
+
+from ml_assets.lib.redact import redact_url
 from ml_assets.lib.source import SCALES
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets.resources.landing import DemoSource, LandingZone
@@ -42,8 +47,9 @@ class Settings:
     home: Path
     scale: str
     spark_remote: str | None = None
-    online_store_url: str | None = None  # default: SQLite under home
-    serving_token: str | None = None  # bearer token the gateway requires, if set
+    # secrets: left out of the repr, so printing the settings shows neither
+    online_store_url: str | None = field(default=None, repr=False)  # default: SQLite under home
+    serving_token: str | None = field(default=None, repr=False)  # the gateway's bearer token
     serving_clock: str = "data"  # request time: "data" (newest feature time) or "wall"
     serving_max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies are refused (413)
     inject_drift_from: str | None = None  # ISO date; demo source only
@@ -94,7 +100,7 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
     online = env.get("ML_ASSETS_ONLINE_STORE_URL") or None
     if online is not None and not online.startswith(("sqlite:", "postgresql")):
         raise DeploymentError(
-            f"ML_ASSETS_ONLINE_STORE_URL={online!r}; expected a SQLAlchemy URL, "
+            f"ML_ASSETS_ONLINE_STORE_URL={redact_url(online)!r}; expected a SQLAlchemy URL, "
             "'sqlite:///path/online.db' or 'postgresql+psycopg://user@host:port/db'."
         )
     clock = env.get("ML_ASSETS_SERVING_CLOCK", "data")
@@ -134,6 +140,23 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
+ONLINE_STORE_URL_ENV = "ML_ASSETS_ONLINE_STORE_URL"
+
+
+def _online_store(settings: Settings) -> SqlOnlineStore:
+    """A URL given in the environment may carry a password: it is bound as ``dg.EnvVar``, so
+    Dagster stores the variable's name in its run storage and UI, never the value."""
+    if settings.online_store_url is None:
+        return SqlOnlineStore(database_url=settings.online_store)  # a file under home
+    if os.environ.get(ONLINE_STORE_URL_ENV) != settings.online_store_url:
+        raise DeploymentError(
+            f"The online store URL {redact_url(settings.online_store_url)!r} is not the value "
+            f"of {ONLINE_STORE_URL_ENV} in this process's environment. It is bound from that "
+            "variable so that its password is never stored: set it there."
+        )
+    return SqlOnlineStore(database_url=dg.EnvVar(ONLINE_STORE_URL_ENV))
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     """The deployment table: resource key -> implementation for this deployment."""
     spark: SparkResource = (
@@ -151,7 +174,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             backdated_downgrades=settings.inject_leakage,
         ),
         "mlflow_tracking": LocalMlflow(home=str(settings.home)),
-        "online_store": SqlOnlineStore(database_url=settings.online_store),
+        "online_store": _online_store(settings),
         "endpoint_configs": LocalEndpointConfigs(directory=str(settings.serving_dir)),
         "reports": LocalReports(directory=str(settings.reports_dir)),
     }

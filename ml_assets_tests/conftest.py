@@ -5,6 +5,7 @@ from pyspark.sql import SparkSession
 
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets.resources.spark import EmbeddedSailSpark
+from ml_assets_tests import postgres
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +17,16 @@ def spark_resource() -> EmbeddedSailSpark:
 def spark(spark_resource: EmbeddedSailSpark) -> SparkSession:
     """The process's embedded Sail session, shared by every test (started once)."""
     return spark_resource.get_session()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server (trust authentication: any password is accepted)."""
+    try:
+        with postgres.start() as url:
+            yield url
+    except postgres.PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server for this test: {exc}")
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import shutil
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -40,6 +42,21 @@ from ml_assets.lib.lakehouse import (
 from ml_assets.resources.spark import SparkResource
 
 TableRef = TableSpec | TableId | str
+DEFAULT_RETENTION_HOURS = 168  # Delta's default deleted-file retention: 7 days
+# a file the local object store writes before renaming it into place: ``part-....parquet#1``
+_HALF_WRITTEN = re.compile(r"#\d+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class VacuumResult:
+    table: str
+    files_deleted: int
+    bytes_freed: int
+    version: int  # the table's version after the vacuum
+
+
+class RetentionTooShortError(ValueError):
+    """A vacuum retention below the default, not explicitly allowed."""
 
 
 class TableNotFoundError(LookupError):
@@ -115,6 +132,15 @@ class Lakehouse(dg.ConfigurableResource, ABC):
     def exists(self, table: TableRef) -> bool:
         return self.version(table) is not None
 
+    @abstractmethod
+    def vacuum(
+        self, table: TableRef, retention_hours: int, *, allow_short_retention: bool = False
+    ) -> VacuumResult:
+        """Delete the table's files that no version within ``retention_hours`` needs: files
+        removed by later commits, and files no commit ever referenced (left by a write that
+        was killed before it committed). Time travel to versions older than the retention
+        stops working, as with ``VACUUM`` on Databricks."""
+
 
 class LocalDeltaLakehouse(Lakehouse):
     """Delta tables under ``<warehouse_dir>/<catalog>/<schema>/<table>``."""
@@ -157,6 +183,53 @@ class LocalDeltaLakehouse(Lakehouse):
 
     def schema(self, table: TableRef) -> T.StructType:
         return T.StructType.fromJson(json.loads(self._require(table).schema().to_json()))
+
+    def vacuum(
+        self, table: TableRef, retention_hours: int, *, allow_short_retention: bool = False
+    ) -> VacuumResult:
+        if retention_hours < 0:
+            raise ValueError(f"retention_hours must be >= 0, got {retention_hours}.")
+        if retention_hours < DEFAULT_RETENTION_HOURS and not allow_short_retention:
+            raise RetentionTooShortError(
+                f"A retention of {retention_hours} h is below Delta's default of "
+                f"{DEFAULT_RETENTION_HOURS} h: a reader of an older version, or a write still "
+                "in progress, could lose its files. Allow it explicitly (allow_short_retention) "
+                "only when nothing reads or writes the table meanwhile."
+            )
+        delta = self._require(table)
+        root = Path(self._path(table))
+        options = {
+            "retention_hours": retention_hours,
+            "enforce_retention_duration": not allow_short_retention,
+            "full": True,  # also the files no commit references (killed writes)
+        }
+        doomed = [root / f for f in delta.vacuum(dry_run=True, **options)]
+        # delta-rs leaves the half-written files a killed writer had not renamed into place yet
+        cutoff = time.time() - retention_hours * 3600
+        half_written = [
+            p
+            for p in root.rglob("*")
+            if _HALF_WRITTEN.search(p.name)
+            and "_delta_log" not in p.relative_to(root).parts
+            and p.is_file()
+            and p.stat().st_mtime < cutoff
+        ]
+        freed = sum(p.stat().st_size for p in doomed + half_written if p.exists())
+        deleted = len(delta.vacuum(dry_run=False, **options)) if doomed else 0
+        for path in half_written:
+            path.unlink(missing_ok=True)
+        return VacuumResult(
+            str(_table_id(table)),
+            deleted + len(half_written),
+            freed,
+            DeltaTable(str(root)).version(),
+        )
+
+    def stale_checkpoints(self, older_than: dt.timedelta) -> list[Path]:
+        """Checkpoint folders a killed run left behind (a live run removes its own)."""
+        base = Path(self.warehouse_dir) / "_checkpoints"
+        cutoff = dt.datetime.now(dt.UTC).timestamp() - older_than.total_seconds()
+        return [p for p in base.glob("*") if p.is_dir() and p.stat().st_mtime < cutoff]
 
     @contextmanager
     def checkpoint(self, df: DataFrame) -> Iterator[DataFrame]:

@@ -11,18 +11,8 @@ import pytest
 from ml_assets.lib.features import user_profile
 from ml_assets.lib.serving.online import online_frame
 from ml_assets.resources.online_store import SqlOnlineStore
-from ml_assets_tests import postgres
 
 CONTRACT = user_profile.CONTRACT
-
-
-@pytest.fixture(scope="session")
-def postgres_url():
-    try:
-        with postgres.start() as url:
-            yield url
-    except postgres.PostgresUnavailable as exc:
-        pytest.skip(f"no PostgreSQL server for this test: {exc}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
