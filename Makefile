@@ -18,7 +18,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: setup run test check ui mlflow-ui serve lint lock clean
+.PHONY: setup run test soak check ui mlflow-ui serve lint lock clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The gateway soak and abuse tests alone (also part of `make test`), with their figures.
+soak: $(STAMP)
+	$(PY) -m pytest -m soak -s $(PYTEST_ARGS)
 
 # Asset checks as a CI gate: the whole graph on the tiny scale in a temporary home; a table of
 # every check, JUnit XML, and a non-zero exit when an ERROR check or a step failed.

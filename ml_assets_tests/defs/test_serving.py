@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -22,7 +19,7 @@ from starlette.testclient import TestClient
 from ml_assets import names
 from ml_assets.defs.registry.assets import churn_classifier_version
 from ml_assets.defs.serving.assets import churn_endpoint_config, churn_predictions
-from ml_assets.deployments import REPO_ROOT, current_settings
+from ml_assets.deployments import current_settings
 from ml_assets.gateway import build_app, gateway_for
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.serving.batch import PREDICTIONS
@@ -33,6 +30,7 @@ from ml_assets_tests.defs.conftest import (
     materialization_metadata,
     tiny_settings,
 )
+from ml_assets_tests.gateway_process import get_json, running_gateway
 
 CONFIG = "serving/churn_endpoint_config"
 INVOKE = f"/serving-endpoints/{names.CHURN_ENDPOINT}/invocations"
@@ -326,17 +324,6 @@ def test_a_bad_config_is_not_loaded_and_the_old_models_keep_serving(home, resour
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(port: int, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
-        return json.loads(answer.read())
-
-
 def _invoke(port: int, user_id: int) -> tuple[int, dict]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{INVOKE}",
@@ -353,27 +340,8 @@ def _invoke(port: int, user_id: int) -> tuple[int, dict]:
 def test_make_serve_answers_over_http_and_reloads_a_new_config_without_dropping_requests(
     home, resources
 ):
-    port = _free_port()
-    env = {**os.environ, "ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": "tiny"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ml_assets.gateway", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if _get(port, "/ready")["ready"]:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                pytest.fail(f"the gateway did not become ready: {server.stdout.read1().decode()}")
-            time.sleep(0.5)
+    with running_gateway(home) as gateway:
+        port = gateway.port
         assert _invoke(port, 7) == (200, _invoke(port, 7)[1])
         assert _invoke(port, 7)[1]["served_model_name"] == "churn_classifier-1"
 
@@ -390,7 +358,7 @@ def test_make_serve_answers_over_http_and_reloads_a_new_config_without_dropping_
             materialize(home, resources, [churn_classifier_version])
             materialize(home, resources, [churn_endpoint_config])
             deadline = time.monotonic() + 60
-            while set(_get(port, "/ready")["served_entities"]) != {
+            while set(get_json(port, "/ready")["served_entities"]) != {
                 "churn_classifier-1",
                 "churn_classifier-2",
             }:
@@ -401,9 +369,6 @@ def test_make_serve_answers_over_http_and_reloads_a_new_config_without_dropping_
             done.set()
             asker.join(timeout=60)
         assert len(statuses) > 20 and set(statuses) == {200}  # none dropped during the reload
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_settings_refuse_an_unknown_clock(tmp_path):
