@@ -37,9 +37,10 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m ml_assets.run
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not soak" $(PYTEST_ARGS)
 
-# The gateway soak and abuse tests alone (also part of `make test`), with their figures.
+# The gateway under load and abuse (pytest marker `soak`, about 2 min; CI runs it after the
+# suite), printing its figures.
 soak: $(STAMP)
 	$(PY) -m pytest -m soak -s $(PYTEST_ARGS)
 

@@ -1,5 +1,5 @@
-"""The real gateway process under load and abuse (marked ``soak``; ``make soak`` runs these
-alone, ``make test`` and CI run them with the rest).
+"""The real gateway process under load and abuse (marked ``soak``: ``make soak`` runs these,
+``make test`` leaves them out, CI runs both).
 
 - 10,000 requests at concurrency 8 on 127.0.0.1 while the config file is replaced by garbage,
   an empty file, a config naming a model version that does not exist, and a valid canary

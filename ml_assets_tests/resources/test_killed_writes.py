@@ -17,7 +17,7 @@ from ml_assets_tests.resources.killed_writer import SPEC, rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INITIAL_ROWS = 200_000
-WRITE_ROWS = 6_000_000
+WRITE_ROWS = 3_000_000
 
 
 def _data_files(table_dir: Path) -> set[Path]:
