@@ -115,7 +115,7 @@ class LandingZone(dg.ConfigurableResource):
                     )
                 )
         if repaired:
-            parts.append(_decoded(spark, repaired, listing.root))
+            parts.append(_decoded(spark, repaired))
         lines = parts[0] if parts else spark.createDataFrame([], LINES_SCHEMA)
         for part in parts[1:]:
             lines = lines.unionByName(part)
@@ -127,7 +127,7 @@ class LandingZone(dg.ConfigurableResource):
         )
 
 
-def _decoded(spark: SparkSession, paths: list[Path], root: Path) -> DataFrame:
+def _decoded(spark: SparkSession, paths: list[Path]) -> DataFrame:
     """The lines of files that are not clean UTF-8, decoded here and sent to Spark."""
     values, days, invalid = [], [], []
     for path in paths:
