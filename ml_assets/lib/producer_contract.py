@@ -34,7 +34,7 @@ _COULD_BE_COERCED = r"^(-?[0-9]|true$|false$|[\[{])"
 
 PARSED = "_parsed"  # struct of the known fields with their contract types
 RAW_TEXT = "_raw"  # struct of the numeric fields as text: given or not, whatever the type
-KEYS = "_keys"  # top-level keys of the object, in order, duplicates included
+FIELDS = "_fields"  # the object as a map: one entry per distinct top-level key
 UNKNOWN_FIELDS = "unknown_fields"
 LINE_REASONS = ("invalid_encoding", "malformed_json", "duplicate_field")
 
@@ -105,8 +105,10 @@ def parse(lines: DataFrame, contract: ProducerContract) -> DataFrame:
     """Add the parsed fields to ``lines`` (``value``, ``landing_date``, ``invalid_encoding``).
 
     Each line is parsed by Spark's JSON reader into the contract's types (strict for numbers),
-    numeric fields also as text (to tell "absent" from "wrong type"), and its top-level keys
-    (for duplicate and unknown fields). The typed value of each field is a column of its name.
+    numeric fields also as text (to tell "absent" from "wrong type"), and as a map of its
+    top-level fields (malformed lines, unknown fields). The typed value of each field is a
+    column of its name. Only functions that run on every engine lane are used (Sail's
+    ``json_object_keys`` does not run on a Sail cluster's workers).
     """
     typed = ", ".join(f"{f.name} {f.spark_type}" for f in contract.fields)
     numeric = [f.name for f in contract.fields if f.json_type != "string"]
@@ -117,16 +119,28 @@ def parse(lines: DataFrame, contract: ProducerContract) -> DataFrame:
         F.col("landing_date").cast("date").alias("landing_date"),
         F.col("invalid_encoding"),
         # a map is the strictest of Spark's JSON readers: null for anything but one object
-        # (trailing text, a number out of range, an array); the struct readers are not.
-        F.from_json("value", "map<string,string>").isNull().alias("_malformed"),
+        # (trailing text, a number out of range, an array); the struct readers are not. It
+        # keeps one entry per distinct key.
+        F.from_json("value", "map<string,string>").alias(FIELDS),
         F.from_json("value", typed).alias(PARSED),
         F.from_json("value", raw).alias(RAW_TEXT),
-        F.expr("json_object_keys(value)").alias(KEYS),
     ).select(
         "*",
         *[F.col(f"{PARSED}.{f.name}").alias(f.name) for f in contract.fields],
-        F.array_except(F.col(KEYS), known).alias(UNKNOWN_FIELDS),
+        F.coalesce(
+            F.array_except(F.map_keys(FIELDS), known), F.array().cast("array<string>")
+        ).alias(UNKNOWN_FIELDS),
     )
+
+
+def _duplicate_key() -> SparkColumn:
+    """The object names a key twice. Every top-level member shows in the text as a quote
+    followed by a colon, so a line with no more of those than distinct keys has no duplicate;
+    only the others (nested objects, quotes in strings) are asked of the exact, slower
+    variant parser, which refuses duplicate keys."""
+    members_at_most = F.regexp_count("value", F.lit(r'"\s*:'))
+    exact = F.try_parse_json("value").isNull()
+    return F.when(members_at_most > F.size(FIELDS), exact).otherwise(F.lit(False))
 
 
 def _given(f: Field) -> SparkColumn:
@@ -148,11 +162,10 @@ def field_failures(contract: ProducerContract) -> list[tuple[SparkColumn, str]]:
 
     The rules read the parsed struct, so callers may replace the typed columns (a timestamp
     string by its parsed timestamp, say) before judging."""
-    keys = F.col(KEYS)
     checks: list[tuple[SparkColumn, str]] = [
         (F.col("invalid_encoding"), "invalid_encoding"),
-        (F.col("_malformed") | keys.isNull(), "malformed_json"),
-        (F.size(keys) != F.size(F.array_distinct(keys)), "duplicate_field"),
+        (F.col(FIELDS).isNull(), "malformed_json"),
+        (_duplicate_key(), "duplicate_field"),
     ]
     for f in contract.fields:
         value = F.col(f"{PARSED}.{f.name}")
@@ -177,7 +190,7 @@ def field_failures(contract: ProducerContract) -> list[tuple[SparkColumn, str]]:
 
 
 def drop_parsing_columns(judged: DataFrame) -> DataFrame:
-    return judged.drop("_malformed", PARSED, RAW_TEXT, KEYS)
+    return judged.drop(FIELDS, PARSED, RAW_TEXT)
 
 
 def unknown_field_counts(classified: DataFrame, limit: int = 20) -> dict[str, int]:
