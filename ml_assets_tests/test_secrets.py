@@ -37,6 +37,7 @@ def _files_holding(root: Path, needles: list[str]) -> list[str]:
     return found
 
 
+@pytest.mark.abuse  # a whole run of the tiny graph (~90 s): `make abuse`, after the suite in CI
 def test_the_password_and_the_token_are_in_no_store_log_or_error(
     tmp_path, monkeypatch, postgres_url, caplog, capfd
 ):

@@ -1,4 +1,4 @@
-"""The real gateway process under load and abuse (marked ``soak``: ``make soak`` runs these,
+"""The real gateway process under load and abuse (marked ``abuse``: ``make abuse`` runs these,
 ``make test`` leaves them out, CI runs both).
 
 - 10,000 requests at concurrency 8 on 127.0.0.1 while the config file is replaced by garbage,
@@ -25,7 +25,7 @@ from ml_assets.defs.serving.assets import churn_endpoint_config
 from ml_assets_tests.defs.conftest import instance_at
 from ml_assets_tests.gateway_process import get_json, running_gateway
 
-pytestmark = pytest.mark.soak
+pytestmark = pytest.mark.abuse
 
 INVOKE = f"/serving-endpoints/{names.CHURN_ENDPOINT}/invocations"
 REQUESTS, CONCURRENCY = 10_000, 8
