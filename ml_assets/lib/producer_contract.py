@@ -17,6 +17,7 @@ order: ``missing_<field>`` (absent or null when required; the name can be overri
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,6 +38,7 @@ RAW_TEXT = "_raw"  # struct of the numeric fields as text: given or not, whateve
 FIELDS = "_fields"  # the object as a map: one entry per distinct top-level key
 UNKNOWN_FIELDS = "unknown_fields"
 LINE_REASONS = ("invalid_encoding", "malformed_json", "duplicate_field")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ class Field:
     missing_reason: str | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _FIELD_NAME.fullmatch(self.name):
+            raise ValueError(  # it is spliced into a schema string and a JSON path
+                f"Field name {self.name!r}: expected letters, digits and underscores."
+            )
         if self.json_type not in SPARK_TYPES:
             raise ValueError(
                 f"Field {self.name!r}: json_type must be one of {list(SPARK_TYPES)}, "

@@ -137,6 +137,8 @@ def test_the_contracts_declare_every_reason_they_give():
         Field("user_id", "integer", allowed=("1",))
     with pytest.raises(ValueError, match="json_type must be one of"):
         Field("user_id", "int")
+    with pytest.raises(ValueError, match="expected letters, digits and underscores"):
+        Field("user_id') as x, ('", "string")
 
 
 def test_valid_lines_are_kept_with_types_and_late_ones_go_to_their_event_date(spark):
