@@ -18,7 +18,8 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: setup run test abuse check ui mlflow-ui serve lint lock clean
+.PHONY: setup run test abuse lanes check lanes-compare spark-up spark-down spark-status ui \
+	mlflow-ui serve lint lock clean
 
 setup: $(STAMP)
 
@@ -37,7 +38,13 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m ml_assets.run
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not abuse" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not abuse and not lanes" $(PYTEST_ARGS)
+
+# The engine lanes (pytest marker `lanes`): the lakehouse contract on sail-cluster, on a local
+# Apache Spark 4.2 + Delta cluster (started and stopped by the tests) and its catalog tables,
+# the spark lane's start/stop/bad-input tests, and a comparison of two lanes' whole runs.
+lanes: $(STAMP)
+	$(PY) -m pytest -m lanes $(PYTEST_ARGS)
 
 # End-to-end abuse tests (pytest marker `abuse`, about 5 min; CI runs them after the suite):
 # the gateway process under load with its config replaced mid-load, 56 MB bodies, and a whole
@@ -47,8 +54,27 @@ abuse: $(STAMP)
 
 # Asset checks as a CI gate: the whole graph on the tiny scale in a temporary home; a table of
 # every check, JUnit XML, and a non-zero exit when an ERROR check or a step failed.
+# ENGINE=sail|sail-cluster|spark picks the engine lane (default: ML_ASSETS_ENGINE, else sail);
+# the spark lane's cluster is started if it is not running, and stopped afterwards if so.
+# Each lane writes test-results/lane-<engine>.json; `make lanes-compare` compares them.
 check: $(STAMP)
-	$(PY) -m ml_assets.check --junit test-results/asset-checks.xml $(CHECK_ARGS)
+	$(if $(ENGINE),ML_ASSETS_ENGINE=$(ENGINE)) $(PY) -m ml_assets.check \
+		--junit test-results/asset-checks$(if $(ENGINE),-$(ENGINE)).xml $(CHECK_ARGS)
+
+lanes-compare: $(STAMP)
+	$(PY) -m ml_assets.lanes compare $(sort $(wildcard test-results/lane-*.json))
+
+# The spark lane by hand: a local Apache Spark 4.2 + Delta cluster on 127.0.0.1 (a master, two
+# workers and a Spark Connect server on sc://127.0.0.1:15102); its Delta jars are fetched once
+# into .engines/jars. Then e.g. `ML_ASSETS_ENGINE=spark make run`, or `make ui` with it.
+spark-up: $(STAMP)
+	$(PY) -m ml_assets.engines spark up
+
+spark-down: $(STAMP)
+	$(PY) -m ml_assets.engines spark down
+
+spark-status: $(STAMP)
+	$(PY) -m ml_assets.engines spark status
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)

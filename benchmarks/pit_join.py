@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/pit_join.py [--sizes 100000x1000000 1000000x10000000]
                                             [--entities 100000] [--home .ml_assets]
+                                            [--engines sail sail-cluster spark]
+
+``--engines`` runs the project's join on each engine lane in turn (the spark lane's local
+cluster is started when it is not running, and stopped afterwards if so), each beside the same
+DuckDB run, and reports the peak resident memory of each lane's processes.
 
 Every engine reads the same parquet files, joins and writes parquet, in one run, with a 30-day
 lookback and without one (where a range join would blow up); the outputs are compared row by
@@ -24,10 +29,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from ml_assets.deployments import current_settings, spark_resource
+from ml_assets.lanes import engine_lane
 from ml_assets.lib.features import user_activity, user_daily_activity
 from ml_assets.lib.training_sets import point_in_time_join
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
-from ml_assets.resources.spark import EmbeddedSailSpark
 
 DAY_S = 86_400
 LOOKBACK = dt.timedelta(days=30)
@@ -57,7 +63,7 @@ def make_data(root: Path, n_spine: int, n_features: int, n_entities: int) -> Non
     spine.to_parquet(root / "spine.parquet", index=False)
 
 
-def run_sail(spark, root: Path, lookback: dt.timedelta | None) -> float:
+def run_project(spark, root: Path, lookback: dt.timedelta | None) -> float:
     started = time.perf_counter()
     joined = point_in_time_join(
         spark.read.parquet(str(root / "spine.parquet")),
@@ -67,7 +73,7 @@ def run_sail(spark, root: Path, lookback: dt.timedelta | None) -> float:
         feature_timestamp_key="feature_ts",
         lookback_window=lookback,
     )
-    joined.write.mode("overwrite").parquet(str(root / "out_sail"))
+    joined.write.mode("overwrite").parquet(str(root / "out_project"))
     return time.perf_counter() - started
 
 
@@ -117,28 +123,45 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_agreement(root: Path, n_spine: int) -> None:
-    sail = _sorted(pd.read_parquet(root / "out_sail"))
+    sail = _sorted(pd.read_parquet(root / "out_project"))
     for other in ("out_duckdb.parquet", "out_pandas.parquet"):
         theirs = _sorted(pd.read_parquet(root / other))
         assert len(sail) == len(theirs) == n_spine, (other, len(sail), len(theirs))
         pd.testing.assert_frame_equal(sail, theirs, check_dtype=False)
 
 
-def benchmark_join(spark, n_spine: int, n_features: int, n_entities: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+def benchmark_join(
+    engine: str, spark, n_spine: int, n_features: int, n_entities: int, data_dir: Path
+) -> None:
+    root = data_dir / f"{n_spine}x{n_features}"
+    if not root.exists():
+        root.mkdir()
         make_data(root, n_spine, n_features, n_entities)
-        print(f"\n{n_spine:,} spine rows x {n_features:,} feature rows, {n_entities:,} entities")
-        for label, lookback in (("30-day lookback", LOOKBACK), ("no lookback", None)):
-            sail_s = run_sail(spark, root, lookback)
-            duck_s = run_duckdb(root, lookback)
-            pandas_s = run_pandas(root, lookback)
-            check_agreement(root, n_spine)
-            print(
-                f"  {label:16s} sail {sail_s:5.1f} s  duckdb {duck_s:5.1f} s  "
-                f"pandas {pandas_s:5.1f} s  | sail/duckdb {sail_s / duck_s:4.2f}  "
-                f"sail/pandas {sail_s / pandas_s:4.2f}  (results agree)"
-            )
+    print(f"\n{n_spine:,} spine rows x {n_features:,} feature rows, {n_entities:,} entities")
+    for label, lookback in (("30-day lookback", LOOKBACK), ("no lookback", None)):
+        ours = run_project(spark, root, lookback)
+        duck_s = run_duckdb(root, lookback)
+        pandas_s = run_pandas(root, lookback)
+        check_agreement(root, n_spine)
+        print(
+            f"  {label:16s} {engine} {ours:5.1f} s  duckdb {duck_s:5.1f} s  "
+            f"pandas {pandas_s:5.1f} s  | {engine}/duckdb {ours / duck_s:4.2f}  "
+            f"{engine}/pandas {ours / pandas_s:4.2f}  (results agree)"
+        )
+
+
+def peak_rss_mib(pids: list[int]) -> float:
+    """The summed peak resident memory (VmHWM) of processes (Linux; 0 elsewhere)."""
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+    return total / 1024
 
 
 def benchmark_user_activity(spark_resource, home: Path) -> None:
@@ -168,14 +191,33 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["100000x1000000", "1000000x10000000"])
     parser.add_argument("--entities", type=int, default=100_000)
     parser.add_argument("--home", default=os.environ.get("ML_ASSETS_HOME", ".ml_assets"))
+    parser.add_argument("--engines", nargs="+", default=["sail"])
     args = parser.parse_args()
-    spark_resource = EmbeddedSailSpark()
-    spark = spark_resource.get_session()
-    spark.range(1).count()
-    for size in args.sizes:
-        n_spine, n_features = (int(x) for x in size.split("x"))
-        benchmark_join(spark, n_spine, n_features, args.entities)
-    benchmark_user_activity(spark_resource, Path(args.home))
+    with tempfile.TemporaryDirectory() as data_dir:
+        for engine in args.engines:
+            settings = current_settings({**os.environ, "ML_ASSETS_ENGINE": engine})
+            with engine_lane(settings):
+                resource = spark_resource(settings)
+                spark = resource.get_session()
+                spark.range(1).count()
+                print(f"\n== engine {engine}")
+                for size in args.sizes:
+                    n_spine, n_features = (int(x) for x in size.split("x"))
+                    benchmark_join(
+                        engine, spark, n_spine, n_features, args.entities, Path(data_dir)
+                    )
+                if engine == "spark":
+                    from ml_assets.engines.spark_cluster import SparkCluster
+
+                    pids = [p.pid for p in SparkCluster(settings.spark_cluster).processes()]
+                    print(f"  peak RSS of the spark lane's JVMs: {peak_rss_mib(pids):,.0f} MiB")
+                else:
+                    print(
+                        f"  peak RSS of this process (engine in process): "
+                        f"{peak_rss_mib([os.getpid()]):,.0f} MiB"
+                    )
+                if engine == args.engines[0]:
+                    benchmark_user_activity(resource, Path(args.home))
 
 
 if __name__ == "__main__":

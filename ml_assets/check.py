@@ -7,6 +7,13 @@ failed or a step failed (a promotion gate refusing a model fails its step).
 
     python -m ml_assets.check [--junit test-results/asset-checks.xml] [--config run.yaml]
                               [--home DIR] [--scale tiny] [--inject drift|leakage]
+                              [--fingerprint test-results/lane-<engine>.json]
+
+The engine lane is ``ML_ASSETS_ENGINE`` (``make check ENGINE=sail|sail-cluster|spark``); the
+``spark`` lane's local cluster is started when it is not running and stopped afterwards. The
+report and the JUnit properties name the engine, and the lane's fingerprint (checks, row counts
+and content digests of every table, the training set's hash) is written for
+``python -m ml_assets.lanes compare``.
 
 ``--config`` is run config as the Dagster launchpad takes it (YAML or JSON), e.g. to tighten a
 threshold: ``{"ops": {"models__churn_classifier": {"config": {"min_test_roc_auc": 0.9}}}}``.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shutil
 import sys
@@ -30,7 +38,8 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from ml_assets.deployments import current_settings
+from ml_assets.deployments import build_resources, current_settings
+from ml_assets.lanes import engine_lane, fingerprint
 from ml_assets.lib.source import SCALES
 from ml_assets.reporting import check_rows, failed_steps, format_table, run_check_results
 from ml_assets.run import run_main_job
@@ -47,11 +56,14 @@ INJECTIONS = {
 
 
 def junit(
-    checks: list[dg.AssetCheckEvaluation], steps: dict[str, str], seconds: float
+    checks: list[dg.AssetCheckEvaluation],
+    steps: dict[str, str],
+    seconds: float,
+    properties: dict[str, str] | None = None,
 ) -> ET.Element:
     suite = ET.Element(
         "testsuite",
-        name="asset_checks",
+        name=f"asset_checks[{properties['engine']}]" if properties else "asset_checks",
         tests=str(len(checks) + len(steps)),
         failures=str(
             sum(not c.passed and c.severity == dg.AssetCheckSeverity.ERROR for c in checks)
@@ -59,6 +71,10 @@ def junit(
         ),
         time=f"{seconds:.1f}",
     )
+    if properties:
+        props = ET.SubElement(suite, "properties")
+        for name, value in properties.items():
+            ET.SubElement(props, "property", name=name, value=value)
     for check in sorted(checks, key=lambda c: (c.asset_key.to_user_string(), c.check_name)):
         case = ET.SubElement(
             suite, "testcase", classname=check.asset_key.to_user_string(), name=check.check_name
@@ -92,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         help="make the demo source bad, to see the checks fail: 'drift' (sessions thinned "
         "from two weeks before the calendar ends) or 'leakage' (backdated plan downgrades)",
     )
+    parser.add_argument(
+        "--fingerprint",
+        help="where to write the lane's fingerprint (default test-results/lane-<engine>.json)",
+    )
     args = parser.parse_args(argv)
     home = Path(args.home or tempfile.mkdtemp(prefix="ml_assets_check_"))
     environ = {**os.environ, "ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": args.scale}
@@ -100,12 +120,20 @@ def main(argv: list[str] | None = None) -> int:
     settings = current_settings(environ)
     run_config = yaml.safe_load(Path(args.config).read_text()) if args.config else None
     injected = f" injected={','.join(args.inject)}" if args.inject else ""
-    print(f"make check: scale={settings.scale} home={settings.home}{injected}")
-    started = time.perf_counter()
-    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
-    with dg.DagsterInstance.local_temp(str(home / "dagster_home")) as instance:
-        result = run_main_job(settings, instance, run_config)
-    seconds = time.perf_counter() - started
+    print(
+        f"make check: engine={settings.engine} scale={settings.scale} home={settings.home}"
+        f"{injected}"
+    )
+    with engine_lane(settings) as remote:
+        started = time.perf_counter()
+        (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+        with dg.DagsterInstance.local_temp(str(home / "dagster_home")) as instance:
+            result = run_main_job(settings, instance, run_config)
+        seconds = time.perf_counter() - started
+        lane = fingerprint(settings, result, build_resources(settings)["lakehouse"], seconds)
+    fingerprint_path = Path(args.fingerprint or f"test-results/lane-{settings.engine}.json")
+    fingerprint_path.parent.mkdir(parents=True, exist_ok=True)
+    fingerprint_path.write_text(json.dumps(lane, indent=1, default=str) + "\n")
     checks = run_check_results(result)
     steps = failed_steps(result)
     print()
@@ -114,7 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     warned = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN]
     junit_path = Path(args.junit)
     junit_path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(junit(checks, steps, seconds)).write(
+    properties = {
+        "engine": settings.engine,
+        "spark_remote": remote or "embedded",
+        "scale": settings.scale,
+        "seconds": f"{seconds:.1f}",
+    }
+    ET.ElementTree(junit(checks, steps, seconds, properties)).write(
         junit_path, encoding="utf-8", xml_declaration=True
     )
     print()
@@ -122,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"step {step} failed: {message}")
     print(
         f"make check: {len(checks)} checks, {len(failed)} failed (ERROR), {len(warned)} warnings, "
-        f"{len(steps)} failed steps in {seconds:.1f} s; JUnit XML: {junit_path}"
+        f"{len(steps)} failed steps in {seconds:.1f} s on engine {settings.engine}; "
+        f"JUnit XML: {junit_path}; lane fingerprint: {fingerprint_path}"
     )
     status = 1 if failed or steps or not result.success else 0
     if args.home is None and status == 0:

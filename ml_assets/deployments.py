@@ -1,10 +1,16 @@
 """The one place where the environment selects behaviour.
 
 ``ML_ASSETS_DEPLOYMENT`` (default ``local``) picks the row of the deployment table;
-``ML_ASSETS_HOME`` is where all local state lives; ``ML_ASSETS_SPARK_REMOTE`` points the local
-deployment at an external Spark Connect server; ``ML_ASSETS_ONLINE_STORE_URL`` points the
-online store at PostgreSQL (default: SQLite under the home; bound as ``dg.EnvVar`` so its
-password never reaches Dagster's storage); ``ML_ASSETS_SCALE`` sizes the demo source;
+``ML_ASSETS_HOME`` is where all local state lives; ``ML_ASSETS_ENGINE`` picks the engine lane
+(``sail``, the embedded default; ``sail-cluster``; ``spark``, a local Apache Spark cluster with
+Delta whose state and jars live under ``ML_ASSETS_ENGINES_DIR``, default ``.engines/`` in the
+repository, on ports ``ML_ASSETS_SPARK_CONNECT_PORT``, ``..._MASTER_PORT``,
+``..._MASTER_UI_PORT``, its jars from ``ML_ASSETS_MAVEN_REPOSITORY``);
+``ML_ASSETS_SPARK_REMOTE`` points the local deployment at an external Spark Connect server
+(whose engine ``ML_ASSETS_ENGINE`` names: ``spark`` or ``sail``);
+``ML_ASSETS_ONLINE_STORE_URL`` points the online store at PostgreSQL (default: SQLite under
+the home; bound as ``dg.EnvVar`` so its password never reaches Dagster's storage);
+``ML_ASSETS_SCALE`` sizes the demo source;
 ``ML_ASSETS_SERVING_TOKEN``, ``ML_ASSETS_SERVING_CLOCK`` and ``ML_ASSETS_SERVING_MAX_BODY_BYTES``
 configure the gateway.
 ``ML_ASSETS_INJECT_DRIFT_FROM`` (a date) and ``ML_ASSETS_INJECT_LEAKAGE=1`` make the demo source
@@ -23,6 +29,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from ml_assets.engines.jars import MAVEN_CENTRAL
+from ml_assets.engines.spark_cluster import SparkClusterConfig
+from ml_assets.lib.engines import UnknownEngineError, engine_traits
 from ml_assets.lib.redact import redact_url
 from ml_assets.lib.source import SCALES
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
@@ -46,7 +55,11 @@ class Settings:
     deployment: str
     home: Path
     scale: str
+    engine: str = "sail"  # the engine lane: sail, sail-cluster or spark
     spark_remote: str | None = None
+    engines_dir: Path | None = None  # the spark lane's state and jars (default: .engines/)
+    spark_ports: tuple[int, int, int] = (15102, 7177, 8190)  # connect, master, master UI
+    maven_repository: str = MAVEN_CENTRAL
     # secrets: left out of the repr, so printing the settings shows neither
     online_store_url: str | None = field(default=None, repr=False)  # default: SQLite under home
     serving_token: str | None = field(default=None, repr=False)  # the gateway's bearer token
@@ -58,6 +71,20 @@ class Settings:
     @property
     def online_store(self) -> str:
         return self.online_store_url or f"sqlite:///{self.home / 'online.db'}"
+
+    @property
+    def spark_cluster(self) -> SparkClusterConfig:
+        """The local Apache Spark cluster of the ``spark`` lane."""
+        base = self.engines_dir or REPO_ROOT / ".engines"
+        connect, master, master_ui = self.spark_ports
+        return SparkClusterConfig(
+            state_dir=base / "spark",
+            jar_cache=base / "jars",
+            connect_port=connect,
+            master_port=master,
+            master_ui_port=master_ui,
+            maven_repository=self.maven_repository,
+        )
 
     @property
     def warehouse_dir(self) -> Path:
@@ -91,6 +118,25 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
     scale = env.get("ML_ASSETS_SCALE", "demo")
     if scale not in SCALES:
         raise DeploymentError(f"ML_ASSETS_SCALE={scale!r}; expected one of {list(SCALES)}.")
+    engine = env.get("ML_ASSETS_ENGINE") or "sail"
+    try:
+        engine_traits(engine)
+    except UnknownEngineError as exc:
+        raise DeploymentError(str(exc)) from None
+    ports = []
+    for name, default in (("CONNECT", 15102), ("MASTER", 7177), ("MASTER_UI", 8190)):
+        value = env.get(f"ML_ASSETS_SPARK_{name}_PORT") or str(default)
+        if not value.isdigit() or not 1024 <= int(value) <= 65535:
+            raise DeploymentError(
+                f"ML_ASSETS_SPARK_{name}_PORT={value!r}; expected a port number from 1024 to "
+                f"65535 (default {default})."
+            )
+        ports.append(int(value))
+    if len(set(ports)) != len(ports):
+        raise DeploymentError(
+            f"The spark lane's ports must differ; found connect, master, master UI = {ports}."
+        )
+    engines_dir = env.get("ML_ASSETS_ENGINES_DIR") or None
     remote = env.get("ML_ASSETS_SPARK_REMOTE") or None
     if remote is not None and not remote.startswith("sc://"):
         raise DeploymentError(
@@ -130,7 +176,11 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
         deployment=deployment,
         home=home,
         scale=scale,
+        engine=engine,
         spark_remote=remote,
+        engines_dir=Path(engines_dir).expanduser().resolve() if engines_dir else None,
+        spark_ports=(ports[0], ports[1], ports[2]),
+        maven_repository=env.get("ML_ASSETS_MAVEN_REPOSITORY") or MAVEN_CENTRAL,
         online_store_url=online,
         serving_token=env.get("ML_ASSETS_SERVING_TOKEN") or None,
         serving_clock=clock,
@@ -157,13 +207,22 @@ def _online_store(settings: Settings) -> SqlOnlineStore:
     return SqlOnlineStore(database_url=dg.EnvVar(ONLINE_STORE_URL_ENV))
 
 
+def spark_resource(settings: Settings) -> SparkResource:
+    """The engine lane: an external server, the embedded Sail server alone or as a local
+    cluster, or the local Apache Spark cluster (started by ``make spark-up`` or ``make check
+    ENGINE=spark``; ``ml_assets.engines.spark_cluster``)."""
+    if settings.spark_remote:
+        return SparkConnectRemote(remote=settings.spark_remote, engine=settings.engine)
+    if settings.engine == "spark":
+        return SparkConnectRemote(remote=settings.spark_cluster.remote, engine="spark")
+    if settings.engine == "sail-cluster":
+        return EmbeddedSailSpark(mode="local-cluster", workers=2)
+    return EmbeddedSailSpark()
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     """The deployment table: resource key -> implementation for this deployment."""
-    spark: SparkResource = (
-        SparkConnectRemote(remote=settings.spark_remote)
-        if settings.spark_remote
-        else EmbeddedSailSpark()
-    )
+    spark = spark_resource(settings)
     return {
         "spark": spark,
         "lakehouse": LocalDeltaLakehouse(warehouse_dir=str(settings.warehouse_dir), spark=spark),

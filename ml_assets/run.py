@@ -15,10 +15,7 @@ import dagster as dg
 from ml_assets import names
 from ml_assets.definitions import build_definitions
 from ml_assets.deployments import Settings, build_resources, current_settings
-from ml_assets.lib.features.registry import CONTRACTS
-from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
-from ml_assets.lib.serving.batch import PREDICTIONS
-from ml_assets.lib.training_sets.churn import LABELS, TRAINING_SET
+from ml_assets.lanes import engine_lane, main_tables
 from ml_assets.reporting import (
     check_rows,
     format_table,
@@ -53,17 +50,7 @@ def run_main_job(
 def table_summary(settings: Settings) -> list[list[object]]:
     lakehouse = build_resources(settings)["lakehouse"]
     rows = []
-    feature_specs = [c.table_spec for c in CONTRACTS.values()]
-    for spec in (
-        USERS,
-        USERS_QUARANTINE,
-        EVENTS,
-        EVENTS_QUARANTINE,
-        *feature_specs,
-        LABELS,
-        TRAINING_SET,
-        PREDICTIONS,
-    ):
+    for spec in main_tables():
         version = lakehouse.version(spec)
         count = lakehouse.read(spec).count() if version is not None else 0
         rows.append([str(spec.name), count, version, lakehouse.uri(spec).removeprefix("file://")])
@@ -153,15 +140,18 @@ def drift_summary(result: dg.ExecuteInProcessResult) -> str:
 def main() -> int:
     settings = current_settings()
     print(
-        f"ml_assets: deployment={settings.deployment} scale={settings.scale} home={settings.home}"
+        f"ml_assets: deployment={settings.deployment} engine={settings.engine} "
+        f"scale={settings.scale} home={settings.home}"
     )
-    started = time.perf_counter()
-    with dg.DagsterInstance.get() as instance:
-        result = run_main_job(settings, instance)
-    elapsed = time.perf_counter() - started
+    with engine_lane(settings):
+        started = time.perf_counter()
+        with dg.DagsterInstance.get() as instance:
+            result = run_main_job(settings, instance)
+        elapsed = time.perf_counter() - started
+        tables = table_summary(settings)
     checks = run_check_results(result)
     print()
-    print(format_table(["table", "rows", "delta version", "location"], table_summary(settings)))
+    print(format_table(["table", "rows", "delta version", "location"], tables))
     training = materialization_metadata(result, "/".join(names.CHURN_TRAINING_SET_KEY))
     if training is not None:
         print()

@@ -6,6 +6,7 @@ from pyspark.sql import SparkSession
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets.resources.spark import EmbeddedSailSpark
 from ml_assets_tests import postgres
+from ml_assets_tests.lanes import spark_lane  # noqa: F401  (the spark lane's cluster fixture)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from ml_assets import check
+from ml_assets import check, names
 
 
 def test_a_failed_blocking_check_makes_the_check_command_exit_non_zero(tmp_path, capsys):
@@ -16,8 +16,10 @@ def test_a_failed_blocking_check_makes_the_check_command_exit_non_zero(tmp_path,
     }
     config.write_text(json.dumps(strict))
     junit = tmp_path / "checks.xml"
+    lane = tmp_path / "lane.json"
     status = check.main(
         ["--home", str(tmp_path / "home"), "--junit", str(junit), "--config", str(config)]
+        + ["--fingerprint", str(lane)]
     )
     assert status == 1
     printed = capsys.readouterr().out
@@ -32,12 +34,24 @@ def test_a_failed_blocking_check_makes_the_check_command_exit_non_zero(tmp_path,
     assert list(failures) == [("models/churn_classifier", "metrics_meet_thresholds")]
     assert "threshold >= 0.9990" in failures[("models/churn_classifier", "metrics_meet_thresholds")]
     assert suite.get("failures") == "1" and int(suite.get("tests")) > 40
+    # the report and the JUnit properties name the engine; the lane's fingerprint is written
+    assert "engine=sail" in printed and suite.get("name") == "asset_checks[sail]"
+    properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert properties["engine"] == "sail" and properties["spark_remote"] == "embedded"
+    fingerprint = json.loads(lane.read_text())
+    assert fingerprint["engine"] == "sail"
+    assert fingerprint["checks"]["models/churn_classifier:metrics_meet_thresholds"] == {
+        "passed": False,
+        "severity": "ERROR",
+    }
+    assert fingerprint["tables"][str(names.CHURN_TRAINING_SET_TABLE)]["rows"] > 0
 
 
 def test_injected_leakage_stops_the_graph_at_the_raw_users_check(tmp_path, capsys):
     junit = tmp_path / "checks.xml"
     status = check.main(
         ["--inject", "leakage", "--home", str(tmp_path / "home"), "--junit", str(junit)]
+        + ["--fingerprint", str(tmp_path / "lane.json")]
     )
     assert status == 1
     printed = capsys.readouterr().out

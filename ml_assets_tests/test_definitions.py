@@ -197,6 +197,27 @@ def test_resources_are_bound_once_from_the_deployment_table(tmp_path):
     assert remote.resources["lakehouse"].spark.remote == "sc://h:15002"
 
 
+def test_each_engine_lane_binds_its_spark_resource_and_traits(tmp_path):
+    def spark_of(**env):
+        settings = current_settings({"ML_ASSETS_HOME": str(tmp_path), **env})
+        return build_definitions(settings).resources["spark"]
+
+    sail = spark_of()
+    assert (sail.mode, sail.traits.name, sail.traits.delta_sql) == ("local", "sail", False)
+    cluster = spark_of(ML_ASSETS_ENGINE="sail-cluster")
+    assert (cluster.mode, cluster.workers, cluster.traits.name) == (
+        "local-cluster",
+        2,
+        "sail-cluster",
+    )
+    spark = spark_of(ML_ASSETS_ENGINE="spark", ML_ASSETS_SPARK_CONNECT_PORT="16001")
+    assert isinstance(spark, SparkConnectRemote) and spark.remote == "sc://127.0.0.1:16001"
+    assert spark.traits.delta_sql and spark.traits.cache
+    assert not spark.traits.not_null_check_below_filter
+    external = spark_of(ML_ASSETS_ENGINE="sail", ML_ASSETS_SPARK_REMOTE="sc://h:1")
+    assert external.traits.name == "sail"  # an external Sail server: Sail's workarounds
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [

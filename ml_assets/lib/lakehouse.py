@@ -207,8 +207,10 @@ class TableSpec:
 
     @property
     def table_properties(self) -> dict[str, str]:
-        """Delta table properties recorded on the table (Unity Catalog's owner and comment)."""
-        return {"owner": self.owner, "comment": self.description}
+        """Delta table properties recorded on the table. The owner is ``ml_assets.owner``:
+        Spark and Databricks reserve ``owner`` (and ``comment``, which is the table's
+        description, written as its COMMENT) and refuse them in TBLPROPERTIES."""
+        return {OWNER_PROPERTY: self.owner}
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,62 @@ def table_schema_problems(spec: TableSpec, found: T.StructType) -> list[SchemaPr
                 SchemaProblem(f.name, "no such column", f"unexpected {f.dataType.simpleString()}")
             )
     return problems
+
+
+OWNER_PROPERTY = "ml_assets.owner"
+
+
+def sql_string(value: str) -> str:
+    """A Spark SQL string literal: quotes and backslashes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def sql_table_name(table: TableId, catalog: str | None = None) -> str:
+    """A catalog table as a quoted three-part name; ``catalog`` replaces the table's own."""
+    parts = (catalog or table.catalog, table.schema, table.table)
+    return ".".join(f"`{p}`" for p in parts)  # each part is a validated identifier
+
+
+def create_table_sql(target: str, spec: TableSpec) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for the declared schema: column types, NOT NULL and
+    comments, partitioning, the table's comment and properties."""
+    columns = ", ".join(
+        f"`{c.name}` {c.spark_type.simpleString()}{'' if c.nullable else ' NOT NULL'}"
+        + (f" COMMENT {sql_string(c.description)}" if c.description else "")
+        for c in spec.columns
+    )
+    sql = f"CREATE TABLE IF NOT EXISTS {target} ({columns}) USING delta"
+    if spec.partition_by:
+        sql += f" PARTITIONED BY ({', '.join(f'`{c}`' for c in spec.partition_by)})"
+    if spec.description:
+        sql += f" COMMENT {sql_string(spec.description)}"
+    if spec.table_properties:
+        props = ", ".join(
+            f"{sql_string(k)} = {sql_string(v)}" for k, v in spec.table_properties.items()
+        )
+        sql += f" TBLPROPERTIES ({props})"
+    return sql
+
+
+def parse_sql_history(rows: Iterable[Mapping]) -> list[TableCommit]:
+    """``DESCRIBE HISTORY`` rows (Spark, Databricks) as TableCommits, newest first. Spark gives
+    operation metrics as strings and the timestamp as a naive UTC datetime (session UTC)."""
+    commits = []
+    for r in rows:
+        stamp = r["timestamp"]
+        commits.append(
+            TableCommit(
+                version=int(r["version"]),
+                timestamp=stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp,
+                operation=str(r["operation"]),
+                metrics={
+                    k: int(v)
+                    for k, v in (r["operationMetrics"] or {}).items()
+                    if str(v).lstrip("-").isdigit()
+                },
+            )
+        )
+    return sorted(commits, key=lambda c: c.version, reverse=True)
 
 
 def sql_quote_path(path: str | Path) -> str:

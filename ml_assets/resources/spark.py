@@ -1,7 +1,9 @@
 """Spark sessions: an embedded Sail server per process, or any Spark Connect server.
 
 All Spark code in the project is written against the Spark Connect DataFrame API, so the same
-code runs on the embedded Sail engine, on Apache Spark 4 with Delta, and on Databricks.
+code runs on the embedded Sail engine (alone or as a local cluster of a driver and workers), on
+Apache Spark 4 with Delta, and on Databricks. Each resource names its engine's traits
+(``ml_assets.lib.engines``), which choose the few engine-specific code paths.
 """
 
 from __future__ import annotations
@@ -9,56 +11,86 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import socket
 import threading
 from abc import ABC, abstractmethod
+from urllib.parse import urlparse
 
 import dagster as dg
+from pydantic import Field
 from pyspark.sql import SparkSession
 
+from ml_assets.lib.engines import EngineTraits, engine_traits
+
 log = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 5.0
 
 SESSION_CONF = {"spark.sql.session.timeZone": "UTC"}
 
 _lock = threading.Lock()
-# The embedded server of this process, with the pid that started it: a forked child inherits
-# the Python object but not the server thread, so it must start its own. The reference is
-# kept for the life of the process: when the server object is garbage-collected the server
-# stops and later queries hang without an error (DESIGN.md).
-_embedded: tuple[int, object] | None = None
+# The embedded servers of this process by mode, with the pid that started them: a forked child
+# inherits the Python objects but not the server threads, so it must start its own. The
+# references are kept for the life of the process: when a server object is garbage-collected
+# the server stops and later queries hang without an error (DESIGN.md).
+_embedded: dict[str, tuple[int, object]] = {}
 _sessions: dict[tuple[int, str], SparkSession] = {}
+SAIL_MODES = ("local", "local-cluster")
 
 
-def _embedded_remote() -> str:
-    global _embedded
+def _embedded_remote(mode: str = "local", workers: int = 2) -> str:
+    """The address of this process's embedded Sail server of ``mode``, started on first use.
+
+    ``local-cluster`` runs a driver and ``workers`` workers that exchange data over RPC, so
+    query plans run as distributed stages. Sail reads its configuration from the environment
+    when a server starts; it is set for that moment only.
+    """
+    if mode not in SAIL_MODES:
+        raise ValueError(f"Sail mode {mode!r}; expected one of {SAIL_MODES}.")
     with _lock:
-        if _embedded is None or _embedded[0] != os.getpid() or not _embedded[1].running:
+        current = _embedded.get(mode)
+        if current is None or current[0] != os.getpid() or not current[1].running:
             # Sail logs every session at INFO; keep its log to warnings unless asked otherwise.
             os.environ.setdefault("RUST_LOG", "warn")
             from pysail.spark import SparkConnectServer
 
-            server = SparkConnectServer(ip="127.0.0.1", port=0)
-            server.start(background=True)
-            _embedded = (os.getpid(), server)
+            settings = {"SAIL_MODE": mode}
+            if mode == "local-cluster":
+                settings["SAIL_CLUSTER__WORKER_INITIAL_COUNT"] = str(workers)
+            saved = {k: os.environ.get(k) for k in settings}
+            os.environ.update(settings)
+            try:
+                server = SparkConnectServer(ip="127.0.0.1", port=0)
+                server.start(background=True)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            _embedded[mode] = (os.getpid(), server)
             atexit.register(stop_embedded_server)
-            log.info("Started embedded Sail Spark Connect server on %s", server.listening_address)
-        host, port = _embedded[1].listening_address
+            log.info(
+                "Started embedded Sail Spark Connect server (%s) on %s",
+                mode,
+                server.listening_address,
+            )
+        host, port = _embedded[mode][1].listening_address
         return f"sc://{host}:{port}"
 
 
 def stop_embedded_server() -> None:
-    """Stop this process's embedded server and forget its sessions (safe to call twice)."""
-    global _embedded
+    """Stop this process's embedded servers and forget its sessions (safe to call twice)."""
     with _lock:
-        if _embedded is None or _embedded[0] != os.getpid():
-            return
         for key in [k for k in _sessions if k[0] == os.getpid()]:
             session = _sessions.pop(key)
             try:
                 session.stop()
             except Exception as exc:  # the server may already be gone at interpreter exit
                 log.debug("Ignoring error while stopping a Spark session at shutdown: %s", exc)
-        _embedded[1].stop()
-        _embedded = None
+        for mode, (pid, server) in list(_embedded.items()):
+            if pid == os.getpid():
+                server.stop()
+                del _embedded[mode]
 
 
 def close_session(remote: str) -> None:
@@ -76,6 +108,7 @@ def session_for(remote: str) -> SparkSession:
     with _lock:
         session = _sessions.get(key)
         if session is None:
+            _require_reachable(remote)
             builder = SparkSession.builder.remote(remote)
             for k, v in SESSION_CONF.items():
                 builder = builder.config(k, v)
@@ -84,28 +117,64 @@ def session_for(remote: str) -> SparkSession:
         return session
 
 
+def _require_reachable(remote: str) -> None:
+    """Fail within seconds when nothing listens at ``remote``: the Spark Connect client itself
+    retries an unreachable server for minutes before it reports anything."""
+    parsed = urlparse(remote.replace("sc://", "http://", 1))
+    host, port = parsed.hostname, parsed.port
+    if not host or not port:
+        raise ValueError(f"Invalid Spark Connect address {remote!r}: expected 'sc://host:port'.")
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ConnectionError(
+            f"No Spark Connect server answers at {remote} ({exc}). For the spark lane start it "
+            "with 'make spark-up' (make check ENGINE=spark starts and stops it itself); for "
+            "ML_ASSETS_SPARK_REMOTE check the address and that the server is up."
+        ) from exc
+
+
 class SparkResource(dg.ConfigurableResource, ABC):
     """Where Spark DataFrames are computed. Assets are typed against this interface."""
 
     @abstractmethod
     def get_session(self) -> SparkSession: ...
 
+    @property
+    @abstractmethod
+    def traits(self) -> EngineTraits:
+        """What the engine behind the session can do (``ml_assets.lib.engines``)."""
+
 
 class EmbeddedSailSpark(SparkResource):
     """The embedded Sail engine: one server per process, started on first use, stopped at exit.
 
     Shared by every asset of a process (tests and in-process runs); under the multiprocess
-    executor each step process starts its own, which takes about half a second.
+    executor each step process starts its own, which takes about half a second. ``mode``
+    ``local-cluster`` is the ``sail-cluster`` lane: a driver and ``workers`` workers.
     """
 
+    mode: str = Field(default="local", description="'local' or 'local-cluster'")
+    workers: int = 2
+
     def get_session(self) -> SparkSession:
-        return session_for(_embedded_remote())
+        return session_for(_embedded_remote(self.mode, self.workers))
+
+    @property
+    def traits(self) -> EngineTraits:
+        return engine_traits("sail-cluster" if self.mode == "local-cluster" else "sail")
 
 
 class SparkConnectRemote(SparkResource):
     """An external Spark Connect server (Apache Spark 4 with Delta, a Sail cluster, ...)."""
 
     remote: str
+    engine: str = Field(default="spark", description="the engine behind it: 'spark' or 'sail'")
+
+    @property
+    def traits(self) -> EngineTraits:
+        return engine_traits(self.engine)
 
     def get_session(self) -> SparkSession:
         if not self.remote.startswith("sc://"):

@@ -29,10 +29,10 @@ def test_the_embedded_server_is_shared_stopped_at_exit_and_restarted_on_demand()
         from ml_assets.resources import spark as s
         first = s.EmbeddedSailSpark().get_session()
         assert first is s.EmbeddedSailSpark().get_session()  # one per process, shared
-        server = s._embedded[1]
+        server = s._embedded["local"][1]
         assert first.range(3).count() == 3
         s.stop_embedded_server()
-        assert not server.running and s._embedded is None
+        assert not server.running and s._embedded == {}
         second = s.EmbeddedSailSpark().get_session()  # started again lazily
         assert second is not first and second.range(4).count() == 4
         print("ok")
@@ -96,7 +96,8 @@ def test_an_external_spark_connect_server_reads_and_writes_the_same_delta_tables
     external_server, tmp_path, lakehouse
 ):
     remote = LocalDeltaLakehouse(
-        warehouse_dir=str(tmp_path / "warehouse"), spark=SparkConnectRemote(remote=external_server)
+        warehouse_dir=str(tmp_path / "warehouse"),
+        spark=SparkConnectRemote(remote=external_server, engine="sail"),
     )
     spec = TableSpec(TableId.parse("main.test.remote"), (Column("id", "bigint", False),))
     session = remote.spark.get_session()

@@ -1,0 +1,167 @@
+"""Engine lanes must agree: a fingerprint of a whole run, and a comparison of two or more.
+
+``make check ENGINE=...`` writes ``test-results/lane-<engine>.json``: every check's result,
+every table's row count and content digest, the training set's content hash (computed on the
+engine) and the champion's test metrics. ``python -m ml_assets.lanes compare A.json B.json ...``
+exits non-zero and names each difference when the lanes disagree.
+
+A table's digest is computed here in Python, not on the engine, so that it does not depend on
+the engine's hash functions: the SHA-256 of the column names and types and of the sorted rows,
+each value in an exact text form (a double as ``float.hex``, so the last bit counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import decimal
+import hashlib
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import dagster as dg
+from pyspark.sql import DataFrame
+
+from ml_assets import names
+from ml_assets.deployments import Settings
+from ml_assets.engines.spark_cluster import running
+from ml_assets.lib.features.registry import CONTRACTS
+from ml_assets.lib.lakehouse import TableSpec
+from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
+from ml_assets.lib.serving.batch import PREDICTIONS
+from ml_assets.lib.training_sets.churn import LABELS, TRAINING_SET
+from ml_assets.reporting import materialization_metadata, run_check_results
+from ml_assets.resources.spark import close_session
+
+
+def main_tables() -> list[TableSpec]:
+    """The Delta tables of the main job, upstream first."""
+    return [
+        USERS,
+        USERS_QUARANTINE,
+        EVENTS,
+        EVENTS_QUARANTINE,
+        *(c.table_spec for c in CONTRACTS.values()),
+        LABELS,
+        TRAINING_SET,
+        PREDICTIONS,
+    ]
+
+
+@contextlib.contextmanager
+def engine_lane(settings: Settings) -> Iterator[str | None]:
+    """The lane's engine for the block: the ``spark`` lane's local cluster is started when it
+    is not running, and stopped afterwards if this block started it. Yields the remote."""
+    if settings.engine != "spark" or settings.spark_remote:
+        yield settings.spark_remote
+        return
+    config = settings.spark_cluster
+    with running(config):
+        try:
+            yield config.remote
+        finally:
+            close_session(config.remote)  # before the server goes away
+
+
+def _exact(value: object) -> object:
+    if isinstance(value, float):
+        return value.hex()
+    if isinstance(value, dt.datetime | dt.date | decimal.Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _exact(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, list | tuple):
+        return [_exact(v) for v in value]
+    return value
+
+
+def table_digest(df: DataFrame) -> dict[str, object]:
+    """Row count and an order-independent SHA-256 of a DataFrame's columns, types and rows.
+    Every column counts: the tables hold no wall-clock time (predictions are stamped with the
+    data's time), so two lanes' digests are equal only when every value is."""
+    table = df.toArrow()
+    rows = sorted(
+        json.dumps([_exact(row[c]) for c in table.column_names], separators=(",", ":"))
+        for row in table.to_pylist()
+    )
+    digest = hashlib.sha256(json.dumps([[f.name, str(f.type)] for f in table.schema]).encode())
+    for line in rows:
+        digest.update(line.encode() + b"\n")
+    return {"rows": len(rows), "sha256": digest.hexdigest()}
+
+
+def fingerprint(
+    settings: Settings, result: dg.ExecuteInProcessResult, lakehouse, seconds: float
+) -> dict[str, object]:
+    checks = {
+        f"{c.asset_key.to_user_string()}:{c.check_name}": {
+            "passed": c.passed,
+            "severity": c.severity.value,
+        }
+        for c in run_check_results(result)
+    }
+    tables = {}
+    for spec in main_tables():
+        if lakehouse.exists(spec):
+            name = str(spec.name)
+            tables[name] = table_digest(lakehouse.read(spec))
+    training = materialization_metadata(result, "/".join(names.CHURN_TRAINING_SET_KEY)) or {}
+    champion = materialization_metadata(result, "/".join(names.CHURN_CLASSIFIER_CHAMPION_KEY))
+    return {
+        "engine": settings.engine,
+        "scale": settings.scale,
+        "success": result.success,
+        "seconds": round(seconds, 1),
+        "checks": dict(sorted(checks.items())),
+        "tables": tables,
+        "training_set_content_hash": training.get("content_hash"),
+        "champion_test_metrics": {
+            k: v for k, v in sorted((champion or {}).items()) if k.startswith("champion_test_")
+        },
+    }
+
+
+COMPARED = ("success", "checks", "tables", "training_set_content_hash", "champion_test_metrics")
+
+
+def compare(a: Mapping, b: Mapping) -> list[str]:
+    """Every difference between two lanes' fingerprints, as sentences."""
+    out = []
+    lanes = f"{a['engine']} vs {b['engine']}"
+    for key in ("success", "training_set_content_hash"):
+        if a.get(key) != b.get(key):
+            out.append(f"{lanes}: {key} {a.get(key)!r} != {b.get(key)!r}")
+    for section in ("checks", "tables", "champion_test_metrics"):
+        left, right = a.get(section, {}), b.get(section, {})
+        for name in sorted(set(left) | set(right)):
+            if left.get(name) != right.get(name):
+                out.append(f"{lanes}: {section} {name}: {left.get(name)} != {right.get(name)}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Compare the fingerprints of engine lanes.")
+    parser.add_argument("action", choices=["compare"])
+    parser.add_argument("files", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    if len(args.files) < 2:
+        parser.error("compare needs at least two fingerprint files")
+    prints = [json.loads(p.read_text()) for p in args.files]
+    differences = [d for other in prints[1:] for d in compare(prints[0], other)]
+    lanes = ", ".join(f"{p['engine']} {p['seconds']} s" for p in prints)
+    for line in differences:
+        print(line)
+    base = prints[0]
+    print(
+        f"lanes compared ({lanes}): {len(base['checks'])} checks, {len(base['tables'])} tables "
+        f"({sum(t['rows'] for t in base['tables'].values())} rows): "
+        + ("identical" if not differences else f"{len(differences)} differences")
+    )
+    return 1 if differences else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
