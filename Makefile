@@ -35,7 +35,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@cp dagster.yaml $@
 
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m ml_assets.run
+	$(if $(ENGINE),ML_ASSETS_ENGINE=$(ENGINE)) $(PY) -m ml_assets.run
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not abuse and not lanes" $(PYTEST_ARGS)

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.deployments import current_settings, spark_resource
-from ml_assets.lanes import engine_lane
+from ml_assets.lanes import engine_lane, lane_peak_rss_mib
 from ml_assets.lib.features import user_activity, user_daily_activity
 from ml_assets.lib.training_sets import point_in_time_join
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
@@ -150,20 +150,6 @@ def benchmark_join(
         )
 
 
-def peak_rss_mib(pids: list[int]) -> float:
-    """The summed peak resident memory (VmHWM) of processes (Linux; 0 elsewhere)."""
-    total = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                total += int(line.split()[1])
-    return total / 1024
-
-
 def benchmark_user_activity(spark_resource, home: Path) -> None:
     lakehouse = LocalDeltaLakehouse(warehouse_dir=str(home / "warehouse"), spark=spark_resource)
     daily_spec = user_daily_activity.CONTRACT.table_spec
@@ -206,16 +192,10 @@ def main() -> None:
                     benchmark_join(
                         engine, spark, n_spine, n_features, args.entities, Path(data_dir)
                     )
-                if engine == "spark":
-                    from ml_assets.engines.spark_cluster import SparkCluster
-
-                    pids = [p.pid for p in SparkCluster(settings.spark_cluster).processes()]
-                    print(f"  peak RSS of the spark lane's JVMs: {peak_rss_mib(pids):,.0f} MiB")
-                else:
-                    print(
-                        f"  peak RSS of this process (engine in process): "
-                        f"{peak_rss_mib([os.getpid()]):,.0f} MiB"
-                    )
+                print(
+                    f"  peak RSS (MiB; this process holds every in-process engine so far): "
+                    f"{lane_peak_rss_mib(settings)}"
+                )
                 if engine == args.engines[0]:
                     benchmark_user_activity(resource, Path(args.home))
 

@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"step {step} failed: {message}")
     print(
         f"make check: {len(checks)} checks, {len(failed)} failed (ERROR), {len(warned)} warnings, "
-        f"{len(steps)} failed steps in {seconds:.1f} s on engine {settings.engine}; "
+        f"{len(steps)} failed steps in {seconds:.1f} s on engine {settings.engine} (peak memory "
+        f"MiB: {lane['peak_rss_mib']}); "
         f"JUnit XML: {junit_path}; lane fingerprint: {fingerprint_path}"
     )
     status = 1 if failed or steps or not result.success else 0

@@ -18,6 +18,7 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,7 +28,7 @@ from pyspark.sql import DataFrame
 
 from ml_assets import names
 from ml_assets.deployments import Settings
-from ml_assets.engines.spark_cluster import running
+from ml_assets.engines.spark_cluster import SparkCluster, running
 from ml_assets.lib.features.registry import CONTRACTS
 from ml_assets.lib.lakehouse import TableSpec
 from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
@@ -93,6 +94,30 @@ def table_digest(df: DataFrame) -> dict[str, object]:
     return {"rows": len(rows), "sha256": digest.hexdigest()}
 
 
+def peak_rss_mib(pids: list[int]) -> float:
+    """Summed peak resident memory (``VmHWM``) of processes, in MiB (Linux; 0 elsewhere)."""
+    total_kib = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total_kib += sum(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")
+        )
+    return round(total_kib / 1024, 1)
+
+
+def lane_peak_rss_mib(settings: Settings) -> dict[str, float]:
+    """Peak memory of the lane's processes: this one (Sail runs in it), and on the spark lane
+    the cluster's JVMs (master, workers, Spark Connect server, executors)."""
+    memory = {"this_process": peak_rss_mib([os.getpid()])}
+    if settings.engine == "spark" and not settings.spark_remote:
+        jvms = [p.pid for p in SparkCluster(settings.spark_cluster).processes()]
+        memory["spark_jvms"] = peak_rss_mib(jvms)
+    return memory
+
+
 def fingerprint(
     settings: Settings, result: dg.ExecuteInProcessResult, lakehouse, seconds: float
 ) -> dict[str, object]:
@@ -115,6 +140,7 @@ def fingerprint(
         "scale": settings.scale,
         "success": result.success,
         "seconds": round(seconds, 1),
+        "peak_rss_mib": lane_peak_rss_mib(settings),
         "checks": dict(sorted(checks.items())),
         "tables": tables,
         "training_set_content_hash": training.get("content_hash"),
@@ -151,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("compare needs at least two fingerprint files")
     prints = [json.loads(p.read_text()) for p in args.files]
     differences = [d for other in prints[1:] for d in compare(prints[0], other)]
-    lanes = ", ".join(f"{p['engine']} {p['seconds']} s" for p in prints)
+    lanes = ", ".join(
+        f"{p['engine']} {p['seconds']} s, peak {sum(p.get('peak_rss_mib', {}).values()):,.0f} MiB"
+        for p in prints
+    )
     for line in differences:
         print(line)
     base = prints[0]

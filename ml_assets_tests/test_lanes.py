@@ -33,3 +33,37 @@ def test_sail_and_spark_give_identical_tables_checks_and_training_set(
     assert len(sail["checks"]) > 50 and all(c["passed"] for c in sail["checks"].values())
     differences = compare(sail, spark)
     assert differences == [], "\n".join(differences)
+
+
+def test_the_digest_sees_the_last_bit_of_a_double_and_ignores_row_order(spark):
+    from ml_assets.lanes import table_digest
+
+    a = spark.createDataFrame([(1, 0.1 + 0.2), (2, 1.0)], "id bigint, x double")
+    shuffled = spark.createDataFrame([(2, 1.0), (1, 0.1 + 0.2)], "id bigint, x double")
+    last_bit = spark.createDataFrame([(1, 0.3), (2, 1.0)], "id bigint, x double")  # 0.1+0.2 != 0.3
+    assert table_digest(a) == table_digest(shuffled)
+    assert table_digest(a)["sha256"] != table_digest(last_bit)["sha256"]
+    assert table_digest(a)["rows"] == 2
+
+
+def test_compare_names_every_difference_between_two_lanes():
+    base = {
+        "engine": "sail",
+        "success": True,
+        "training_set_content_hash": "h1",
+        "checks": {"raw/users:key_unique": {"passed": True, "severity": "ERROR"}},
+        "tables": {"main.raw.users": {"rows": 3, "sha256": "a"}},
+        "champion_test_metrics": {"champion_test_roc_auc": 0.95},
+    }
+    same = {**base, "engine": "spark"}
+    assert compare(base, same) == []
+    other = {
+        **same,
+        "training_set_content_hash": "h2",
+        "checks": {"raw/users:key_unique": {"passed": False, "severity": "ERROR"}},
+        "tables": {"main.raw.users": {"rows": 3, "sha256": "b"}},
+    }
+    differences = compare(base, other)
+    assert len(differences) == 3
+    assert any("tables main.raw.users" in d for d in differences)
+    assert any("training_set_content_hash 'h1' != 'h2'" in d for d in differences)
