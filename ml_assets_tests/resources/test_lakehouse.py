@@ -11,6 +11,7 @@ import pytest
 from ml_assets.lib.lakehouse import Column, SchemaMismatchError, TableId, TableSpec
 from ml_assets.resources.lakehouse import (
     CatalogDeltaLakehouse,
+    RetentionTooShortError,
     TableNotFoundError,
     WriteRefusedError,
 )
@@ -215,3 +216,13 @@ def test_checkpoint_computes_once_and_cleans_up(lakehouse, spark, tmp_path):
         else:  # written once to Parquet
             assert any(folder.iterdir())
     assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_vacuum_deletes_the_files_of_replaced_versions_and_keeps_the_current_rows(orders, spark):
+    orders.overwrite(SPEC, spark.createDataFrame([(100, D1, 1.0, "only")], SCHEMA))
+    with pytest.raises(RetentionTooShortError, match="below Delta's default"):
+        orders.vacuum(SPEC, retention_hours=0)
+    result = orders.vacuum(SPEC, retention_hours=0, allow_short_retention=True)
+    assert result.files_deleted >= 3  # the three day partitions' files of version 1
+    assert rows(orders) == [(100, D1, 1.0, "only")]
+    assert result.version == orders.version(SPEC)
