@@ -158,6 +158,7 @@ class SparkCluster:
         self.config = config
         self.logs = config.state_dir / "logs"
         self.state_file = config.state_dir / "cluster.json"
+        self._java = "java"  # checked, and replaced by the full path, when start() runs
 
     # -- inspection ------------------------------------------------------------------------
     def processes(self) -> list[ClusterProcess]:
@@ -214,16 +215,16 @@ class SparkCluster:
                 [p.pid for p in leftovers],
             )
             self.stop()
-        java = java_executable()
+        self._java = java_executable()
         self._check_ports()
         jars = ensure_jars(self.config.jar_cache / "delta", repository=self.config.maven_repository)
         self.logs.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.config.state_dir / "work", ignore_errors=True)
         started: dict[str, int] = {}
         try:
-            self._start_master(java, started)
-            self._start_workers(java, started)
-            self._start_connect(java, jars, started)
+            self._start_master(started)
+            self._start_workers(started)
+            self._start_connect(jars, started)
         except BaseException:
             self.stop()
             raise
@@ -264,7 +265,8 @@ class SparkCluster:
         }
         env.pop("PYSPARK_GATEWAY_PORT", None)
         if os.environ.get("JAVA_HOME") is None:
-            env["JAVA_HOME"] = str(Path(java_executable()).resolve().parents[1])
+            # the JVM start scripts find java through JAVA_HOME: the one checked by start()
+            env["JAVA_HOME"] = str(Path(self._java).resolve().parents[1])
         return env
 
     def _conf_dir(self) -> Path:
@@ -313,7 +315,7 @@ class SparkCluster:
     def _spark_class(self, *args: str) -> list[str]:
         return [str(spark_home() / "bin" / "spark-class"), *args]
 
-    def _start_master(self, java: str, started: dict[str, int]) -> None:
+    def _start_master(self, started: dict[str, int]) -> None:
         process = self._spawn(
             "master",
             self._spark_class(
@@ -326,7 +328,7 @@ class SparkCluster:
         )  # fmt: skip
         self._wait("master", process, lambda: port_answers(self.config.master_port), "listening")
 
-    def _start_workers(self, java: str, started: dict[str, int]) -> None:
+    def _start_workers(self, started: dict[str, int]) -> None:
         processes = [
             self._spawn(
                 f"worker-{i}",
@@ -356,7 +358,7 @@ class SparkCluster:
                 f"registering with the master ({self.config.workers} workers)",
             )
 
-    def _start_connect(self, java: str, jars: list[Path], started: dict[str, int]) -> None:
+    def _start_connect(self, jars: list[Path], started: dict[str, int]) -> None:
         state = self.config.state_dir.resolve()
         conf = {
             "spark.connect.grpc.binding.address": HOST,

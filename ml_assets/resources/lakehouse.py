@@ -192,6 +192,10 @@ class _DeltaLakehouse(Lakehouse):
     def _where(self, table: TableRef) -> str:
         return f"no Delta table {self._sql_name(table)}"
 
+    def _require_exists(self, table: TableRef) -> None:
+        if self.version(table) is None:
+            raise self._missing(table)
+
     # -- metadata through SQL ----------------------------------------------------------------
     def _sql_history(self, table: TableRef, limit: int | None = None) -> list[TableCommit] | None:
         statement = f"DESCRIBE HISTORY {self._sql_name(table)}"
@@ -445,8 +449,7 @@ class LocalDeltaLakehouse(_DeltaLakehouse):
 
     def properties(self, table: TableRef) -> dict[str, str]:
         if self._delta_sql:
-            if self.version(table) is None:
-                raise self._missing(table)
+            self._require_exists(table)
             return self._sql_properties(table)
         delta = self._require(table)
         props = dict(delta.metadata().configuration)
@@ -456,8 +459,7 @@ class LocalDeltaLakehouse(_DeltaLakehouse):
 
     def schema(self, table: TableRef) -> T.StructType:
         if self._delta_sql:
-            if self.version(table) is None:
-                raise self._missing(table)
+            self._require_exists(table)
             return self.spark.get_session().read.format("delta").load(self._path(table)).schema
         return T.StructType.fromJson(json.loads(self._require(table).schema().to_json()))
 
@@ -467,8 +469,7 @@ class LocalDeltaLakehouse(_DeltaLakehouse):
         self._check_retention(retention_hours, allow_short_retention)
         root = Path(self._path(table))
         if self._delta_sql:
-            if self.version(table) is None:
-                raise self._missing(table)
+            self._require_exists(table)
             before = _data_files(root)
             deleted = self._sql_vacuum(table, retention_hours, allow_short_retention)
             after = _data_files(root)
@@ -526,8 +527,7 @@ class LocalDeltaLakehouse(_DeltaLakehouse):
         self, table: TableRef, *, version: int | None = None, timestamp: dt.datetime | None = None
     ) -> DataFrame:
         _check_travel(version, timestamp)
-        if self.version(table) is None:
-            raise self._missing(table)
+        self._require_exists(table)
         reader = self.spark.get_session().read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", int(version))
@@ -610,21 +610,18 @@ class CatalogDeltaLakehouse(_DeltaLakehouse):
         return commits
 
     def properties(self, table: TableRef) -> dict[str, str]:
-        if self.version(table) is None:
-            raise self._missing(table)
+        self._require_exists(table)
         return self._sql_properties(table)
 
     def schema(self, table: TableRef) -> T.StructType:
-        if self.version(table) is None:
-            raise self._missing(table)
+        self._require_exists(table)
         return self.spark.get_session().table(self._sql_name(table)).schema
 
     def read(
         self, table: TableRef, *, version: int | None = None, timestamp: dt.datetime | None = None
     ) -> DataFrame:
         _check_travel(version, timestamp)
-        if self.version(table) is None:
-            raise self._missing(table)
+        self._require_exists(table)
         statement = f"SELECT * FROM {self._sql_name(table)}"
         if version is not None:
             statement += f" VERSION AS OF {int(version)}"
@@ -644,8 +641,7 @@ class CatalogDeltaLakehouse(_DeltaLakehouse):
         self, table: TableRef, retention_hours: int, *, allow_short_retention: bool = False
     ) -> VacuumResult:
         self._check_retention(retention_hours, allow_short_retention)
-        if self.version(table) is None:
-            raise self._missing(table)
+        self._require_exists(table)
         deleted = self._sql_vacuum(table, retention_hours, allow_short_retention)
         return VacuumResult(str(_table_id(table)), deleted, 0, self.version(table))
 
