@@ -38,8 +38,9 @@ from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets.resources.landing import DemoSource, LandingZone
 from ml_assets.resources.mlflow import LocalMlflow
 from ml_assets.resources.online_store import SqlOnlineStore
+from ml_assets.resources.registry import LocalModelRegistry
 from ml_assets.resources.reports import LocalReports
-from ml_assets.resources.serving import LocalEndpointConfigs
+from ml_assets.resources.serving import LocalEndpointDeployer
 from ml_assets.resources.spark import EmbeddedSailSpark, SparkConnectRemote, SparkResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -223,6 +224,7 @@ def spark_resource(settings: Settings) -> SparkResource:
 def build_resources(settings: Settings) -> dict[str, object]:
     """The deployment table: resource key -> implementation for this deployment."""
     spark = spark_resource(settings)
+    tracking = LocalMlflow(home=str(settings.home))
     return {
         "spark": spark,
         "lakehouse": LocalDeltaLakehouse(warehouse_dir=str(settings.warehouse_dir), spark=spark),
@@ -232,8 +234,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
             drift_from=settings.inject_drift_from,
             backdated_downgrades=settings.inject_leakage,
         ),
-        "mlflow_tracking": LocalMlflow(home=str(settings.home)),
+        "mlflow_tracking": tracking,
+        "model_registry": LocalModelRegistry(tracking=tracking),
         "online_store": _online_store(settings),
-        "endpoint_configs": LocalEndpointConfigs(directory=str(settings.serving_dir)),
+        "endpoint_deployer": LocalEndpointDeployer(directory=str(settings.serving_dir)),
         "reports": LocalReports(directory=str(settings.reports_dir)),
     }

@@ -1,11 +1,27 @@
 """``make serve``: the local serving gateway that honours the endpoint config.
 
 It loads the served entities named in ``$ML_ASSETS_HOME/serving/<endpoint>.json`` (MLflow
-pyfunc models by registered version) and answers Databricks-style invocations:
+pyfunc models by registered version) and answers the part of the Databricks serving REST API
+that ``databricks-sdk`` uses, so ``WorkspaceClient(host="http://127.0.0.1:8080", token=...)``
+manages and queries it:
 
     POST /serving-endpoints/{name}/invocations   dataframe_records | dataframe_split | inputs
+    GET  /api/2.0/serving-endpoints              list (``serving_endpoints.list``)
+    GET  /api/2.0/serving-endpoints/{name}       state.ready, state.config_update, config,
+                                                 pending_config (``serving_endpoints.get``)
+    POST /api/2.0/serving-endpoints              create this gateway's endpoint
+    PUT  /api/2.0/serving-endpoints/{name}/config  a new config (``update_config``)
     GET  /health                                 the process is up (never needs a token)
     GET  /ready                                  models are loaded (503 until they are)
+
+A config sent by ``POST`` or ``PUT`` is validated as the config asset's checks validate it
+(routes, READY registered versions, signatures the online features serve): an invalid one is
+refused with 400 naming every problem, and the old one keeps serving. A valid one is written
+to the config file and loaded in the background; ``state.config_update`` is ``IN_PROGRESS``
+until it serves, then ``NOT_UPDATING`` (or ``UPDATE_FAILED`` if a model failed to load, the
+old config still serving), which is what the SDK's ``*_and_wait`` calls poll for. A second
+update while one is in progress is refused with 409, as Databricks does. The gateway serves one
+endpoint (``--endpoint``); other names are 404 (and 400 to create).
 
 A request carries entity keys (``user_id``) and may override features. The features come
 from the online store through the training set's lookups (``lib/serving/churn.py``), at the
@@ -33,6 +49,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import json
 import logging
 import os
 import random
@@ -41,9 +58,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import mlflow
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -55,24 +72,31 @@ from ml_assets.deployments import Settings, build_resources, current_settings
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.churn_classifier import ENCODING
 from ml_assets.lib.models.encoding import records_frame
-from ml_assets.lib.serving.churn import LOOKUP_CONTRACTS, REQUEST_KEY_TYPES, churn_records
-from ml_assets.lib.serving.endpoint import Endpoint, route_problems
+from ml_assets.lib.registry.store import Registry
+from ml_assets.lib.serving.churn import (
+    LOOKUP_CONTRACTS,
+    REQUEST_KEY_TYPES,
+    SERVABLE_INPUTS,
+    churn_records,
+)
+from ml_assets.lib.serving.endpoint import Endpoint, EndpointCoreConfig, route_problems
 from ml_assets.lib.serving.requests import (
     RequestError,
     choose_route,
     parse_invocation,
     validate_rows,
 )
+from ml_assets.lib.serving.validation import config_problems
 from ml_assets.lib.training_sets.churn import ENTITY_KEY
 from ml_assets.names import CHURN_ENDPOINT
-from ml_assets.resources.mlflow import MlflowTracking
 from ml_assets.resources.online_store import OnlineStore
-from ml_assets.resources.serving import LocalEndpointConfigs
+from ml_assets.resources.serving import LocalEndpointDeployer
 
 log = logging.getLogger("ml_assets.gateway")
 MAX_ROWS = 1000
 MAX_BODY_BYTES = 4 * 1024 * 1024
-PUBLIC_PATHS = frozenset({"/health"})
+# the SDK asks for host metadata, without a token, when its config is built: a plain 404
+PUBLIC_PATHS = frozenset({"/health", "/.well-known/databricks-config"})
 SCORING_THREADS = 2  # one per core: scoring holds the GIL most of the time
 CLOCK_CACHE_SECONDS = 5.0
 
@@ -87,8 +111,8 @@ class Deployment:
 @dataclass
 class Gateway:
     endpoint_name: str
-    configs: LocalEndpointConfigs
-    tracking: MlflowTracking
+    configs: LocalEndpointDeployer
+    registry: Registry
     store: OnlineStore
     token: str | None = None
     clock: str = "data"
@@ -99,6 +123,14 @@ class Gateway:
     _rng: random.Random = field(default_factory=random.Random)
     _clock_cache: tuple[float, dt.datetime] | None = None
     _attempted: tuple[int, int, str] | None = None  # size, mtime, sha256 last loaded or tried
+    # the serving-endpoints API's view: a config accepted and not yet loaded, the last load's
+    # outcome, how many configs have served, when the last one started to
+    pending: Endpoint | None = None
+    update_failed: bool = False
+    config_version: int = 0
+    updated_ms: int = 0
+    _reload: threading.Lock = field(default_factory=threading.Lock)
+    _accepting: threading.Lock = field(default_factory=threading.Lock)
 
     # -- loading ---------------------------------------------------------------------------
     def load(self, raw: bytes) -> Deployment:
@@ -108,11 +140,9 @@ class Gateway:
         problems = route_problems(endpoint)
         if problems:
             raise ValueError(f"{path}: " + "; ".join(problems))
-        self.tracking.configure()
         models, inputs = {}, {}
         for entity in endpoint.config.served_entities:
-            uri = f"models:/{entity.entity_name}/{entity.entity_version}"
-            model = mlflow.pyfunc.load_model(uri)
+            model = self.registry.load(entity.entity_name, entity.entity_version)
             models[entity.name] = model
             schema = model.metadata.get_input_schema()
             inputs[entity.name] = {c["name"]: c["type"] for c in schema.to_dict()} if schema else {}
@@ -123,7 +153,17 @@ class Gateway:
 
         Keyed on size, modification time and a hash of the bytes read: a writer that replaces
         the file within the clock's resolution (same mtime) is still seen. The bytes hashed are
-        the bytes parsed, so a file changing under the read cannot be half-seen."""
+        the bytes parsed, so a file changing under the read cannot be half-seen. One load at a
+        time (the watcher and an API update may both ask)."""
+        with self._reload:
+            target = self.pending  # an accepted config, already in the file: done after this
+            try:
+                return self._reload_if_changed()
+            finally:
+                if target is not None and self.pending is target:
+                    self.pending = None
+
+    def _reload_if_changed(self) -> bool:
         path = self.configs.path(self.endpoint_name)
         try:
             with open(path, "rb") as handle:
@@ -140,9 +180,13 @@ class Gateway:
             loaded = self.load(raw)
         except Exception as exc:  # keep serving the old models; /ready reports why
             self.last_error = f"{type(exc).__name__}: {exc}"
+            self.update_failed = True
             log.error("config %s not loaded, still serving the previous one: %s", path, exc)
             return False
         self.deployment, self.last_error = loaded, None  # one assignment: requests see old or new
+        self.update_failed = False
+        self.config_version += 1
+        self.updated_ms = int(time.time() * 1000)
         log.info("serving %s", loaded.endpoint.shares())
         return True
 
@@ -155,6 +199,60 @@ class Gateway:
         thread = threading.Thread(target=loop, name="config-watcher", daemon=True)
         thread.start()
         return thread
+
+    # -- the serving-endpoints API ------------------------------------------------------------
+    def accept(self, endpoint: Endpoint) -> None:
+        """Validate a config as the config asset's checks do, write it, and load it in the
+        background. Raises ``RequestError`` (400, 409) and changes nothing when it cannot."""
+        with self._accepting:
+            if self.pending is not None:
+                raise RequestError(
+                    f"Endpoint {self.endpoint_name!r} has a config update in progress; retry "
+                    "when state.config_update is NOT_UPDATING.",
+                    status=409,
+                )
+            problems = config_problems(endpoint, self.registry, SERVABLE_INPUTS, REQUEST_KEY_TYPES)
+            if problems:
+                raise RequestError(
+                    "The config cannot be served; the current one keeps serving: "
+                    + "; ".join(problems)
+                    + "."
+                )
+            self.pending = endpoint
+            try:
+                self.configs.deploy(endpoint)
+            except BaseException:
+                self.pending = None
+                raise
+        threading.Thread(target=self.reload_if_changed, name="config-update", daemon=True).start()
+
+    def exists(self) -> bool:
+        return self.deployment is not None or self.configs.path(self.endpoint_name).exists()
+
+    def describe(self, base_url: str) -> dict[str, object]:
+        """``ServingEndpointDetailed``: what serves, what is pending, the two states."""
+        deployment, pending = self.deployment, self.pending
+        if pending is not None:
+            update = "IN_PROGRESS"
+        elif self.update_failed:
+            update = "UPDATE_FAILED"
+        else:
+            update = "NOT_UPDATING"
+        body: dict[str, object] = {
+            "name": self.endpoint_name,
+            "id": hashlib.sha256(self.endpoint_name.encode()).hexdigest()[:32],
+            "creator": "ml_assets gateway",
+            "last_updated_timestamp": self.updated_ms,
+            "state": {"ready": "READY" if deployment else "NOT_READY", "config_update": update},
+            "endpoint_url": f"{base_url}/serving-endpoints/{self.endpoint_name}/invocations",
+        }
+        if deployment is not None:
+            body["config"] = _config_output(deployment.endpoint.config, self.config_version)
+        if pending is not None:
+            body["pending_config"] = _config_output(pending.config, self.config_version + 1)
+        if self.last_error and update == "UPDATE_FAILED":
+            body["state_message"] = self.last_error
+        return body
 
     # -- requests --------------------------------------------------------------------------
     def as_of(self) -> dt.datetime:
@@ -201,10 +299,13 @@ class Gateway:
         }
 
 
-def _shares(endpoint: Endpoint) -> dict[str, int]:
-    return {
-        r.served_model_name: r.traffic_percentage for r in endpoint.config.traffic_config.routes
-    }
+def _config_output(config: EndpointCoreConfig, version: int) -> dict[str, object]:
+    """``EndpointCoreConfigOutput``: the served entities with their deployment state."""
+    body = config.model_dump(exclude_none=True)
+    for entity in body["served_entities"]:
+        entity["state"] = {"deployment": "DEPLOYMENT_READY"}
+    body["config_version"] = version
+    return body
 
 
 def _error(code: str, message: str, status: int, **headers: str) -> JSONResponse:
@@ -257,6 +358,29 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _invalid(exc: ValidationError) -> str:
+    """Pydantic's errors as one line: where, what."""
+    where = [".".join(str(p) for p in error["loc"]) + f": {error['msg']}" for error in exc.errors()]
+    return "Invalid endpoint config: " + "; ".join(where[:20]) + "."
+
+
+async def _json_object(request: Request, limit: int) -> dict | JSONResponse:
+    """The body as a JSON object, or the 4xx answer that says why it is not one."""
+    try:
+        raw = await read_body(request, limit)
+    except RequestError as exc:
+        return _error(
+            "REQUEST_TOO_LARGE" if exc.status == 413 else "BAD_REQUEST", str(exc), exc.status
+        )
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _error("MALFORMED_REQUEST", f"The body is not JSON: {exc}.", 400)
+    if not isinstance(body, dict):
+        return _error("MALFORMED_REQUEST", "The body must be a JSON object.", 400)
+    return body
+
+
 def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starlette:
     executor = ThreadPoolExecutor(max_workers=scoring_threads, thread_name_prefix="scoring")
 
@@ -291,9 +415,71 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
         }
         return JSONResponse(body, status_code=200 if deployment is not None else 503)
 
+    def base_url(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    def unknown(name: str) -> JSONResponse:
+        message = f"No endpoint {name[:100]!r}; this gateway serves {gateway.endpoint_name!r}."
+        return _error("RESOURCE_DOES_NOT_EXIST", message, 404)
+
+    async def list_endpoints(request: Request) -> JSONResponse:
+        listed = [gateway.describe(base_url(request))] if gateway.exists() else []
+        return JSONResponse({"endpoints": listed})
+
+    async def get_endpoint(request: Request) -> JSONResponse:
+        name = request.path_params["name"]
+        if name != gateway.endpoint_name or not gateway.exists():
+            return unknown(name)
+        return JSONResponse(gateway.describe(base_url(request)))
+
+    async def change(request: Request, name: str, config: object) -> JSONResponse:
+        try:
+            endpoint = Endpoint.model_validate({"name": name, "config": config})
+            await asyncio.get_running_loop().run_in_executor(executor, gateway.accept, endpoint)
+        except ValidationError as exc:
+            return _error("INVALID_PARAMETER_VALUE", _invalid(exc), 400)
+        except RequestError as exc:
+            code = "RESOURCE_CONFLICT" if exc.status == 409 else "INVALID_PARAMETER_VALUE"
+            return _error(code, str(exc), exc.status)
+        return JSONResponse(gateway.describe(base_url(request)))
+
+    async def create_endpoint(request: Request) -> JSONResponse:
+        body = await _json_object(request, gateway.max_body_bytes)
+        if isinstance(body, JSONResponse):
+            return body
+        name = body.get("name")
+        if name != gateway.endpoint_name:
+            message = (
+                f"This gateway serves one endpoint, {gateway.endpoint_name!r} (make serve "
+                f"--endpoint NAME for another); cannot create {str(name)[:100]!r}."
+            )
+            return _error("INVALID_PARAMETER_VALUE", message, 400)
+        if gateway.exists():
+            message = f"Endpoint with name '{name}' already exists; update its config instead."
+            return _error("RESOURCE_ALREADY_EXISTS", message, 409)
+        return await change(request, name, body.get("config"))
+
+    async def update_config(request: Request) -> JSONResponse:
+        name = request.path_params["name"]
+        if name != gateway.endpoint_name or not gateway.exists():
+            return unknown(name)
+        body = await _json_object(request, gateway.max_body_bytes)
+        if isinstance(body, JSONResponse):
+            return body
+        return await change(request, name, body)
+
+    async def no_host_metadata(request: Request) -> JSONResponse:
+        return _error("RESOURCE_DOES_NOT_EXIST", "No host metadata: this is not a workspace.", 404)
+
+    api = "/api/2.0/serving-endpoints"
     app = Starlette(
         routes=[
             Route("/serving-endpoints/{name}/invocations", invocations, methods=["POST"]),
+            Route(api, list_endpoints, methods=["GET"]),
+            Route(api, create_endpoint, methods=["POST"]),
+            Route(api + "/{name}", get_endpoint, methods=["GET"]),
+            Route(api + "/{name}/config", update_config, methods=["PUT"]),
+            Route("/.well-known/databricks-config", no_host_metadata),
             Route("/health", health),
             Route("/ready", ready),
         ]
@@ -306,8 +492,8 @@ def gateway_for(settings: Settings, endpoint_name: str = CHURN_ENDPOINT) -> Gate
     resources = build_resources(settings)
     return Gateway(
         endpoint_name=endpoint_name,
-        configs=resources["endpoint_configs"],
-        tracking=resources["mlflow_tracking"],
+        configs=resources["endpoint_deployer"],
+        registry=resources["model_registry"].open(),
         store=resources["online_store"].process_config_and_initialize(),  # resolves EnvVar
         token=settings.serving_token,
         clock=settings.serving_clock,

@@ -86,7 +86,7 @@ def serving_summary(result: dg.ExecuteInProcessResult) -> str:
     config = materialization_metadata(result, "/".join(names.CHURN_ENDPOINT_CONFIG_KEY))
     if config is not None:
         lines.append(
-            f"endpoint {config['endpoint']}: {config['routes']} -> {config['config_path']} "
+            f"endpoint {config['endpoint']}: {config['routes']} -> {config['deployed_to']} "
             "(serve it: make serve)"
         )
     online = materialization_metadata(result, "/".join(names.ONLINE_USER_FEATURES_KEY))

@@ -45,8 +45,9 @@ class GatewayProcess:
 
 
 @contextmanager
-def running_gateway(home: Path, **env: str) -> Iterator[GatewayProcess]:
-    """Start ``python -m ml_assets.gateway`` on the tiny home; wait until /ready; stop it."""
+def running_gateway(home: Path, wait_ready: bool = True, **env: str) -> Iterator[GatewayProcess]:
+    """Start ``python -m ml_assets.gateway`` on the tiny home; wait until /ready (or only
+    /health, for a gateway with no config yet); stop it."""
     port = free_port()
     log = home / f"gateway-{port}.log"
     environment = {**os.environ, "ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": "tiny", **env}
@@ -68,7 +69,9 @@ def running_gateway(home: Path, **env: str) -> Iterator[GatewayProcess]:
         deadline = time.monotonic() + 120
         while True:
             try:
-                if get_json(port, "/ready", headers)["ready"]:
+                if get_json(port, "/ready" if wait_ready else "/health", headers).get(
+                    "ready", not wait_ready
+                ):
                     break
             except (urllib.error.URLError, ConnectionError):
                 pass

@@ -13,6 +13,7 @@ import pytest
 from ml_assets import names
 from ml_assets.definitions import build_definitions
 from ml_assets.deployments import REPO_ROOT, DeploymentError, current_settings
+from ml_assets.lib.models.churn_classifier import REGISTERED_MODEL
 from ml_assets.resources.spark import EmbeddedSailSpark, SparkConnectRemote
 
 EXPECTED_ASSETS = {
@@ -162,8 +163,8 @@ def test_the_registry_follows_the_model_and_rollback_is_a_job(defs):
     assert defs.resolve_job_def("rollback_champion").description.startswith(
         "Moves the churn model's `champion` alias back to `previous_champion`"
     )
-    mlflow_tracking = defs.resources["mlflow_tracking"]
-    assert mlflow_tracking.registered_model_name == "main.models.churn_classifier"
+    registry = defs.resources["model_registry"].open()
+    assert registry.full_name(REGISTERED_MODEL) == "main.models.churn_classifier"
 
 
 def test_raw_events_are_daily_partitioned_over_the_source_calendar_and_backfill_in_one_run(

@@ -25,10 +25,11 @@ import datetime as dt
 import dagster as dg
 
 from ml_assets import names
+from ml_assets.lib.models.churn_classifier import REGISTERED_MODEL
 from ml_assets.lib.registry import aliases
 from ml_assets.lib.source import EVENTS_DIR
 from ml_assets.resources.landing import LandingZone
-from ml_assets.resources.mlflow import MlflowTracking
+from ml_assets.resources.registry import ModelRegistry
 
 EVENTS_KEY = dg.AssetKey(names.RAW_EVENTS_KEY)
 DAILY_FEATURE_KEYS = [
@@ -159,11 +160,11 @@ def build_landed_events_sensor(partitions_def: dg.PartitionsDefinition) -> dg.Se
     minimum_interval_seconds=30,
     description="The champion or challenger alias moved -> rewrite the endpoint config.",
 )
-def endpoint_config_sensor(context: dg.SensorEvaluationContext, mlflow_tracking: MlflowTracking):
-    client = mlflow_tracking.client()
-    name = mlflow_tracking.registered_model_name
-    champion = aliases.version_by_alias(client, name, aliases.CHAMPION)
-    challenger = aliases.version_by_alias(client, name, aliases.CHALLENGER)
+def endpoint_config_sensor(context: dg.SensorEvaluationContext, model_registry: ModelRegistry):
+    registry = model_registry.open()
+    name = registry.full_name(REGISTERED_MODEL)
+    champion = registry.by_alias(name, aliases.CHAMPION)
+    challenger = registry.by_alias(name, aliases.CHALLENGER)
     state = (
         f"champion={None if champion is None else champion.version},"
         f"challenger={None if challenger is None else challenger.version}"

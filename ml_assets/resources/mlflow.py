@@ -1,8 +1,10 @@
-"""MLflow: tracking URI, registry URI and experiment from one resource.
+"""MLflow tracking: the tracking URI and the experiment from one resource.
 
-``LocalMlflow`` keeps everything under ``ML_ASSETS_HOME``: the tracking and registry store in
-``mlflow.db`` (SQLite) and artifacts in ``mlartifacts/``, so ``mlflow ui`` on those paths
-shows the runs. A Databricks implementation would return ``databricks`` / ``databricks-uc``.
+``LocalMlflow`` keeps everything under ``ML_ASSETS_HOME``: the tracking store in ``mlflow.db``
+(SQLite, which also holds the local registry) and artifacts in ``mlartifacts/``, so ``mlflow
+ui`` on those paths shows the runs. ``DatabricksMlflow`` tracks to the workspace
+(``databricks``). Registered models are the ``model_registry`` resource's
+(``resources/registry.py``).
 
 ``run`` is the one way runs are opened here: it always ends the run, FINISHED when the body
 returns and FAILED when it raises (the exception still propagates), so no run is ever left
@@ -21,26 +23,16 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
-from pydantic import Field
-
-from ml_assets.names import CHURN_MODEL_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 
 class MlflowTracking(dg.ConfigurableResource, ABC):
     experiment_name: str = "/ml_assets/churn"
-    registered_model_name: str = Field(
-        CHURN_MODEL_NAME,
-        description="The churn classifier's registered model (catalog.schema.model in Unity "
-        "Catalog); every registry asset and the rollback job use this name.",
-    )
 
     @abstractmethod
     def tracking_uri(self) -> str: ...
-
-    @abstractmethod
-    def registry_uri(self) -> str: ...
 
     @abstractmethod
     def artifact_location(self) -> str | None: ...
@@ -48,8 +40,7 @@ class MlflowTracking(dg.ConfigurableResource, ABC):
     def configure(self) -> str:
         """Point the process's MLflow at this store; returns the experiment id."""
         mlflow.set_tracking_uri(self.tracking_uri())
-        mlflow.set_registry_uri(self.registry_uri())
-        client = MlflowClient()
+        client = MlflowClient(self.tracking_uri())
         experiment = client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
             experiment_id = client.create_experiment(
@@ -61,8 +52,16 @@ class MlflowTracking(dg.ConfigurableResource, ABC):
         return experiment_id
 
     def client(self) -> MlflowClient:
+        """A client of the tracking store (runs, experiments, artifacts)."""
         self.configure()
-        return MlflowClient()
+        return MlflowClient(self.tracking_uri())
+
+    def child_runs(self, parent: Run) -> list[Run]:
+        """The runs nested under ``parent`` (e.g. one per Optuna trial)."""
+        return self.client().search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'",
+        )
 
     @contextmanager
     def run(
@@ -96,11 +95,17 @@ class LocalMlflow(MlflowTracking):
     def tracking_uri(self) -> str:
         return f"sqlite:///{Path(self.home) / 'mlflow.db'}"
 
-    def registry_uri(self) -> str:
-        return self.tracking_uri()
-
     def artifact_location(self) -> str | None:
         return (Path(self.home) / "mlartifacts").as_uri()
+
+    def configure(self) -> str:
+        """The local store is the registry too: point both of the process's URIs at it."""
+        mlflow.set_registry_uri(self.tracking_uri())
+        return super().configure()
+
+    def client(self) -> MlflowClient:
+        self.configure()
+        return MlflowClient(self.tracking_uri(), self.tracking_uri())
 
 
 def log_images(images: Mapping[str, bytes], artifact_path: str = "plots") -> None:
@@ -112,3 +117,22 @@ def log_images(images: Mapping[str, bytes], artifact_path: str = "plots") -> Non
 
 def log_json(obj: object, name: str) -> None:
     mlflow.log_text(json.dumps(obj, indent=2, sort_keys=True, default=str), name)
+
+
+class DatabricksMlflow(MlflowTracking):
+    """Tracking in a Databricks workspace (``databricks`` or ``databricks://<profile>``):
+    credentials from ``DATABRICKS_HOST``/``DATABRICKS_TOKEN`` or the profile, read by MLflow
+    on the first call. Experiments are workspace paths; artifacts go where the workspace puts
+    them."""
+
+    experiment_name: str = "/Shared/ml_assets/churn"
+    profile: str | None = None
+
+    def tracking_uri(self) -> str:
+        return "databricks" + (f"://{self.profile}" if self.profile else "")
+
+    def artifact_location(self) -> str | None:
+        return None
+
+    def ui_hint(self) -> str:
+        return f"the workspace's Experiments page, experiment {self.experiment_name}"

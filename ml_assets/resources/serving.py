@@ -1,6 +1,16 @@
-"""Where endpoint configs go: JSON files under ``$ML_ASSETS_HOME/serving/`` locally, read by
-the local gateway. (On Databricks the same body goes to the serving-endpoints API through
-databricks-sdk.)"""
+"""The ``endpoint_deployer`` resource: where an endpoint config goes, and reading it back.
+
+``LocalEndpointDeployer`` writes ``$ML_ASSETS_HOME/serving/<endpoint>.json``, which the local
+gateway watches. ``DatabricksEndpointDeployer`` deploys the same body to Databricks Model Serving
+through ``databricks-sdk``: ``create_and_wait`` for a new endpoint, ``update_config_and_wait``
+for an existing one (both wait until ``state.config_update`` is ``NOT_UPDATING``, and raise if
+the update failed). It works against any host that speaks the serving-endpoints API, the
+local gateway included (``make serve``), which is how it is tested.
+
+The workspace client is built on first use, never at definitions load (the SDK probes the
+host when its config is built), with short HTTP and retry timeouts so that a wrong host fails
+in seconds, not minutes.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +18,53 @@ import json
 import os
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
+from pydantic import Field
 
-from ml_assets.lib.serving.endpoint import Endpoint
+from ml_assets.lib.serving.endpoint import AutoCaptureConfig, Endpoint
+
+if TYPE_CHECKING:
+    from databricks.sdk import WorkspaceClient
 
 
-class EndpointConfigs(dg.ConfigurableResource, ABC):
+class WorkspaceError(RuntimeError):
+    """The workspace could not be reached or refused the credentials (the message says which
+    setting to fix)."""
+
+
+@dataclass(frozen=True)
+class Deployed:
+    endpoint: str
+    where: str  # a file path or an endpoint URL
+    action: str  # "written", "created" or "updated"
+    config_version: int | None = None
+
+
+class EndpointDeployer(dg.ConfigurableResource, ABC):
     @abstractmethod
-    def write(self, endpoint: Endpoint) -> str:
-        """Deploy the config; returns where it went."""
+    def deploy(self, endpoint: Endpoint) -> Deployed:
+        """Deploy the config; returns where it went once it is being served."""
 
     @abstractmethod
-    def read(self, name: str) -> Endpoint:
-        """The deployed config (validated: unknown keys and bad types raise)."""
+    def deployed(self, name: str) -> Endpoint:
+        """The deployed config (validated: unknown keys and bad types raise ``ValueError``;
+        an endpoint that does not exist raises ``FileNotFoundError``)."""
 
 
-class LocalEndpointConfigs(EndpointConfigs):
+class LocalEndpointDeployer(EndpointDeployer):
     directory: str
 
     def path(self, name: str) -> Path:
         return Path(self.directory) / f"{name}.json"
 
-    def write(self, endpoint: Endpoint) -> str:
+    def deploy(self, endpoint: Endpoint) -> Deployed:
         """Atomically (write a temporary file, then rename): the gateway, which watches the
         file, never reads half a config."""
         target = self.path(endpoint.name)
@@ -39,10 +72,132 @@ class LocalEndpointConfigs(EndpointConfigs):
         with tempfile.NamedTemporaryFile(
             "w", dir=target.parent, suffix=".tmp", delete=False
         ) as handle:
-            json.dump(endpoint.model_dump(), handle, indent=2)
+            json.dump(endpoint.body(), handle, indent=2)
             handle.write("\n")
         os.replace(handle.name, target)
-        return str(target)
+        return Deployed(endpoint.name, str(target), "written")
 
-    def read(self, name: str) -> Endpoint:
+    def deployed(self, name: str) -> Endpoint:
         return Endpoint.model_validate_json(self.path(name).read_text())
+
+
+class DatabricksEndpointDeployer(EndpointDeployer):
+    """Model Serving in a workspace. Credentials: ``host`` and ``token`` (bind the token as
+    ``dg.EnvVar("DATABRICKS_TOKEN")`` so that Dagster stores the variable's name, never the
+    value), or a config ``profile``, or the SDK's own environment."""
+
+    host: str | None = Field(None, description="https://<workspace>; default: the SDK's")
+    token: str | None = Field(None, description="bind as dg.EnvVar('DATABRICKS_TOKEN')")
+    profile: str | None = Field(None, description="a ~/.databrickscfg profile")
+    inference_table_catalog: str | None = Field(
+        None, description="with inference_table_schema: log requests to inference tables"
+    )
+    inference_table_schema: str | None = None
+    timeout_minutes: float = Field(20.0, gt=0, description="wait for the config update")
+    http_timeout_seconds: int = Field(30, ge=1)
+    retry_timeout_seconds: int = Field(60, ge=1)
+
+    @contextmanager
+    def _calling(self) -> Iterator[None]:
+        """Unreachable hosts and refused credentials as one error naming the settings."""
+        from databricks.sdk.errors import PermissionDenied, Unauthenticated
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+
+        where = self.host or (f"profile {self.profile!r}" if self.profile else "DATABRICKS_HOST")
+        try:
+            yield
+        except (TimeoutError, RequestsConnectionError) as exc:
+            raise WorkspaceError(
+                f"Cannot reach the Databricks workspace at {where} ({type(exc).__name__}: "
+                f"{exc}). Check the endpoint deployer's host (DATABRICKS_HOST or the profile) "
+                "and the network; retries stop after retry_timeout_seconds="
+                f"{self.retry_timeout_seconds}."
+            ) from exc
+        except (Unauthenticated, PermissionDenied) as exc:
+            raise WorkspaceError(
+                f"The workspace at {where} refused the credentials: {exc}. Set DATABRICKS_TOKEN "
+                "(or the profile's token) to a token that may manage serving endpoints."
+            ) from exc
+
+    def workspace(self) -> WorkspaceClient:
+        from databricks.sdk import WorkspaceClient
+        from databricks.sdk.config import Config
+
+        config = Config(
+            host=self.host,
+            token=self.token,
+            profile=self.profile,
+            http_timeout_seconds=self.http_timeout_seconds,
+            retry_timeout_seconds=self.retry_timeout_seconds,
+            product="ml_assets",
+            product_version="0.1.0",
+        )
+        return WorkspaceClient(config=config)
+
+    def with_inference_tables(self, endpoint: Endpoint) -> Endpoint:
+        if self.inference_table_catalog is None or self.inference_table_schema is None:
+            return endpoint
+        capture = AutoCaptureConfig(
+            catalog_name=self.inference_table_catalog,
+            schema_name=self.inference_table_schema,
+            table_name_prefix=endpoint.name.replace("-", "_").lower(),
+        )
+        config = endpoint.config.model_copy(update={"auto_capture_config": capture})
+        return endpoint.model_copy(update={"config": config})
+
+    def deploy(self, endpoint: Endpoint) -> Deployed:
+        from databricks.sdk.errors import NotFound
+        from databricks.sdk.service.serving import EndpointCoreConfigInput
+
+        endpoint = self.with_inference_tables(endpoint)
+        config = EndpointCoreConfigInput.from_dict(endpoint.body()["config"])
+        with self._calling():
+            return self._deploy(endpoint, config, NotFound)
+
+    def _deploy(self, endpoint: Endpoint, config, not_found: type[Exception]) -> Deployed:
+        w = self.workspace()
+        timeout = timedelta(minutes=self.timeout_minutes)
+        try:
+            current = w.serving_endpoints.get(endpoint.name)
+        except not_found:
+            detailed = w.serving_endpoints.create_and_wait(
+                endpoint.name, config=config, timeout=timeout
+            )
+            action = "created"
+        else:
+            # inference tables cannot be reconfigured once enabled: send them only to enable
+            capturing = current.config is not None and current.config.auto_capture_config
+            enabled = bool(capturing and capturing.enabled)
+            detailed = w.serving_endpoints.update_config_and_wait(
+                endpoint.name,
+                served_entities=config.served_entities,
+                traffic_config=config.traffic_config,
+                auto_capture_config=None if enabled else config.auto_capture_config,
+                timeout=timeout,
+            )
+            action = "updated"
+        where = f"{w.config.host.rstrip('/')}/serving-endpoints/{endpoint.name}/invocations"
+        version = detailed.config.config_version if detailed.config else None
+        return Deployed(endpoint.name, where, action, version)
+
+    def deployed(self, name: str) -> Endpoint:
+        from databricks.sdk.errors import NotFound
+
+        try:
+            with self._calling():
+                detailed = self.workspace().serving_endpoints.get(name)
+        except NotFound as exc:
+            raise FileNotFoundError(f"No serving endpoint {name!r}: {exc}") from exc
+        config = detailed.config.as_dict() if detailed.config else {}
+        keep = {"name", "entity_name", "entity_version", "workload_size", "scale_to_zero_enabled"}
+        body = {
+            "name": detailed.name,
+            "config": {
+                "served_entities": [
+                    {k: v for k, v in entity.items() if k in keep}
+                    for entity in config.get("served_entities", [])
+                ],
+                "traffic_config": config.get("traffic_config", {"routes": []}),
+            },
+        }
+        return Endpoint.model_validate(body)

@@ -83,19 +83,19 @@ def test_the_daily_schedule_runs_yesterdays_partition_and_the_weekly_one_retrain
 def test_the_endpoint_sensor_fires_when_an_alias_moves_and_only_then(home, resources):
     defs = build_definitions(tiny_settings(home))
     sensor = defs.get_sensor_def("endpoint_config_sensor")
-    with dg.build_sensor_context(resources={"mlflow_tracking": resources["mlflow_tracking"]}) as c:
+    with dg.build_sensor_context(resources={"model_registry": resources["model_registry"]}) as c:
         first = sensor(c)
     (request,) = first.run_requests
     assert request.run_key == first.cursor == "champion=1,challenger=None"
     with dg.build_sensor_context(
-        cursor=first.cursor, resources={"mlflow_tracking": resources["mlflow_tracking"]}
+        cursor=first.cursor, resources={"model_registry": resources["model_registry"]}
     ) as c:
         unchanged = sensor(c)
     assert isinstance(unchanged, dg.SkipReason)
     with instance_at(home) as instance:  # a new version: the challenger alias moves
         dg.materialize([churn_classifier_version], resources=resources, instance=instance)
     with dg.build_sensor_context(
-        cursor=first.cursor, resources={"mlflow_tracking": resources["mlflow_tracking"]}
+        cursor=first.cursor, resources={"model_registry": resources["model_registry"]}
     ) as c:
         moved = sensor(c)
     assert [r.run_key for r in moved.run_requests] == ["champion=1,challenger=2"]

@@ -11,6 +11,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from ml_assets.lib.registry import aliases
+from ml_assets.lib.registry.store import Registry, RegistryError
 
 NAME = "main.models.example"
 
@@ -21,7 +22,7 @@ class Half(mlflow.pyfunc.PythonModel):
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory) -> tuple[MlflowClient, str, str]:
+def logged(tmp_path_factory) -> tuple[Registry, str, str]:
     """One logged model (with test metrics on its run) to register versions from."""
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -40,21 +41,27 @@ def logged(tmp_path_factory) -> tuple[MlflowClient, str, str]:
             pip_requirements=["mlflow"],  # no inference subprocess
         )
         mlflow.log_metrics({m: 0.5 for m in aliases.REQUIRED_RUN_METRICS})
-    return MlflowClient(uri, uri), info.model_id, run.info.run_id
+    return Registry(uri, uri), info.model_id, run.info.run_id
 
 
 @pytest.fixture
-def client(logged) -> MlflowClient:
-    client = logged[0]
-    for model in client.search_registered_models():
-        client.delete_registered_model(model.name)
-    return client
+def registry(logged) -> Registry:
+    registry = logged[0]
+    for model in registry.client.search_registered_models():
+        registry.client.delete_registered_model(model.name)
+    return registry
+
+
+@pytest.fixture
+def client(registry) -> MlflowClient:
+    """The registry's MLflow client, to observe what the alias flow did."""
+    return registry.client
 
 
 def register(logged, tags=None):
-    client, model_id, run_id = logged
+    registry, model_id, run_id = logged
     return aliases.register_version(
-        client,
+        registry,
         NAME,
         model_id,
         run_id,
@@ -64,38 +71,40 @@ def register(logged, tags=None):
     )
 
 
-def champion_and_challenger(client, logged) -> None:
+def champion_and_challenger(registry, logged) -> None:
     """v1 promoted (champion), v2 registered (challenger)."""
     register(logged)
-    aliases.promote(client, NAME, "1", reason="first", dagster_run_id="run-a")
+    aliases.promote(registry, NAME, "1", reason="first", dagster_run_id="run-a")
     register(logged)
 
 
-def holder(client, alias):
-    found = aliases.version_by_alias(client, NAME, alias)
+def holder(registry, alias):
+    found = registry.by_alias(NAME, alias)
     return None if found is None else str(found.version)
 
 
-def test_a_registered_version_is_ready_tagged_described_and_the_challenger(client, logged):
+def test_a_registered_version_is_ready_tagged_described_and_the_challenger(
+    registry, client, logged
+):
     version = register(logged)
     assert (str(version.version), version.status, version.aliases) == ("1", "READY", ["challenger"])
     assert version.tags == {"ml_assets.training_set_version": "3"}
     assert version.description == "a version"
     assert client.get_registered_model(NAME).description == "the model"
-    assert holder(client, "champion") is None  # a missing alias is None, not an error
-    assert aliases.version_by_alias(client, "main.models.nothing", "champion") is None
+    assert holder(registry, "champion") is None  # a missing alias is None, not an error
+    assert registry.by_alias("main.models.nothing", "champion") is None
 
 
-def test_promotion_moves_champion_keeps_previous_and_clears_challenger(client, logged):
+def test_promotion_moves_champion_keeps_previous_and_clears_challenger(registry, client, logged):
     register(logged)
-    first = aliases.promote(client, NAME, "1", reason="first", dagster_run_id="run-a")
+    first = aliases.promote(registry, NAME, "1", reason="first", dagster_run_id="run-a")
     assert (first.champion, first.replaced) == ("1", None)
     register(logged)
-    second = aliases.promote(client, NAME, "2", reason="better", dagster_run_id="run-b")
+    second = aliases.promote(registry, NAME, "2", reason="better", dagster_run_id="run-b")
     assert (second.champion, second.replaced) == ("2", "1")
-    assert holder(client, "champion") == "2"
-    assert holder(client, "previous_champion") == "1"
-    assert holder(client, "challenger") is None
+    assert holder(registry, "champion") == "2"
+    assert holder(registry, "previous_champion") == "1"
+    assert holder(registry, "challenger") is None
     tags = client.get_model_version(NAME, "2").tags
     assert tags["ml_assets.audit.promoted.reason"] == "better"
     assert tags["ml_assets.audit.promoted.dagster_run_id"] == "run-b"
@@ -103,49 +112,49 @@ def test_promotion_moves_champion_keeps_previous_and_clears_challenger(client, l
     assert demoted["ml_assets.audit.demoted.reason"] == "replaced by v2"
 
 
-def test_a_refused_challenger_loses_the_alias_and_the_champion_stays(client, logged):
-    champion_and_challenger(client, logged)
-    aliases.refuse(client, NAME, "2", reason="refused: 2 breaches", dagster_run_id="run-b")
-    assert holder(client, "champion") == "1" and holder(client, "challenger") is None
+def test_a_refused_challenger_loses_the_alias_and_the_champion_stays(registry, client, logged):
+    champion_and_challenger(registry, logged)
+    aliases.refuse(registry, NAME, "2", reason="refused: 2 breaches", dagster_run_id="run-b")
+    assert holder(registry, "champion") == "1" and holder(registry, "challenger") is None
     tags = client.get_model_version(NAME, "2").tags
     assert tags["ml_assets.audit.refused.reason"] == "refused: 2 breaches"
 
 
-def test_rollback_restores_the_previous_champion_once(client, logged):
-    champion_and_challenger(client, logged)
-    aliases.promote(client, NAME, "2", reason="second", dagster_run_id="run-b")
-    move = aliases.rollback(client, NAME, reason="bad canary", dagster_run_id="run-c")
+def test_rollback_restores_the_previous_champion_once(registry, client, logged):
+    champion_and_challenger(registry, logged)
+    aliases.promote(registry, NAME, "2", reason="second", dagster_run_id="run-b")
+    move = aliases.rollback(registry, NAME, reason="bad canary", dagster_run_id="run-c")
     assert (move.champion, move.replaced) == ("1", "2")
-    assert holder(client, "champion") == "1" and holder(client, "previous_champion") is None
+    assert holder(registry, "champion") == "1" and holder(registry, "previous_champion") is None
     assert client.get_model_version(NAME, "2").tags["ml_assets.audit.rolled_back.reason"] == (
         "bad canary"
     )
     assert client.get_model_version(NAME, "1").tags["ml_assets.audit.restored.dagster_run_id"] == (
         "run-c"
     )
-    with pytest.raises(aliases.RegistryError) as error:
-        aliases.rollback(client, NAME, reason="again", dagster_run_id="run-d")
+    with pytest.raises(RegistryError) as error:
+        aliases.rollback(registry, NAME, reason="again", dagster_run_id="run-d")
     assert str(error.value).startswith(
         f"Nothing to roll back to: no version of {NAME} has the alias 'previous_champion' "
         "(champion is v1)."
     )
 
 
-def test_champion_problems_name_what_is_inconsistent(client, logged):
-    _, problems = aliases.champion_problems(client, NAME)
+def test_champion_problems_name_what_is_inconsistent(registry, client, logged):
+    _, problems = aliases.champion_problems(registry, NAME)
     assert problems == [
         f"No version of {NAME} has the alias 'champion': materialize "
         "registry/churn_classifier_champion to promote the challenger."
     ]
     register(logged)
-    aliases.promote(client, NAME, "1", reason="first", dagster_run_id="run-a")
-    champion, problems = aliases.champion_problems(client, NAME)
+    aliases.promote(registry, NAME, "1", reason="first", dagster_run_id="run-a")
+    champion, problems = aliases.champion_problems(registry, NAME)
     assert str(champion.version) == "1" and problems == []
-    _, problems = aliases.champion_problems(client, NAME, ("test_roc_auc", "test_net_value"))
+    _, problems = aliases.champion_problems(registry, NAME, ("test_roc_auc", "test_net_value"))
     assert problems == [f"run {logged[2]} lacks the metrics ['test_net_value']"]
     client.delete_run(logged[2])
     try:
-        _, problems = aliases.champion_problems(client, NAME)
+        _, problems = aliases.champion_problems(registry, NAME)
     finally:
         client.restore_run(logged[2])
     assert problems == [f"run {logged[2]} is deleted"]

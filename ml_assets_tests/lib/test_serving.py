@@ -3,6 +3,8 @@ assembly (the training set's lookups on the latest rows) and the skew comparison
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from pydantic import ValidationError
@@ -19,7 +21,7 @@ NAME = "main.models.churn_classifier"
 
 def test_the_champion_alone_takes_all_traffic_and_a_challenger_a_canary_share():
     alone = plan_endpoint("churn", NAME, "3")
-    assert alone.model_dump() == {
+    assert alone.body() == {
         "name": "churn",
         "config": {
             "served_entities": [
@@ -32,15 +34,12 @@ def test_the_champion_alone_takes_all_traffic_and_a_challenger_a_canary_share():
                 }
             ],
             "traffic_config": {
-                "routes": [{"served_model_name": "churn_classifier-3", "traffic_percentage": 100}]
+                "routes": [{"served_entity_name": "churn_classifier-3", "traffic_percentage": 100}]
             },
         },
     }
     canary = plan_endpoint("churn", NAME, "3", "4", canary_percentage=10)
-    routes = {
-        r.served_model_name: r.traffic_percentage for r in canary.config.traffic_config.routes
-    }
-    assert routes == {"churn_classifier-3": 90, "churn_classifier-4": 10}
+    assert canary.shares() == {"churn_classifier-3": 90, "churn_classifier-4": 10}
     assert route_problems(canary) == []
     with pytest.raises(ValueError, match="canary_percentage must be between 1 and 99"):
         plan_endpoint("churn", NAME, "3", "4", canary_percentage=100)
@@ -62,6 +61,24 @@ def test_a_config_with_unknown_keys_or_bad_routes_is_refused_with_every_problem_
         "traffic percentages sum to 90, expected 100 (churn_classifier-3=80, "
         "churn_classifier-4=10, churn_classifier-9=0)",
     ]
+
+
+def test_a_route_names_its_served_entity_in_exactly_one_field():
+    """``served_entity_name`` (what the API expects for served entities); the legacy
+    ``served_model_name`` is read too; neither or both is refused."""
+    body = plan_endpoint("churn", NAME, "3").body()
+    legacy = json.loads(json.dumps(body))
+    legacy["config"]["traffic_config"]["routes"] = [
+        {"served_model_name": "churn_classifier-3", "traffic_percentage": 100}
+    ]
+    assert Endpoint.model_validate(legacy).shares() == {"churn_classifier-3": 100}
+    for route in (
+        {"traffic_percentage": 100},
+        {"served_entity_name": "a", "served_model_name": "a", "traffic_percentage": 100},
+    ):
+        body["config"]["traffic_config"]["routes"] = [route]
+        with pytest.raises(ValidationError, match="names its served entity in served_entity"):
+            Endpoint.model_validate(body)
 
 
 def activity(user_id: int, feature_ts: pd.Timestamp, events_7d: int) -> dict:

@@ -46,7 +46,6 @@ from ml_assets.resources.mlflow import MlflowTracking, log_images, log_json
 MODEL_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_KEY)
 SERVED_MODULES = (encoding, served)  # the code a served model carries
 SCORING_DISTRIBUTIONS = ("mlflow", "cloudpickle", "xgboost", "pandas", "numpy")
-PARENT_TAG = "mlflow.parentRunId"
 LOGGED_MODEL_TAG = "ml_assets.logged_model_id"  # the pyfunc a registered version points at
 
 
@@ -229,10 +228,7 @@ def churn_classifier(
         run_id = parent.info.run_id
     seconds = time.perf_counter() - started
 
-    client = mlflow_tracking.client()
-    children = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'"
-    )
+    children = mlflow_tracking.child_runs(parent)
     thresholds = [
         MetricThreshold("roc_auc", threshold=config.min_test_roc_auc),
         MetricThreshold(

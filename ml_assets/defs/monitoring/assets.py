@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import mlflow
 import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
@@ -26,7 +25,7 @@ from ml_assets.defs.registry.assets import CHAMPION_KEY
 from ml_assets.defs.serving.assets import PREDICTIONS_KEY
 from ml_assets.defs.training_sets.assets import TRAINING_SET_KEY
 from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
-from ml_assets.lib.models.churn_classifier import ENCODING
+from ml_assets.lib.models.churn_classifier import ENCODING, REGISTERED_MODEL
 from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.monitoring.churn import (
     FEATURE_DRIFT,
@@ -45,7 +44,7 @@ from ml_assets.lib.monitoring.drift import drift_report
 from ml_assets.lib.serving.batch import PREDICTIONS, SCORED_AT
 from ml_assets.lib.training_sets.churn import LABEL_TS, TRAINING_SET
 from ml_assets.resources.lakehouse import Lakehouse
-from ml_assets.resources.mlflow import MlflowTracking
+from ml_assets.resources.registry import ModelRegistry
 from ml_assets.resources.reports import Reports
 from ml_assets.resources.spark import SparkResource
 
@@ -318,7 +317,7 @@ def prediction_drift(
     context: dg.AssetExecutionContext,
     lakehouse: Lakehouse,
     spark: SparkResource,
-    mlflow_tracking: MlflowTracking,
+    model_registry: ModelRegistry,
     reports: Reports,
 ):
     """The newest batch of churn probabilities against the same model version's scores on
@@ -333,9 +332,9 @@ def prediction_drift(
     batch = predictions.where(F.col(SCORED_AT) == F.lit(newest)).toPandas()
     version = int(batch["model_version"].max())
     batch = batch[batch["model_version"] == version]
-    mlflow_tracking.configure()
-    model_name = mlflow_tracking.registered_model_name
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
+    registry = model_registry.open()
+    model_name = registry.full_name(REGISTERED_MODEL)
+    model = registry.load(model_name, version)
     ts_version = lakehouse.version(TRAINING_SET)
     reference = reference_rows(lakehouse.read(TRAINING_SET, version=ts_version))
     reference_scores = np.asarray(model.predict(request_frame(reference, ENCODING)), "float64")

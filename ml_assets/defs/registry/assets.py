@@ -13,10 +13,8 @@ standalone check ``champion_alias_consistent`` can be run any time from the UI.
 from typing import Literal
 
 import dagster as dg
-import mlflow
 import numpy as np
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.tracking import MlflowClient
 from pydantic import Field
 from pyspark.sql import functions as F
 
@@ -37,9 +35,10 @@ from ml_assets.lib.registry.gate import (
     decide,
     evaluate_gate,
 )
+from ml_assets.lib.registry.store import Registry, RegistryError, RegistryRuleError
 from ml_assets.lib.training_sets.churn import LABEL, MODEL_FEATURES, SPLIT, TRAINING_SET
 from ml_assets.resources.lakehouse import Lakehouse
-from ml_assets.resources.mlflow import MlflowTracking
+from ml_assets.resources.registry import ModelRegistry
 
 VERSION_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_VERSION_KEY)
 CHAMPION_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY)
@@ -75,12 +74,12 @@ AFTER_BLOCKING_CHECKS = (
     "model, with a model-card description and lineage tags; sets the alias `challenger`.",
 )
 def churn_classifier_version(
-    context: dg.AssetExecutionContext, mlflow_tracking: MlflowTracking
+    context: dg.AssetExecutionContext, model_registry: ModelRegistry
 ) -> dg.MaterializeResult:
     run_id = _latest_model_run_id(context.instance)
-    client = mlflow_tracking.client()
-    name = mlflow_tracking.registered_model_name
-    run = client.get_run(run_id)
+    registry = model_registry.open()
+    name = registry.full_name(cc.REGISTERED_MODEL)
+    run = registry.run(run_id)
     lineage = {k: v for k, v in run.data.tags.items() if k.startswith("ml_assets.")}
     model_id = lineage.get(LOGGED_MODEL_TAG)
     if model_id is None:
@@ -88,15 +87,18 @@ def churn_classifier_version(
             f"MLflow run {run_id} has no tag {LOGGED_MODEL_TAG!r}: it was not made by "
             "models/churn_classifier (or predates it). Re-materialize models/churn_classifier."
         )
-    version = aliases.register_version(
-        client,
-        name,
-        model_id,
-        run_id,
-        description=version_description(run_id, lineage, run.data.metrics),
-        tags={**lineage, "ml_assets.registered_by_dagster_run": context.run.run_id},
-        model_description=MODEL_DESCRIPTION,
-    )
+    try:
+        version = aliases.register_version(
+            registry,
+            name,
+            model_id,
+            run_id,
+            description=version_description(run_id, lineage, run.data.metrics),
+            tags={**lineage, "ml_assets.registered_by_dagster_run": context.run.run_id},
+            model_description=MODEL_DESCRIPTION,
+        )
+    except (RegistryError, RegistryRuleError) as exc:
+        raise dg.Failure(f"{name}: the model of run {run_id} was not registered: {exc}") from exc
     context.log.info("registered %s v%s (alias %s)", name, version.version, aliases.CHALLENGER)
     return dg.MaterializeResult(
         metadata={
@@ -153,23 +155,23 @@ class PromotionGateConfig(dg.Config):
         )
 
 
-def _subject(client: MlflowClient, name: str, version: ModelVersion) -> GateSubject:
+def _subject(registry: Registry, name: str, version: ModelVersion) -> GateSubject:
     if not version.run_id:
         raise GateError(f"{name} v{version.version} names no MLflow run; its metrics are unknown.")
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+    model = registry.load(name, version.version)
     outputs = model.metadata.get_output_schema()
     return GateSubject(
         version=version.version,
         predict=lambda frame: np.asarray(model.predict(frame), dtype="float64"),
         input_schema=model.metadata.get_input_schema().to_dict(),
         output_schema=None if outputs is None else outputs.to_dict(),
-        run_metrics=client.get_run(version.run_id).data.metrics,
+        run_metrics=registry.run(version).data.metrics,
     )
 
 
-def _test_set(lakehouse: Lakehouse, client: MlflowClient, version: ModelVersion):
+def _test_set(lakehouse: Lakehouse, registry: Registry, version: ModelVersion):
     """The challenger's test split, read at the training set version its run recorded."""
-    tags = client.get_run(version.run_id).data.tags
+    tags = registry.run(version).data.tags
     recorded = tags.get("ml_assets.training_set_version")
     if recorded is None:
         raise GateError(
@@ -204,7 +206,7 @@ def _checks_table(report: GateReport) -> str:
 
 def _run_gate(
     lakehouse: Lakehouse,
-    client: MlflowClient,
+    registry: Registry,
     name: str,
     challenger: ModelVersion,
     champion: ModelVersion | None,
@@ -213,7 +215,7 @@ def _run_gate(
 ) -> tuple[GateReport, str, int]:
     """Both models scored on the challenger's test set; the report is also logged as a JSON
     artifact on the challenger's run. Returns the report, its URI and the test set version."""
-    features, labels, test_set_version = _test_set(lakehouse, client, challenger)
+    features, labels, test_set_version = _test_set(lakehouse, registry, challenger)
 
     def score(probabilities: np.ndarray, subject: GateSubject) -> dict[str, float]:
         threshold = subject.run_metrics.get("test_threshold")
@@ -225,17 +227,16 @@ def _run_gate(
         return cc.evaluate(labels, probabilities, threshold, cc.COSTS)
 
     report = evaluate_gate(
-        _subject(client, name, challenger),
-        None if champion is None else _subject(client, name, champion),
+        _subject(registry, name, challenger),
+        None if champion is None else _subject(registry, name, champion),
         test_features=features,
         score=score,
         golden=golden_examples(),
         orderings=ORDERINGS,
         policy=policy,
     )
-    artifact = f"promotion_gate/{run_id}.json"
-    client.log_text(challenger.run_id, report.to_json(), artifact)
-    return report, f"runs:/{challenger.run_id}/{artifact}", test_set_version
+    uri = registry.log_text(challenger, report.to_json(), f"promotion_gate/{run_id}.json")
+    return report, uri, test_set_version
 
 
 def _gate_tags(
@@ -278,29 +279,29 @@ def churn_classifier_champion(
     context: dg.AssetExecutionContext,
     config: PromotionGateConfig,
     lakehouse: Lakehouse,
-    mlflow_tracking: MlflowTracking,
+    model_registry: ModelRegistry,
 ):
-    client = mlflow_tracking.client()
-    name = mlflow_tracking.registered_model_name
+    registry = model_registry.open()
+    name = registry.full_name(cc.REGISTERED_MODEL)
     mode = GateMode(config.mode)
     policy = config.policy()  # a malformed policy fails here, before anything moves
-    challenger = aliases.version_by_alias(client, name, aliases.CHALLENGER)
+    challenger = registry.by_alias(name, aliases.CHALLENGER)
     if challenger is None:
         raise dg.Failure(
             f"No version of {name} has the alias {aliases.CHALLENGER!r}: nothing to evaluate. "
             "Materialize registry/churn_classifier_version first (it registers the latest "
             "model and makes it the challenger)."
         )
-    champion = aliases.version_by_alias(client, name, aliases.CHAMPION)
+    champion = registry.by_alias(name, aliases.CHAMPION)
     run_id = context.run.run_id
     report, report_uri, test_set_version = None, None, None
     if mode is not GateMode.DISABLED:
         report, report_uri, test_set_version = _run_gate(
-            lakehouse, client, name, challenger, champion, policy, run_id
+            lakehouse, registry, name, challenger, champion, policy, run_id
         )
     decision = decide(mode, report)
     aliases.record_gate(
-        client, name, challenger.version, _gate_tags(mode, report, champion, run_id, report_uri)
+        registry, name, challenger.version, _gate_tags(mode, report, champion, run_id, report_uri)
     )
     detail = (
         {}
@@ -316,14 +317,14 @@ def churn_classifier_champion(
     )
     if not decision.promote:
         aliases.refuse(
-            client, name, challenger.version, reason=decision.reason, dagster_run_id=run_id
+            registry, name, challenger.version, reason=decision.reason, dagster_run_id=run_id
         )
         raise dg.Failure(
             description=report.failure_message(name),
             metadata={"challenger_version": int(challenger.version), "mode": mode.value, **detail},
         )
     move = aliases.promote(
-        client, name, challenger.version, reason=decision.reason, dagster_run_id=run_id
+        registry, name, challenger.version, reason=decision.reason, dagster_run_id=run_id
     )
     context.log.info("%s: champion is v%s (%s)", name, move.champion, decision.reason)
     champion_metrics = (
@@ -367,10 +368,10 @@ def churn_classifier_champion(
     description="`champion` points at an existing READY version whose MLflow run finished and "
     "holds the test metrics.",
 )
-def champion_alias_consistent(mlflow_tracking: MlflowTracking) -> dg.AssetCheckResult:
-    client = mlflow_tracking.client()
-    name = mlflow_tracking.registered_model_name
-    champion, problems = aliases.champion_problems(client, name)
+def champion_alias_consistent(model_registry: ModelRegistry) -> dg.AssetCheckResult:
+    registry = model_registry.open()
+    name = registry.full_name(cc.REGISTERED_MODEL)
+    champion, problems = aliases.champion_problems(registry, name)
     return dg.AssetCheckResult(
         passed=not problems,
         description="; ".join(problems)
@@ -389,15 +390,15 @@ class RollbackConfig(dg.Config):
 
 @dg.op(description="Moves `champion` back to the `previous_champion` version.")
 def rollback_champion_alias(
-    context: dg.OpExecutionContext, config: RollbackConfig, mlflow_tracking: MlflowTracking
+    context: dg.OpExecutionContext, config: RollbackConfig, model_registry: ModelRegistry
 ) -> None:
-    client = mlflow_tracking.client()
-    name = mlflow_tracking.registered_model_name
+    registry = model_registry.open()
+    name = registry.full_name(cc.REGISTERED_MODEL)
     try:
         move = aliases.rollback(
-            client, name, reason=config.reason, dagster_run_id=context.run.run_id
+            registry, name, reason=config.reason, dagster_run_id=context.run.run_id
         )
-    except aliases.RegistryError as exc:
+    except RegistryError as exc:
         raise dg.Failure(str(exc)) from exc
     context.log.info("%s: champion rolled back from v%s to v%s", name, move.replaced, move.champion)
     context.log_event(

@@ -7,7 +7,6 @@ The checks read the config as deployed (the file), so a hand edit is checked too
 import time
 
 import dagster as dg
-import mlflow
 import numpy as np
 from pydantic import Field
 
@@ -16,10 +15,11 @@ from ml_assets.defs.features.assets import ACTIVITY_KEY, PROFILE_KEY
 from ml_assets.defs.metadata import check_result, table_asset_spec, write_metadata
 from ml_assets.defs.registry.assets import CHAMPION_KEY
 from ml_assets.lib.features import user_activity, user_profile
-from ml_assets.lib.models.churn_classifier import ENCODING
+from ml_assets.lib.models.churn_classifier import ENCODING, REGISTERED_MODEL
 from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.quality import CheckOutcome
 from ml_assets.lib.registry import aliases
+from ml_assets.lib.registry.store import Registry
 from ml_assets.lib.serving.batch import (
     PREDICTIONS,
     SCORED_AT,
@@ -32,12 +32,12 @@ from ml_assets.lib.serving.endpoint import (
     WorkloadSize,
     plan_endpoint,
     route_problems,
-    signature_problems,
 )
+from ml_assets.lib.serving.validation import entity_problems, servable_problems
 from ml_assets.lib.training_sets.churn import ENTITY_KEY
 from ml_assets.resources.lakehouse import Lakehouse
-from ml_assets.resources.mlflow import MlflowTracking
-from ml_assets.resources.serving import EndpointConfigs
+from ml_assets.resources.registry import ModelRegistry
+from ml_assets.resources.serving import EndpointDeployer
 from ml_assets.resources.spark import SparkResource
 
 ENDPOINT_KEY = dg.AssetKey(names.CHURN_ENDPOINT_CONFIG_KEY)
@@ -62,17 +62,17 @@ class EndpointConfig(dg.Config):
 def churn_endpoint_config(
     context: dg.AssetExecutionContext,
     config: EndpointConfig,
-    mlflow_tracking: MlflowTracking,
-    endpoint_configs: EndpointConfigs,
+    model_registry: ModelRegistry,
+    endpoint_deployer: EndpointDeployer,
 ) -> dg.MaterializeResult:
-    client = mlflow_tracking.client()
-    model = mlflow_tracking.registered_model_name
-    champion = aliases.version_by_alias(client, model, aliases.CHAMPION)
+    registry = model_registry.open()
+    model = registry.full_name(REGISTERED_MODEL)
+    champion = registry.by_alias(model, aliases.CHAMPION)
     if champion is None:
         raise dg.Failure(
             f"{model} has no champion to serve: materialize registry/churn_classifier_champion."
         )
-    challenger = aliases.version_by_alias(client, model, aliases.CHALLENGER)
+    challenger = registry.by_alias(model, aliases.CHALLENGER)
     endpoint = plan_endpoint(
         names.CHURN_ENDPOINT,
         model,
@@ -82,14 +82,17 @@ def churn_endpoint_config(
         workload_size=config.workload_size,
         scale_to_zero_enabled=config.scale_to_zero_enabled,
     )
-    where = endpoint_configs.write(endpoint)
+    deployed = endpoint_deployer.deploy(endpoint)
     routes = endpoint.shares()
-    context.log.info("%s -> %s: %s", endpoint.name, where, routes)
+    context.log.info("%s %s -> %s: %s", endpoint.name, deployed.action, deployed.where, routes)
     return dg.MaterializeResult(
         metadata={
             "endpoint": endpoint.name,
-            "config_path": dg.MetadataValue.path(where),
-            "config": dg.MetadataValue.json(endpoint.model_dump()),
+            "deployed_to": dg.MetadataValue.url(deployed.where)
+            if deployed.where.startswith(("http://", "https://"))
+            else dg.MetadataValue.path(deployed.where),
+            "deployment": deployed.action,
+            "config": dg.MetadataValue.json(endpoint.body()),
             "routes": ", ".join(f"{k} {v}%" for k, v in routes.items()),
             "champion_version": int(champion.version),
             "challenger_version": None if challenger is None else int(challenger.version),
@@ -97,9 +100,9 @@ def churn_endpoint_config(
     )
 
 
-def _deployed(endpoint_configs: EndpointConfigs) -> tuple[Endpoint | None, str | None]:
+def _deployed(endpoint_deployer: EndpointDeployer) -> tuple[Endpoint | None, str | None]:
     try:
-        return endpoint_configs.read(names.CHURN_ENDPOINT), None
+        return endpoint_deployer.deployed(names.CHURN_ENDPOINT), None
     except FileNotFoundError:
         return None, "No endpoint config is deployed: materialize serving/churn_endpoint_config."
     except ValueError as exc:  # pydantic's ValidationError and bad JSON
@@ -107,16 +110,16 @@ def _deployed(endpoint_configs: EndpointConfigs) -> tuple[Endpoint | None, str |
 
 
 def _config_check(name: str, description: str, evaluate) -> dg.AssetChecksDefinition:
-    """A blocking check of the deployed config; ``evaluate(endpoint, mlflow_tracking)``."""
+    """A blocking check of the deployed config; ``evaluate(endpoint, registry)``."""
 
     @dg.asset_check(asset=ENDPOINT_KEY, name=name, blocking=True, description=description)
     def _check(
-        endpoint_configs: EndpointConfigs, mlflow_tracking: MlflowTracking
+        endpoint_deployer: EndpointDeployer, model_registry: ModelRegistry
     ) -> dg.AssetCheckResult:
-        endpoint, error = _deployed(endpoint_configs)
+        endpoint, error = _deployed(endpoint_deployer)
         if endpoint is None:
             return check_result(CheckOutcome(False, error))
-        return check_result(evaluate(endpoint, mlflow_tracking))
+        return check_result(evaluate(endpoint, model_registry.open()))
 
     return _check
 
@@ -127,7 +130,7 @@ def _outcome(problems: list[str], ok: str, observed: dict[str, object]) -> Check
     )
 
 
-def _routes(endpoint: Endpoint, _: MlflowTracking) -> CheckOutcome:
+def _routes(endpoint: Endpoint, _: Registry) -> CheckOutcome:
     shares = endpoint.shares()
     return _outcome(
         route_problems(endpoint),
@@ -136,39 +139,20 @@ def _routes(endpoint: Endpoint, _: MlflowTracking) -> CheckOutcome:
     )
 
 
-def _entities_ready(endpoint: Endpoint, mlflow_tracking: MlflowTracking) -> CheckOutcome:
-    client = mlflow_tracking.client()
+def _entities_ready(endpoint: Endpoint, registry: Registry) -> CheckOutcome:
     entities = endpoint.config.served_entities
-    problems = []
-    for entity in entities:
-        try:
-            version = client.get_model_version(entity.entity_name, entity.entity_version)
-        except mlflow.exceptions.MlflowException as exc:
-            problems.append(f"{entity.name}: {entity.entity_name} v{entity.entity_version}: {exc}")
-            continue
-        if version.status != "READY":
-            problems.append(f"{entity.name}: v{entity.entity_version} is {version.status}")
     return _outcome(
-        problems, f"{len(entities)} served entities, all READY", {"served_entities": len(entities)}
+        entity_problems(endpoint, registry),
+        f"{len(entities)} served entities, all READY",
+        {"served_entities": len(entities)},
     )
 
 
-def _signatures_servable(endpoint: Endpoint, mlflow_tracking: MlflowTracking) -> CheckOutcome:
-    mlflow_tracking.configure()
-    entities = endpoint.config.served_entities
-    problems = []
-    for entity in entities:
-        info = mlflow.models.get_model_info(f"models:/{entity.entity_name}/{entity.entity_version}")
-        if info.signature is None:
-            problems.append(f"{entity.name} has no signature")
-            continue
-        problems += signature_problems(
-            entity.name, info.signature.inputs.to_dict(), SERVABLE_INPUTS, REQUEST_KEY_TYPES
-        )
+def _signatures_servable(endpoint: Endpoint, registry: Registry) -> CheckOutcome:
     return _outcome(
-        problems,
+        servable_problems(endpoint, registry, SERVABLE_INPUTS, REQUEST_KEY_TYPES),
         "every served model's inputs are served by the online features",
-        {"served_entities": len(entities)},
+        {"served_entities": len(endpoint.config.served_entities)},
     )
 
 
@@ -206,12 +190,12 @@ def churn_predictions(
     context: dg.AssetExecutionContext,
     lakehouse: Lakehouse,
     spark: SparkResource,
-    mlflow_tracking: MlflowTracking,
+    model_registry: ModelRegistry,
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
-    client = mlflow_tracking.client()
-    model_name = mlflow_tracking.registered_model_name
-    champion = aliases.version_by_alias(client, model_name, aliases.CHAMPION)
+    registry = model_registry.open()
+    model_name = registry.full_name(REGISTERED_MODEL)
+    champion = registry.by_alias(model_name, aliases.CHAMPION)
     if champion is None:
         raise dg.Failure(f"{model_name} has no champion: nothing to score with.")
     activity, profile = user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec
@@ -222,7 +206,7 @@ def churn_predictions(
     at = newest_feature_time(lakehouse.read(activity, version=versions[str(activity.name)]))
     features = scoring_features(lakehouse, at, versions).toPandas()
     # the exact version, not the alias: the alias may move while this runs
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{champion.version}")
+    model = registry.load(model_name, champion.version)
     scores = np.asarray(model.predict(request_frame(features, ENCODING)), dtype="float64")
     scored = features[[ENTITY_KEY]].assign(
         **{

@@ -20,6 +20,9 @@ from sklearn import metrics as skm
 from ml_assets.lib.models.encoding import FeatureEncoding, ModelInputError, predict
 from ml_assets.lib.source import COUNTRIES, PLAN_TIERS
 from ml_assets.lib.training_sets.churn import MODEL_FEATURES
+from ml_assets.names import CHURN_MODEL_NAME
+
+REGISTERED_MODEL = CHURN_MODEL_NAME  # catalog.schema.model; a deployment may set the catalog
 
 SLICES = ("plan_tier", "country")
 MAX_ROUNDS = 400

@@ -1,12 +1,12 @@
-"""Registered versions and the alias flow, on any MLflow registry client.
+"""The alias flow on a registered model, through the ``Registry`` interface.
 
 After mlops-stacks' ``deploy.py``: a new version gets ``challenger``; promotion moves
 ``champion`` to it and clears ``challenger``; the version it replaced keeps
 ``previous_champion`` so that a rollback knows where to go. Every move writes audit tags on
 the versions involved (what, why, when, by which Dagster run).
 
-The client is passed in (the resource configures it), so this works unchanged against the
-local SQLite store and against Unity Catalog (``databricks-uc``).
+The registry is passed in (the ``model_registry`` resource opens it), so this works unchanged
+against the local SQLite store and against Unity Catalog (``databricks-uc``): aliases only.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
-from mlflow.tracking import MlflowClient
+
+from ml_assets.lib.registry.store import Registry, RegistryError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -26,29 +26,12 @@ PREVIOUS_CHAMPION = "previous_champion"
 AUDIT_PREFIX = "ml_assets.audit"
 
 
-class RegistryError(RuntimeError):
-    """An alias operation that cannot be done (nothing to roll back to, a missing version)."""
-
-
 def now_utc() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The version holding ``alias``, or None when the alias (or the model) does not exist."""
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        missing_model = exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
-        # the SQLite store reports a missing alias as INVALID_PARAMETER_VALUE "... not found."
-        missing_alias = "alias" in exc.message and "not found" in exc.message
-        if missing_model or missing_alias:
-            return None
-        raise
-
-
 def register_version(
-    client: MlflowClient,
+    registry: Registry,
     name: str,
     model_id: str,
     run_id: str,
@@ -57,29 +40,18 @@ def register_version(
     tags: Mapping[str, str],
     model_description: str,
 ) -> ModelVersion:
-    """A new version of ``name`` from the logged model ``model_id`` (``models:/<model_id>``),
-    holding the alias ``challenger``. Waits until the registry reports it READY."""
-    try:
-        client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
-            raise
-        client.create_registered_model(name, description=model_description)
-    version = client.create_model_version(
+    """A new READY version of ``name`` from the logged model ``model_id``, holding the alias
+    ``challenger``."""
+    version = registry.register(
         name,
-        source=f"models:/{model_id}",
-        run_id=run_id,
-        tags=dict(tags),
+        model_id,
+        run_id,
         description=description,
-        model_id=model_id,
+        tags=tags,
+        model_description=model_description,
     )
-    if version.status != "READY":
-        raise RegistryError(
-            f"{name} v{version.version} is {version.status}, not READY: "
-            f"{version.status_message or 'no message from the registry'}."
-        )
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
-    return client.get_model_version(name, version.version)
+    registry.set_alias(name, CHALLENGER, version.version)
+    return registry.version(name, version.version)
 
 
 @dataclass(frozen=True)
@@ -90,32 +62,32 @@ class AliasMove:
 
 
 def promote(
-    client: MlflowClient, name: str, version: str, *, reason: str, dagster_run_id: str
+    registry: Registry, name: str, version: str, *, reason: str, dagster_run_id: str
 ) -> AliasMove:
     """``champion`` -> ``version``; the version it replaces keeps ``previous_champion``;
     ``challenger`` is cleared when it points at the promoted version."""
     version = str(version)
-    current = version_by_alias(client, name, CHAMPION)
+    current = registry.by_alias(name, CHAMPION)
     replaced = str(current.version) if current is not None else None
     replaced = None if replaced == version else replaced
     when = now_utc()
     if replaced is not None:
-        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, replaced)
-        _audit(client, name, replaced, "demoted", f"replaced by v{version}", when, dagster_run_id)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    challenger = version_by_alias(client, name, CHALLENGER)
+        registry.set_alias(name, PREVIOUS_CHAMPION, replaced)
+        _audit(registry, name, replaced, "demoted", f"replaced by v{version}", when, dagster_run_id)
+    registry.set_alias(name, CHAMPION, version)
+    challenger = registry.by_alias(name, CHALLENGER)
     if challenger is not None and str(challenger.version) == version:
-        client.delete_registered_model_alias(name, CHALLENGER)
-    _audit(client, name, version, "promoted", reason, when, dagster_run_id)
+        registry.delete_alias(name, CHALLENGER)
+    _audit(registry, name, version, "promoted", reason, when, dagster_run_id)
     return AliasMove(name, version, replaced)
 
 
-def rollback(client: MlflowClient, name: str, *, reason: str, dagster_run_id: str) -> AliasMove:
+def rollback(registry: Registry, name: str, *, reason: str, dagster_run_id: str) -> AliasMove:
     """``champion`` -> the ``previous_champion`` version; ``previous_champion`` is cleared so
     a second rollback does not flip back."""
-    previous = version_by_alias(client, name, PREVIOUS_CHAMPION)
+    previous = registry.by_alias(name, PREVIOUS_CHAMPION)
     if previous is None:
-        current = version_by_alias(client, name, CHAMPION)
+        current = registry.by_alias(name, CHAMPION)
         holder = f"v{current.version}" if current is not None else "no version"
         raise RegistryError(
             f"Nothing to roll back to: no version of {name} has the alias "
@@ -124,14 +96,14 @@ def rollback(client: MlflowClient, name: str, *, reason: str, dagster_run_id: st
             f"{CHAMPION!r} on it in the MLflow UI or with MlflowClient.set_registered_model_alias."
         )
     restored = str(previous.version)
-    current = version_by_alias(client, name, CHAMPION)
+    current = registry.by_alias(name, CHAMPION)
     demoted = None if current is None else str(current.version)
     when = now_utc()
-    client.set_registered_model_alias(name, CHAMPION, restored)
-    client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+    registry.set_alias(name, CHAMPION, restored)
+    registry.delete_alias(name, PREVIOUS_CHAMPION)
     if demoted is not None and demoted != restored:
         _audit(
-            client,
+            registry,
             name,
             demoted,
             "rolled_back",
@@ -139,12 +111,12 @@ def rollback(client: MlflowClient, name: str, *, reason: str, dagster_run_id: st
             when,
             dagster_run_id,
         )
-    _audit(client, name, restored, "restored", reason, when, dagster_run_id)
+    _audit(registry, name, restored, "restored", reason, when, dagster_run_id)
     return AliasMove(name, restored, demoted)
 
 
 def _audit(
-    client: MlflowClient,
+    registry: Registry,
     name: str,
     version: str,
     event: str,
@@ -155,33 +127,33 @@ def _audit(
     """The latest event of each kind on the version: ``ml_assets.audit.<event>.{at,reason,
     dagster_run_id}`` (MLflow keeps one value per tag key)."""
     for key, value in (("at", when), ("reason", reason), ("dagster_run_id", dagster_run_id)):
-        client.set_model_version_tag(name, version, f"{AUDIT_PREFIX}.{event}.{key}", value)
+        registry.set_tag(name, version, f"{AUDIT_PREFIX}.{event}.{key}", value)
 
 
-def refuse(client: MlflowClient, name: str, version: str, *, reason: str, dagster_run_id: str):
+def refuse(registry: Registry, name: str, version: str, *, reason: str, dagster_run_id: str):
     """A refused challenger loses the alias (it must not be served as a canary); the version
     and its audit tags stay for inspection."""
-    challenger = version_by_alias(client, name, CHALLENGER)
+    challenger = registry.by_alias(name, CHALLENGER)
     if challenger is not None and str(challenger.version) == str(version):
-        client.delete_registered_model_alias(name, CHALLENGER)
-    _audit(client, name, str(version), "refused", reason, now_utc(), dagster_run_id)
+        registry.delete_alias(name, CHALLENGER)
+    _audit(registry, name, str(version), "refused", reason, now_utc(), dagster_run_id)
 
 
-def record_gate(client: MlflowClient, name: str, version: str, tags: Mapping[str, str]) -> None:
+def record_gate(registry: Registry, name: str, version: str, tags: Mapping[str, str]) -> None:
     """The gate's outcome on the version it evaluated (``ml_assets.gate.*``)."""
     for key, value in tags.items():
-        client.set_model_version_tag(name, version, f"ml_assets.gate.{key}", value)
+        registry.set_tag(name, version, f"ml_assets.gate.{key}", value)
 
 
 REQUIRED_RUN_METRICS = ("test_roc_auc", "test_pr_auc", "test_log_loss", "test_brier")
 
 
 def champion_problems(
-    client: MlflowClient, name: str, required_metrics: tuple[str, ...] = REQUIRED_RUN_METRICS
+    registry: Registry, name: str, required_metrics: tuple[str, ...] = REQUIRED_RUN_METRICS
 ) -> tuple[ModelVersion | None, list[str]]:
     """What is wrong with ``name@champion``: no champion, a version that is not READY, no
     run, a run that did not finish or was deleted, or metrics missing from the run."""
-    champion = version_by_alias(client, name, CHAMPION)
+    champion = registry.by_alias(name, CHAMPION)
     if champion is None:
         return None, [
             f"No version of {name} has the alias {CHAMPION!r}: materialize "
@@ -194,7 +166,7 @@ def champion_problems(
         problems.append(f"v{champion.version} names no MLflow run")
         return champion, problems
     try:
-        run = client.get_run(champion.run_id)
+        run = registry.run(champion)
     except MlflowException as exc:
         problems.append(f"v{champion.version}'s run {champion.run_id} cannot be read: {exc}")
         return champion, problems

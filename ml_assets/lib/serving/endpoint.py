@@ -1,9 +1,12 @@
 """Serving endpoint configuration in the shape of the Databricks serving-endpoints API.
 
 The JSON written here is the body Databricks takes to create or update an endpoint
-(``name``, ``config.served_entities[]``, ``config.traffic_config.routes[]``), so the same file
-deploys there later; the local gateway reads the same file. Unknown keys are refused
-(``extra="forbid"``): a typo in a hand-edited config is an error, not an ignored field.
+(``name``, ``config.served_entities[]``, ``config.traffic_config.routes[]``,
+``config.auto_capture_config``), so the same body deploys there (``EndpointDeployer``); the
+local gateway reads the same file. A route names its served entity in ``served_entity_name``,
+the field the API expects for served entities (``served_model_name``, the field of the older
+``served_models``, is read too). Unknown keys are refused (``extra="forbid"``): a typo in a
+hand-edited config is an error, not an ignored field.
 
 The policy: the champion alone takes 100 % of the traffic; a pending challenger (registered,
 not refused by the gate) gets a canary share and the champion the rest.
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 WorkloadSize = Literal["Small", "Medium", "Large"]
 
@@ -31,17 +34,41 @@ class ServedEntity(_Strict):
 
 
 class Route(_Strict):
-    served_model_name: str
+    served_entity_name: str | None = None
+    served_model_name: str | None = None  # the legacy field, for ``served_models``
     traffic_percentage: int = Field(ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Route:
+        if (self.served_entity_name is None) == (self.served_model_name is None):
+            raise ValueError(
+                "a route names its served entity in served_entity_name (or, for the legacy "
+                f"served_models, served_model_name); found {self.model_dump(exclude_none=True)}"
+            )
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.served_entity_name or self.served_model_name or ""
 
 
 class TrafficConfig(_Strict):
     routes: list[Route]
 
 
+class AutoCaptureConfig(_Strict):
+    """Inference tables on Databricks (``<catalog>.<schema>.<prefix>_payload``)."""
+
+    catalog_name: str = Field(pattern=r"^[a-z0-9_]{1,255}$")
+    schema_name: str = Field(pattern=r"^[a-z0-9_]{1,255}$")
+    table_name_prefix: str = Field(pattern=r"^[a-z0-9_]{1,100}$")
+    enabled: bool = True
+
+
 class EndpointCoreConfig(_Strict):
     served_entities: list[ServedEntity] = Field(min_length=1)
     traffic_config: TrafficConfig
+    auto_capture_config: AutoCaptureConfig | None = None
 
 
 class Endpoint(_Strict):
@@ -50,15 +77,17 @@ class Endpoint(_Strict):
 
     def shares(self) -> dict[str, int]:
         """Traffic percentage by served entity name."""
-        return {
-            r.served_model_name: r.traffic_percentage for r in self.config.traffic_config.routes
-        }
+        return {r.target: r.traffic_percentage for r in self.config.traffic_config.routes}
 
-    def entity(self, served_model_name: str) -> ServedEntity:
+    def entity(self, name: str) -> ServedEntity:
         for entity in self.config.served_entities:
-            if entity.name == served_model_name:
+            if entity.name == name:
                 return entity
-        raise KeyError(served_model_name)
+        raise KeyError(name)
+
+    def body(self) -> dict[str, object]:
+        """The JSON body of the serving-endpoints API (fields that are not set left out)."""
+        return self.model_dump(exclude_none=True)
 
 
 def route_problems(endpoint: Endpoint) -> list[str]:
@@ -70,12 +99,12 @@ def route_problems(endpoint: Endpoint) -> list[str]:
     if repeated:
         problems.append(f"served entity names repeat: {repeated}")
     routes = endpoint.config.traffic_config.routes
-    unknown = [r.served_model_name for r in routes if r.served_model_name not in names]
+    unknown = [r.target for r in routes if r.target not in names]
     if unknown:
         problems.append(f"routes name no served entity: {unknown} (served entities: {names})")
     total = sum(r.traffic_percentage for r in routes)
     if total != 100:
-        shares = ", ".join(f"{r.served_model_name}={r.traffic_percentage}" for r in routes)
+        shares = ", ".join(f"{r.target}={r.traffic_percentage}" for r in routes)
         problems.append(f"traffic percentages sum to {total}, expected 100 ({shares})")
     return problems
 
@@ -114,7 +143,7 @@ def plan_endpoint(
     ]
     shares = [100] if len(entities) == 1 else [100 - canary_percentage, canary_percentage]
     routes = [
-        Route(served_model_name=e.name, traffic_percentage=share)
+        Route(served_entity_name=e.name, traffic_percentage=share)
         for e, share in zip(entities, shares, strict=True)
     ]
     return Endpoint(

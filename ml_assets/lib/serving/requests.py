@@ -213,5 +213,5 @@ def choose_route(endpoint: Endpoint, request_id: str | None, rng: random.Random)
     for route in routes:
         edge += route.traffic_percentage
         if point < edge:
-            return route.served_model_name
-    return routes[-1].served_model_name
+            return route.target
+    return routes[-1].target
