@@ -16,6 +16,13 @@ configure the gateway.
 ``ML_ASSETS_INJECT_DRIFT_FROM`` (a date) and ``ML_ASSETS_INJECT_LEAKAGE=1`` make the demo source
 drift from that date, or leak the future through backdated plan downgrades (``make check
 CHECK_ARGS="--inject drift"`` uses them to show the checks failing).
+
+``ML_ASSETS_DEPLOYMENT=databricks`` binds the same definitions to a workspace
+(``DatabricksSettings``: ``ML_ASSETS_CATALOG``, ``DATABRICKS_HOST``/``DATABRICKS_TOKEN`` or
+``DATABRICKS_CONFIG_PROFILE``, ``DATABRICKS_CLUSTER_ID`` or serverless,
+``ML_ASSETS_ONLINE_STORE_URL`` for Lakebase, ...):
+every problem with those settings is reported at load, in one error; nothing is contacted
+until a resource is first used, and the token is bound as ``dg.EnvVar`` (never stored).
 Asset modules never read the environment: ``build_resources`` binds everything here, once.
 """
 
@@ -23,9 +30,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dagster as dg
 
@@ -34,21 +43,163 @@ from ml_assets.engines.spark_cluster import SparkClusterConfig
 from ml_assets.lib.engines import UnknownEngineError, engine_traits
 from ml_assets.lib.redact import redact_url
 from ml_assets.lib.source import SCALES
-from ml_assets.resources.lakehouse import LocalDeltaLakehouse
+from ml_assets.resources.lakehouse import CatalogDeltaLakehouse, LocalDeltaLakehouse
 from ml_assets.resources.landing import DemoSource, LandingZone
-from ml_assets.resources.mlflow import LocalMlflow
+from ml_assets.resources.mlflow import DatabricksMlflow, LocalMlflow
 from ml_assets.resources.online_store import SqlOnlineStore
-from ml_assets.resources.registry import LocalModelRegistry
-from ml_assets.resources.reports import LocalReports
-from ml_assets.resources.serving import LocalEndpointDeployer
-from ml_assets.resources.spark import EmbeddedSailSpark, SparkConnectRemote, SparkResource
+from ml_assets.resources.registry import LocalModelRegistry, UnityCatalogModelRegistry
+from ml_assets.resources.reports import VOLUME_PATH, DatabricksVolumeReports, LocalReports
+from ml_assets.resources.serving import DatabricksEndpointDeployer, LocalEndpointDeployer
+from ml_assets.resources.spark import (
+    DatabricksConnectSpark,
+    EmbeddedSailSpark,
+    SparkConnectRemote,
+    SparkResource,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEPLOYMENTS = ("local",)
+DEPLOYMENTS = ("local", "databricks")
 
 
 class DeploymentError(ValueError):
     """An environment that names no known deployment or an invalid setting."""
+
+
+_UC_NAME = re.compile(r"[a-z0-9_]{1,255}")
+_CLUSTER_ID = re.compile(r"[0-9]{4}-[0-9]{6}-[a-z0-9]{8}")
+TOKEN_ENV = "DATABRICKS_TOKEN"
+SPARK_REMOTE_ENV = "ML_ASSETS_SPARK_REMOTE"
+
+
+@dataclass(frozen=True)
+class DatabricksSettings:
+    """The ``databricks`` row: a workspace, a Unity Catalog catalog (one schema per stage),
+    Spark through Databricks Connect (a cluster, or serverless) or a Spark Connect string."""
+
+    catalog: str
+    host: str | None  # None: from the profile
+    profile: str | None
+    has_token: bool  # DATABRICKS_TOKEN is set (bound as dg.EnvVar, never read here)
+    cluster_id: str | None  # None: serverless
+    spark_remote_set: bool  # ML_ASSETS_SPARK_REMOTE, a Spark Connect string (bound as EnvVar)
+    experiment: str
+    landing_volume: str
+    reports_volume: str
+    inference_tables: bool
+
+
+def _volume_problem(name: str, value: str) -> str | None:
+    if VOLUME_PATH.match(value):
+        return None
+    return (
+        f"{name}={value!r}: expected a Unity Catalog volume path "
+        "/Volumes/<catalog>/<schema>/<volume>[/dir], lower-case names."
+    )
+
+
+def databricks_settings(env: Mapping[str, str]) -> DatabricksSettings:
+    """Every problem with the Databricks settings at once, in one ``DeploymentError``."""
+    problems: list[str] = []
+    catalog = env.get("ML_ASSETS_CATALOG") or ""
+    if not catalog:
+        problems.append(
+            "ML_ASSETS_CATALOG is not set: the Unity Catalog catalog that holds every table "
+            "(one schema per stage: raw, features, training_sets, ...) and model, e.g. ml_dev."
+        )
+    elif not _UC_NAME.fullmatch(catalog):
+        problems.append(
+            f"ML_ASSETS_CATALOG={catalog!r}: a catalog name is lower-case letters, digits and "
+            "underscores (e.g. ml_dev)."
+        )
+    host = env.get("DATABRICKS_HOST") or None
+    profile = env.get("DATABRICKS_CONFIG_PROFILE") or None
+    has_token = bool(env.get(TOKEN_ENV))
+    if host is not None:
+        parsed = urlparse(host)
+        local = parsed.hostname in ("127.0.0.1", "localhost")
+        if (
+            parsed.scheme not in ("https", "http")
+            or not parsed.hostname
+            or (parsed.scheme == "http" and not local)
+            or parsed.path not in ("", "/")
+        ):
+            problems.append(
+                f"DATABRICKS_HOST={host!r}: expected the workspace URL, "
+                "https://<workspace>.cloud.databricks.com (no path)."
+            )
+    if profile is None and (host is None or not has_token):
+        missing = [n for n, v in (("DATABRICKS_HOST", host), (TOKEN_ENV, has_token)) if not v]
+        problems.append(
+            f"{' and '.join(missing)} not set: set DATABRICKS_HOST and DATABRICKS_TOKEN (a "
+            "personal access token or a service principal's), or DATABRICKS_CONFIG_PROFILE to "
+            "a profile of ~/.databrickscfg."
+        )
+    cluster_id = env.get("DATABRICKS_CLUSTER_ID") or None
+    if cluster_id is not None and not _CLUSTER_ID.fullmatch(cluster_id):
+        problems.append(
+            f"DATABRICKS_CLUSTER_ID={cluster_id!r}: expected a cluster id like "
+            "0123-456789-abcdefgh (unset it for serverless compute)."
+        )
+    remote = env.get(SPARK_REMOTE_ENV) or None
+    if remote is not None and not remote.startswith("sc://"):
+        problems.append(
+            f"{SPARK_REMOTE_ENV} is not a Spark Connect string: expected "
+            "'sc://<host>:443/;token=...;x-databricks-cluster-id=...' (its value is not shown: "
+            "it may hold a token)."
+        )
+    if remote is not None and cluster_id is not None:
+        problems.append(
+            f"Both {SPARK_REMOTE_ENV} and DATABRICKS_CLUSTER_ID are set: pick one way to Spark."
+        )
+    engine = env.get("ML_ASSETS_ENGINE")
+    if engine:
+        problems.append(
+            f"ML_ASSETS_ENGINE={engine!r} picks a local engine lane; the databricks deployment "
+            "uses Databricks Connect (DATABRICKS_CLUSTER_ID or serverless): unset it."
+        )
+    online = env.get("ML_ASSETS_ONLINE_STORE_URL") or ""
+    if not online.startswith("postgresql"):
+        problems.append(
+            "ML_ASSETS_ONLINE_STORE_URL must be the Lakebase (PostgreSQL) database, "
+            "'postgresql+psycopg://<user>:<password>@<instance>.database.cloud.databricks.com"
+            ":5432/<db>?sslmode=require'; found "
+            + (f"a {online.partition(':')[0]!r} URL (not shown)." if online else "nothing.")
+        )
+    experiment = env.get("ML_ASSETS_EXPERIMENT") or "/Shared/ml_assets/churn"
+    if not experiment.startswith("/") or "//" in experiment:
+        problems.append(
+            f"ML_ASSETS_EXPERIMENT={experiment!r}: a workspace path, e.g. /Shared/ml_assets/churn."
+        )
+    base = catalog if _UC_NAME.fullmatch(catalog) else "catalog"
+    landing = env.get("ML_ASSETS_LANDING_VOLUME") or f"/Volumes/{base}/landing/files"
+    reports = env.get("ML_ASSETS_REPORTS_VOLUME") or f"/Volumes/{base}/monitoring/reports"
+    for name, value in (
+        ("ML_ASSETS_LANDING_VOLUME", landing),
+        ("ML_ASSETS_REPORTS_VOLUME", reports),
+    ):
+        problem = _volume_problem(name, value)
+        if problem:
+            problems.append(problem)
+    capture = env.get("ML_ASSETS_INFERENCE_TABLES", "1")
+    if capture not in ("0", "1"):
+        problems.append(f"ML_ASSETS_INFERENCE_TABLES={capture!r}; expected 1 (default) or 0.")
+    if problems:
+        raise DeploymentError(
+            f"The databricks deployment has {len(problems)} problem(s) with its settings:\n- "
+            + "\n- ".join(problems)
+        )
+    return DatabricksSettings(
+        catalog=catalog,
+        host=host.rstrip("/") if host else None,
+        profile=profile,
+        has_token=has_token,
+        cluster_id=cluster_id,
+        spark_remote_set=remote is not None,
+        experiment=experiment,
+        landing_volume=landing,
+        reports_volume=reports,
+        inference_tables=capture == "1",
+    )
 
 
 @dataclass(frozen=True)
@@ -68,6 +219,7 @@ class Settings:
     serving_max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies are refused (413)
     inject_drift_from: str | None = None  # ISO date; demo source only
     inject_leakage: bool = False  # demo source only
+    databricks: DatabricksSettings | None = None  # the databricks deployment's settings
 
     @property
     def online_store(self) -> str:
@@ -114,14 +266,15 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if deployment not in DEPLOYMENTS:
         raise DeploymentError(
             f"ML_ASSETS_DEPLOYMENT={deployment!r} is not a deployment; expected one of "
-            f"{DEPLOYMENTS}. (The Databricks deployment is not available yet.)"
+            f"{DEPLOYMENTS}."
         )
+    databricks = databricks_settings(env) if deployment == "databricks" else None
     scale = env.get("ML_ASSETS_SCALE", "demo")
     if scale not in SCALES:
         raise DeploymentError(f"ML_ASSETS_SCALE={scale!r}; expected one of {list(SCALES)}.")
-    engine = env.get("ML_ASSETS_ENGINE") or "sail"
+    engine = (env.get("ML_ASSETS_ENGINE") or "sail") if databricks is None else "sail"
     try:
-        engine_traits(engine)
+        engine_traits(engine, lanes_only=True)
     except UnknownEngineError as exc:
         raise DeploymentError(str(exc)) from None
     ports = []
@@ -138,7 +291,7 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"The spark lane's ports must differ; found connect, master, master UI = {ports}."
         )
     engines_dir = env.get("ML_ASSETS_ENGINES_DIR") or None
-    remote = env.get("ML_ASSETS_SPARK_REMOTE") or None
+    remote = (env.get("ML_ASSETS_SPARK_REMOTE") or None) if databricks is None else None
     if remote is not None and not remote.startswith("sc://"):
         raise DeploymentError(
             f"ML_ASSETS_SPARK_REMOTE={remote!r}; expected a Spark Connect address 'sc://host:port'."
@@ -188,6 +341,7 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
         serving_max_body_bytes=int(max_body),
         inject_drift_from=drift_from,
         inject_leakage=leakage == "1",
+        databricks=databricks,
     )
 
 
@@ -221,8 +375,55 @@ def spark_resource(settings: Settings) -> SparkResource:
     return EmbeddedSailSpark()
 
 
+def _env_var(name: str) -> dg.EnvVar:
+    """A secret bound by name: Dagster resolves it when a run starts and stores the name."""
+    if not os.environ.get(name):
+        raise DeploymentError(
+            f"{name} is not set in this process's environment; it is bound from there so that "
+            "its value is never stored: set it there."
+        )
+    return dg.EnvVar(name)
+
+
+def build_databricks_resources(settings: Settings) -> dict[str, object]:
+    """The ``databricks`` row of the deployment table. Builds no client: every resource
+    contacts the workspace on first use only."""
+    db = settings.databricks
+    assert db is not None
+    token = _env_var(TOKEN_ENV) if db.has_token and db.profile is None else None
+    credentials = {"host": db.host, "token": token, "profile": db.profile}
+    if db.spark_remote_set:
+        spark: SparkResource = SparkConnectRemote(
+            remote=_env_var(SPARK_REMOTE_ENV), engine="databricks"
+        )
+    else:
+        spark = DatabricksConnectSpark(**credentials, cluster_id=db.cluster_id)
+    tracking = DatabricksMlflow(experiment_name=db.experiment, profile=db.profile)
+    return {
+        "spark": spark,
+        "lakehouse": CatalogDeltaLakehouse(catalog=db.catalog, spark=spark),
+        "landing": LandingZone(root=db.landing_volume, spark=spark),
+        "demo_source": DemoSource(
+            scale=settings.scale,
+            drift_from=settings.inject_drift_from,
+            backdated_downgrades=settings.inject_leakage,
+        ),
+        "mlflow_tracking": tracking,
+        "model_registry": UnityCatalogModelRegistry(tracking=tracking, catalog=db.catalog),
+        "online_store": SqlOnlineStore(database_url=_env_var(ONLINE_STORE_URL_ENV)),
+        "endpoint_deployer": DatabricksEndpointDeployer(
+            **credentials,
+            inference_table_catalog=db.catalog if db.inference_tables else None,
+            inference_table_schema="serving" if db.inference_tables else None,
+        ),
+        "reports": DatabricksVolumeReports(volume_path=db.reports_volume, **credentials),
+    }
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
     """The deployment table: resource key -> implementation for this deployment."""
+    if settings.deployment == "databricks":
+        return build_databricks_resources(settings)
     spark = spark_resource(settings)
     tracking = LocalMlflow(home=str(settings.home))
     return {

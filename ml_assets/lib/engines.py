@@ -33,15 +33,27 @@ ENGINES: dict[str, EngineTraits] = {
     ),
     "spark": EngineTraits("spark", delta_sql=True, cache=True, not_null_check_below_filter=False),
 }
+# Databricks (not a local lane): Delta's SQL everywhere; serverless compute cannot persist.
+DATABRICKS = EngineTraits(
+    "databricks", delta_sql=True, cache=True, not_null_check_below_filter=False
+)
+DATABRICKS_SERVERLESS = EngineTraits(
+    "databricks-serverless", delta_sql=True, cache=False, not_null_check_below_filter=False
+)
 
 
 class UnknownEngineError(ValueError):
     """An engine name that is not one of the lanes."""
 
 
-def engine_traits(name: str) -> EngineTraits:
+DEPLOYED_ENGINES = {e.name: e for e in (DATABRICKS, DATABRICKS_SERVERLESS)}
+
+
+def engine_traits(name: str, *, lanes_only: bool = False) -> EngineTraits:
+    """The traits of a lane (or, unless ``lanes_only``, of a deployment's engine)."""
+    known = ENGINES if lanes_only else {**ENGINES, **DEPLOYED_ENGINES}
     try:
-        return ENGINES[name]
+        return known[name]
     except KeyError:
         raise UnknownEngineError(
             f"ML_ASSETS_ENGINE={name!r} is not an engine lane; expected one of "

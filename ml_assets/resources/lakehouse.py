@@ -559,6 +559,9 @@ class LocalDeltaLakehouse(_DeltaLakehouse):
             delta.alter.set_table_properties(changed, raise_if_not_exists=False)
 
 
+SCRATCH_SCHEMA = "ml_assets_scratch"
+
+
 class CatalogDeltaLakehouse(_DeltaLakehouse):
     """Delta tables in the session's catalog, addressed ``catalog.schema.table`` as Unity
     Catalog does. ``catalog`` replaces every table's own catalog (``main``) where the session
@@ -646,12 +649,25 @@ class CatalogDeltaLakehouse(_DeltaLakehouse):
         return VacuumResult(str(_table_id(table)), deleted, 0, self.version(table))
 
     def stale_checkpoints(self, older_than: dt.timedelta) -> list[Path]:
-        return []  # checkpoints are persisted DataFrames on engines with a catalog
+        return []  # persisted DataFrames, or scratch tables dropped by the run that made them
 
     @contextmanager
     def checkpoint(self, df: DataFrame) -> Iterator[DataFrame]:
-        with self._persisted(df) as kept:
-            yield kept
+        """Persisted where the engine can; on serverless compute, which cannot persist, a
+        scratch Delta table in ``<catalog>.ml_assets_scratch``, dropped afterwards."""
+        if self.spark.traits.cache:
+            with self._persisted(df) as kept:
+                yield kept
+            return
+        spark = self.spark.get_session()
+        schema = f"`{self.catalog}`.`{SCRATCH_SCHEMA}`" if self.catalog else f"`{SCRATCH_SCHEMA}`"
+        name = f"{schema}.`checkpoint_{uuid.uuid4().hex}`"
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}").collect()
+        try:
+            df.write.format("delta").saveAsTable(name)
+            yield spark.table(name)
+        finally:
+            spark.sql(f"DROP TABLE IF EXISTS {name}").collect()
 
 
 def _check_travel(version: int | None, timestamp: dt.datetime | None) -> None:

@@ -20,7 +20,12 @@ import dagster as dg
 from pydantic import Field
 from pyspark.sql import SparkSession
 
-from ml_assets.lib.engines import EngineTraits, engine_traits
+from ml_assets.lib.engines import (
+    DATABRICKS,
+    DATABRICKS_SERVERLESS,
+    EngineTraits,
+    engine_traits,
+)
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 5.0
@@ -117,20 +122,29 @@ def session_for(remote: str) -> SparkSession:
         return session
 
 
+def shown(remote: str) -> str:
+    """``sc://host:port`` without what follows: a Databricks connection string carries a token
+    after the first '/'."""
+    head, slash, rest = remote.partition("://")[2].partition("/")
+    return f"sc://{head}" + ("/;…" if slash and rest else "")
+
+
 def _require_reachable(remote: str) -> None:
     """Fail within seconds when nothing listens at ``remote``: the Spark Connect client itself
     retries an unreachable server for minutes before it reports anything."""
     parsed = urlparse(remote.replace("sc://", "http://", 1))
     host, port = parsed.hostname, parsed.port
     if not host or not port:
-        raise ValueError(f"Invalid Spark Connect address {remote!r}: expected 'sc://host:port'.")
+        raise ValueError(
+            f"Invalid Spark Connect address {shown(remote)!r}: expected 'sc://host:port'."
+        )
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
             pass
     except OSError as exc:
         raise ConnectionError(
-            f"No Spark Connect server answers at {remote} ({exc}). For the spark lane start it "
-            "with 'make spark-up' (make check ENGINE=spark starts and stops it itself); for "
+            f"No Spark Connect server answers at {shown(remote)} ({exc}). For the spark lane "
+            "start it with 'make spark-up' (make check ENGINE=spark starts and stops it); for "
             "ML_ASSETS_SPARK_REMOTE check the address and that the server is up."
         ) from exc
 
@@ -179,6 +193,46 @@ class SparkConnectRemote(SparkResource):
     def get_session(self) -> SparkSession:
         if not self.remote.startswith("sc://"):
             raise ValueError(
-                f"Invalid Spark Connect address {self.remote!r}: expected 'sc://host:port'."
+                f"Invalid Spark Connect address {shown(self.remote)!r}: expected 'sc://host:port'."
             )
         return session_for(self.remote)
+
+
+class DatabricksConnectSpark(SparkResource):
+    """Spark on Databricks through Databricks Connect: serverless compute, or the cluster
+    ``cluster_id``. Credentials as the SDK reads them (``host`` and ``token``, bound from
+    ``DATABRICKS_HOST``/``DATABRICKS_TOKEN``, or a config ``profile``). The session is made on
+    first use; loading the definitions contacts nothing. Databricks Connect ships its own
+    ``pyspark`` and cannot share an environment with pysail and pyspark 4.2: it is installed by
+    ``make setup DEPLOYMENT=databricks`` (README, "Running on Databricks")."""
+
+    host: str | None = None
+    token: str | None = None
+    profile: str | None = None
+    cluster_id: str | None = Field(None, description="a cluster id; default: serverless")
+
+    @property
+    def traits(self) -> EngineTraits:
+        return DATABRICKS if self.cluster_id else DATABRICKS_SERVERLESS
+
+    def get_session(self) -> SparkSession:
+        try:
+            from databricks.connect import DatabricksSession
+        except ImportError:
+            raise ImportError(
+                "Databricks Connect is not installed in this environment (the local one holds "
+                "pysail and pyspark 4.2, which it conflicts with). Build the Databricks "
+                "environment with 'make setup DEPLOYMENT=databricks' and run from it."
+            ) from None
+        builder = DatabricksSession.builder
+        if self.profile:
+            builder = builder.profile(self.profile)
+        if self.host:
+            builder = builder.host(self.host)
+        if self.token:
+            builder = builder.token(self.token)
+        builder = builder.clusterId(self.cluster_id) if self.cluster_id else builder.serverless()
+        session = builder.getOrCreate()
+        for k, v in SESSION_CONF.items():
+            session.conf.set(k, v)
+        return session

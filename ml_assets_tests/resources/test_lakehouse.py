@@ -10,12 +10,14 @@ import pytest
 
 from ml_assets.lib.lakehouse import Column, SchemaMismatchError, TableId, TableSpec
 from ml_assets.resources.lakehouse import (
+    SCRATCH_SCHEMA,
     CatalogDeltaLakehouse,
     RetentionTooShortError,
     TableNotFoundError,
     WriteRefusedError,
 )
-from ml_assets_tests.lanes import LAKEHOUSE_LANES, drop_schema, lakehouse_on
+from ml_assets.resources.spark import SparkConnectRemote
+from ml_assets_tests.lanes import LAKEHOUSE_LANES, TEST_CATALOG, drop_schema, lakehouse_on
 
 SPEC = TableSpec(
     name=TableId.parse("main.test.orders"),
@@ -226,3 +228,26 @@ def test_vacuum_deletes_the_files_of_replaced_versions_and_keeps_the_current_row
     assert result.files_deleted >= 3  # the three day partitions' files of version 1
     assert rows(orders) == [(100, D1, 1.0, "only")]
     assert result.version == orders.version(SPEC)
+
+
+@pytest.mark.lanes
+def test_a_catalog_checkpoint_without_persist_is_a_scratch_table_dropped_after(spark_lane):
+    """Databricks serverless compute cannot persist: the catalog lakehouse checkpoints to a
+    scratch Delta table instead (shown on the spark lane with serverless traits)."""
+    serverless = SparkConnectRemote(remote=spark_lane.remote, engine="databricks-serverless")
+    assert not serverless.traits.cache
+    lakehouse = CatalogDeltaLakehouse(spark=serverless, catalog=TEST_CATALOG)
+    session = serverless.get_session()
+
+    def scratch_tables() -> list[str]:
+        session.sql(f"CREATE SCHEMA IF NOT EXISTS `{TEST_CATALOG}`.`{SCRATCH_SCHEMA}`").collect()
+        shown = session.sql(f"SHOW TABLES IN `{TEST_CATALOG}`.`{SCRATCH_SCHEMA}`").collect()
+        return [r["tableName"] for r in shown]
+
+    before = scratch_tables()
+    df = session.range(5).selectExpr("id", "id * 2 AS twice")
+    with lakehouse.checkpoint(df) as stored:
+        assert sorted(tuple(r) for r in stored.collect()) == [(i, 2 * i) for i in range(5)]
+        (made,) = set(scratch_tables()) - set(before)
+        assert made.startswith("checkpoint_")
+    assert scratch_tables() == before
