@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
+# The Databricks environment: Python 3.12 (Databricks Connect 17), its own exact lock.
+DB_VENV := .venv-databricks
+DB_PY := $(DB_VENV)/bin/python
+DB_STAMP := $(DB_VENV)/.installed
 
 export ML_ASSETS_HOME ?= $(CURDIR)/.ml_assets
 export DAGSTER_HOME ?= $(ML_ASSETS_HOME)/dagster_home
@@ -19,9 +23,11 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
 .PHONY: setup run test abuse lanes check lanes-compare spark-up spark-down spark-status ui \
-	mlflow-ui serve lint lock clean
+	mlflow-ui serve lint lock clean test-databricks
 
-setup: $(STAMP)
+# `make setup DEPLOYMENT=databricks` builds .venv-databricks instead (README, "Running on
+# Databricks"): Databricks Connect cannot share an environment with pysail and pyspark 4.2.
+setup: $(if $(filter databricks,$(DEPLOYMENT)),$(DB_STAMP),$(STAMP))
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +35,26 @@ $(STAMP): pyproject.toml requirements.lock
 	$(UV) pip install --quiet -p $(PY) -r requirements.lock
 	$(UV) pip install --quiet -p $(PY) --no-deps -e .
 	@touch $(STAMP)
+
+# the first python3.12 that runs (a pyenv shim without 3.12 selected does not)
+PYTHON312 ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12); do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && echo $$p && break; done)
+
+$(DB_STAMP): pyproject.toml requirements-databricks.lock
+	@test -n "$(PYTHON312)" || { echo "make setup DEPLOYMENT=databricks: Databricks Connect 17 needs Python 3.12; install it (e.g. pyenv install 3.12) or pass PYTHON312=/path/to/python3.12." >&2; exit 1; }
+	@rm -rf $(DB_VENV)
+	$(PYTHON312) -m venv $(DB_VENV)
+	@$(DB_PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(DB_VENV)/bin/uv pip sync --quiet -p $(DB_PY) requirements-databricks.lock
+	$(DB_VENV)/bin/uv pip install --quiet -p $(DB_PY) --no-deps -e .
+	@touch $(DB_STAMP)
+
+# The Databricks deployment's offline tests, in the Databricks environment: the definitions
+# load and bind only Databricks implementations with no network call, the registry's Unity
+# Catalog rules, the Pipes training step with a fake workspace client.
+DATABRICKS_TESTS ?= ml_assets_tests/test_databricks_deployment.py ml_assets_tests/lib/test_registry_store.py
+test-databricks: $(DB_STAMP)
+	$(DB_PY) -m pytest -p no:cacheprovider $(DATABRICKS_TESTS) $(PYTEST_ARGS)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
@@ -95,9 +121,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check ml_assets ml_assets_tests benchmarks
 	$(VENV)/bin/ruff format --check ml_assets ml_assets_tests benchmarks
 
-# Re-resolve the pinned set after changing dependencies in pyproject.toml.
+# Re-resolve the pinned set after changing dependencies in pyproject.toml (DEPLOYMENT=databricks:
+# the Databricks environment's lock, from requirements-databricks.in).
 lock: $(STAMP)
+ifeq ($(DEPLOYMENT),databricks)
+	$(UV) pip compile requirements-databricks.in --override requirements-databricks.overrides \
+		--python-version 3.12 -o requirements-databricks.lock
+else
 	$(UV) pip compile pyproject.toml --extra dev -p 3.11 -o requirements.lock
+endif
 
 clean:
 	rm -rf $(ML_ASSETS_HOME)
