@@ -23,7 +23,7 @@ UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
 .PHONY: setup run test abuse lanes check lanes-compare spark-up spark-down spark-status ui \
-	mlflow-ui serve lint lock clean test-databricks
+	mlflow-ui serve lint lock clean test-databricks python312
 
 # `make setup DEPLOYMENT=databricks` builds .venv-databricks instead (README, "Running on
 # Databricks"): Databricks Connect cannot share an environment with pysail and pyspark 4.2.
@@ -55,6 +55,9 @@ $(DB_STAMP): pyproject.toml requirements-databricks.lock
 DATABRICKS_TESTS ?= ml_assets_tests/test_databricks_deployment.py ml_assets_tests/lib/test_registry_store.py
 test-databricks: $(DB_STAMP)
 	$(DB_PY) -m pytest -p no:cacheprovider $(DATABRICKS_TESTS) $(PYTEST_ARGS)
+
+python312:
+	@echo $(PYTHON312)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
