@@ -80,8 +80,8 @@ def test_get_and_list_describe_the_endpoint_as_the_serving_api_does(ingested):
     assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
-def test_an_update_the_api_would_refuse_is_a_4xx_and_the_old_config_keeps_serving(home):
-    client, gateway = client_for(home)
+def test_an_update_the_api_would_refuse_is_a_4xx_and_the_old_config_keeps_serving(ingested):
+    client, gateway = client_for(ingested[0])  # every update here is refused: nothing written
     before = client.get(f"{API}/{NAME}").json()["config"]
     good = _config("1")["config"]
 
@@ -175,7 +175,8 @@ def test_a_config_that_fails_to_load_reports_update_failed_and_keeps_serving(hom
 def test_the_databricks_deployer_creates_updates_and_queries_make_serve_through_the_sdk(
     home, resources
 ):
-    """The real SDK against the real gateway process, with a bearer token."""
+    """The real SDK against the real gateway process, with a bearer token: create, canary,
+    get, list, query, a refused update; then the config asset deploying through it."""
     materialize(home, resources, [churn_classifier_version])  # v2: a challenger to canary
     config_path(home).unlink()  # no endpoint yet: the deployer must create it
     with running_gateway(home, wait_ready=False, ML_ASSETS_SERVING_TOKEN=TOKEN) as process:
@@ -221,13 +222,7 @@ def test_the_databricks_deployer_creates_updates_and_queries_make_serve_through_
         with pytest.raises(ResourceAlreadyExists):
             w.serving_endpoints.create_and_wait(NAME, config=None)
 
-
-def test_the_config_asset_deploys_through_the_sdk_and_its_checks_read_it_back(home, resources):
-    materialize(home, resources, [churn_classifier_version])
-    with running_gateway(home, ML_ASSETS_SERVING_TOKEN=TOKEN) as process:
-        deployer = DatabricksEndpointDeployer(
-            host=f"http://127.0.0.1:{process.port}", token=TOKEN, retry_timeout_seconds=10
-        )
+        # the config asset deploys through the SDK; its checks read the config back through it
         result = materialize(
             home,
             {**resources, "endpoint_deployer": deployer},
@@ -248,7 +243,7 @@ def test_the_config_asset_deploys_through_the_sdk_and_its_checks_read_it_back(ho
             0
         ].metadata
         assert metadata["deployment"].value == "updated"
-        assert metadata["deployed_to"].value.startswith(f"http://127.0.0.1:{process.port}/")
+        assert metadata["deployed_to"].value.startswith(f"{host}/")
         assert metadata["routes"].value == "churn_classifier-1 90%, churn_classifier-2 10%"
         # the checks read the config back through the SDK: it is the one the gateway serves
         assert deployer.deployed(NAME).shares() == {
@@ -256,8 +251,12 @@ def test_the_config_asset_deploys_through_the_sdk_and_its_checks_read_it_back(ho
             "churn_classifier-2": 10,
         }
 
+        wrong = DatabricksEndpointDeployer(host=host, token="wrong", retry_timeout_seconds=2)
+        with pytest.raises(WorkspaceError, match="refused the credentials: Missing or wrong"):
+            wrong.deployed(NAME)
 
-def test_a_wrong_host_or_token_fails_fast_with_the_sdks_error(home):
+
+def test_an_unreachable_host_fails_within_seconds_naming_the_setting():
     port = free_port()  # nothing listens there
     outcome: list[BaseException] = []
 
@@ -277,10 +276,3 @@ def test_a_wrong_host_or_token_fails_fast_with_the_sdks_error(home):
     assert isinstance(error, WorkspaceError)
     assert f"Cannot reach the Databricks workspace at http://127.0.0.1:{port}" in str(error)
     assert "DATABRICKS_HOST" in str(error)
-
-    with running_gateway(home, ML_ASSETS_SERVING_TOKEN=TOKEN) as process:
-        wrong = DatabricksEndpointDeployer(
-            host=f"http://127.0.0.1:{process.port}", token="wrong", retry_timeout_seconds=2
-        )
-        with pytest.raises(WorkspaceError, match="refused the credentials: Missing or wrong"):
-            wrong.deployed(NAME)
