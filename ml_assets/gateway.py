@@ -249,7 +249,9 @@ class Gateway:
         if deployment is not None:
             body["config"] = _config_output(deployment.endpoint.config, self.config_version)
         if pending is not None:
-            body["pending_config"] = _config_output(pending.config, self.config_version + 1)
+            body["pending_config"] = _config_output(
+                pending.config, self.config_version + 1, "DEPLOYMENT_CREATING"
+            )
         if self.last_error and update == "UPDATE_FAILED":
             body["state_message"] = self.last_error
         return body
@@ -299,11 +301,13 @@ class Gateway:
         }
 
 
-def _config_output(config: EndpointCoreConfig, version: int) -> dict[str, object]:
+def _config_output(
+    config: EndpointCoreConfig, version: int, deployment: str = "DEPLOYMENT_READY"
+) -> dict[str, object]:
     """``EndpointCoreConfigOutput``: the served entities with their deployment state."""
     body = config.model_dump(exclude_none=True)
     for entity in body["served_entities"]:
-        entity["state"] = {"deployment": "DEPLOYMENT_READY"}
+        entity["state"] = {"deployment": deployment}
     body["config_version"] = version
     return body
 

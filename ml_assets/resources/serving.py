@@ -151,15 +151,12 @@ class DatabricksEndpointDeployer(EndpointDeployer):
 
         endpoint = self.with_inference_tables(endpoint)
         config = EndpointCoreConfigInput.from_dict(endpoint.body()["config"])
-        with self._calling():
-            return self._deploy(endpoint, config, NotFound)
-
-    def _deploy(self, endpoint: Endpoint, config, not_found: type[Exception]) -> Deployed:
         w = self.workspace()
         timeout = timedelta(minutes=self.timeout_minutes)
         try:
-            current = w.serving_endpoints.get(endpoint.name)
-        except not_found:
+            with self._calling():  # the first call: where a wrong host or token shows
+                current = w.serving_endpoints.get(endpoint.name)
+        except NotFound:
             detailed = w.serving_endpoints.create_and_wait(
                 endpoint.name, config=config, timeout=timeout
             )
@@ -197,7 +194,17 @@ class DatabricksEndpointDeployer(EndpointDeployer):
                     {k: v for k, v in entity.items() if k in keep}
                     for entity in config.get("served_entities", [])
                 ],
-                "traffic_config": config.get("traffic_config", {"routes": []}),
+                # a workspace may name a route's entity in both fields: keep one
+                "traffic_config": {
+                    "routes": [
+                        {
+                            "served_entity_name": r.get("served_entity_name")
+                            or r.get("served_model_name"),
+                            "traffic_percentage": r.get("traffic_percentage", 0),
+                        }
+                        for r in config.get("traffic_config", {}).get("routes", [])
+                    ]
+                },
             },
         }
         return Endpoint.model_validate(body)

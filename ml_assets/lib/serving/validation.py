@@ -38,7 +38,11 @@ def servable_problems(
     """Every served model's input signature is made of what the gateway assembles."""
     problems = []
     for entity in endpoint.config.served_entities:
-        signature = registry.signature(entity.entity_name, entity.entity_version)
+        try:
+            signature = registry.signature(entity.entity_name, entity.entity_version)
+        except (MlflowException, OSError) as exc:  # the version exists; its model cannot be read
+            problems.append(f"{entity.name}: the model's signature cannot be read: {exc}")
+            continue
         if signature is None:
             problems.append(f"{entity.name} has no signature")
             continue
