@@ -348,18 +348,33 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
 ONLINE_STORE_URL_ENV = "ML_ASSETS_ONLINE_STORE_URL"
 
 
+def _env_var(name: str, value: str | None = None) -> dg.EnvVar:
+    """A secret bound by name: Dagster resolves it when a run starts and stores the variable's
+    name in its run storage and UI, never the value. So this process's environment must hold
+    it (and hold ``value``, when the settings were read from another mapping)."""
+    found = os.environ.get(name)
+    if not found or (value is not None and found != value):
+        raise DeploymentError(
+            f"{name} is not set in this process's environment to the value the settings read; "
+            "it is bound from there by name so that its value is never stored: set it there."
+        )
+    return dg.EnvVar(name)
+
+
 def _online_store(settings: Settings) -> SqlOnlineStore:
-    """A URL given in the environment may carry a password: it is bound as ``dg.EnvVar``, so
-    Dagster stores the variable's name in its run storage and UI, never the value."""
+    """SQLite under the home, or the URL of ``ML_ASSETS_ONLINE_STORE_URL`` (PostgreSQL,
+    Lakebase), which may carry a password: bound by name."""
     if settings.online_store_url is None:
         return SqlOnlineStore(database_url=settings.online_store)  # a file under home
-    if os.environ.get(ONLINE_STORE_URL_ENV) != settings.online_store_url:
-        raise DeploymentError(
-            f"The online store URL {redact_url(settings.online_store_url)!r} is not the value "
-            f"of {ONLINE_STORE_URL_ENV} in this process's environment. It is bound from that "
-            "variable so that its password is never stored: set it there."
-        )
-    return SqlOnlineStore(database_url=dg.EnvVar(ONLINE_STORE_URL_ENV))
+    return SqlOnlineStore(database_url=_env_var(ONLINE_STORE_URL_ENV, settings.online_store_url))
+
+
+def _demo_source(settings: Settings) -> DemoSource:
+    return DemoSource(
+        scale=settings.scale,
+        drift_from=settings.inject_drift_from,
+        backdated_downgrades=settings.inject_leakage,
+    )
 
 
 def spark_resource(settings: Settings) -> SparkResource:
@@ -373,16 +388,6 @@ def spark_resource(settings: Settings) -> SparkResource:
     if settings.engine == "sail-cluster":
         return EmbeddedSailSpark(mode="local-cluster", workers=2)
     return EmbeddedSailSpark()
-
-
-def _env_var(name: str) -> dg.EnvVar:
-    """A secret bound by name: Dagster resolves it when a run starts and stores the name."""
-    if not os.environ.get(name):
-        raise DeploymentError(
-            f"{name} is not set in this process's environment; it is bound from there so that "
-            "its value is never stored: set it there."
-        )
-    return dg.EnvVar(name)
 
 
 def build_databricks_resources(settings: Settings) -> dict[str, object]:
@@ -403,14 +408,10 @@ def build_databricks_resources(settings: Settings) -> dict[str, object]:
         "spark": spark,
         "lakehouse": CatalogDeltaLakehouse(catalog=db.catalog, spark=spark),
         "landing": LandingZone(root=db.landing_volume, spark=spark),
-        "demo_source": DemoSource(
-            scale=settings.scale,
-            drift_from=settings.inject_drift_from,
-            backdated_downgrades=settings.inject_leakage,
-        ),
+        "demo_source": _demo_source(settings),
         "mlflow_tracking": tracking,
         "model_registry": UnityCatalogModelRegistry(tracking=tracking, catalog=db.catalog),
-        "online_store": SqlOnlineStore(database_url=_env_var(ONLINE_STORE_URL_ENV)),
+        "online_store": _online_store(settings),
         "endpoint_deployer": DatabricksEndpointDeployer(
             **credentials,
             inference_table_catalog=db.catalog if db.inference_tables else None,
@@ -430,11 +431,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "spark": spark,
         "lakehouse": LocalDeltaLakehouse(warehouse_dir=str(settings.warehouse_dir), spark=spark),
         "landing": LandingZone(root=str(settings.landing_dir), spark=spark),
-        "demo_source": DemoSource(
-            scale=settings.scale,
-            drift_from=settings.inject_drift_from,
-            backdated_downgrades=settings.inject_leakage,
-        ),
+        "demo_source": _demo_source(settings),
         "mlflow_tracking": tracking,
         "model_registry": LocalModelRegistry(tracking=tracking),
         "online_store": _online_store(settings),

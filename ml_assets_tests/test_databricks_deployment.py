@@ -219,3 +219,27 @@ def test_reports_are_uploaded_to_the_volume_through_the_files_api():
         assert len(_Recorder.seen) == 1
     finally:
         server.shutdown()
+
+
+def test_a_secret_missing_from_the_process_environment_is_refused_when_bound(monkeypatch, tmp_path):
+    """Settings read from a mapping, secrets bound by name: the process must hold them."""
+    for key in ("DATABRICKS_TOKEN", "ML_ASSETS_ONLINE_STORE_URL", "DATABRICKS_CONFIG_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    settings = current_settings({**WORKSPACE, "ML_ASSETS_HOME": str(tmp_path)})
+    with pytest.raises(DeploymentError, match="DATABRICKS_TOKEN is not set in this process's"):
+        build_definitions(settings)
+    monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
+    monkeypatch.setenv("ML_ASSETS_ONLINE_STORE_URL", "postgresql+psycopg://other@h:5432/db")
+    with pytest.raises(DeploymentError, match="ML_ASSETS_ONLINE_STORE_URL is not set in this"):
+        build_definitions(settings)  # a different value than the settings read
+
+
+def test_a_malformed_local_online_store_url_is_named_without_its_password(tmp_path):
+    with pytest.raises(DeploymentError) as error:
+        current_settings(
+            {
+                "ML_ASSETS_HOME": str(tmp_path),
+                "ML_ASSETS_ONLINE_STORE_URL": f"mysql://h/db?password={PASSWORD}",
+            }
+        )
+    assert "expected a SQLAlchemy URL" in str(error.value) and PASSWORD not in str(error.value)

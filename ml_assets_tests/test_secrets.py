@@ -98,6 +98,15 @@ def test_urls_lose_their_credentials():
         "error at postgres://:***@h/db, again https://u:***@h"
     )
     assert redact_url("sqlite:////tmp/online.db") == "sqlite:////tmp/online.db"
+    assert redact_url("sqlite:///x.db?password=s3cret&mode=ro") == (
+        "sqlite:///x.db?password=***&mode=ro"
+    )
+    assert redact_url("postgresql://h/db?sslmode=require&PassWord=s3cret") == (
+        "postgresql://h/db?sslmode=require&PassWord=***"
+    )
+    assert redact_url("sc://h:443/;token=dapi123;x-databricks-cluster-id=c") == (
+        "sc://h:443/;token=***;x-databricks-cluster-id=c"
+    )
 
 
 def test_mlflow_runs_record_the_git_remote_without_its_credentials(tmp_path):

@@ -13,6 +13,8 @@ from pathlib import Path, PurePosixPath
 
 import dagster as dg
 
+from ml_assets.resources.databricks import workspace_client
+
 
 class Reports(dg.ConfigurableResource, ABC):
     @abstractmethod
@@ -66,17 +68,9 @@ class DatabricksVolumeReports(Reports):
         return f"{self.volume_path.rstrip('/')}/{_relative(relative_path)}"
 
     def write(self, relative_path: str, html: str) -> str:
-        from databricks.sdk import WorkspaceClient
-        from databricks.sdk.config import Config
-
         target = self.path(relative_path)
-        config = Config(
-            host=self.host,
-            token=self.token,
-            profile=self.profile,
-            retry_timeout_seconds=self.retry_timeout_seconds,
+        client = workspace_client(
+            self.host, self.token, self.profile, retry_timeout_seconds=self.retry_timeout_seconds
         )
-        WorkspaceClient(config=config).files.upload(
-            target, io.BytesIO(html.encode("utf-8")), overwrite=True
-        )
+        client.files.upload(target, io.BytesIO(html.encode("utf-8")), overwrite=True)
         return target

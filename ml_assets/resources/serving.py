@@ -29,6 +29,7 @@ import dagster as dg
 from pydantic import Field
 
 from ml_assets.lib.serving.endpoint import AutoCaptureConfig, Endpoint
+from ml_assets.resources.databricks import workspace_client
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -120,19 +121,13 @@ class DatabricksEndpointDeployer(EndpointDeployer):
             ) from exc
 
     def workspace(self) -> WorkspaceClient:
-        from databricks.sdk import WorkspaceClient
-        from databricks.sdk.config import Config
-
-        config = Config(
-            host=self.host,
-            token=self.token,
-            profile=self.profile,
+        return workspace_client(
+            self.host,
+            self.token,
+            self.profile,
             http_timeout_seconds=self.http_timeout_seconds,
             retry_timeout_seconds=self.retry_timeout_seconds,
-            product="ml_assets",
-            product_version="0.1.0",
         )
-        return WorkspaceClient(config=config)
 
     def with_inference_tables(self, endpoint: Endpoint) -> Endpoint:
         if self.inference_table_catalog is None or self.inference_table_schema is None:

@@ -93,6 +93,12 @@ def check_signature(uri: str, signature: ModelSignature | None) -> ModelSignatur
     return signature
 
 
+def _run_id(version: ModelVersion) -> str:
+    if not version.run_id:
+        raise RegistryError(f"{version.name} v{version.version} names no MLflow run.")
+    return version.run_id
+
+
 def _missing(exc: MlflowException) -> bool:
     if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
         return True
@@ -203,18 +209,13 @@ class Registry:
     def run(self, version: ModelVersion | str) -> Run:
         """The MLflow run that made ``version`` (its metrics, lineage tags and artifacts), or
         the run of that id."""
-        if isinstance(version, str):
-            return self.client.get_run(version)
-        if not version.run_id:
-            raise RegistryError(f"{version.name} v{version.version} names no MLflow run.")
-        return self.client.get_run(version.run_id)
+        return self.client.get_run(version if isinstance(version, str) else _run_id(version))
 
     def log_text(self, version: ModelVersion, text: str, artifact_file: str) -> str:
         """A text artifact on the version's run; returns its ``runs:/`` URI."""
-        if not version.run_id:
-            raise RegistryError(f"{version.name} v{version.version} names no MLflow run.")
-        self.client.log_text(version.run_id, text, artifact_file)
-        return f"runs:/{version.run_id}/{artifact_file}"
+        run_id = _run_id(version)
+        self.client.log_text(run_id, text, artifact_file)
+        return f"runs:/{run_id}/{artifact_file}"
 
     def _use(self) -> None:
         """``mlflow.pyfunc`` and ``mlflow.models`` read the process's URIs: point them here."""
