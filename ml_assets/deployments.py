@@ -355,8 +355,9 @@ def _env_var(name: str, value: str | None = None) -> dg.EnvVar:
     found = os.environ.get(name)
     if not found or (value is not None and found != value):
         raise DeploymentError(
-            f"{name} is not set in this process's environment to the value the settings read; "
-            "it is bound from there by name so that its value is never stored: set it there."
+            f"The value the settings read is not the value of {name} in this process's "
+            "environment (unset or different). It is bound from that variable by name so that "
+            "its value is never stored: set it there."
         )
     return dg.EnvVar(name)
 

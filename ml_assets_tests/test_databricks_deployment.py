@@ -226,11 +226,15 @@ def test_a_secret_missing_from_the_process_environment_is_refused_when_bound(mon
     for key in ("DATABRICKS_TOKEN", "ML_ASSETS_ONLINE_STORE_URL", "DATABRICKS_CONFIG_PROFILE"):
         monkeypatch.delenv(key, raising=False)
     settings = current_settings({**WORKSPACE, "ML_ASSETS_HOME": str(tmp_path)})
-    with pytest.raises(DeploymentError, match="DATABRICKS_TOKEN is not set in this process's"):
+    with pytest.raises(
+        DeploymentError, match="not the value of DATABRICKS_TOKEN in this process's"
+    ):
         build_definitions(settings)
     monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
     monkeypatch.setenv("ML_ASSETS_ONLINE_STORE_URL", "postgresql+psycopg://other@h:5432/db")
-    with pytest.raises(DeploymentError, match="ML_ASSETS_ONLINE_STORE_URL is not set in this"):
+    with pytest.raises(
+        DeploymentError, match="not the value of ML_ASSETS_ONLINE_STORE_URL in this"
+    ):
         build_definitions(settings)  # a different value than the settings read
 
 
