@@ -11,6 +11,8 @@ repository, on ports ``ML_ASSETS_SPARK_CONNECT_PORT``, ``..._MASTER_PORT``,
 ``ML_ASSETS_ONLINE_STORE_URL`` points the online store at PostgreSQL (default: SQLite under
 the home; bound as ``dg.EnvVar`` so its password never reaches Dagster's storage);
 ``ML_ASSETS_SCALE`` sizes the demo source;
+``ML_ASSETS_TRAINING`` says where the training step runs: ``in_process`` (default) or
+``subprocess`` (the Pipes script, ``ml_assets/pipes/train_churn.py``);
 ``ML_ASSETS_SERVING_TOKEN``, ``ML_ASSETS_SERVING_CLOCK`` and ``ML_ASSETS_SERVING_MAX_BODY_BYTES``
 configure the gateway.
 ``ML_ASSETS_INJECT_DRIFT_FROM`` (a date) and ``ML_ASSETS_INJECT_LEAKAGE=1`` make the demo source
@@ -20,7 +22,8 @@ CHECK_ARGS="--inject drift"`` uses them to show the checks failing).
 ``ML_ASSETS_DEPLOYMENT=databricks`` binds the same definitions to a workspace
 (``DatabricksSettings``: ``ML_ASSETS_CATALOG``, ``DATABRICKS_HOST``/``DATABRICKS_TOKEN`` or
 ``DATABRICKS_CONFIG_PROFILE``, ``DATABRICKS_CLUSTER_ID`` or serverless,
-``ML_ASSETS_ONLINE_STORE_URL`` for Lakebase, ...):
+``ML_ASSETS_ONLINE_STORE_URL`` for Lakebase, ``ML_ASSETS_PIPES_VOLUME`` for the training
+job's code and Pipes files, ...):
 every problem with those settings is reported at load, in one error; nothing is contacted
 until a resource is first used, and the token is bound as ``dg.EnvVar`` (never stored).
 Asset modules never read the environment: ``build_resources`` binds everything here, once.
@@ -56,9 +59,16 @@ from ml_assets.resources.spark import (
     SparkConnectRemote,
     SparkResource,
 )
+from ml_assets.resources.training import (
+    DatabricksTraining,
+    InProcessTraining,
+    SubprocessTraining,
+    TrainingLauncher,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = ("local", "databricks")
+TRAINING_LAUNCHERS = ("in_process", "subprocess")  # the local rows; databricks: a job
 
 
 class DeploymentError(ValueError):
@@ -86,6 +96,7 @@ class DatabricksSettings:
     landing_volume: str
     reports_volume: str
     inference_tables: bool
+    pipes_volume: str = ""  # the training job's code and Pipes files
 
 
 def _volume_problem(name: str, value: str) -> str | None:
@@ -173,9 +184,11 @@ def databricks_settings(env: Mapping[str, str]) -> DatabricksSettings:
     base = catalog if _UC_NAME.fullmatch(catalog) else "catalog"
     landing = env.get("ML_ASSETS_LANDING_VOLUME") or f"/Volumes/{base}/landing/files"
     reports = env.get("ML_ASSETS_REPORTS_VOLUME") or f"/Volumes/{base}/monitoring/reports"
+    pipes = env.get("ML_ASSETS_PIPES_VOLUME") or f"/Volumes/{base}/ml_assets/pipes"
     for name, value in (
         ("ML_ASSETS_LANDING_VOLUME", landing),
         ("ML_ASSETS_REPORTS_VOLUME", reports),
+        ("ML_ASSETS_PIPES_VOLUME", pipes),
     ):
         problem = _volume_problem(name, value)
         if problem:
@@ -183,6 +196,12 @@ def databricks_settings(env: Mapping[str, str]) -> DatabricksSettings:
     capture = env.get("ML_ASSETS_INFERENCE_TABLES", "1")
     if capture not in ("0", "1"):
         problems.append(f"ML_ASSETS_INFERENCE_TABLES={capture!r}; expected 1 (default) or 0.")
+    training = env.get("ML_ASSETS_TRAINING")
+    if training:
+        problems.append(
+            f"ML_ASSETS_TRAINING={training!r} picks a local training launcher; the databricks "
+            "deployment trains in a Databricks job through Dagster Pipes: unset it."
+        )
     if problems:
         raise DeploymentError(
             f"The databricks deployment has {len(problems)} problem(s) with its settings:\n- "
@@ -199,6 +218,7 @@ def databricks_settings(env: Mapping[str, str]) -> DatabricksSettings:
         landing_volume=landing,
         reports_volume=reports,
         inference_tables=capture == "1",
+        pipes_volume=pipes,
     )
 
 
@@ -219,6 +239,7 @@ class Settings:
     serving_max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies are refused (413)
     inject_drift_from: str | None = None  # ISO date; demo source only
     inject_leakage: bool = False  # demo source only
+    training: str = "in_process"  # where the training step runs (TRAINING_LAUNCHERS)
     databricks: DatabricksSettings | None = None  # the databricks deployment's settings
 
     @property
@@ -323,6 +344,12 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise DeploymentError(
                 f"ML_ASSETS_INJECT_DRIFT_FROM={drift_from!r}; expected a date, e.g. 2026-02-20."
             ) from None
+    training = (env.get("ML_ASSETS_TRAINING") or "in_process") if databricks is None else "job"
+    if databricks is None and training not in TRAINING_LAUNCHERS:
+        raise DeploymentError(
+            f"ML_ASSETS_TRAINING={training!r}; expected one of {TRAINING_LAUNCHERS} (in_process: "
+            "the Dagster step's own process; subprocess: the Pipes script in a subprocess)."
+        )
     leakage = env.get("ML_ASSETS_INJECT_LEAKAGE", "0")
     if leakage not in ("0", "1"):
         raise DeploymentError(f"ML_ASSETS_INJECT_LEAKAGE={leakage!r}; expected 0 or 1.")
@@ -341,6 +368,7 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
         serving_max_body_bytes=int(max_body),
         inject_drift_from=drift_from,
         inject_leakage=leakage == "1",
+        training=training,
         databricks=databricks,
     )
 
@@ -419,6 +447,9 @@ def build_databricks_resources(settings: Settings) -> dict[str, object]:
             inference_table_schema="serving" if db.inference_tables else None,
         ),
         "reports": DatabricksVolumeReports(volume_path=db.reports_volume, **credentials),
+        "training_launcher": DatabricksTraining(
+            **credentials, cluster_id=db.cluster_id, volume=db.pipes_volume
+        ),
     }
 
 
@@ -438,4 +469,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "online_store": _online_store(settings),
         "endpoint_deployer": LocalEndpointDeployer(directory=str(settings.serving_dir)),
         "reports": LocalReports(directory=str(settings.reports_dir)),
+        "training_launcher": _training_launcher(settings),
     }
+
+
+def _training_launcher(settings: Settings) -> TrainingLauncher:
+    if settings.training == "subprocess":
+        return SubprocessTraining()
+    return InProcessTraining()

@@ -22,6 +22,7 @@ from ml_assets.resources.registry import UnityCatalogModelRegistry
 from ml_assets.resources.reports import DatabricksVolumeReports
 from ml_assets.resources.serving import DatabricksEndpointDeployer
 from ml_assets.resources.spark import DatabricksConnectSpark, SparkConnectRemote
+from ml_assets.resources.training import DatabricksTraining
 
 TOKEN = "dapi-offline-test-token-0123456789"
 PASSWORD = "lakebase-password-9876"
@@ -79,6 +80,7 @@ def test_the_databricks_definitions_load_offline_and_bind_only_databricks_parts(
         "online_store": SqlOnlineStore,
         "endpoint_deployer": DatabricksEndpointDeployer,
         "reports": DatabricksVolumeReports,
+        "training_launcher": DatabricksTraining,
     }
     assert {k: type(resources[k]) for k in expected} == expected
     assert resources["spark"].traits.name == "databricks-serverless"  # no cluster id
@@ -94,6 +96,10 @@ def test_the_databricks_definitions_load_offline_and_bind_only_databricks_parts(
     )
     assert resources["reports"].volume_path == "/Volumes/ml_dev/monitoring/reports"
     assert resources["landing"].root == "/Volumes/ml_dev/landing/files"
+    launcher = resources["training_launcher"]
+    assert launcher.volume == "/Volumes/ml_dev/ml_assets/pipes" and launcher.cluster_id is None
+    assert launcher.where() == "Databricks job on serverless jobs compute (Dagster Pipes)"
+    assert launcher.token.env_var_name == "DATABRICKS_TOKEN"
     # secrets are bound by name: nothing Dagster stores or shows holds them
     shown = repr(resources) + repr(settings)
     assert TOKEN not in shown and PASSWORD not in shown
@@ -143,6 +149,8 @@ def test_every_bad_setting_is_named_at_load_in_one_error(workspace_env):
         "ML_ASSETS_EXPERIMENT": "churn",
         "ML_ASSETS_REPORTS_VOLUME": "/tmp/reports",
         "ML_ASSETS_ENGINE": "spark",
+        "ML_ASSETS_PIPES_VOLUME": "dbfs:/tmp/pipes",
+        "ML_ASSETS_TRAINING": "subprocess",
     }
     for key, value in bad.items():
         workspace_env.setenv(key, value)
@@ -150,7 +158,7 @@ def test_every_bad_setting_is_named_at_load_in_one_error(workspace_env):
     with pytest.raises(DeploymentError) as error:
         current_settings()
     message = str(error.value)
-    assert "has 8 problem(s)" in message
+    assert "has 10 problem(s)" in message
     for expected in (
         "ML_ASSETS_CATALOG='ML-Dev': a catalog name is lower-case",
         "DATABRICKS_HOST='http://adb-1.azuredatabricks.net/some/path': expected the workspace URL",
@@ -160,6 +168,8 @@ def test_every_bad_setting_is_named_at_load_in_one_error(workspace_env):
         "ML_ASSETS_EXPERIMENT='churn': a workspace path",
         "ML_ASSETS_REPORTS_VOLUME='/tmp/reports': expected a Unity Catalog volume path",
         "ML_ASSETS_ENGINE='spark' picks a local engine lane",
+        "ML_ASSETS_PIPES_VOLUME='dbfs:/tmp/pipes': expected a Unity Catalog volume path",
+        "ML_ASSETS_TRAINING='subprocess' picks a local training launcher",
     ):
         assert expected in message, expected
     assert PASSWORD not in message

@@ -15,6 +15,7 @@ from ml_assets.definitions import build_definitions
 from ml_assets.deployments import REPO_ROOT, DeploymentError, current_settings
 from ml_assets.lib.models.churn_classifier import REGISTERED_MODEL
 from ml_assets.resources.spark import EmbeddedSailSpark, SparkConnectRemote
+from ml_assets.resources.training import InProcessTraining, SubprocessTraining
 
 EXPECTED_ASSETS = {
     "landing/demo_source": "landing",
@@ -196,6 +197,17 @@ def test_resources_are_bound_once_from_the_deployment_table(tmp_path):
     )
     assert isinstance(remote.resources["spark"], SparkConnectRemote)
     assert remote.resources["lakehouse"].spark.remote == "sc://h:15002"
+
+
+def test_the_training_step_runs_in_process_or_as_a_pipes_subprocess(tmp_path):
+    def launcher(**env):
+        settings = current_settings({"ML_ASSETS_HOME": str(tmp_path), **env})
+        return build_definitions(settings).resources["training_launcher"]
+
+    assert isinstance(launcher(), InProcessTraining)
+    assert isinstance(launcher(ML_ASSETS_TRAINING="subprocess"), SubprocessTraining)
+    with pytest.raises(DeploymentError, match=r"ML_ASSETS_TRAINING='databricks'; expected one"):
+        launcher(ML_ASSETS_TRAINING="databricks")
 
 
 def test_each_engine_lane_binds_its_spark_resource_and_traits(tmp_path):

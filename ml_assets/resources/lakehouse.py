@@ -145,6 +145,21 @@ class Lakehouse(dg.ConfigurableResource, ABC):
     def exists(self, table: TableRef) -> bool:
         return self.version(table) is not None
 
+    def current_version(self, table: TableRef) -> int:
+        """The current version; a table never written is a ``TableNotFoundError``."""
+        version = self.version(table)
+        if version is None:
+            raise TableNotFoundError(
+                f"Table {_table_id(table)} does not exist. Materialize the asset that writes "
+                "it first."
+            )
+        return version
+
+    def table_reference(self, table: TableRef) -> str:
+        """How a job running elsewhere (a Pipes subprocess, a Databricks job) reads the table:
+        its path (``file://...``), or its catalog name where the catalog governs access."""
+        return self.uri(table)
+
     @abstractmethod
     def vacuum(
         self, table: TableRef, retention_hours: int, *, allow_short_retention: bool = False
@@ -601,6 +616,9 @@ class CatalogDeltaLakehouse(_DeltaLakehouse):
 
     def uri(self, table: TableRef) -> str:
         return self._described(table)["Location"]
+
+    def table_reference(self, table: TableRef) -> str:
+        return sql_table_name(_table_id(table), self.catalog)
 
     def version(self, table: TableRef) -> int | None:
         head = self._sql_history(table, limit=1)

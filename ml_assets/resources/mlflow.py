@@ -6,16 +6,15 @@ ui`` on those paths shows the runs. ``DatabricksMlflow`` tracks to the workspace
 (``databricks``). Registered models are the ``model_registry`` resource's
 (``resources/registry.py``).
 
-``run`` is the one way runs are opened here: it always ends the run, FINISHED when the body
-returns and FAILED when it raises (the exception still propagates), so no run is ever left
-RUNNING by a failed materialization. (dagster-mlflow 0.29 offers a legacy resource with one
-run per Dagster run and no nesting or registry; runs are managed here instead.)
+Each resource hands out its ``target()``, a ``lib.tracking.Tracking`` (plain data): runs are
+opened through it (``Tracking.run`` always ends them, FAILED when the body raises), here and in
+a training job launched elsewhere through Dagster Pipes. (dagster-mlflow 0.29 offers a legacy
+resource with one run per Dagster run and no nesting or registry; runs are managed here
+instead.)
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,9 +22,10 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from ml_assets.lib.tracking import Tracking
 
 
 class MlflowTracking(dg.ConfigurableResource, ABC):
@@ -37,31 +37,29 @@ class MlflowTracking(dg.ConfigurableResource, ABC):
     @abstractmethod
     def artifact_location(self) -> str | None: ...
 
+    def registry_uri(self) -> str | None:
+        """Set where the tracking store is also the registry."""
+        return None
+
+    def target(self) -> Tracking:
+        return Tracking(
+            tracking_uri=self.tracking_uri(),
+            experiment_name=self.experiment_name,
+            artifact_location=self.artifact_location(),
+            registry_uri=self.registry_uri(),
+        )
+
     def configure(self) -> str:
         """Point the process's MLflow at this store; returns the experiment id."""
-        mlflow.set_tracking_uri(self.tracking_uri())
-        client = MlflowClient(self.tracking_uri())
-        experiment = client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
-            experiment_id = client.create_experiment(
-                self.experiment_name, artifact_location=self.artifact_location()
-            )
-        else:
-            experiment_id = experiment.experiment_id
-        mlflow.set_experiment(experiment_id=experiment_id)
-        return experiment_id
+        return self.target().configure()
 
     def client(self) -> MlflowClient:
         """A client of the tracking store (runs, experiments, artifacts)."""
-        self.configure()
-        return MlflowClient(self.tracking_uri())
+        return self.target().client()
 
     def child_runs(self, parent: Run) -> list[Run]:
         """The runs nested under ``parent`` (e.g. one per Optuna trial)."""
-        return self.client().search_runs(
-            [parent.info.experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'",
-        )
+        return self.target().child_runs(parent)
 
     @contextmanager
     def run(
@@ -71,15 +69,8 @@ class MlflowTracking(dg.ConfigurableResource, ABC):
         tags: Mapping[str, str] | None = None,
         nested: bool = False,
     ) -> Iterator[mlflow.ActiveRun]:
-        if not nested:
-            self.configure()
-        active = mlflow.start_run(run_name=run_name, tags=dict(tags or {}), nested=nested)
-        try:
+        with self.target().run(run_name, tags=tags, nested=nested) as active:
             yield active
-        except BaseException:
-            mlflow.end_run(status=RunStatus.to_string(RunStatus.FAILED))
-            raise
-        mlflow.end_run(status=RunStatus.to_string(RunStatus.FINISHED))
 
     def ui_hint(self) -> str:
         return f"mlflow ui --backend-store-uri {self.tracking_uri()}" + (
@@ -98,25 +89,9 @@ class LocalMlflow(MlflowTracking):
     def artifact_location(self) -> str | None:
         return (Path(self.home) / "mlartifacts").as_uri()
 
-    def configure(self) -> str:
-        """The local store is the registry too: point both of the process's URIs at it."""
-        mlflow.set_registry_uri(self.tracking_uri())
-        return super().configure()
-
-    def client(self) -> MlflowClient:
-        self.configure()
-        return MlflowClient(self.tracking_uri(), self.tracking_uri())
-
-
-def log_images(images: Mapping[str, bytes], artifact_path: str = "plots") -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, data in images.items():
-            (Path(tmp) / name).write_bytes(data)
-        mlflow.log_artifacts(tmp, artifact_path=artifact_path)
-
-
-def log_json(obj: object, name: str) -> None:
-    mlflow.log_text(json.dumps(obj, indent=2, sort_keys=True, default=str), name)
+    def registry_uri(self) -> str | None:
+        """The local store is the registry too."""
+        return self.tracking_uri()
 
 
 class DatabricksMlflow(MlflowTracking):

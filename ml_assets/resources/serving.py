@@ -18,8 +18,6 @@ import json
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,15 +27,10 @@ import dagster as dg
 from pydantic import Field
 
 from ml_assets.lib.serving.endpoint import AutoCaptureConfig, Endpoint
-from ml_assets.resources.databricks import workspace_client
+from ml_assets.resources.databricks import calling_workspace, workspace_client
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
-
-
-class WorkspaceError(RuntimeError):
-    """The workspace could not be reached or refused the credentials (the message says which
-    setting to fix)."""
 
 
 @dataclass(frozen=True)
@@ -98,27 +91,14 @@ class DatabricksEndpointDeployer(EndpointDeployer):
     http_timeout_seconds: int = Field(30, ge=1)
     retry_timeout_seconds: int = Field(60, ge=1)
 
-    @contextmanager
-    def _calling(self) -> Iterator[None]:
-        """Unreachable hosts and refused credentials as one error naming the settings."""
-        from databricks.sdk.errors import PermissionDenied, Unauthenticated
-        from requests.exceptions import ConnectionError as RequestsConnectionError
-
-        where = self.host or (f"profile {self.profile!r}" if self.profile else "DATABRICKS_HOST")
-        try:
-            yield
-        except (TimeoutError, RequestsConnectionError) as exc:
-            raise WorkspaceError(
-                f"Cannot reach the Databricks workspace at {where} ({type(exc).__name__}: "
-                f"{exc}). Check the endpoint deployer's host (DATABRICKS_HOST or the profile) "
-                "and the network; retries stop after retry_timeout_seconds="
-                f"{self.retry_timeout_seconds}."
-            ) from exc
-        except (Unauthenticated, PermissionDenied) as exc:
-            raise WorkspaceError(
-                f"The workspace at {where} refused the credentials: {exc}. Set DATABRICKS_TOKEN "
-                "(or the profile's token) to a token that may manage serving endpoints."
-            ) from exc
+    def _calling(self):
+        return calling_workspace(
+            self.host,
+            self.profile,
+            self.retry_timeout_seconds,
+            needs="a token that may manage serving endpoints",
+            setting="the endpoint deployer's host",
+        )
 
     def workspace(self) -> WorkspaceClient:
         return workspace_client(

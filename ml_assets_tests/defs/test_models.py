@@ -15,9 +15,20 @@ import pytest
 from mlflow.entities import RunStatus
 
 from ml_assets.defs.models.assets import churn_classifier
+from ml_assets.lib.models.training import (
+    COLUMNS,
+    ORDER,
+    TrainingRequest,
+    TrainingRequestError,
+    TrainingSettings,
+    TrainingSource,
+    read_training_frame,
+)
+from ml_assets.lib.tracking import Tracking
 from ml_assets.lib.training_sets.churn import MODEL_FEATURES, TRAINING_SET
 from ml_assets.reporting import run_check_results
 from ml_assets.resources.mlflow import LocalMlflow
+from ml_assets.resources.training import SCRIPT, SubprocessTraining
 from ml_assets_tests.defs.conftest import instance_at, materialization_metadata
 
 ASSET = "models/churn_classifier"
@@ -114,7 +125,7 @@ def test_a_model_below_the_thresholds_fails_the_blocking_check(home, resources):
     )
 
 
-class ForgetfulMlflow(LocalMlflow):
+class ForgetfulTracking(Tracking):
     """Trial runs that are lost after they end: what trials_recorded is there to notice."""
 
     @contextmanager
@@ -123,6 +134,11 @@ class ForgetfulMlflow(LocalMlflow):
             yield run
         if nested:
             mlflow.tracking.MlflowClient().delete_run(run.info.run_id)
+
+
+class ForgetfulMlflow(LocalMlflow):
+    def target(self) -> Tracking:
+        return ForgetfulTracking(**super().target().to_json())
 
 
 def test_missing_trial_runs_fail_trials_recorded(home, resources):
@@ -177,3 +193,66 @@ def test_the_served_model_carries_its_scoring_code_and_loads_without_this_packag
         "pandas",
         "numpy",
     }
+
+
+def test_the_training_step_runs_as_a_pipes_subprocess_with_the_same_result(home, resources):
+    """The same recipe, seed and training set in this process and in the Pipes script give
+    the same model; the subprocess's logs, metadata and checks come back through Pipes."""
+    in_process = _materialize(home, resources)
+    with instance_at(home) as instance:
+        piped = dg.materialize(
+            [churn_classifier],
+            resources={**resources, "training_launcher": SubprocessTraining()},
+            instance=instance,
+            run_config={"ops": {"models__churn_classifier": {"config": {"n_trials": 2}}}},
+        )
+        logs = [entry.user_message for entry in instance.all_logs(piped.run_id)]
+    here, there = (materialization_metadata(r, ASSET) for r in (in_process, piped))
+    assert (here["trained"], there["trained"]) == ("in process", "subprocess (Dagster Pipes)")
+    assert there["mlflow_run_id"] != here["mlflow_run_id"]
+    for name in ("test_roc_auc", "test_log_loss", "test_brier", "best_params", "n_trials"):
+        assert there[name] == here[name], name
+    assert set(there) == set(here)
+    assert any("trials in" in m and "trials/s" in m for m in logs)  # streamed from the script
+    checks = {c.check_name: c for c in run_check_results(piped)}
+    assert checks["trials_recorded"].passed and checks["metrics_meet_thresholds"].passed
+    assert checks["trials_recorded"].description.startswith("2 child runs recorded under")
+    assert "description" not in checks["trials_recorded"].metadata  # back in its own field
+    parent = LocalMlflow(home=str(home)).client().get_run(there["mlflow_run_id"])
+    assert parent.data.tags["ml_assets.dagster_run_id"] == piped.run_id
+    assert (
+        parent.data.tags["ml_assets.training_set_hash"]
+        == (_runs(home)[0].get_run(here["mlflow_run_id"]).data.tags["ml_assets.training_set_hash"])
+    )
+
+
+def test_a_threshold_breached_in_the_subprocess_fails_the_blocking_check(home, resources):
+    result = _materialize(
+        home, {**resources, "training_launcher": SubprocessTraining()}, min_test_roc_auc=0.999
+    )
+    (check,) = [c for c in run_check_results(result) if c.check_name == "metrics_meet_thresholds"]
+    assert not check.passed
+    assert check.description.startswith("1 threshold(s) breached: roc_auc: candidate")
+
+
+def test_the_script_reads_the_same_training_frame_as_the_step(home, resources):
+    lakehouse = resources["lakehouse"]
+    version = lakehouse.current_version(TRAINING_SET)
+    source = TrainingSource(lakehouse.table_reference(TRAINING_SET), version)
+    step = lakehouse.read(TRAINING_SET, version=version).select(*COLUMNS).orderBy(*ORDER)
+    pd.testing.assert_frame_equal(read_training_frame(source), step.toPandas())
+    with pytest.raises(TrainingRequestError, match="needs a Spark session"):
+        read_training_frame(TrainingSource("main.training_sets.churn", version))
+
+
+def test_the_script_refuses_to_run_outside_dagster():
+    out = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "launched by Dagster Pipes" in out.stderr and "Materialize the asset" in out.stderr
+
+
+def test_a_training_request_names_what_is_wrong():
+    with pytest.raises(TrainingRequestError, match=r"n_trials=0: expected an integer from 1"):
+        TrainingSettings(n_trials=0)
+    with pytest.raises(TrainingRequestError, match=r"found keys \['settings'\]"):
+        TrainingRequest.from_json({"settings": {}})

@@ -31,7 +31,8 @@ from ml_assets.defs.serving.assets import (
 )
 from ml_assets.lib.serving.endpoint import plan_endpoint
 from ml_assets.reporting import run_check_results
-from ml_assets.resources.serving import DatabricksEndpointDeployer, WorkspaceError
+from ml_assets.resources.databricks import WorkspaceError
+from ml_assets.resources.serving import DatabricksEndpointDeployer
 from ml_assets_tests.defs.test_serving import (
     client_for,
     config_path,

@@ -19,11 +19,12 @@ from pydantic import Field
 from pyspark.sql import functions as F
 
 from ml_assets import names
-from ml_assets.defs.models.assets import LOGGED_MODEL_TAG, MODEL_KEY
+from ml_assets.defs.models.assets import MODEL_KEY
 from ml_assets.lib.models import churn_classifier as cc
 from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.models.golden import ORDERINGS, golden_examples
 from ml_assets.lib.models.thresholds import MetricThreshold
+from ml_assets.lib.models.training import LOGGED_MODEL_TAG
 from ml_assets.lib.registry import aliases
 from ml_assets.lib.registry.card import MODEL_DESCRIPTION, version_description
 from ml_assets.lib.registry.gate import (
