@@ -51,8 +51,9 @@ $(DB_STAMP): pyproject.toml requirements-databricks.lock
 
 # The Databricks deployment's offline tests, in the Databricks environment: the definitions
 # load and bind only Databricks implementations with no network call, the registry's Unity
-# Catalog rules, the Pipes training step with a fake workspace client.
+# Catalog rules, the Pipes training step and Lakehouse Monitoring against a stand-in workspace.
 DATABRICKS_TESTS ?= ml_assets_tests/test_databricks_deployment.py ml_assets_tests/test_databricks_pipes.py \
+	ml_assets_tests/test_databricks_monitoring.py \
 	ml_assets_tests/lib/test_registry_store.py
 test-databricks: $(DB_STAMP)
 	$(DB_PY) -m pytest -p no:cacheprovider $(DATABRICKS_TESTS) $(PYTEST_ARGS)

@@ -26,6 +26,7 @@ from ml_assets.defs.monitoring.assets import (
     feature_drift_within_limits,
     prediction_drift,
 )
+from ml_assets.defs.monitoring.lakehouse import churn_predictions_lakehouse_monitor
 from ml_assets.defs.partitions import daily_partitions
 from ml_assets.defs.raw.assets import build_raw_checks, build_raw_events, raw_users
 from ml_assets.defs.registry.assets import (
@@ -70,6 +71,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_feature_drift(days),
         prediction_drift,
     ]
+    resources = build_resources(settings)
+    if "lakehouse_monitoring" in resources:  # bound on Databricks only
+        assets.append(churn_predictions_lakehouse_monitor)
     maintenance_job, maintenance_schedule = build_maintenance(table_assets(assets))
     return dg.Definitions(
         assets=assets,
@@ -92,7 +96,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             drift_retraining_sensor,
             automation_condition_sensor,
         ],
-        resources=build_resources(settings),
+        resources=resources,
         # One process per run, as make run does: the embedded engine, MLflow and the imports
         # start once per run, not once per step (a step process takes seconds to start), and
         # Spark already uses every core inside a step.

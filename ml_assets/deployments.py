@@ -23,7 +23,8 @@ CHECK_ARGS="--inject drift"`` uses them to show the checks failing).
 (``DatabricksSettings``: ``ML_ASSETS_CATALOG``, ``DATABRICKS_HOST``/``DATABRICKS_TOKEN`` or
 ``DATABRICKS_CONFIG_PROFILE``, ``DATABRICKS_CLUSTER_ID`` or serverless,
 ``ML_ASSETS_ONLINE_STORE_URL`` for Lakebase, ``ML_ASSETS_PIPES_VOLUME`` for the training
-job's code and Pipes files, ...):
+job's code and Pipes files, ``ML_ASSETS_LAKEHOUSE_MONITORING=0`` to leave Lakehouse Monitoring
+out, ...):
 every problem with those settings is reported at load, in one error; nothing is contacted
 until a resource is first used, and the token is bound as ``dg.EnvVar`` (never stored).
 Asset modules never read the environment: ``build_resources`` binds everything here, once.
@@ -47,6 +48,7 @@ from ml_assets.lib.engines import UnknownEngineError, engine_traits
 from ml_assets.lib.redact import redact_url
 from ml_assets.lib.source import SCALES
 from ml_assets.resources.lakehouse import CatalogDeltaLakehouse, LocalDeltaLakehouse
+from ml_assets.resources.lakehouse_monitoring import DatabricksLakehouseMonitoring
 from ml_assets.resources.landing import DemoSource, LandingZone
 from ml_assets.resources.mlflow import DatabricksMlflow, LocalMlflow
 from ml_assets.resources.online_store import SqlOnlineStore
@@ -69,6 +71,7 @@ from ml_assets.resources.training import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = ("local", "databricks")
 TRAINING_LAUNCHERS = ("in_process", "subprocess")  # the local rows; databricks: a job
+LAKEHOUSE_MONITORING_ASSETS = "/Workspace/Shared/ml_assets/lakehouse_monitoring"  # dashboards
 
 
 class DeploymentError(ValueError):
@@ -97,6 +100,7 @@ class DatabricksSettings:
     reports_volume: str
     inference_tables: bool
     pipes_volume: str = ""  # the training job's code and Pipes files
+    lakehouse_monitoring: bool = True  # an inference-log monitor on the batch predictions
 
 
 def _volume_problem(name: str, value: str) -> str | None:
@@ -196,6 +200,11 @@ def databricks_settings(env: Mapping[str, str]) -> DatabricksSettings:
     capture = env.get("ML_ASSETS_INFERENCE_TABLES", "1")
     if capture not in ("0", "1"):
         problems.append(f"ML_ASSETS_INFERENCE_TABLES={capture!r}; expected 1 (default) or 0.")
+    monitoring = env.get("ML_ASSETS_LAKEHOUSE_MONITORING", "1")
+    if monitoring not in ("0", "1"):
+        problems.append(
+            f"ML_ASSETS_LAKEHOUSE_MONITORING={monitoring!r}; expected 1 (default) or 0."
+        )
     training = env.get("ML_ASSETS_TRAINING")
     if training:
         problems.append(
@@ -219,6 +228,7 @@ def databricks_settings(env: Mapping[str, str]) -> DatabricksSettings:
         reports_volume=reports,
         inference_tables=capture == "1",
         pipes_volume=pipes,
+        lakehouse_monitoring=monitoring == "1",
     )
 
 
@@ -433,7 +443,7 @@ def build_databricks_resources(settings: Settings) -> dict[str, object]:
     else:
         spark = DatabricksConnectSpark(**credentials, cluster_id=db.cluster_id)
     tracking = DatabricksMlflow(experiment_name=db.experiment, profile=db.profile)
-    return {
+    resources: dict[str, object] = {
         "spark": spark,
         "lakehouse": CatalogDeltaLakehouse(catalog=db.catalog, spark=spark),
         "landing": LandingZone(root=db.landing_volume, spark=spark),
@@ -451,6 +461,14 @@ def build_databricks_resources(settings: Settings) -> dict[str, object]:
             **credentials, cluster_id=db.cluster_id, volume=db.pipes_volume
         ),
     }
+    if db.lakehouse_monitoring:
+        resources["lakehouse_monitoring"] = DatabricksLakehouseMonitoring(
+            **credentials,
+            catalog=db.catalog,
+            output_schema=f"{db.catalog}.monitoring",
+            assets_dir=LAKEHOUSE_MONITORING_ASSETS,
+        )
+    return resources
 
 
 def build_resources(settings: Settings) -> dict[str, object]:

@@ -51,6 +51,7 @@ CHURN_ENDPOINT_CONFIG_KEY = (SERVING, "churn_endpoint_config")
 CHURN_PREDICTIONS_KEY = (SERVING, "churn_predictions")
 FEATURE_DRIFT_KEY = (MONITORING, "feature_drift")
 PREDICTION_DRIFT_KEY = (MONITORING, "prediction_drift")
+PREDICTIONS_LAKEHOUSE_MONITOR_KEY = (MONITORING, "churn_predictions_lakehouse_monitor")
 
 # serving endpoints
 CHURN_ENDPOINT = "churn_classifier"
@@ -88,6 +89,7 @@ CHECK_ENTITIES_READY = "served_entities_ready"
 CHECK_SIGNATURE_SERVABLE = "signatures_match_online_features"
 CHECK_FEATURE_DRIFT = "feature_drift_within_limits"
 CHECK_PREDICTION_DRIFT = "prediction_drift_within_limits"
+CHECK_LAKEHOUSE_MONITOR_HEALTHY = "lakehouse_monitor_healthy"
 
 # jobs
 MAIN_JOB = "ml_lifecycle_job"

@@ -1,7 +1,8 @@
-"""A stand-in Databricks workspace for the training launcher's tests: an HTTP server answering
+"""A stand-in Databricks workspace for the Databricks resources' tests: an HTTP server answering
 the parts of the REST API that ``databricks-sdk`` calls for a Pipes job (the Files API on
-volume paths, ``jobs/runs/submit``, ``runs/get``, ``runs/cancel``), so the real SDK and the real
-``dagster-databricks`` Pipes client run unchanged against it.
+volume paths, ``jobs/runs/submit``, ``runs/get``, ``runs/cancel``) and for Lakehouse
+Monitoring (``unity-catalog/tables/{name}/monitor`` and its refreshes), so the real SDK and the
+real ``dagster-databricks`` Pipes client run unchanged against it.
 
 Volume paths are this machine's own paths under ``root`` (the launcher's volume is set to a
 directory there), so the submitted script, started as a local subprocess with the task's own
@@ -21,6 +22,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 FILES, DIRECTORIES = "/api/2.0/fs/files", "/api/2.0/fs/directories"
+TABLES = "/api/2.1/unity-catalog/tables/"
+INFERENCE_LOG_FIELDS = {"granularities", "model_id_col", "prediction_col", "problem_type"}
 
 
 class FakeWorkspace:
@@ -29,6 +32,9 @@ class FakeWorkspace:
         self.submitted: list[dict] = []  # the runs/submit bodies
         self.runs: dict[int, subprocess.Popen] = {}
         self.logs: dict[int, Path] = {}
+        self.monitors: dict[str, dict] = {}  # table -> MonitorInfo
+        self.monitor_calls: list[tuple[str, str]] = []  # (method, path) of monitor requests
+        self.monitor_status = "MONITOR_STATUS_ACTIVE"  # what a monitor reports
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.host = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -91,6 +97,49 @@ class FakeWorkspace:
             "state": state,
             "run_page_url": f"{self.host}/#job/runs/{run_id}",
         }
+
+    def _monitor(self, method: str, table: str, rest: str, body: dict) -> tuple[int, dict]:
+        self.monitor_calls.append((method, f"{table}/{rest}"))
+        current = self.monitors.get(table)
+        if rest == "monitor/refreshes" and method == "POST":
+            if current is None:
+                return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": table}
+            current["refreshes"] = current.get("refreshes", 0) + 1
+            return 200, {"refresh_id": current["refreshes"], "state": "PENDING"}
+        if rest != "monitor":
+            return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": rest}
+        if method == "GET":
+            if current is None:
+                return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"{table}"}
+            return 200, {**current, "status": self.monitor_status}
+        if method in ("POST", "PUT"):
+            if method == "POST" and current is not None:
+                return 409, {"error_code": "RESOURCE_ALREADY_EXISTS", "message": table}
+            if method == "PUT" and current is None:
+                return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": table}
+            log = body.get("inference_log") or {}
+            required = INFERENCE_LOG_FIELDS | {"timestamp_col"}
+            missing = sorted(required - set(log)) + [
+                f for f in ("output_schema_name",) if f not in body
+            ]
+            if method == "POST" and "assets_dir" not in body:
+                missing.append("assets_dir")
+            if missing:
+                return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": f"{missing}"}
+            version = 1 if current is None else int(current["monitor_version"]) + 1
+            schema = body["output_schema_name"]
+            name = table.rpartition(".")[2]
+            self.monitors[table] = {
+                **(current or {}),
+                **body,
+                "table_name": table,
+                "monitor_version": str(version),
+                "profile_metrics_table_name": f"{schema}.{name}_profile_metrics",
+                "drift_metrics_table_name": f"{schema}.{name}_drift_metrics",
+                "dashboard_id": f"dashboard-{name}",
+            }
+            return 200, {**self.monitors[table], "status": self.monitor_status}
+        return 405, {"error_code": "BAD_REQUEST", "message": method}
 
     def _handler(self):
         workspace = self
@@ -159,6 +208,11 @@ class FakeWorkspace:
                         local.unlink()
                         return self._answer(200)
                     return self._answer(200, raw=local.read_bytes())
+                if path.startswith(TABLES):
+                    table, _, rest = path.removeprefix(TABLES).partition("/")
+                    body = json.loads(self._body() or b"{}") if method in ("POST", "PUT") else {}
+                    status, answer = workspace._monitor(method, unquote(table), rest, body)
+                    return self._answer(status, answer)
                 if path == "/api/2.2/jobs/runs/submit" and method == "POST":
                     return self._answer(200, workspace._submit(json.loads(self._body())))
                 if path == "/api/2.2/jobs/runs/get" and method == "GET":

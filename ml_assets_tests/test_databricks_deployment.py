@@ -16,6 +16,7 @@ from ml_assets.definitions import build_definitions
 from ml_assets.deployments import DeploymentError, current_settings
 from ml_assets.lib.models.churn_classifier import REGISTERED_MODEL
 from ml_assets.resources.lakehouse import CatalogDeltaLakehouse
+from ml_assets.resources.lakehouse_monitoring import DatabricksLakehouseMonitoring
 from ml_assets.resources.mlflow import DatabricksMlflow
 from ml_assets.resources.online_store import SqlOnlineStore
 from ml_assets.resources.registry import UnityCatalogModelRegistry
@@ -81,6 +82,7 @@ def test_the_databricks_definitions_load_offline_and_bind_only_databricks_parts(
         "endpoint_deployer": DatabricksEndpointDeployer,
         "reports": DatabricksVolumeReports,
         "training_launcher": DatabricksTraining,
+        "lakehouse_monitoring": DatabricksLakehouseMonitoring,
     }
     assert {k: type(resources[k]) for k in expected} == expected
     assert resources["spark"].traits.name == "databricks-serverless"  # no cluster id
@@ -100,6 +102,9 @@ def test_the_databricks_definitions_load_offline_and_bind_only_databricks_parts(
     assert launcher.volume == "/Volumes/ml_dev/ml_assets/pipes" and launcher.cluster_id is None
     assert launcher.where() == "Databricks job on serverless jobs compute (Dagster Pipes)"
     assert launcher.token.env_var_name == "DATABRICKS_TOKEN"
+    monitor = dg.AssetKey(["monitoring", "churn_predictions_lakehouse_monitor"])
+    assert graph.get(monitor).parent_keys == {dg.AssetKey(["serving", "churn_predictions"])}
+    assert resources["lakehouse_monitoring"].output_schema == "ml_dev.monitoring"
     # secrets are bound by name: nothing Dagster stores or shows holds them
     shown = repr(resources) + repr(settings)
     assert TOKEN not in shown and PASSWORD not in shown
@@ -257,3 +262,16 @@ def test_a_malformed_local_online_store_url_is_named_without_its_password(tmp_pa
             }
         )
     assert "expected a SQLAlchemy URL" in str(error.value) and PASSWORD not in str(error.value)
+
+
+def test_lakehouse_monitoring_can_be_left_out(workspace_env, no_network, tmp_path):
+    workspace_env.setenv("ML_ASSETS_LAKEHOUSE_MONITORING", "0")
+    defs = build_definitions(current_settings())
+    assert "lakehouse_monitoring" not in defs.resources
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "monitoring/churn_predictions_lakehouse_monitor" not in keys
+    local = build_definitions(current_settings({"ML_ASSETS_HOME": str(tmp_path)}))
+    assert "lakehouse_monitoring" not in local.resources  # nothing to monitor with locally
+    workspace_env.setenv("ML_ASSETS_LAKEHOUSE_MONITORING", "yes")
+    with pytest.raises(DeploymentError, match=r"ML_ASSETS_LAKEHOUSE_MONITORING='yes'; expected"):
+        current_settings()

@@ -85,8 +85,18 @@ def report_events(report: Report) -> TrainingEvents:
         )
 
 
-def pipes_events(results: Sequence[object]) -> TrainingEvents:
-    """Results reported through Pipes, with each check's description back in its field."""
+def pipes_events(context: dg.AssetExecutionContext, results: Sequence[object]) -> TrainingEvents:
+    """Results reported through Pipes, with each check's description back in its field. A job
+    that ended without reporting a check the step selected is an error naming it, not a
+    materialization with nothing checked."""
+    expected = {key.name for key in context.selected_asset_check_keys}
+    reported = {r.check_name for r in results if isinstance(r, dg.AssetCheckResult)}
+    if expected - reported:
+        raise dg.Failure(
+            f"The training job ended without reporting the check(s) {sorted(expected - reported)}"
+            " (it reported " + (", ".join(sorted(reported)) or "none") + "); its log above says "
+            "where it stopped."
+        )
     for result in results:
         if isinstance(result, dg.AssetCheckResult):
             metadata = dict(result.metadata or {})
@@ -141,16 +151,16 @@ def _extras(request: TrainingRequest, tracking: Tracking) -> dict[str, object]:
 class SubprocessTraining(TrainingLauncher):
     """``ml_assets/pipes/train_churn.py`` in a subprocess of this Python, through Pipes."""
 
-    python: str = Field(default_factory=lambda: sys.executable, description="the interpreter")
+    python: str | None = Field(None, description="the interpreter; default: this process's")
 
     def launch(self, context, request, tracking, read) -> TrainingEvents:
         client = dg.PipesSubprocessClient(cwd=str(SCRIPT.parent))
         invocation = client.run(
             context=context,
-            command=[self.python, str(SCRIPT)],
+            command=[self.python or sys.executable, str(SCRIPT)],
             extras=_extras(request, tracking),
         )
-        yield from pipes_events(invocation.get_results())
+        yield from pipes_events(context, invocation.get_results())
 
     def where(self) -> str:
         return "subprocess (Dagster Pipes)"
@@ -297,7 +307,7 @@ class DatabricksTraining(TrainingLauncher):
             task=task,
             submit_args=submit_args,
         )
-        yield from pipes_events(invocation.get_results())
+        yield from pipes_events(context, invocation.get_results())
 
     def where(self) -> str:
         compute = f"cluster {self.cluster_id}" if self.cluster_id else "serverless jobs compute"

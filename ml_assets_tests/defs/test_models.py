@@ -256,3 +256,14 @@ def test_a_training_request_names_what_is_wrong():
         TrainingSettings(n_trials=0)
     with pytest.raises(TrainingRequestError, match=r"found keys \['settings'\]"):
         TrainingRequest.from_json({"settings": {}})
+
+
+def test_a_job_that_reports_nothing_fails_the_step_naming_the_checks(home, resources):
+    silent = SubprocessTraining(python="/bin/true")  # exits 0 without opening Pipes
+    result = _materialize(home, {**resources, "training_launcher": silent})
+    assert not result.success and not run_check_results(result)
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert (
+        "ended without reporting the check(s) ['metrics_meet_thresholds', 'trials_recorded']"
+        in (failure.step_failure_data.error.to_string())
+    )

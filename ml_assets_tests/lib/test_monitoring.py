@@ -78,3 +78,30 @@ def test_a_change_landing_weeks_after_the_time_it_claims_is_backdated(spark, use
     assert outcome.observed["max_days_backdated"] == 25
     assert outcome.observed["by_change_type"] == {"plan_change": 1}
     assert "landed more than 3 days after the time they claim" in outcome.description
+
+
+def test_a_lakehouse_monitor_that_does_not_fit_its_table_is_refused_with_every_problem():
+    import dataclasses
+
+    from ml_assets.lib.monitoring.churn import PREDICTIONS_MONITOR
+    from ml_assets.lib.monitoring.lakehouse_monitor import MonitorDeclarationError
+
+    assert PREDICTIONS_MONITOR.problems() == []
+    bad = dataclasses.replace(
+        PREDICTIONS_MONITOR,
+        timestamp_col="model_name",
+        prediction_col="probability",
+        granularities=("2 days",),
+        problem_type="PROBLEM_TYPE_RANKING",
+    )
+    with pytest.raises(MonitorDeclarationError) as error:
+        bad.body(output_schema="ml_dev.monitoring", assets_dir="/Workspace/x")
+    message = str(error.value)
+    assert "has 4 problem(s)" in message
+    assert "timestamp_col='model_name' is string; expected one of timestamp" in message
+    assert (
+        "prediction_col='probability' is not a column of main.serving.churn_predictions" in message
+    )
+    assert (
+        "problem_type='PROBLEM_TYPE_RANKING'" in message and "granularities=['2 days']" in message
+    )

@@ -33,7 +33,8 @@ from pyspark.sql import functions as F
 from ml_assets.lib.features import user_activity, user_profile
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.monitoring.drift import DriftResult, DriftStatus, debounced_status
-from ml_assets.lib.serving.batch import eligible_features
+from ml_assets.lib.monitoring.lakehouse_monitor import InferenceLogMonitor
+from ml_assets.lib.serving.batch import PREDICTIONS, SCORED_AT, eligible_features
 from ml_assets.lib.training_sets.churn import ENTITY_KEY, LABEL_TS, MODEL_FEATURES, SPLIT
 from ml_assets.lib.training_sets.lookups import TableReader
 
@@ -237,3 +238,14 @@ def breach_started(statuses: Sequence[WindowStatus]) -> dt.date | None:
             break
         start = status.day
     return start
+
+
+# On Databricks, Lakehouse Monitoring also watches the batch predictions (its own profile and
+# drift metrics tables and dashboard; see lib/monitoring/lakehouse_monitor.py for the choices).
+PREDICTIONS_MONITOR = InferenceLogMonitor(
+    table=PREDICTIONS,
+    timestamp_col=SCORED_AT,
+    model_id_col="model_version",
+    prediction_col="churn_probability",
+    granularities=("1 day",),
+)
