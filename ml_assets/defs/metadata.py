@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dagster as dg
+from pyspark.sql import functions as F
 
 from ml_assets.lib.lakehouse import TableCommit, TableSpec
 from ml_assets.lib.quality import CheckOutcome
+from ml_assets.resources.lakehouse import Lakehouse
 
 
 def column_schema(spec: TableSpec) -> dg.TableSchema:
@@ -54,6 +58,50 @@ def table_asset_spec(
         metadata={**spec_metadata(spec), **(metadata or {})},
         kinds={"delta", "spark"},
         automation_condition=automation_condition,
+    )
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """What a table holds after a write, read back in one pass: every row, and the rows,
+    distinct keys and time bounds of the range the step wrote (the whole table if none)."""
+
+    rows: int
+    in_range: int
+    keys: int | None
+    first: object
+    last: object
+
+
+def read_back(
+    lakehouse: Lakehouse,
+    spec: TableSpec,
+    *,
+    key: str | None = None,
+    time_column: str | None = None,
+    range_column: str | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> ReadBack:
+    inside = (
+        F.col(range_column).between(F.lit(start), F.lit(end))
+        if range_column is not None
+        else F.lit(True)
+    )
+    aggregates = [
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(inside.cast("long")).alias("in_range"),
+        F.countDistinct(F.when(inside, F.col(key))).alias("keys") if key else F.lit(None),
+        F.min(F.when(inside, F.col(time_column))).alias("first") if time_column else F.lit(None),
+        F.max(F.when(inside, F.col(time_column))).alias("last") if time_column else F.lit(None),
+    ]
+    row = lakehouse.read(spec).select(*aggregates).first()
+    return ReadBack(
+        rows=int(row[0]),
+        in_range=int(row[1] or 0),
+        keys=None if key is None else int(row[2] or 0),
+        first=row[3],
+        last=row[4],
     )
 
 

@@ -46,10 +46,6 @@ def landed_file_problem(name: str) -> str | None:
     return None
 
 
-def is_landed_file(name: str) -> bool:
-    return landed_file_problem(name) is None
-
-
 def landing_day(folder_name: str) -> dt.date | None:
     """The date of a ``date=YYYY-MM-DD`` folder, or None when the name is not one."""
     match = DAY_FOLDER.fullmatch(folder_name)

@@ -37,7 +37,6 @@ PARSED = "_parsed"  # struct of the known fields with their contract types
 RAW_TEXT = "_raw"  # struct of the numeric fields as text: given or not, whatever the type
 FIELDS = "_fields"  # the object as a map: one entry per distinct top-level key
 UNKNOWN_FIELDS = "unknown_fields"
-LINE_REASONS = ("invalid_encoding", "malformed_json", "duplicate_field")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
@@ -93,18 +92,6 @@ class ProducerContract:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
-
-    def reasons(self) -> list[str]:
-        """Every reason this contract can give, in the order lines are judged."""
-        out = list(LINE_REASONS)
-        for f in self.fields:
-            out.append(f.missing_reason or f"missing_{f.name}")
-            out.append(f"invalid_{f.name}")
-            if f.json_type == "string":
-                out += [f"{f.name}_too_long", f"{f.name}_has_control_characters"]
-                if f.allowed:
-                    out.append(f"unknown_{f.name}")
-        return list(dict.fromkeys(out))
 
 
 def parse(lines: DataFrame, contract: ProducerContract) -> DataFrame:

@@ -17,7 +17,6 @@ Pure: takes a config and a directory, reads no environment. Same config, same by
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ml_assets.lib.files import write_atomically
 
 PLAN_TIERS = ("free", "basic", "premium")
 USER_STATUSES = ("active", "closed")
@@ -505,12 +506,8 @@ def _write_by_day(
     written = 0
     for day in dates:
         lo, hi = np.searchsorted(days, day, "left"), np.searchsorted(days, day, "right")
-        path = landing_file(root, kind, day)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
         body = "\n".join(lines[lo:hi])
-        tmp.write_text(body + "\n" if body else "", encoding="utf-8")
-        os.replace(tmp, path)  # readers never see a half-written file
+        write_atomically(landing_file(root, kind, day), body + "\n" if body else "")
         written += int(hi - lo)
     return written
 

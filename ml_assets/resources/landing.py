@@ -77,9 +77,6 @@ class LandingZone(dg.ConfigurableResource):
     def listing(self, kind: str) -> Listing:
         return list_landed(self._kind_dir(kind))
 
-    def landed_dates(self, kind: str) -> list[dt.date]:
-        return self.listing(kind).dates
-
     def newest_landing(self, kind: str) -> tuple[dt.date, dt.datetime] | None:
         """The newest landed date and when its file was last written (UTC)."""
         return self.listing(kind).newest()

@@ -9,8 +9,8 @@ ui`` on those paths shows the runs. ``DatabricksMlflow`` tracks to the workspace
 Each resource hands out its ``target()``, a ``lib.tracking.Tracking`` (plain data): runs are
 opened through it (``Tracking.run`` always ends them, FAILED when the body raises), here and in
 a training job launched elsewhere through Dagster Pipes. (dagster-mlflow 0.29 offers a legacy
-resource with one run per Dagster run and no nesting or registry; runs are managed here
-instead.)
+resource with one run per Dagster run, no nesting and no Unity Catalog registry, and cannot
+travel to a Pipes job: it is not a dependency; runs are managed here instead.)
 """
 
 from __future__ import annotations

@@ -193,14 +193,6 @@ class OnlineStore(dg.ConfigurableResource, ABC):
         return None if row is None else dict(row._mapping)
 
 
-def _with_utc(frame: pd.DataFrame, contract: FeatureTableContract) -> pd.DataFrame:
-    dtypes = {c.name: c.dtype for c in contract.table_spec.columns}
-    for column in frame.columns:
-        if dtypes.get(column) == "timestamp" or column == contract.timestamp_key:
-            frame[column] = pd.to_datetime(frame[column]).dt.tz_localize("UTC")
-    return frame
-
-
 class SqlOnlineStore(OnlineStore):
     """Any SQLAlchemy URL: ``sqlite:///…/online.db`` locally, ``postgresql+psycopg://…``."""
 

@@ -5,14 +5,13 @@ Catalog volume, uploaded through the Files API of ``databricks-sdk``."""
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
 
 import dagster as dg
 
+from ml_assets.lib.files import write_atomically
 from ml_assets.resources.databricks import workspace_client
 
 
@@ -37,14 +36,7 @@ class LocalReports(Reports):
 
     def write(self, relative_path: str, html: str) -> str:
         """Atomically: a browser refreshing the report never sees half of it."""
-        target = self.path(relative_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=target.parent, suffix=".tmp", delete=False, encoding="utf-8"
-        ) as handle:
-            handle.write(html)
-        os.replace(handle.name, target)
-        return str(target)
+        return str(write_atomically(self.path(relative_path), html))
 
 
 VOLUME_PATH = re.compile(r"^/Volumes/[a-z0-9_]+/[a-z0-9_]+/[a-z0-9_]+(/[A-Za-z0-9_.-]+)*$")

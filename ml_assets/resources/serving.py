@@ -15,8 +15,6 @@ in seconds, not minutes.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +24,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
+from ml_assets.lib.files import write_atomically
 from ml_assets.lib.serving.endpoint import AutoCaptureConfig, Endpoint
 from ml_assets.resources.databricks import calling_workspace, workspace_client
 
@@ -62,13 +61,7 @@ class LocalEndpointDeployer(EndpointDeployer):
         """Atomically (write a temporary file, then rename): the gateway, which watches the
         file, never reads half a config."""
         target = self.path(endpoint.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=target.parent, suffix=".tmp", delete=False
-        ) as handle:
-            json.dump(endpoint.body(), handle, indent=2)
-            handle.write("\n")
-        os.replace(handle.name, target)
+        write_atomically(target, json.dumps(endpoint.body(), indent=2) + "\n")
         return Deployed(endpoint.name, str(target), "written")
 
     def deployed(self, name: str) -> Endpoint:

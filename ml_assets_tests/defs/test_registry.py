@@ -249,6 +249,11 @@ def test_every_breach_of_a_configured_gate_is_listed_in_one_error(home, resource
     ]
     assert "threshold >= 0.9990" in breaches[0] and "threshold <= 0.001" in breaches[2]
     assert holder(client_for(home), "champion") == "1"
+    # the enabled gate's check is recorded failed (ERROR) before the step stops the line
+    check = gate_check(result)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["breaches"].value == 3 and check.metadata["mode"].value == "enabled"
+    assert check.description.startswith("refused: 3 breach(es) against champion v1: roc_auc")
 
 
 def test_the_gate_needs_a_challenger(home, resources):

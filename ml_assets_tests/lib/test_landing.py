@@ -12,7 +12,7 @@ from ml_assets.lib.landing import (
     decoded_lines,
     escape_bytes,
     is_clean_utf8,
-    is_landed_file,
+    landed_file_problem,
     landing_day,
     list_landed,
     unescape_bytes,
@@ -36,7 +36,7 @@ from ml_assets.lib.landing import (
     ],
 )
 def test_one_rule_says_what_a_landed_file_is(name, landed):
-    assert is_landed_file(name) is landed
+    assert (landed_file_problem(name) is None) is landed
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ import pytest
 
 from ml_assets.lib.producer_contract import Field, unknown_field_counts
 from ml_assets.lib.raw import (
-    EVENT_CONTRACT,
     classify_events,
     classify_user_changes,
     ingestion_counts,
@@ -128,11 +127,7 @@ def test_unknown_fields_are_kept_out_of_the_table_and_counted_by_name(spark):
     assert unknown_field_counts(classified) == {"coupon": 2, "referer": 1}
 
 
-def test_the_contracts_declare_every_reason_they_give():
-    assert EVENT_CONTRACT.reasons()[:3] == ["invalid_encoding", "malformed_json", "duplicate_field"]
-    assert {"null_user_id", "invalid_user_id", "session_id_too_long", "unknown_device"} <= set(
-        EVENT_CONTRACT.reasons()
-    )
+def test_a_contract_field_is_refused_when_its_declaration_is_inconsistent():
     with pytest.raises(ValueError, match="allowed values and patterns are for strings"):
         Field("user_id", "integer", allowed=("1",))
     with pytest.raises(ValueError, match="json_type must be one of"):

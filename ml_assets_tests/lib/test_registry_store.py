@@ -69,7 +69,6 @@ def test_a_three_part_name_passes_and_the_catalog_is_the_deployments():
     local = Registry("sqlite:///unused.db", "sqlite:///unused.db")
     assert local.full_name("main.models.churn_classifier") == "main.models.churn_classifier"
     prod = Registry("databricks", "databricks-uc", catalog="prod")
-    assert prod.unity_catalog and not local.unity_catalog
     assert prod.full_name("main.models.churn_classifier") == "prod.models.churn_classifier"
     assert prod.full_name("prod.models.churn_classifier") == "prod.models.churn_classifier"
 

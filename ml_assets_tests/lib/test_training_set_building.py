@@ -106,7 +106,6 @@ def test_lookups_join_each_table_point_in_time_with_contract_defaults(spark, tab
     assert ts.feature_columns == ("clicks", "ctr", "plan_then")
     assert ts.matched_timestamp_columns == {"clicks_ts": CLICKS.name}
     assert ts.table_versions == {CLICKS.name: 1, PLAN.name: 1}  # 0 is the creation
-    assert ts.load_df() is ts.df
 
 
 def test_pinned_versions_rebuild_the_old_rows_after_the_tables_moved_on(spark, tables):

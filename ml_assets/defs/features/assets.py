@@ -11,11 +11,10 @@ import time
 import warnings
 
 import dagster as dg
-from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.defs.checks import feature_table_checks
-from ml_assets.defs.metadata import table_asset_spec, write_metadata
+from ml_assets.defs.metadata import read_back, table_asset_spec, write_metadata
 from ml_assets.defs.partitions import partition_dates
 from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.features.contracts import FeatureTableContract
@@ -66,20 +65,13 @@ def _partition_result(
     """Rows and users in the materialized days, the write, and ``extra``; logged too."""
     start, end = partition_dates(context)
     spec = contract.table_spec
-    in_range = F.col(date_column).between(F.lit(start), F.lit(end))
-    stats = (
-        lakehouse.read(spec)
-        .select(
-            F.count(F.lit(1)).alias("rows"),
-            F.sum(in_range.cast("long")).alias("range_rows"),
-            F.countDistinct(F.when(in_range, F.col("user_id"))).alias("range_users"),
-        )
-        .first()
+    stats = read_back(
+        lakehouse, spec, key="user_id", range_column=date_column, start=start, end=end
     )
     metadata: dict[str, object] = {
-        **write_metadata(spec, commit, lakehouse.uri(spec), total_rows=int(stats["rows"])),
-        "rows_in_range": int(stats["range_rows"] or 0),
-        "users_in_range": int(stats["range_users"] or 0),
+        **write_metadata(spec, commit, lakehouse.uri(spec), total_rows=stats.rows),
+        "rows_in_range": stats.in_range,
+        "users_in_range": stats.keys,
         "partition_range": f"{start}..{end}",
         "seconds": round(seconds, 2),
         **extra,
@@ -94,7 +86,7 @@ def _partition_result(
         metadata["rows_in_range"],
         metadata["users_in_range"],
         seconds,
-        stats["rows"],
+        stats.rows,
         commit.version,
     )
     return dg.MaterializeResult(asset_key=key, metadata=metadata)
@@ -186,17 +178,13 @@ def user_profile_features(context: dg.AssetExecutionContext, lakehouse: Lakehous
     """Every version of every user from the SCD history, rebuilt whole."""
     spec = user_profile.CONTRACT.table_spec
     commit = lakehouse.overwrite(spec, user_profile.compute_features(lakehouse.read(USERS)))
-    stats = (
-        lakehouse.read(spec)
-        .select(F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users"))
-        .first()
-    )
-    context.log.info("user_profile: %d versions of %d users", stats["rows"], stats["users"])
+    stats = read_back(lakehouse, spec, key="user_id")
+    context.log.info("user_profile: %d versions of %d users", stats.rows, stats.keys)
     return dg.MaterializeResult(
         asset_key=PROFILE_KEY,
         metadata={
-            **write_metadata(spec, commit, lakehouse.uri(spec), total_rows=stats["rows"]),
-            "users": stats["users"],
+            **write_metadata(spec, commit, lakehouse.uri(spec), total_rows=stats.rows),
+            "users": stats.keys,
         },
     )
 

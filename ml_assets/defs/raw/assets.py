@@ -19,7 +19,7 @@ from ml_assets.defs.checks import (
     standard_table_checks,
     table_check,
 )
-from ml_assets.defs.metadata import check_result, table_asset_spec, write_metadata
+from ml_assets.defs.metadata import check_result, read_back, table_asset_spec, write_metadata
 from ml_assets.defs.partitions import partition_dates
 from ml_assets.lib import quality
 from ml_assets.lib.producer_contract import unknown_field_counts
@@ -123,33 +123,24 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
         quarantine_commit = lakehouse.overwrite(USERS_QUARANTINE, quarantined(judged))
     seconds = time.perf_counter() - started
 
-    stats = (
-        lakehouse.read(USERS)
-        .select(
-            F.count(F.lit(1)).alias("rows"),
-            F.countDistinct("user_id").alias("users"),
-            F.min("valid_from").alias("first"),
-            F.max("valid_from").alias("last"),
-        )
-        .first()
-    )
+    stats = read_back(lakehouse, USERS, key="user_id", time_column="valid_from")
     quarantined_rows = lakehouse.read(USERS_QUARANTINE).count()
     context.log.info(
         "users: %d lines -> %d versions of %d users, %d quarantined, %d duplicates",
         counts.lines,
-        stats["rows"],
-        stats["users"],
+        stats.rows,
+        stats.keys,
         quarantined_rows,
         counts.duplicates,
     )
     yield dg.MaterializeResult(
         asset_key=USERS_KEY,
         metadata={
-            **write_metadata(USERS, users_commit, lakehouse.uri(USERS), total_rows=stats["rows"]),
+            **write_metadata(USERS, users_commit, lakehouse.uri(USERS), total_rows=stats.rows),
             **_ingestion_metadata(counts, landed, unknown_fields, seconds),
-            "users": stats["users"],
-            "first_valid_from": str(stats["first"]),
-            "last_valid_from": str(stats["last"]),
+            "users": stats.keys,
+            "first_valid_from": str(stats.first),
+            "last_valid_from": str(stats.last),
         },
     )
     yield dg.MaterializeResult(
@@ -164,7 +155,7 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
             "quarantined_by_reason": counts.by_reason,
         },
     )
-    yield _conservation_check(USERS_KEY, counts, stats["rows"], quarantined_rows)
+    yield _conservation_check(USERS_KEY, counts, stats.rows, quarantined_rows)
 
 
 def _range_rows(start: dt.date, end: dt.date, rows: int) -> dict[str, object]:
@@ -216,23 +207,12 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
             )
         seconds = time.perf_counter() - started
 
-        in_range = F.col("event_date").between(F.lit(start), F.lit(end))
-        table = lakehouse.read(EVENTS)
-        stats = table.select(
-            F.count(F.lit(1)).alias("rows"),
-            F.sum(in_range.cast("long")).alias("partition_rows"),
-            F.min(F.when(in_range, F.col("event_ts"))).alias("first"),
-            F.max(F.when(in_range, F.col("event_ts"))).alias("last"),
-        ).first()
-        q_table = lakehouse.read(EVENTS_QUARANTINE)
-        q_stats = q_table.select(
-            F.count(F.lit(1)).alias("rows"),
-            F.sum(F.col("partition_date").between(F.lit(start), F.lit(end)).cast("long")).alias(
-                "partition_rows"
-            ),
-        ).first()
-        partition_rows = int(stats["partition_rows"] or 0)
-        q_partition_rows = int(q_stats["partition_rows"] or 0)
+        window = {"start": start, "end": end}
+        stats = read_back(
+            lakehouse, EVENTS, time_column="event_ts", range_column="event_date", **window
+        )
+        q_stats = read_back(lakehouse, EVENTS_QUARANTINE, range_column="partition_date", **window)
+        partition_rows, q_partition_rows = stats.in_range, q_stats.in_range
         context.log.info(
             "events %s..%s: %d lines -> %d kept, %d quarantined, %d duplicates in %.1f s",
             start,
@@ -247,12 +227,12 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
             asset_key=EVENTS_KEY,
             metadata={
                 **write_metadata(
-                    EVENTS, events_commit, lakehouse.uri(EVENTS), total_rows=stats["rows"]
+                    EVENTS, events_commit, lakehouse.uri(EVENTS), total_rows=stats.rows
                 ),
                 **_ingestion_metadata(counts, landed, unknown_fields, seconds),
                 **_range_rows(start, end, partition_rows),
-                "first_event_ts": str(stats["first"]),
-                "last_event_ts": str(stats["last"]),
+                "first_event_ts": str(stats.first),
+                "last_event_ts": str(stats.last),
                 "partition_range": f"{start}..{end}",
             },
         )
@@ -263,7 +243,7 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
                     EVENTS_QUARANTINE,
                     quarantine_commit,
                     lakehouse.uri(EVENTS_QUARANTINE),
-                    total_rows=q_stats["rows"],
+                    total_rows=q_stats.rows,
                 ),
                 **_range_rows(start, end, q_partition_rows),
                 "quarantined_by_reason": counts.by_reason,

@@ -316,10 +316,13 @@ def churn_classifier_champion(
             "test_set_version": test_set_version,
         }
     )
+    gate_check = _gate_check(mode, report, decision.reason, challenger)
     if not decision.promote:
         aliases.refuse(
             registry, name, challenger.version, reason=decision.reason, dagster_run_id=run_id
         )
+        # the failed check is recorded (the UI and make check show it), then the line stops
+        yield gate_check
         raise dg.Failure(
             description=report.failure_message(name),
             metadata={"challenger_version": int(challenger.version), "mode": mode.value, **detail},
@@ -345,15 +348,22 @@ def churn_classifier_champion(
             **detail,
         }
     )
-    yield dg.AssetCheckResult(
+    yield gate_check
+
+
+def _gate_check(
+    mode: GateMode, report: GateReport | None, reason: str, challenger: ModelVersion
+) -> dg.AssetCheckResult:
+    """``promotion_gate_passed``: ERROR when the gate decides (enabled), WARN otherwise."""
+    return dg.AssetCheckResult(
         check_name=names.CHECK_GATE_PASSED,
         passed=report is not None and report.passed,
         severity=dg.AssetCheckSeverity.ERROR
         if mode is GateMode.ENABLED
         else dg.AssetCheckSeverity.WARN,
-        description=decision.reason
+        description=reason
         if report is None or report.passed
-        else f"{decision.reason}: " + "; ".join(map(str, report.breaches)),
+        else f"{reason}: " + "; ".join(map(str, report.breaches)),
         metadata={
             "mode": mode.value,
             "challenger_version": int(challenger.version),

@@ -115,10 +115,6 @@ class Registry:
     registry_uri: str
     catalog: str | None = None
 
-    @property
-    def unity_catalog(self) -> bool:
-        return self.registry_uri.split(":", 1)[0] == UNITY_CATALOG_REGISTRY
-
     @cached_property
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)

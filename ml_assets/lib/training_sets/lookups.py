@@ -71,9 +71,6 @@ class TrainingSet:
     matched_timestamp_columns: Mapping[str, str] = field(default_factory=dict)  # column -> table
     table_versions: Mapping[str, int] = field(default_factory=dict)
 
-    def load_df(self) -> DataFrame:
-        return self.df
-
 
 @dataclass(frozen=True)
 class ResolvedLookup:
