@@ -1,15 +1,11 @@
 """Names shared across the project: catalog, tables, asset keys, groups, checks.
 
 Stage names are the same everywhere: in ``lib/``, ``defs/``, the tests, asset key prefixes
-and group names.
+and group names. A leaf: plain strings and tuples of them, importing nothing of the project
+(``lib`` parses the table names into ``TableId``).
 """
 
 from __future__ import annotations
-
-from ml_assets.lib.lakehouse import TableId
-from ml_assets.lib.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
-
-__all__ = ["CHALLENGER", "CHAMPION", "PREVIOUS_CHAMPION"]  # model aliases, from the registry
 
 CATALOG = "main"
 
@@ -23,18 +19,18 @@ REGISTRY = "registry"
 SERVING = "serving"
 MONITORING = "monitoring"
 
-# tables
-RAW_EVENTS_TABLE = TableId(CATALOG, RAW, "events")
-RAW_USERS_TABLE = TableId(CATALOG, RAW, "users")
-USER_DAILY_ACTIVITY_TABLE = TableId(CATALOG, FEATURES, "user_daily_activity")
-USER_ACTIVITY_TABLE = TableId(CATALOG, FEATURES, "user_activity")
-USER_PROFILE_TABLE = TableId(CATALOG, FEATURES, "user_profile")
-CHURN_LABELS_TABLE = TableId(CATALOG, TRAINING_SETS, "churn_labels")
-CHURN_TRAINING_SET_TABLE = TableId(CATALOG, TRAINING_SETS, "churn_training_set")
+# tables (catalog.schema.table)
+RAW_EVENTS_TABLE = f"{CATALOG}.{RAW}.events"
+RAW_USERS_TABLE = f"{CATALOG}.{RAW}.users"
+USER_DAILY_ACTIVITY_TABLE = f"{CATALOG}.{FEATURES}.user_daily_activity"
+USER_ACTIVITY_TABLE = f"{CATALOG}.{FEATURES}.user_activity"
+USER_PROFILE_TABLE = f"{CATALOG}.{FEATURES}.user_profile"
+CHURN_LABELS_TABLE = f"{CATALOG}.{TRAINING_SETS}.churn_labels"
+CHURN_TRAINING_SET_TABLE = f"{CATALOG}.{TRAINING_SETS}.churn_training_set"
 
 
-def quarantine_table(source: str) -> TableId:
-    return TableId(CATALOG, RAW, f"{source}_quarantine")
+def quarantine_table(source: str) -> str:
+    return f"{CATALOG}.{RAW}.{source}_quarantine"
 
 
 # asset keys, as paths

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 from ml_assets.lib.lakehouse import TableCommit, TableSpec
 from ml_assets.lib.quality import CheckOutcome
+from ml_assets.lib.training_sets.churn import Lineage
 from ml_assets.resources.lakehouse import Lakehouse
 
 
@@ -59,6 +60,18 @@ def table_asset_spec(
         kinds={"delta", "spark"},
         automation_condition=automation_condition,
     )
+
+
+LINEAGE = "lineage"  # the metadata entry where a training set records what it was built from
+
+
+def recorded_lineage(instance: dg.DagsterInstance, key: dg.AssetKey) -> Lineage | None:
+    """The lineage the latest materialization of the training set ``key`` recorded."""
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return None
+    entry = event.asset_materialization.metadata.get(LINEAGE)
+    return Lineage.from_metadata(entry.value) if entry is not None else None
 
 
 @dataclass(frozen=True)

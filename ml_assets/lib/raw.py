@@ -19,7 +19,8 @@ from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from ml_assets.lib.lakehouse import Column, TableSpec
+from ml_assets.lib.domain import CHANGE_TYPES, DEVICES, EVENT_TYPES, PLAN_TIERS, USER_STATUSES
+from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.producer_contract import (
     ISO_INSTANT,
     Field,
@@ -29,13 +30,12 @@ from ml_assets.lib.producer_contract import (
     parse,
 )
 from ml_assets.lib.quality import CheckOutcome
-from ml_assets.lib.source import CHANGE_TYPES, DEVICES, EVENT_TYPES, PLAN_TIERS, USER_STATUSES
 from ml_assets.names import RAW_EVENTS_TABLE, RAW_USERS_TABLE, quarantine_table
 
 OWNER = "ml-platform"
 
 EVENTS = TableSpec(
-    name=RAW_EVENTS_TABLE,
+    name=TableId.parse(RAW_EVENTS_TABLE),
     columns=(
         Column("event_id", "string", False, "Unique id assigned by the producer"),
         Column("user_id", "bigint", False, "User who acted; always a known user"),
@@ -54,7 +54,7 @@ EVENTS = TableSpec(
 )
 
 USERS = TableSpec(
-    name=RAW_USERS_TABLE,
+    name=TableId.parse(RAW_USERS_TABLE),
     columns=(
         Column("user_id", "bigint", False, "User id"),
         Column("valid_from", "timestamp", False, "When this version of the user took effect"),
@@ -76,7 +76,7 @@ USERS = TableSpec(
 
 def quarantine_spec(source: str) -> TableSpec:
     return TableSpec(
-        name=quarantine_table(source),
+        name=TableId.parse(quarantine_table(source)),
         columns=(
             Column("partition_date", "date", False, "Partition the line was assigned to"),
             Column("landing_date", "date", False, "Date of the landing file it came from"),

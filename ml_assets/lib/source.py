@@ -26,14 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ml_assets.lib.domain import COUNTRIES, DEVICES, EVENT_TYPES, PLAN_TIERS
 from ml_assets.lib.files import write_atomically
 
-PLAN_TIERS = ("free", "basic", "premium")
-USER_STATUSES = ("active", "closed")
-CHANGE_TYPES = ("signup", "plan_change", "country_change", "status_change")
-EVENT_TYPES = ("login", "page_view", "add_to_cart", "purchase")
-DEVICES = ("web", "ios", "android")
-COUNTRIES = ("US", "GB", "DE", "FR", "IN", "BR", "CA", "AU", "ES", "NL")
 _COUNTRY_WEIGHTS = (0.30, 0.12, 0.10, 0.08, 0.12, 0.08, 0.06, 0.05, 0.05, 0.04)
 _TIER_WEIGHTS = (0.6, 0.3, 0.1)
 _TIER_RATE = np.array([0.8, 1.1, 1.4])  # sessions per day multiplier by tier

@@ -15,7 +15,7 @@ import dagster as dg
 from pydantic import Field
 
 from ml_assets import names
-from ml_assets.defs.training_sets.assets import TRAINING_SET_KEY, recorded_lineage
+from ml_assets.defs.metadata import recorded_lineage
 from ml_assets.deployments import REPO_ROOT
 from ml_assets.lib.models.training import (
     COLUMNS,
@@ -29,6 +29,7 @@ from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.mlflow import MlflowTracking
 from ml_assets.resources.training import TrainingLauncher
 
+TRAINING_SET_KEY = dg.AssetKey(names.CHURN_TRAINING_SET_KEY)
 MODEL_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_KEY)
 
 
@@ -53,7 +54,7 @@ def _git_commit() -> str:
 
 def _lineage_tags(context: dg.AssetExecutionContext) -> dict[str, str]:
     tags = {"ml_assets.git_commit": _git_commit(), "ml_assets.dagster_run_id": context.run.run_id}
-    lineage = recorded_lineage(context.instance)
+    lineage = recorded_lineage(context.instance, TRAINING_SET_KEY)
     if lineage is not None:
         tags["ml_assets.training_set_hash"] = lineage.content_hash
         for table, table_version in lineage.table_versions.items():

@@ -18,12 +18,8 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from ml_assets import names
-from ml_assets.defs.features.assets import ACTIVITY_KEY, PROFILE_KEY
 from ml_assets.defs.metadata import table_asset_spec, write_metadata
 from ml_assets.defs.partitions import partition_dates
-from ml_assets.defs.registry.assets import CHAMPION_KEY
-from ml_assets.defs.serving.assets import PREDICTIONS_KEY
-from ml_assets.defs.training_sets.assets import TRAINING_SET_KEY
 from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.models.churn_classifier import ENCODING, REGISTERED_MODEL
 from ml_assets.lib.models.encoding import request_frame
@@ -48,6 +44,11 @@ from ml_assets.resources.registry import ModelRegistry
 from ml_assets.resources.reports import Reports
 from ml_assets.resources.spark import SparkResource
 
+ACTIVITY_KEY = dg.AssetKey(names.USER_ACTIVITY_KEY)
+CHAMPION_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY)
+PREDICTIONS_KEY = dg.AssetKey(names.CHURN_PREDICTIONS_KEY)
+PROFILE_KEY = dg.AssetKey(names.USER_PROFILE_KEY)
+TRAINING_SET_KEY = dg.AssetKey(names.CHURN_TRAINING_SET_KEY)
 FEATURE_DRIFT_KEY = dg.AssetKey(names.FEATURE_DRIFT_KEY)
 PREDICTION_DRIFT_KEY = dg.AssetKey(names.PREDICTION_DRIFT_KEY)
 SCORE = "churn_probability"

@@ -8,10 +8,10 @@ profile and drift metrics tables and a dashboard in the workspace.
 import dagster as dg
 
 from ml_assets import names
-from ml_assets.defs.serving.assets import PREDICTIONS_KEY
 from ml_assets.lib.monitoring.churn import PREDICTIONS_MONITOR
 from ml_assets.resources.lakehouse_monitoring import HEALTHY, DatabricksLakehouseMonitoring
 
+PREDICTIONS_KEY = dg.AssetKey(names.CHURN_PREDICTIONS_KEY)
 MONITOR_KEY = dg.AssetKey(names.PREDICTIONS_LAKEHOUSE_MONITOR_KEY)
 
 

@@ -19,7 +19,6 @@ from pydantic import Field
 from pyspark.sql import functions as F
 
 from ml_assets import names
-from ml_assets.defs.models.assets import MODEL_KEY
 from ml_assets.lib.models import churn_classifier as cc
 from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.models.golden import ORDERINGS, golden_examples
@@ -41,6 +40,7 @@ from ml_assets.lib.training_sets.churn import LABEL, MODEL_FEATURES, SPLIT, TRAI
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.registry import ModelRegistry
 
+MODEL_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_KEY)
 VERSION_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_VERSION_KEY)
 CHAMPION_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY)
 SUMMARY_LIMIT = (

@@ -11,9 +11,7 @@ import numpy as np
 from pydantic import Field
 
 from ml_assets import names
-from ml_assets.defs.features.assets import ACTIVITY_KEY, PROFILE_KEY
 from ml_assets.defs.metadata import check_result, table_asset_spec, write_metadata
-from ml_assets.defs.registry.assets import CHAMPION_KEY
 from ml_assets.lib.features import user_activity, user_profile
 from ml_assets.lib.models.churn_classifier import ENCODING, REGISTERED_MODEL
 from ml_assets.lib.models.encoding import request_frame
@@ -40,6 +38,9 @@ from ml_assets.resources.registry import ModelRegistry
 from ml_assets.resources.serving import EndpointDeployer
 from ml_assets.resources.spark import SparkResource
 
+ACTIVITY_KEY = dg.AssetKey(names.USER_ACTIVITY_KEY)
+CHAMPION_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY)
+PROFILE_KEY = dg.AssetKey(names.USER_PROFILE_KEY)
 ENDPOINT_KEY = dg.AssetKey(names.CHURN_ENDPOINT_CONFIG_KEY)
 PREDICTIONS_KEY = dg.AssetKey(names.CHURN_PREDICTIONS_KEY)
 

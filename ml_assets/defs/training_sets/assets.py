@@ -14,8 +14,13 @@ from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.defs.checks import standard_table_checks, table_check
-from ml_assets.defs.features.assets import ACTIVITY_KEY, DAILY_KEY, PROFILE_KEY
-from ml_assets.defs.metadata import check_result, table_asset_spec, write_metadata
+from ml_assets.defs.metadata import (
+    LINEAGE,
+    check_result,
+    recorded_lineage,
+    table_asset_spec,
+    write_metadata,
+)
 from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.quality import CheckOutcome
 from ml_assets.lib.training_sets import checks, content_hash
@@ -36,9 +41,11 @@ from ml_assets.lib.training_sets.churn import (
 )
 from ml_assets.resources.lakehouse import Lakehouse
 
+ACTIVITY_KEY = dg.AssetKey(names.USER_ACTIVITY_KEY)
+DAILY_KEY = dg.AssetKey(names.USER_DAILY_ACTIVITY_KEY)
+PROFILE_KEY = dg.AssetKey(names.USER_PROFILE_KEY)
 LABELS_KEY = dg.AssetKey(names.CHURN_LABELS_KEY)
 TRAINING_SET_KEY = dg.AssetKey(names.CHURN_TRAINING_SET_KEY)
-LINEAGE = "lineage"
 LEAK_AUC_THRESHOLD = 0.95
 
 
@@ -184,20 +191,12 @@ def churn_training_set(
     )
 
 
-def recorded_lineage(instance: dg.DagsterInstance) -> Lineage | None:
-    event = instance.get_latest_materialization_event(TRAINING_SET_KEY)
-    if event is None or event.asset_materialization is None:
-        return None
-    entry = event.asset_materialization.metadata.get(LINEAGE)
-    return Lineage.from_metadata(entry.value) if entry is not None else None
-
-
 def _lineage_check(name: str, description: str, evaluate) -> dg.AssetChecksDefinition:
     """A blocking check that needs the lineage of the latest materialization."""
 
     @dg.asset_check(asset=TRAINING_SET_KEY, name=name, description=description, blocking=True)
     def _check(context: dg.AssetCheckExecutionContext, lakehouse: Lakehouse):
-        lineage = recorded_lineage(context.instance)
+        lineage = recorded_lineage(context.instance, TRAINING_SET_KEY)
         if lineage is None:
             outcome = CheckOutcome(
                 False,

@@ -55,7 +55,7 @@ def _rolled_features() -> tuple[Feature, ...]:
 
 
 CONTRACT = FeatureTableContract(
-    name=str(USER_ACTIVITY_TABLE),
+    name=USER_ACTIVITY_TABLE,
     entity_keys=("user_id",),
     timestamp_key="feature_ts",
     columns=(

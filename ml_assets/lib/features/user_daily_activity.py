@@ -35,7 +35,7 @@ def _count(name: str, what: str) -> Feature:
 
 
 CONTRACT = FeatureTableContract(
-    name=str(USER_DAILY_ACTIVITY_TABLE),
+    name=USER_DAILY_ACTIVITY_TABLE,
     entity_keys=("user_id",),
     timestamp_key="feature_ts",
     columns=(

@@ -15,15 +15,15 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ml_assets.lib.domain import PLAN_TIERS
 from ml_assets.lib.features.contracts import Feature, FeatureTableContract
 from ml_assets.lib.lakehouse import Column
-from ml_assets.lib.source import PLAN_TIERS
 from ml_assets.names import USER_PROFILE_TABLE
 
 OWNER = "ml-platform"
 
 CONTRACT = FeatureTableContract(
-    name=str(USER_PROFILE_TABLE),
+    name=USER_PROFILE_TABLE,
     entity_keys=("user_id",),
     timestamp_key="feature_ts",
     columns=(

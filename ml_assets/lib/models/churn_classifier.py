@@ -17,8 +17,8 @@ import pandas as pd
 import xgboost as xgb
 from sklearn import metrics as skm
 
+from ml_assets.lib.domain import COUNTRIES, PLAN_TIERS
 from ml_assets.lib.models.encoding import FeatureEncoding, ModelInputError, predict
-from ml_assets.lib.source import COUNTRIES, PLAN_TIERS
 from ml_assets.lib.training_sets.churn import MODEL_FEATURES
 from ml_assets.names import CHURN_MODEL_NAME
 

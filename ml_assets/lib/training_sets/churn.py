@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ml_assets.lib.features import user_activity, user_profile
-from ml_assets.lib.lakehouse import Column, TableSpec
+from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.training_sets.lookups import (
     FeatureLookup,
     TableReader,
@@ -44,7 +44,7 @@ PROFILE_MATCHED_TS = "user_profile_feature_ts"
 ACCOUNT_AGE = "account_age_days"
 
 LABELS = TableSpec(
-    name=CHURN_LABELS_TABLE,
+    name=TableId.parse(CHURN_LABELS_TABLE),
     columns=(
         Column(ENTITY_KEY, "bigint", False, "User observed"),
         Column(LABEL_TS, "timestamp", False, "Observation time (Monday 00:00 UTC)"),
@@ -167,7 +167,7 @@ def _training_set_columns() -> tuple[Column, ...]:
 
 
 TRAINING_SET = TableSpec(
-    name=CHURN_TRAINING_SET_TABLE,
+    name=TableId.parse(CHURN_TRAINING_SET_TABLE),
     columns=_training_set_columns(),
     primary_key=(ENTITY_KEY, LABEL_TS),
     description=(
