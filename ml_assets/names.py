@@ -60,6 +60,21 @@ CHURN_CLASSIFIER_CHAMPION_KEY = (REGISTRY, "churn_classifier_champion")
 # registered models (Unity-Catalog-style three-level names)
 CHURN_MODEL_NAME = f"{CATALOG}.{MODELS}.churn_classifier"
 
+# MLflow tags on runs and model versions, and Delta table properties (one prefix)
+TAG_PREFIX = "ml_assets."
+TAG_TRAINING_SET = "ml_assets.training_set"
+TAG_TRAINING_SET_VERSION = "ml_assets.training_set_version"
+TAG_TRAINING_SET_HASH = "ml_assets.training_set_hash"
+TAG_GIT_COMMIT = "ml_assets.git_commit"
+TAG_DAGSTER_RUN_ID = "ml_assets.dagster_run_id"
+TAG_REGISTERED_BY_RUN = "ml_assets.registered_by_dagster_run"
+TAG_LOGGED_MODEL_ID = "ml_assets.logged_model_id"  # the pyfunc a registered version points at
+TAG_TABLE_VERSION_PREFIX = "ml_assets.version."  # + table name: its Delta version
+TAG_WINDOW_PREFIX = "ml_assets.window."  # + split: its label_ts window
+TAG_GATE_PREFIX = "ml_assets.gate."  # + the gate's outcome fields
+TAG_AUDIT_PREFIX = "ml_assets.audit"  # + .<action>.<field>: alias moves
+OWNER_PROPERTY = "ml_assets.owner"  # a Delta table's owning team
+
 # check names
 CHECK_SCHEMA = "schema_matches_contract"
 CHECK_KEYS_NOT_NULL = "keys_not_null"

@@ -21,6 +21,8 @@ from pathlib import Path
 import pyarrow as pa
 from pyspark.sql import types as T
 
+from ml_assets import names
+
 _IDENTIFIER = re.compile(r"[a-z0-9_]{1,255}")
 
 
@@ -291,7 +293,7 @@ def table_schema_problems(spec: TableSpec, found: T.StructType) -> list[SchemaPr
     return problems
 
 
-OWNER_PROPERTY = "ml_assets.owner"
+OWNER_PROPERTY = names.OWNER_PROPERTY
 
 
 def sql_string(value: str) -> str:

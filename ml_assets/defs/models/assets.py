@@ -53,12 +53,12 @@ def _git_commit() -> str:
 
 
 def _lineage_tags(context: dg.AssetExecutionContext) -> dict[str, str]:
-    tags = {"ml_assets.git_commit": _git_commit(), "ml_assets.dagster_run_id": context.run.run_id}
+    tags = {names.TAG_GIT_COMMIT: _git_commit(), names.TAG_DAGSTER_RUN_ID: context.run.run_id}
     lineage = recorded_lineage(context.instance, TRAINING_SET_KEY)
     if lineage is not None:
-        tags["ml_assets.training_set_hash"] = lineage.content_hash
+        tags[names.TAG_TRAINING_SET_HASH] = lineage.content_hash
         for table, table_version in lineage.table_versions.items():
-            tags[f"ml_assets.version.{table}"] = str(table_version)
+            tags[names.TAG_TABLE_VERSION_PREFIX + table] = str(table_version)
     return tags
 
 

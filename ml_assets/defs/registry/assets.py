@@ -81,7 +81,7 @@ def churn_classifier_version(
     registry = model_registry.open()
     name = registry.full_name(cc.REGISTERED_MODEL)
     run = registry.run(run_id)
-    lineage = {k: v for k, v in run.data.tags.items() if k.startswith("ml_assets.")}
+    lineage = {k: v for k, v in run.data.tags.items() if k.startswith(names.TAG_PREFIX)}
     model_id = lineage.get(LOGGED_MODEL_TAG)
     if model_id is None:
         raise dg.Failure(
@@ -95,7 +95,7 @@ def churn_classifier_version(
             model_id,
             run_id,
             description=version_description(run_id, lineage, run.data.metrics),
-            tags={**lineage, "ml_assets.registered_by_dagster_run": context.run.run_id},
+            tags={**lineage, names.TAG_REGISTERED_BY_RUN: context.run.run_id},
             model_description=MODEL_DESCRIPTION,
         )
     except (RegistryError, RegistryRuleError) as exc:
@@ -173,10 +173,10 @@ def _subject(registry: Registry, name: str, version: ModelVersion) -> GateSubjec
 def _test_set(lakehouse: Lakehouse, registry: Registry, version: ModelVersion):
     """The challenger's test split, read at the training set version its run recorded."""
     tags = registry.run(version).data.tags
-    recorded = tags.get("ml_assets.training_set_version")
+    recorded = tags.get(names.TAG_TRAINING_SET_VERSION)
     if recorded is None:
         raise GateError(
-            f"The run of v{version.version} does not record ml_assets.training_set_version: "
+            f"The run of v{version.version} does not record {names.TAG_TRAINING_SET_VERSION}: "
             "the gate cannot find the test set it was evaluated on."
         )
     frame = (

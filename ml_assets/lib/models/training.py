@@ -51,7 +51,7 @@ from ml_assets.lib.training_sets.churn import (
 
 SERVED_MODULES = (encoding, served)  # the code a served model carries
 SCORING_DISTRIBUTIONS = ("mlflow", "cloudpickle", "xgboost", "pandas", "numpy")
-LOGGED_MODEL_TAG = "ml_assets.logged_model_id"  # the pyfunc a registered version points at
+LOGGED_MODEL_TAG = names.TAG_LOGGED_MODEL_ID
 COLUMNS = (ENTITY_KEY, *MODEL_FEATURES, LABEL, LABEL_TS, SPLIT)
 ORDER = (LABEL_TS, ENTITY_KEY)  # a fixed row order: the same data and seed give the same model
 
@@ -272,7 +272,9 @@ def _window_tags(frame: pd.DataFrame) -> dict[str, str]:
     for split in SPLITS:
         times = frame.loc[frame[SPLIT] == split, LABEL_TS]
         if len(times):
-            tags[f"ml_assets.window.{split}"] = f"{times.min():%Y-%m-%d}..{times.max():%Y-%m-%d}"
+            tags[names.TAG_WINDOW_PREFIX + split] = (
+                f"{times.min():%Y-%m-%d}..{times.max():%Y-%m-%d}"
+            )
     return tags
 
 
@@ -286,8 +288,8 @@ def train(
     settings = request.settings
     data = cc.splits(frame, cc.ENCODING, LABEL, SPLIT)
     tags = {
-        "ml_assets.training_set": str(TRAINING_SET.name),
-        "ml_assets.training_set_version": str(request.source.version),
+        names.TAG_TRAINING_SET: str(TRAINING_SET.name),
+        names.TAG_TRAINING_SET_VERSION: str(request.source.version),
         **_window_tags(frame),
         **request.tags,
     }

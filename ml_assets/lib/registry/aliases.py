@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from ml_assets import names
 from ml_assets.lib.registry.store import Registry, RegistryError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous_champion"
-AUDIT_PREFIX = "ml_assets.audit"
+AUDIT_PREFIX = names.TAG_AUDIT_PREFIX
 
 
 def now_utc() -> str:
@@ -142,7 +143,7 @@ def refuse(registry: Registry, name: str, version: str, *, reason: str, dagster_
 def record_gate(registry: Registry, name: str, version: str, tags: Mapping[str, str]) -> None:
     """The gate's outcome on the version it evaluated (``ml_assets.gate.*``)."""
     for key, value in tags.items():
-        registry.set_tag(name, version, f"ml_assets.gate.{key}", value)
+        registry.set_tag(name, version, names.TAG_GATE_PREFIX + key, value)
 
 
 REQUIRED_RUN_METRICS = ("test_roc_auc", "test_pr_auc", "test_log_loss", "test_brier")

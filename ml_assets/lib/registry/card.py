@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ml_assets import names
+
 MODEL_DESCRIPTION = (
     "Churn classifier (XGBoost). Predicts the probability that a user active in the last 30 "
     "days has no login and no purchase in the next 30 days. Versions are registered by the "
@@ -25,25 +27,25 @@ METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "net_value_per_user")
 
 def version_description(run_id: str, tags: Mapping[str, str], metrics: Mapping[str, float]) -> str:
     windows = ", ".join(
-        f"{split} {tags[f'ml_assets.window.{split}']}"
+        f"{split} {tags[names.TAG_WINDOW_PREFIX + split]}"
         for split in ("train", "validation", "test")
-        if f"ml_assets.window.{split}" in tags
+        if names.TAG_WINDOW_PREFIX + split in tags
     )
     versions = ", ".join(
-        f"{key.removeprefix('ml_assets.version.')} v{value}"
+        f"{key.removeprefix(names.TAG_TABLE_VERSION_PREFIX)} v{value}"
         for key, value in sorted(tags.items())
-        if key.startswith("ml_assets.version.")
+        if key.startswith(names.TAG_TABLE_VERSION_PREFIX)
     )
     scores = ", ".join(f"{m} {metrics[f'test_{m}']:.4f}" for m in METRICS if f"test_{m}" in metrics)
     return "\n\n".join(
         [
             f"Trained in MLflow run {run_id} by Dagster run "
-            f"{tags.get('ml_assets.dagster_run_id', 'unknown')} at git commit "
-            f"{tags.get('ml_assets.git_commit', 'unknown')}.",
+            f"{tags.get(names.TAG_DAGSTER_RUN_ID, 'unknown')} at git commit "
+            f"{tags.get(names.TAG_GIT_COMMIT, 'unknown')}.",
             f"Training window (label_ts): {windows or 'not recorded'}.",
-            f"Data: {tags.get('ml_assets.training_set', 'training set')} "
-            f"v{tags.get('ml_assets.training_set_version', '?')} (content hash "
-            f"{tags.get('ml_assets.training_set_hash', 'not recorded')}), built from "
+            f"Data: {tags.get(names.TAG_TRAINING_SET, 'training set')} "
+            f"v{tags.get(names.TAG_TRAINING_SET_VERSION, '?')} (content hash "
+            f"{tags.get(names.TAG_TRAINING_SET_HASH, 'not recorded')}), built from "
             f"{versions or 'unrecorded versions'}.",
             f"Test metrics: {scores or 'none logged'}.",
             INTENDED_USE,
