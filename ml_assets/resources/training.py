@@ -39,18 +39,17 @@ from ml_assets.resources.databricks import calling_workspace, workspace_client
 
 SCRIPT = Path(train_churn.__file__)
 TrainingEvents = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
-# what the remote job imports besides the standard library, pinned to this environment
+# What the job installs, pinned to this environment: what the recipe's result depends on.
+# pyspark, pyarrow, pandas, numpy, matplotlib and pydantic are left to the Databricks runtime,
+# which ships them and whose Spark session uses them; the logged model pins the versions it
+# was trained with, whichever they are.
 REMOTE_DISTRIBUTIONS = (
     "dagster-pipes",
     "mlflow",
     "optuna",
     "xgboost",
     "scikit-learn",
-    "pandas",
-    "numpy",
-    "matplotlib",
     "cloudpickle",
-    "pydantic",
 )
 
 
