@@ -256,6 +256,8 @@ def test_a_training_request_names_what_is_wrong():
         TrainingSettings(n_trials=0)
     with pytest.raises(TrainingRequestError, match=r"found keys \['settings'\]"):
         TrainingRequest.from_json({"settings": {}})
+    with pytest.raises(TrainingRequestError, match="settings, source and tags must be objects"):
+        TrainingRequest.from_json({"settings": [], "source": {}, "run_name": "r"})
 
 
 def test_a_job_that_reports_nothing_fails_the_step_naming_the_checks(home, resources):

@@ -124,16 +124,16 @@ class TrainingRequest:
     def from_json(cls, data: Mapping[str, object]) -> TrainingRequest:
         try:
             settings, source = data["settings"], data["source"]
-            assert isinstance(settings, Mapping) and isinstance(source, Mapping)
             tags = data.get("tags") or {}
-            assert isinstance(tags, Mapping)
+            if not all(isinstance(part, Mapping) for part in (settings, source, tags)):
+                raise TypeError("settings, source and tags must be objects")
             return cls(
                 settings=TrainingSettings(**settings),
                 source=TrainingSource(str(source["reference"]), int(source["version"])),
                 run_name=str(data["run_name"]),
                 tags={str(k): str(v) for k, v in tags.items()},
             )
-        except (KeyError, TypeError, ValueError, AssertionError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, TrainingRequestError):
                 raise
             raise TrainingRequestError(
@@ -207,11 +207,9 @@ def _number(value: float | int) -> dict[str, object]:
 class TrainingOutcome:
     request: TrainingRequest
     run_id: str
-    experiment_id: str
     model_id: str
     metrics: dict[str, float]
     best_params: dict[str, object]
-    best_value: float
     search_seconds: float
     seconds: float
     slices: pd.DataFrame
@@ -352,11 +350,9 @@ def train(
     outcome = TrainingOutcome(
         request=request,
         run_id=parent.info.run_id,
-        experiment_id=parent.info.experiment_id,
         model_id=model_id,
         metrics=metrics,
         best_params=search.best_params,
-        best_value=search.best_value,
         search_seconds=search_seconds,
         seconds=time.perf_counter() - started,
         slices=slices,
@@ -404,10 +400,10 @@ def log_model(booster, best_iteration: int, inputs: pd.DataFrame, scores) -> str
     return info.model_id
 
 
-def requirements(distributions=SCORING_DISTRIBUTIONS) -> list[str]:
+def requirements() -> list[str]:
     """What scoring imports, pinned to this environment. (Left to itself, MLflow infers them
     by importing the model in a subprocess: about 10 s per logged model.)"""
-    return [f"{dist}=={metadata.version(dist)}" for dist in distributions]
+    return [f"{dist}=={metadata.version(dist)}" for dist in SCORING_DISTRIBUTIONS]
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
