@@ -20,7 +20,7 @@ from ml_assets.defs.features.assets import (
 from ml_assets.defs.features.online import online_offline_consistent, online_user_features
 from ml_assets.defs.landing.assets import demo_source
 from ml_assets.defs.maintenance import build_maintenance, table_assets
-from ml_assets.defs.models.assets import churn_classifier
+from ml_assets.defs.models.assets import build_model
 from ml_assets.defs.monitoring.assets import (
     build_feature_drift,
     feature_drift_within_limits,
@@ -42,18 +42,20 @@ from ml_assets.defs.serving.assets import (
     served_entities_ready,
     signatures_match_online_features,
 )
-from ml_assets.defs.training_sets.assets import (
-    build_training_set_checks,
-    churn_labels,
-    churn_training_set,
-)
+from ml_assets.defs.training_sets.assets import build_training_set_definitions
 from ml_assets.deployments import Settings, build_resources, current_settings
+from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.source import SCALES
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     days = daily_partitions(SCALES[settings.scale])
     jobs = build_jobs()
+    model_assets, model_checks = [], []
+    for model in MODELS.values():
+        training_assets, training_checks = build_training_set_definitions(model.training_set)
+        model_assets += [*training_assets, build_model(model)]
+        model_checks += training_checks
     assets = [
         demo_source,
         raw_users,
@@ -61,9 +63,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         *build_feature_assets(days),
         user_profile_features,
         online_user_features,
-        churn_labels,
-        churn_training_set,
-        churn_classifier,
+        *model_assets,
         churn_classifier_version,
         churn_classifier_champion,
         churn_endpoint_config,
@@ -80,7 +80,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=[
             *build_raw_checks(),
             *build_feature_checks(),
-            *build_training_set_checks(),
+            *model_checks,
             champion_alias_consistent,
             online_offline_consistent,
             routes_sum_to_100,

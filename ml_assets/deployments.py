@@ -12,7 +12,7 @@ repository, on ports ``ML_ASSETS_SPARK_CONNECT_PORT``, ``..._MASTER_PORT``,
 the home; bound as ``dg.EnvVar`` so its password never reaches Dagster's storage);
 ``ML_ASSETS_SCALE`` sizes the demo source;
 ``ML_ASSETS_TRAINING`` says where the training step runs: ``in_process`` (default) or
-``subprocess`` (the Pipes script, ``ml_assets/pipes/train_churn.py``);
+``subprocess`` (the Pipes script, ``ml_assets/pipes/train_model.py``);
 ``ML_ASSETS_SERVING_TOKEN``, ``ML_ASSETS_SERVING_CLOCK`` and ``ML_ASSETS_SERVING_MAX_BODY_BYTES``
 configure the gateway.
 ``ML_ASSETS_INJECT_DRIFT_FROM`` (a date) and ``ML_ASSETS_INJECT_LEAKAGE=1`` make the demo source

@@ -69,7 +69,7 @@ def test_a_stage_package_imports_no_other_stage(stage):
 
 
 def test_the_pipes_training_script_needs_only_lib_and_dagster_pipes():
-    script = imports(ROOT / "pipes" / "train_churn.py")
+    script = imports(ROOT / "pipes" / "train_model.py")
     project = {m for m in script if m.startswith("ml_assets")}
     assert project and all(m.startswith("ml_assets.lib") for m in project)
     assert "dagster" not in {m.split(".")[0] for m in script}

@@ -18,9 +18,9 @@ pytest.importorskip("dagster_databricks")
 
 from deltalake import write_deltalake  # noqa: E402
 
-from ml_assets.defs.models.assets import churn_classifier  # noqa: E402
+from ml_assets.defs.models.assets import build_model  # noqa: E402
 from ml_assets.lib.lakehouse import TableId  # noqa: E402
-from ml_assets.lib.models.churn_classifier import ENCODING  # noqa: E402
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER, ENCODING  # noqa: E402
 from ml_assets.lib.training_sets.churn import TRAINING_SET  # noqa: E402
 from ml_assets.reporting import materialization_metadata, run_check_results  # noqa: E402
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse  # noqa: E402
@@ -28,6 +28,8 @@ from ml_assets.resources.mlflow import LocalMlflow  # noqa: E402
 from ml_assets.resources.spark import EmbeddedSailSpark  # noqa: E402
 from ml_assets.resources.training import DatabricksTraining  # noqa: E402
 from ml_assets_tests.fake_workspace import FakeWorkspace  # noqa: E402
+
+churn_classifier = build_model(CHURN_CLASSIFIER)
 
 TOKEN = "dapi-fake-0123456789"
 ASSET = "models/churn_classifier"
@@ -108,7 +110,7 @@ def test_the_training_job_runs_through_pipes_and_reports_back(tmp_path, workspac
         task["spark_python_task"]["python_file"],
         *task["spark_python_task"]["parameters"],
     ]
-    assert script.endswith("/train_churn.py") and script.startswith(str(workspace.root / "Volumes"))
+    assert script.endswith("/train_model.py") and script.startswith(str(workspace.root / "Volumes"))
     assert parameters[:4] == ["--code", parameters[1], "--pipes-io", "volumes"]
     assert "--dagster-pipes-context" in parameters and "--dagster-pipes-messages" in parameters
     if cluster_id:

@@ -9,10 +9,17 @@ from dataclasses import dataclass
 import dagster as dg
 from pyspark.sql import functions as F
 
-from ml_assets.lib.lakehouse import TableCommit, TableSpec
+from ml_assets.lib.lakehouse import TableCommit, TableId, TableSpec
 from ml_assets.lib.quality import CheckOutcome
-from ml_assets.lib.training_sets.churn import Lineage
+from ml_assets.lib.training_sets.declaration import Lineage
 from ml_assets.resources.lakehouse import Lakehouse
+
+
+def table_key(table_name: str) -> dg.AssetKey:
+    """The asset of a table ``catalog.schema.table`` is ``schema/table`` (the catalog is the
+    deployment's)."""
+    table = TableId.parse(table_name)
+    return dg.AssetKey([table.schema, table.table])
 
 
 def column_schema(spec: TableSpec) -> dg.TableSchema:

@@ -1,7 +1,7 @@
 """The ``training_launcher`` resource: where the churn classifier's training step runs.
 
 - ``InProcessTraining`` (the local default): in the Dagster step's own process.
-- ``SubprocessTraining``: ``ml_assets/pipes/train_churn.py`` in a local subprocess through
+- ``SubprocessTraining``: ``ml_assets/pipes/train_model.py`` in a local subprocess through
   Dagster Pipes (``dagster.PipesSubprocessClient``).
 - ``DatabricksTraining``: the same script as a Databricks job through Dagster Pipes
   (``dagster_databricks.PipesDatabricksClient`` on a cluster, or
@@ -34,10 +34,10 @@ from pydantic import Field
 import ml_assets
 from ml_assets.lib.models.training import Metadata, Report, TrainingRequest, train
 from ml_assets.lib.tracking import Tracking
-from ml_assets.pipes import train_churn
+from ml_assets.pipes import train_model
 from ml_assets.resources.databricks import calling_workspace, workspace_client
 
-SCRIPT = Path(train_churn.__file__)
+SCRIPT = Path(train_model.__file__)
 TrainingEvents = Iterator[dg.MaterializeResult | dg.AssetCheckResult]
 # What the job installs, pinned to this environment: what the recipe's result depends on.
 # pyspark, pyarrow, pandas, numpy, matplotlib and pydantic are left to the Databricks runtime,
@@ -148,7 +148,7 @@ def _extras(request: TrainingRequest, tracking: Tracking) -> dict[str, object]:
 
 
 class SubprocessTraining(TrainingLauncher):
-    """``ml_assets/pipes/train_churn.py`` in a subprocess of this Python, through Pipes."""
+    """``ml_assets/pipes/train_model.py`` in a subprocess of this Python, through Pipes."""
 
     python: str | None = Field(None, description="the interpreter; default: this process's")
 
@@ -215,7 +215,7 @@ class DatabricksTraining(TrainingLauncher):
         digest = hashlib.sha256(script + package).hexdigest()[:16]
         directory = f"{self.volume.rstrip('/')}/code/{digest}"
         files_api.create_directory(directory)
-        paths = (f"{directory}/train_churn.py", f"{directory}/ml_assets.zip")
+        paths = (f"{directory}/train_model.py", f"{directory}/ml_assets.zip")
         for path, data in zip(paths, (script, package), strict=True):
             files_api.upload(path, io.BytesIO(data), overwrite=True)
         return paths
@@ -228,9 +228,9 @@ class DatabricksTraining(TrainingLauncher):
         )
         if self.cluster_id is None:
             return jobs.SubmitTask(
-                task_key="train_churn", spark_python_task=python, environment_key="ml_assets"
+                task_key="train_model", spark_python_task=python, environment_key="ml_assets"
             ), {
-                "run_name": "ml_assets train_churn",
+                "run_name": "ml_assets train_model",
                 "environments": [
                     jobs.JobEnvironment(
                         environment_key="ml_assets",
@@ -244,11 +244,11 @@ class DatabricksTraining(TrainingLauncher):
             compute.Library(pypi=compute.PythonPyPiLibrary(package=p)) for p in remote_libraries()
         ]
         return jobs.SubmitTask(
-            task_key="train_churn",
+            task_key="train_model",
             spark_python_task=python,
             existing_cluster_id=self.cluster_id,
             libraries=libraries,
-        ), {"run_name": "ml_assets train_churn"}
+        ), {"run_name": "ml_assets train_model"}
 
     def client(self, workspace):
         try:

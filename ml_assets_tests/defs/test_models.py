@@ -14,10 +14,9 @@ import pandas as pd
 import pytest
 from mlflow.entities import RunStatus
 
-from ml_assets.defs.models.assets import churn_classifier
+from ml_assets.defs.models.assets import build_model
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.models.training import (
-    COLUMNS,
-    ORDER,
     TrainingRequest,
     TrainingRequestError,
     TrainingSettings,
@@ -32,6 +31,7 @@ from ml_assets.resources.training import SCRIPT, SubprocessTraining
 from ml_assets_tests.defs.conftest import instance_at, materialization_metadata
 
 ASSET = "models/churn_classifier"
+churn_classifier = build_model(CHURN_CLASSIFIER)
 
 
 def _runs(home):
@@ -239,10 +239,12 @@ def test_the_script_reads_the_same_training_frame_as_the_step(home, resources):
     lakehouse = resources["lakehouse"]
     version = lakehouse.current_version(TRAINING_SET)
     source = TrainingSource(lakehouse.table_reference(TRAINING_SET), version)
-    step = lakehouse.read(TRAINING_SET, version=version).select(*COLUMNS).orderBy(*ORDER)
-    pd.testing.assert_frame_equal(read_training_frame(source), step.toPandas())
+    model = CHURN_CLASSIFIER
+    step = lakehouse.read(TRAINING_SET, version=version).select(*model.columns)
+    frame = read_training_frame(source, model)
+    pd.testing.assert_frame_equal(frame, step.orderBy(*model.order).toPandas())
     with pytest.raises(TrainingRequestError, match="needs a Spark session"):
-        read_training_frame(TrainingSource("main.training_sets.churn", version))
+        read_training_frame(TrainingSource("main.training_sets.churn", version), model)
 
 
 def test_the_script_refuses_to_run_outside_dagster():
@@ -256,6 +258,16 @@ def test_a_training_request_names_what_is_wrong():
         TrainingSettings(n_trials=0)
     with pytest.raises(TrainingRequestError, match=r"found keys \['settings'\]"):
         TrainingRequest.from_json({"settings": {}})
+    request = TrainingRequest.from_json(
+        {
+            "model": "nope",
+            "settings": {},
+            "source": {"reference": "/t", "version": 0},
+            "run_name": "r",
+        }
+    )
+    with pytest.raises(KeyError, match=r"No model declaration named 'nope'; declared: \["):
+        _ = request.declaration
     with pytest.raises(TrainingRequestError, match="settings, source and tags must be objects"):
         TrainingRequest.from_json({"settings": [], "source": {}, "run_name": "r"})
 

@@ -17,8 +17,9 @@ from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.definitions import build_definitions
-from ml_assets.defs.models.assets import churn_classifier
+from ml_assets.defs.models.assets import build_model
 from ml_assets.defs.registry.assets import churn_classifier_champion, churn_classifier_version
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.models.golden import golden_examples
 from ml_assets.lib.training_sets.churn import LABEL, SPLIT, TRAINING_SET
 from ml_assets.reporting import run_check_results, step_failure
@@ -30,6 +31,8 @@ from ml_assets_tests.defs.conftest import (
     materialization_metadata,
     tiny_settings,
 )
+
+churn_classifier = build_model(CHURN_CLASSIFIER)
 
 NAME = names.CHURN_MODEL_NAME
 CHAMPION = "registry/churn_classifier_champion"

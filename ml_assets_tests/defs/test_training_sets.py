@@ -17,12 +17,12 @@ from ml_assets.lib.training_sets.churn import (
     LABELS,
     LOOKBACKS,
     MODEL_FEATURES,
-    PROFILE_MATCHED_TS,
     TRAINING_SET,
     Lineage,
     build_churn_training_set,
     rebuild_churn_training_set,
 )
+from ml_assets.lib.training_sets.users import PROFILE_MATCHED_TS
 from ml_assets.reporting import run_check_results
 from ml_assets_tests.defs.conftest import evaluate_checks, materialization_metadata
 from ml_assets_tests.test_definitions import EXPECTED_CHECKS

@@ -16,14 +16,9 @@ from ml_assets.lib.training_sets import (
     checks,
     content_hash,
 )
-from ml_assets.lib.training_sets.churn import (
-    LabelConfig,
-    SplitCutoffs,
-    assign_split,
-    compute_churn_labels,
-    default_cutoffs,
-    observation_times,
-)
+from ml_assets.lib.training_sets.churn import compute_churn_labels
+from ml_assets.lib.training_sets.declaration import SplitCutoffs, assign_split, default_cutoffs
+from ml_assets.lib.training_sets.labels import LabelConfig, observation_times
 
 T0 = dt.datetime(2026, 2, 2)
 
@@ -231,6 +226,7 @@ def test_default_split_is_by_observation_time_and_cutoffs_are_validated(spark):
             [(dt.datetime.combine(x, dt.time()),) for x in days], "label_ts timestamp"
         ),
         cutoffs,
+        "label_ts",
     )
     assert [r.split for r in df.orderBy("label_ts").collect()] == ["train"] * 6 + [
         "validation"

@@ -22,16 +22,16 @@ from ml_assets.lib.quality import CheckOutcome
 from ml_assets.lib.serving.checks import online_matches_offline
 from ml_assets.lib.serving.churn import LOOKUP_CONTRACTS, churn_features
 from ml_assets.lib.serving.online import latest_rows, online_frame
-from ml_assets.lib.training_sets.churn import (
+from ml_assets.lib.training_sets.lookups import build_training_set
+from ml_assets.lib.training_sets.users import (
     ACTIVITY_MATCHED_TS,
-    CHURN_LOOKUPS,
     ENTITY_KEY,
     LABEL_TS,
-    MODEL_FEATURES,
     PROFILE_MATCHED_TS,
+    USER_LOOKUPS,
+    USER_MODEL_FEATURES,
     with_account_age,
 )
-from ml_assets.lib.training_sets.lookups import build_training_set
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.online_store import OnlineStore, online_table_name
 
@@ -39,7 +39,7 @@ ONLINE_KEY = dg.AssetKey(names.ONLINE_USER_FEATURES_KEY)
 ONLINE_CONTRACTS = LOOKUP_CONTRACTS
 ACTIVITY_CONTRACT = ONLINE_CONTRACTS[0]
 SKEW_SAMPLE = 200
-COMPARED = (*MODEL_FEATURES, ACTIVITY_MATCHED_TS, PROFILE_MATCHED_TS)
+COMPARED = (*USER_MODEL_FEATURES, ACTIVITY_MATCHED_TS, PROFILE_MATCHED_TS)
 
 
 @dg.asset(
@@ -114,7 +114,7 @@ def online_offline_consistent(
         pd.DataFrame({ENTITY_KEY: users, LABEL_TS: [at] * len(users)})
     )
     offline = with_account_age(
-        build_training_set(spine, CHURN_LOOKUPS, label=None, tables=lakehouse).df
+        build_training_set(spine, USER_LOOKUPS, label=None, tables=lakehouse).df
     ).toPandas()
     outcome = online_matches_offline(online, offline, ENTITY_KEY, COMPARED)
     observed = {

@@ -1,6 +1,7 @@
-"""``models/churn_classifier``: an Optuna search with one nested MLflow run per trial under
-one parent run per materialization; the parent holds the final model, its test metrics,
-slice metrics, plots and the lineage of the data it was trained on.
+"""``models/<name>`` for every declared model (lib/models/catalog): an Optuna search with one
+nested MLflow run per trial under one parent run per materialization; the parent holds the
+final model, its test metrics, slice metrics, plots and the lineage of the data it was trained
+on.
 
 The recipe is ``lib.models.training.train``; the ``training_launcher`` resource decides where it
 runs (in this process, a Pipes subprocess, a Databricks job through Pipes). Checks computed from
@@ -15,31 +16,33 @@ import dagster as dg
 from pydantic import Field
 
 from ml_assets import names
-from ml_assets.defs.metadata import recorded_lineage
+from ml_assets.defs.metadata import recorded_lineage, table_key
 from ml_assets.deployments import REPO_ROOT
-from ml_assets.lib.models.training import (
-    COLUMNS,
-    ORDER,
-    TrainingRequest,
-    TrainingSettings,
-    TrainingSource,
-)
-from ml_assets.lib.training_sets.churn import TRAINING_SET
+from ml_assets.lib.models.declaration import ModelDeclaration
+from ml_assets.lib.models.training import TrainingRequest, TrainingSettings, TrainingSource
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.mlflow import MlflowTracking
 from ml_assets.resources.training import TrainingLauncher
 
-TRAINING_SET_KEY = dg.AssetKey(names.CHURN_TRAINING_SET_KEY)
-MODEL_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_KEY)
 
+def training_config(model: ModelDeclaration) -> type[dg.Config]:
+    """The launchpad's settings for one model, its declared defaults shown."""
+    d = model.settings
 
-class ChurnClassifierConfig(dg.Config):
-    n_trials: int = Field(20, ge=1, le=500, description="Optuna trials (nested MLflow runs)")
-    seed: int = Field(7, description="Seeds the TPE sampler and XGBoost")
-    min_test_roc_auc: float = Field(0.75, ge=0, le=1)
-    max_test_log_loss_vs_base_rate: float = Field(
-        1.0, gt=0, description="test log loss at most this times that of predicting the base rate"
-    )
+    class ModelTrainingConfig(dg.Config):
+        n_trials: int = Field(d.n_trials, ge=1, le=500, description="Optuna trials (nested runs)")
+        seed: int = Field(d.seed, description="Seeds the TPE sampler and XGBoost")
+        min_test_roc_auc: float = Field(
+            d.min_test_roc_auc, ge=0, le=1, description="the lowest test ROC AUC passed on"
+        )
+        max_test_log_loss_vs_base_rate: float = Field(
+            d.max_test_log_loss_vs_base_rate,
+            gt=0,
+            description="test log loss at most this times that of predicting the base rate",
+        )
+
+    ModelTrainingConfig.__name__ = f"{model.name}_training_config"
+    return ModelTrainingConfig
 
 
 def _git_commit() -> str:
@@ -52,9 +55,9 @@ def _git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown (not a git checkout)"
 
 
-def _lineage_tags(context: dg.AssetExecutionContext) -> dict[str, str]:
+def _lineage_tags(context: dg.AssetExecutionContext, training_set: dg.AssetKey) -> dict[str, str]:
     tags = {names.TAG_GIT_COMMIT: _git_commit(), names.TAG_DAGSTER_RUN_ID: context.run.run_id}
-    lineage = recorded_lineage(context.instance, TRAINING_SET_KEY)
+    lineage = recorded_lineage(context.instance, training_set)
     if lineage is not None:
         tags[names.TAG_TRAINING_SET_HASH] = lineage.content_hash
         for table, table_version in lineage.table_versions.items():
@@ -62,48 +65,60 @@ def _lineage_tags(context: dg.AssetExecutionContext) -> dict[str, str]:
     return tags
 
 
-@dg.asset(
-    key=MODEL_KEY,
-    group_name=names.MODELS,
-    deps=[TRAINING_SET_KEY],
-    kinds={"xgboost", "mlflow"},
-    check_specs=[
-        dg.AssetCheckSpec(names.CHECK_METRICS_MEET_THRESHOLDS, asset=MODEL_KEY, blocking=True),
-        dg.AssetCheckSpec(names.CHECK_TRIALS_RECORDED, asset=MODEL_KEY, blocking=True),
-    ],
-    description="XGBoost churn classifier: Optuna TPE search (nested MLflow runs), final model "
-    "with test and slice metrics, plots, signature and data lineage on the parent run.",
-)
-def churn_classifier(
-    context: dg.AssetExecutionContext,
-    config: ChurnClassifierConfig,
-    lakehouse: Lakehouse,
-    mlflow_tracking: MlflowTracking,
-    training_launcher: TrainingLauncher,
-):
-    version = lakehouse.current_version(TRAINING_SET)
-    request = TrainingRequest(
-        settings=TrainingSettings(**config.model_dump()),
-        source=TrainingSource(lakehouse.table_reference(TRAINING_SET), version),
-        run_name=f"churn_classifier {context.run.run_id[:8]}",
-        tags=_lineage_tags(context),
+def _with_where(event, mlflow_tracking: MlflowTracking, where: str):
+    if not isinstance(event, dg.MaterializeResult):
+        return event
+    return dg.MaterializeResult(
+        asset_key=event.asset_key,
+        metadata={
+            **(event.metadata or {}),
+            "mlflow_experiment": mlflow_tracking.experiment_name,
+            "mlflow_ui": mlflow_tracking.ui_hint(),
+            "trained": where,
+        },
+        data_version=event.data_version,
     )
 
-    def read():
-        frame = lakehouse.read(TRAINING_SET, version=version).select(*COLUMNS).orderBy(*ORDER)
-        return frame.toPandas()
 
-    launched = training_launcher.launch(context, request, mlflow_tracking.target(), read)
-    for event in launched:
-        if isinstance(event, dg.MaterializeResult):
-            event = dg.MaterializeResult(
-                asset_key=event.asset_key,
-                metadata={
-                    **(event.metadata or {}),
-                    "mlflow_experiment": mlflow_tracking.experiment_name,
-                    "mlflow_ui": mlflow_tracking.ui_hint(),
-                    "trained": training_launcher.where(),
-                },
-                data_version=event.data_version,
-            )
-        yield event
+def build_model(model: ModelDeclaration) -> dg.AssetsDefinition:
+    key = dg.AssetKey([names.MODELS, model.name])
+    training_set = model.training_set.table
+    training_set_key = table_key(model.training_set.table_name)
+    Config = training_config(model)
+
+    @dg.asset(
+        key=key,
+        group_name=names.MODELS,
+        deps=[training_set_key],
+        kinds={"xgboost", "mlflow"},
+        check_specs=[
+            dg.AssetCheckSpec(names.CHECK_METRICS_MEET_THRESHOLDS, asset=key, blocking=True),
+            dg.AssetCheckSpec(names.CHECK_TRIALS_RECORDED, asset=key, blocking=True),
+        ],
+        description=model.description,
+    )
+    def _model(
+        context: dg.AssetExecutionContext,
+        config: Config,
+        lakehouse: Lakehouse,
+        mlflow_tracking: MlflowTracking,
+        training_launcher: TrainingLauncher,
+    ):
+        version = lakehouse.current_version(training_set)
+        request = TrainingRequest(
+            model=model.name,
+            settings=TrainingSettings(**config.model_dump()),
+            source=TrainingSource(lakehouse.table_reference(training_set), version),
+            run_name=f"{model.name} {context.run.run_id[:8]}",
+            tags=_lineage_tags(context, training_set_key),
+        )
+
+        def read():
+            frame = lakehouse.read(training_set, version=version).select(*model.columns)
+            return frame.orderBy(*model.order).toPandas()
+
+        launched = training_launcher.launch(context, request, mlflow_tracking.target(), read)
+        for event in launched:
+            yield _with_where(event, mlflow_tracking, training_launcher.where())
+
+    return _model

@@ -19,7 +19,8 @@ from pydantic import Field
 from pyspark.sql import functions as F
 
 from ml_assets import names
-from ml_assets.lib.models import churn_classifier as cc
+from ml_assets.lib.models import classifier as cc
+from ml_assets.lib.models.churn_classifier import COSTS, ENCODING, REGISTERED_MODEL
 from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.models.golden import ORDERINGS, golden_examples
 from ml_assets.lib.models.thresholds import MetricThreshold
@@ -79,7 +80,7 @@ def churn_classifier_version(
 ) -> dg.MaterializeResult:
     run_id = _latest_model_run_id(context.instance)
     registry = model_registry.open()
-    name = registry.full_name(cc.REGISTERED_MODEL)
+    name = registry.full_name(REGISTERED_MODEL)
     run = registry.run(run_id)
     lineage = {k: v for k, v in run.data.tags.items() if k.startswith(names.TAG_PREFIX)}
     model_id = lineage.get(LOGGED_MODEL_TAG)
@@ -185,7 +186,7 @@ def _test_set(lakehouse: Lakehouse, registry: Registry, version: ModelVersion):
         .select(*MODEL_FEATURES, LABEL)
         .toPandas()
     )
-    return request_frame(frame, cc.ENCODING), frame[LABEL].to_numpy(dtype=int), int(recorded)
+    return request_frame(frame, ENCODING), frame[LABEL].to_numpy(dtype=int), int(recorded)
 
 
 def _metrics_table(report: GateReport) -> str:
@@ -225,7 +226,7 @@ def _run_gate(
                 f"The run of v{subject.version} logged no test_threshold (the decision "
                 "threshold it was evaluated at)."
             )
-        return cc.evaluate(labels, probabilities, threshold, cc.COSTS)
+        return cc.evaluate(labels, probabilities, threshold, COSTS)
 
     report = evaluate_gate(
         _subject(registry, name, challenger),
@@ -283,7 +284,7 @@ def churn_classifier_champion(
     model_registry: ModelRegistry,
 ):
     registry = model_registry.open()
-    name = registry.full_name(cc.REGISTERED_MODEL)
+    name = registry.full_name(REGISTERED_MODEL)
     mode = GateMode(config.mode)
     policy = config.policy()  # a malformed policy fails here, before anything moves
     challenger = registry.by_alias(name, aliases.CHALLENGER)
@@ -381,7 +382,7 @@ def _gate_check(
 )
 def champion_alias_consistent(model_registry: ModelRegistry) -> dg.AssetCheckResult:
     registry = model_registry.open()
-    name = registry.full_name(cc.REGISTERED_MODEL)
+    name = registry.full_name(REGISTERED_MODEL)
     champion, problems = aliases.champion_problems(registry, name)
     return dg.AssetCheckResult(
         passed=not problems,
@@ -404,7 +405,7 @@ def rollback_champion_alias(
     context: dg.OpExecutionContext, config: RollbackConfig, model_registry: ModelRegistry
 ) -> None:
     registry = model_registry.open()
-    name = registry.full_name(cc.REGISTERED_MODEL)
+    name = registry.full_name(REGISTERED_MODEL)
     try:
         move = aliases.rollback(
             registry, name, reason=config.reason, dagster_run_id=context.run.run_id

@@ -1,4 +1,5 @@
-"""Churn labels and the point-in-time churn training set, with the checks that guard it.
+"""Labels and point-in-time training sets, with the checks that guard them: one factory that
+turns a ``TrainingSetDeclaration`` (lib/training_sets/declaration) into its assets and checks.
 
 The training set's lineage (Delta versions of the labels and of every feature table, the
 split cutoffs and the content hash) is recorded in its materialization metadata; the
@@ -6,8 +7,10 @@ checks read it back from the latest materialization, so "Execute checks" in the 
 still compares against the exact inputs that built the table.
 """
 
+
 import datetime as dt
 import time
+from collections.abc import Callable
 
 import dagster as dg
 from pyspark.sql import functions as F
@@ -19,76 +22,23 @@ from ml_assets.defs.metadata import (
     check_result,
     recorded_lineage,
     table_asset_spec,
+    table_key,
     write_metadata,
 )
-from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
+from ml_assets.lib.features.registry import contract_for
 from ml_assets.lib.quality import CheckOutcome
 from ml_assets.lib.training_sets import checks, content_hash
-from ml_assets.lib.training_sets.churn import (
-    CHURN_LOOKUPS,
-    LABEL,
-    LABEL_TS,
-    LABELS,
-    LOOKBACKS,
-    MODEL_FEATURES,
-    SPLIT,
+from ml_assets.lib.training_sets.declaration import (
     SPLITS,
-    TRAINING_SET,
     Lineage,
     SplitCutoffs,
-    build_churn_training_set,
-    compute_churn_labels,
+    TrainingSetDeclaration,
 )
+from ml_assets.lib.training_sets.summary import summarize_labels, summarize_training_set
 from ml_assets.resources.lakehouse import Lakehouse
 
-ACTIVITY_KEY = dg.AssetKey(names.USER_ACTIVITY_KEY)
-DAILY_KEY = dg.AssetKey(names.USER_DAILY_ACTIVITY_KEY)
-PROFILE_KEY = dg.AssetKey(names.USER_PROFILE_KEY)
-LABELS_KEY = dg.AssetKey(names.CHURN_LABELS_KEY)
-TRAINING_SET_KEY = dg.AssetKey(names.CHURN_TRAINING_SET_KEY)
 LEAK_AUC_THRESHOLD = 0.95
-
-
-@dg.multi_asset(
-    specs=[table_asset_spec(LABELS_KEY, LABELS, group=names.TRAINING_SETS, deps=[DAILY_KEY])],
-    name="churn_labels",
-)
-def churn_labels(context: dg.AssetExecutionContext, lakehouse: Lakehouse):
-    """Weekly churn labels over the days user_daily_activity covers (rebuilt whole)."""
-    daily = lakehouse.read(user_daily_activity.CONTRACT.table_spec)
-    bounds = daily.select(F.min("activity_date"), F.max("activity_date")).first()
-    first_day, last_day = bounds[0], bounds[1]
-    commit = lakehouse.overwrite(LABELS, compute_churn_labels(daily, first_day, last_day))
-    rows = (
-        lakehouse.read(LABELS)
-        .groupBy(LABEL_TS)
-        .agg(F.count(F.lit(1)).alias("users"), F.avg(LABEL).alias("churn_rate"))
-        .orderBy(LABEL_TS)
-        .collect()
-    )
-    total = sum(r["users"] for r in rows)
-    churned = sum(r["users"] * r["churn_rate"] for r in rows)
-    context.log.info(
-        "churn_labels: %d observations at %d times, churn rate %.3f",
-        total,
-        len(rows),
-        churned / total,
-    )
-    yield dg.MaterializeResult(
-        asset_key=LABELS_KEY,
-        metadata={
-            **write_metadata(LABELS, commit, lakehouse.uri(LABELS), total_rows=total),
-            "data_days": f"{first_day}..{last_day}",
-            "observation_times": len(rows),
-            "churn_rate": round(churned / total, 4),
-            "per_observation_time": dg.MetadataValue.md(
-                "| label_ts | users | churn rate |\n|---|---|---|\n"
-                + "\n".join(
-                    f"| {r[LABEL_TS].date()} | {r['users']} | {r['churn_rate']:.3f} |" for r in rows
-                )
-            ),
-        },
-    )
+CHECK_SAMPLE_ROWS = 200
 
 
 class TrainingSetConfig(dg.Config):
@@ -109,14 +59,58 @@ class TrainingSetConfig(dg.Config):
         )
 
 
-def _column_lineage() -> dg.TableColumnLineage:
-    deps: dict[str, list[dg.TableColumnDep]] = {}
-    for column in LABELS.column_names:
-        deps[column] = [dg.TableColumnDep(asset_key=LABELS_KEY, column_name=column)]
-    for lookup, key, contract in (
-        (CHURN_LOOKUPS[0], ACTIVITY_KEY, user_activity.CONTRACT),
-        (CHURN_LOOKUPS[1], PROFILE_KEY, user_profile.CONTRACT),
-    ):
+def _rate_key(declaration: TrainingSetDeclaration) -> str:
+    return declaration.labels.rate_name.replace(" ", "_")
+
+
+def build_labels(declaration: TrainingSetDeclaration) -> dg.AssetsDefinition:
+    labels = declaration.labels
+    key, source_key = table_key(str(labels.table.name)), table_key(str(labels.source.name))
+    rate_key = _rate_key(declaration)
+
+    @dg.multi_asset(
+        specs=[table_asset_spec(key, labels.table, group=names.TRAINING_SETS, deps=[source_key])],
+        name=labels.table.name.table,
+    )
+    def _labels(context: dg.AssetExecutionContext, lakehouse: Lakehouse):
+        daily = lakehouse.read(labels.source)
+        day = F.col(labels.source_date)
+        first_day, last_day = daily.select(F.min(day), F.max(day)).first()
+        commit = lakehouse.overwrite(labels.table, labels.compute(daily, first_day, last_day))
+        summary = summarize_labels(lakehouse.read(labels.table), labels)
+        context.log.info(
+            "%s: %d observations at %d times, %s %.3f",
+            labels.table.name.table,
+            summary.rows,
+            len(summary.per_time),
+            labels.rate_name,
+            summary.rate,
+        )
+        uri = lakehouse.uri(labels.table)
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={
+                **write_metadata(labels.table, commit, uri, total_rows=summary.rows),
+                "data_days": f"{first_day}..{last_day}",
+                "observation_times": len(summary.per_time),
+                rate_key: round(summary.rate, 4),
+                "per_observation_time": dg.MetadataValue.md(
+                    summary.markdown(labels.timestamp, labels.rate_name)
+                ),
+            },
+        )
+
+    return _labels
+
+
+def _column_lineage(declaration: TrainingSetDeclaration) -> dg.TableColumnLineage:
+    labels_key = table_key(str(declaration.labels.table.name))
+    deps: dict[str, list[dg.TableColumnDep]] = {
+        column: [dg.TableColumnDep(asset_key=labels_key, column_name=column)]
+        for column in declaration.labels.table.column_names
+    }
+    for lookup in declaration.lookups:
+        key, contract = table_key(lookup.table_name), contract_for(lookup.table_name)
         for name in contract.feature_names:
             deps[lookup.output_name(name)] = [dg.TableColumnDep(asset_key=key, column_name=name)]
         deps[lookup.matched_timestamp_column] = [
@@ -125,78 +119,88 @@ def _column_lineage() -> dg.TableColumnLineage:
     return dg.TableColumnLineage(deps_by_column=deps)
 
 
-@dg.multi_asset(
-    specs=[
-        table_asset_spec(
-            TRAINING_SET_KEY,
-            TRAINING_SET,
-            group=names.TRAINING_SETS,
-            deps=[LABELS_KEY, ACTIVITY_KEY, PROFILE_KEY],
+def build_training_set(declaration: TrainingSetDeclaration) -> dg.AssetsDefinition:
+    table, key = declaration.table, table_key(declaration.table_name)
+    inputs = [table_key(str(declaration.labels.table.name))]
+    inputs += [table_key(name) for name in declaration.feature_tables]
+    lookups = "; ".join(
+        f"{lk.table_name} (lookback {lk.lookback_window or 'none'})" for lk in declaration.lookups
+    )
+    spec_metadata = {"model_features": ", ".join(declaration.model_features), "lookups": lookups}
+
+    @dg.multi_asset(
+        specs=[
+            table_asset_spec(
+                key, table, group=names.TRAINING_SETS, deps=inputs, metadata=spec_metadata
+            )
+        ],
+        name=declaration.name,
+    )
+    def _training_set(
+        context: dg.AssetExecutionContext, config: TrainingSetConfig, lakehouse: Lakehouse
+    ):
+        """Labels joined point-in-time with the feature tables, split by time, lineage-pinned."""
+        started = time.perf_counter()
+        training, cutoffs = declaration.build(lakehouse, cutoffs=config.cutoffs())
+        commit = lakehouse.overwrite(table, training.df)
+        written = lakehouse.read(table, version=commit.version)
+        lineage = Lineage(training.table_versions, cutoffs, content_hash(written))
+        summary = summarize_training_set(written, declaration)
+        seconds = time.perf_counter() - started
+        context.log.info(
+            "%s: %d rows in %.1f s; versions %s; hash %s",
+            declaration.name,
+            summary.rows,
+            seconds,
+            lineage.table_versions,
+            lineage.content_hash[:12],
+        )
+        yield dg.MaterializeResult(
+            asset_key=key,
             metadata={
-                "model_features": ", ".join(MODEL_FEATURES),
-                "lookups": "; ".join(
-                    f"{lk.table_name} (lookback {lk.lookback_window or 'none'})"
-                    for lk in CHURN_LOOKUPS
-                ),
+                **write_metadata(table, commit, lakehouse.uri(table), total_rows=summary.rows),
+                **_lineage_metadata(lineage),
+                "dagster/column_lineage": _column_lineage(declaration),
+                **_summary_metadata(summary, _rate_key(declaration)),
+                "seconds": round(seconds, 2),
             },
         )
-    ],
-    name="churn_training_set",
-)
-def churn_training_set(
-    context: dg.AssetExecutionContext, config: TrainingSetConfig, lakehouse: Lakehouse
-):
-    """Labels joined point-in-time with the feature tables, split by time, lineage-pinned."""
-    started = time.perf_counter()
-    training, cutoffs = build_churn_training_set(lakehouse, cutoffs=config.cutoffs())
-    commit = lakehouse.overwrite(TRAINING_SET, training.df)
-    written = lakehouse.read(TRAINING_SET, version=commit.version)
-    lineage = Lineage(training.table_versions, cutoffs, content_hash(written))
-    seconds = time.perf_counter() - started
-    splits = {
-        r[SPLIT]: (r["rows"], r["churn_rate"])
-        for r in written.groupBy(SPLIT)
-        .agg(F.count(F.lit(1)).alias("rows"), F.avg(LABEL).alias("churn_rate"))
-        .collect()
-    }
-    total = sum(rows for rows, _ in splits.values())
-    matched = written.select(
-        *[F.avg(F.col(c).isNotNull().cast("double")).alias(c) for c in LOOKBACKS]
-    ).first()
-    context.log.info(
-        "churn_training_set: %d rows in %.1f s; versions %s; hash %s",
-        total,
-        seconds,
-        lineage.table_versions,
-        lineage.content_hash[:12],
-    )
-    yield dg.MaterializeResult(
-        asset_key=TRAINING_SET_KEY,
-        metadata={
-            **write_metadata(TRAINING_SET, commit, lakehouse.uri(TRAINING_SET), total_rows=total),
-            LINEAGE: dg.MetadataValue.json(lineage.as_metadata()),
-            **{
-                f"version_{name.split('.')[-1]}": version
-                for name, version in lineage.table_versions.items()
-            },
-            "content_hash": lineage.content_hash,
-            "dagster/column_lineage": _column_lineage(),
-            **{f"rows_{s}": splits.get(s, (0, 0))[0] for s in SPLITS},
-            **{f"churn_rate_{s}": round(splits.get(s, (0, 0))[1] or 0, 4) for s in SPLITS},
-            "validation_start": lineage.cutoffs.validation_start.isoformat(),
-            "test_start": lineage.cutoffs.test_start.isoformat(),
-            **{f"match_rate_{c}": round(matched[c] or 0, 4) for c in LOOKBACKS},
-            "seconds": round(seconds, 2),
+
+    return _training_set
+
+
+def _lineage_metadata(lineage: Lineage) -> dict[str, object]:
+    return {
+        LINEAGE: dg.MetadataValue.json(lineage.as_metadata()),
+        **{
+            f"version_{name.split('.')[-1]}": version
+            for name, version in lineage.table_versions.items()
         },
-    )
+        "content_hash": lineage.content_hash,
+        "validation_start": lineage.cutoffs.validation_start.isoformat(),
+        "test_start": lineage.cutoffs.test_start.isoformat(),
+    }
 
 
-def _lineage_check(name: str, description: str, evaluate) -> dg.AssetChecksDefinition:
+def _summary_metadata(summary, rate_key: str) -> dict[str, object]:
+    return {
+        **{f"rows_{s}": summary.rows_per_split[s] for s in SPLITS},
+        **{f"{rate_key}_{s}": round(summary.rate_per_split[s], 4) for s in SPLITS},
+        **{f"match_rate_{c}": round(rate, 4) for c, rate in summary.match_rates.items()},
+    }
+
+
+Evaluate = Callable[[Lakehouse, Lineage], CheckOutcome]
+
+
+def _lineage_check(
+    key: dg.AssetKey, name: str, description: str, evaluate: Evaluate
+) -> dg.AssetChecksDefinition:
     """A blocking check that needs the lineage of the latest materialization."""
 
-    @dg.asset_check(asset=TRAINING_SET_KEY, name=name, description=description, blocking=True)
+    @dg.asset_check(asset=key, name=name, description=description, blocking=True)
     def _check(context: dg.AssetCheckExecutionContext, lakehouse: Lakehouse):
-        lineage = recorded_lineage(context.instance, TRAINING_SET_KEY)
+        lineage = recorded_lineage(context.instance, key)
         if lineage is None:
             outcome = CheckOutcome(
                 False,
@@ -210,59 +214,80 @@ def _lineage_check(name: str, description: str, evaluate) -> dg.AssetChecksDefin
     return _check
 
 
-def _labels_at(lakehouse: Lakehouse, lineage: Lineage):
-    return lakehouse.read(LABELS, version=lineage.table_versions[str(LABELS.name)])
+def build_training_set_checks(
+    declaration: TrainingSetDeclaration,
+) -> list[dg.AssetChecksDefinition]:
+    labels, table = declaration.labels, declaration.table
+    labels_key, key = table_key(str(labels.table.name)), table_key(declaration.table_name)
+    key_columns = [*labels.table.column_names]
 
+    def labels_at(lh: Lakehouse, lineage: Lineage):
+        return lh.read(labels.table, version=lineage.table_versions[str(labels.table.name)])
 
-def build_training_set_checks() -> list[dg.AssetChecksDefinition]:
-    key_columns = [*LABELS.column_names]
     return [
-        *standard_table_checks(
-            LABELS_KEY, LABELS, constraints={"churned_is_0_or_1": f"{LABEL} IN (0, 1)"}
-        ),
-        *standard_table_checks(TRAINING_SET_KEY, TRAINING_SET),
+        *standard_table_checks(labels_key, labels.table, constraints=labels.constraints),
+        *standard_table_checks(key, table),
         table_check(
-            TRAINING_SET_KEY,
+            key,
             names.CHECK_NO_FUTURE_FEATURES,
-            "Every matched feature timestamp is at or before label_ts and within its lookup's "
-            "lookback window.",
-            lambda lh: checks.no_future_feature_values(lh.read(TRAINING_SET), LABEL_TS, LOOKBACKS),
+            f"Every matched feature timestamp is at or before {labels.timestamp} and within its "
+            "lookup's lookback window.",
+            lambda lh: checks.no_future_feature_values(
+                lh.read(table), labels.timestamp, declaration.lookbacks
+            ),
         ),
         _lineage_check(
+            key,
             names.CHECK_ONE_ROW_PER_SPINE_ROW,
             "Each label row appears exactly once (as often as in the labels version used).",
             lambda lh, lineage: checks.one_row_per_spine_row(
-                _labels_at(lh, lineage), lh.read(TRAINING_SET), key_columns
+                labels_at(lh, lineage), lh.read(table), key_columns
             ),
         ),
         _lineage_check(
+            key,
             names.CHECK_MATCHES_REFERENCE,
-            "A sample of 200 label rows, recomputed by a naive pure-Python point-in-time join "
-            "from the recorded table versions, equals the training set row by row.",
+            f"A sample of {CHECK_SAMPLE_ROWS} label rows, recomputed by a naive pure-Python "
+            "point-in-time join from the recorded table versions, equals the training set row "
+            "by row.",
             lambda lh, lineage: checks.matches_reference_join(
-                lh.read(TRAINING_SET),
-                _labels_at(lh, lineage),
-                CHURN_LOOKUPS,
+                lh.read(table),
+                labels_at(lh, lineage),
+                declaration.lookups,
                 tables=lh,
                 versions=lineage.table_versions,
                 spine_columns=key_columns,
+                sample_size=CHECK_SAMPLE_ROWS,
             ),
         ),
         table_check(
-            TRAINING_SET_KEY,
+            key,
             names.CHECK_SPLIT_TIME_ORDERED,
-            "train < validation < test by label_ts, none empty.",
-            lambda lh: checks.split_is_time_ordered(lh.read(TRAINING_SET), LABEL_TS, SPLIT, SPLITS),
+            f"train < validation < test by {labels.timestamp}, none empty.",
+            lambda lh: checks.split_is_time_ordered(
+                lh.read(table), labels.timestamp, "split", SPLITS
+            ),
         ),
         table_check(
-            TRAINING_SET_KEY,
+            key,
             names.CHECK_NO_SINGLE_FEATURE_LEAK,
             f"No single model feature predicts the label with ROC AUC >= {LEAK_AUC_THRESHOLD} "
             "on its own (suspected leakage).",
             lambda lh: checks.no_single_feature_leak(
-                lh.read(TRAINING_SET), LABEL, MODEL_FEATURES, threshold=LEAK_AUC_THRESHOLD
+                lh.read(table),
+                labels.label,
+                declaration.model_features,
+                threshold=LEAK_AUC_THRESHOLD,
             ),
             blocking=False,
             severity=dg.AssetCheckSeverity.WARN,
         ),
     ]
+
+
+def build_training_set_definitions(
+    declaration: TrainingSetDeclaration,
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """The labels, the training set and every check on them."""
+    assets = [build_labels(declaration), build_training_set(declaration)]
+    return assets, build_training_set_checks(declaration)

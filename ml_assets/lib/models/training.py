@@ -1,11 +1,12 @@
-"""Training the churn classifier, wherever it runs: the whole recipe from a training-set frame
-to a logged model, its MLflow runs and what Dagster is told about it.
+"""Training a declared model, wherever it runs: the whole recipe from a training-set frame to a
+logged model, its MLflow runs and what Dagster is told about it.
 
 One function, ``train``, does the work for both the in-process asset and the remote script
-(``ml_assets/pipes/train_churn.py``) that Dagster Pipes launches as a subprocess or a Databricks
-job; its inputs (``TrainingRequest``, ``TrainingSource``, ``lib.tracking.Tracking``) are plain
-JSON-able data and its result reports itself (``TrainingOutcome.report``) in Pipes' metadata
-format, so both paths show the same materialization and the same check results.
+(``ml_assets/pipes/train_model.py``) that Dagster Pipes launches as a subprocess or a Databricks
+job; its inputs (``TrainingRequest``: the model's name in ``lib/models/catalog``, its settings and
+its ``TrainingSource``; ``lib.tracking.Tracking``) are plain JSON-able data and its result
+reports itself (``TrainingOutcome.report``) in Pipes' metadata format, so both paths show the
+same materialization and the same check results.
 
 An Optuna search runs with one nested MLflow run per trial under one parent run; the parent
 holds the final model (a probability pyfunc carrying its scoring code, and the native booster),
@@ -32,68 +33,25 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from ml_assets import names
-from ml_assets.lib.features.registry import CONTRACTS
-from ml_assets.lib.models import churn_classifier as cc
+from ml_assets.lib.models import classifier as cc
 from ml_assets.lib.models import encoding, served
+from ml_assets.lib.models.catalog import model_named
+from ml_assets.lib.models.declaration import (
+    ModelDeclaration,
+    TrainingRequestError,
+    TrainingSettings,
+)
 from ml_assets.lib.models.encoding import request_frame
-from ml_assets.lib.models.served import BOOSTER, SCHEMA, ChurnProbabilityModel
+from ml_assets.lib.models.served import BOOSTER, SCHEMA, ProbabilityModel
 from ml_assets.lib.models.thresholds import MetricThreshold, metric_breaches
 from ml_assets.lib.tracking import Tracking, log_images, log_json
-from ml_assets.lib.training_sets.churn import (
-    ENTITY_KEY,
-    LABEL,
-    LABEL_TS,
-    MODEL_FEATURES,
-    SPLIT,
-    SPLITS,
-    TRAINING_SET,
-)
+from ml_assets.lib.training_sets.declaration import SPLIT, SPLITS
 
 SERVED_MODULES = (encoding, served)  # the code a served model carries
 SCORING_DISTRIBUTIONS = ("mlflow", "cloudpickle", "xgboost", "pandas", "numpy")
 LOGGED_MODEL_TAG = names.TAG_LOGGED_MODEL_ID
-COLUMNS = (ENTITY_KEY, *MODEL_FEATURES, LABEL, LABEL_TS, SPLIT)
-ORDER = (LABEL_TS, ENTITY_KEY)  # a fixed row order: the same data and seed give the same model
 
 Metadata = dict[str, dict[str, object]]  # Pipes' form: name -> {"raw_value": ..., "type": ...}
-
-
-class TrainingRequestError(ValueError):
-    """A training request with a missing or out-of-range field."""
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    n_trials: int = 20
-    seed: int = 7
-    min_test_roc_auc: float = 0.75
-    max_test_log_loss_vs_base_rate: float = 1.0  # times the log loss of the base rate
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not isinstance(self.n_trials, int) or not 1 <= self.n_trials <= 500:
-            problems.append(f"n_trials={self.n_trials!r}: expected an integer from 1 to 500")
-        if not isinstance(self.seed, int):
-            problems.append(f"seed={self.seed!r}: expected an integer")
-        if not isinstance(self.min_test_roc_auc, int | float) or not (
-            0 <= self.min_test_roc_auc <= 1
-        ):
-            problems.append(f"min_test_roc_auc={self.min_test_roc_auc!r}: expected 0..1")
-        ratio = self.max_test_log_loss_vs_base_rate
-        if not isinstance(ratio, int | float) or ratio <= 0:
-            problems.append(f"max_test_log_loss_vs_base_rate={ratio!r}: expected a number > 0")
-        if problems:
-            raise TrainingRequestError("Invalid training settings: " + "; ".join(problems))
-
-    def thresholds(self, base_rate_log_loss: float) -> list[MetricThreshold]:
-        return [
-            MetricThreshold("roc_auc", threshold=self.min_test_roc_auc),
-            MetricThreshold(
-                "log_loss",
-                threshold=self.max_test_log_loss_vs_base_rate * base_rate_log_loss,
-                greater_is_better=False,
-            ),
-        ]
 
 
 @dataclass(frozen=True)
@@ -107,6 +65,7 @@ class TrainingSource:
 
 @dataclass(frozen=True)
 class TrainingRequest:
+    model: str  # a name in lib/models/catalog
     settings: TrainingSettings
     source: TrainingSource
     run_name: str
@@ -114,6 +73,7 @@ class TrainingRequest:
 
     def to_json(self) -> dict[str, object]:
         return {
+            "model": self.model,
             "settings": asdict(self.settings),
             "source": asdict(self.source),
             "run_name": self.run_name,
@@ -128,6 +88,7 @@ class TrainingRequest:
             if not all(isinstance(part, Mapping) for part in (settings, source, tags)):
                 raise TypeError("settings, source and tags must be objects")
             return cls(
+                model=str(data["model"]),
                 settings=TrainingSettings(**settings),
                 source=TrainingSource(str(source["reference"]), int(source["version"])),
                 run_name=str(data["run_name"]),
@@ -137,12 +98,19 @@ class TrainingRequest:
             if isinstance(exc, TrainingRequestError):
                 raise
             raise TrainingRequestError(
-                "A training request is {'settings': {...}, 'source': {'reference', 'version'}, "
-                f"'run_name', 'tags'}}; found keys {sorted(data)} ({type(exc).__name__}: {exc})."
+                "A training request is {'model', 'settings': {...}, 'source': {'reference', "
+                f"'version'}}, 'run_name', 'tags'}}; found keys {sorted(data)} "
+                f"({type(exc).__name__}: {exc})."
             ) from None
 
+    @property
+    def declaration(self) -> ModelDeclaration:
+        return model_named(self.model)
 
-def read_training_frame(source: TrainingSource, spark=None) -> pd.DataFrame:
+
+def read_training_frame(
+    source: TrainingSource, model: ModelDeclaration, spark=None
+) -> pd.DataFrame:
     """The training set at ``source.version`` as the recipe wants it. A path is read with
     delta-rs (no Spark needed: a subprocess reads the local tables directly); a catalog name
     with ``spark`` (on Databricks, the job's own session). Timestamps come back as Spark's
@@ -152,14 +120,16 @@ def read_training_frame(source: TrainingSource, spark=None) -> pd.DataFrame:
         from deltalake import DeltaTable
 
         path = reference.removeprefix("file://")
-        arrow = DeltaTable(path, version=source.version).to_pyarrow_table(columns=list(COLUMNS))
+        arrow = DeltaTable(path, version=source.version).to_pyarrow_table(
+            columns=list(model.columns)
+        )
         frame = arrow.to_pandas()
         for column in frame.columns:
             if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
                 frame[column] = frame[column].dt.tz_convert("UTC").dt.tz_localize(None)
             if pd.api.types.is_datetime64_dtype(frame[column]):
                 frame[column] = frame[column].astype("datetime64[ns]")
-        return frame.sort_values(list(ORDER), kind="stable").reset_index(drop=True)
+        return frame.sort_values(list(model.order), kind="stable").reset_index(drop=True)
     if spark is None:
         raise TrainingRequestError(
             f"The training set {reference!r} is a table name: reading it needs a Spark session "
@@ -168,8 +138,8 @@ def read_training_frame(source: TrainingSource, spark=None) -> pd.DataFrame:
     return (
         spark.read.option("versionAsOf", source.version)
         .table(reference)
-        .select(*COLUMNS)
-        .orderBy(*ORDER)
+        .select(*model.columns)
+        .orderBy(*model.order)
         .toPandas()
     )
 
@@ -234,7 +204,9 @@ class TrainingOutcome:
             "seconds": _number(round(self.seconds, 1)),
             "slice_metrics": _md(_markdown_table(self.slices.round(4))),
             "plots": _md(_image_markdown(self.images)),
-            "feature_tables": _text(", ".join(sorted(CONTRACTS))),
+            "feature_tables": _text(
+                ", ".join(self.request.declaration.training_set.feature_tables)
+            ),
         }
         thresholds = CheckReport(
             names.CHECK_METRICS_MEET_THRESHOLDS,
@@ -264,11 +236,11 @@ class TrainingOutcome:
         return Report(metadata=metadata, checks=(thresholds, trials))
 
 
-def _window_tags(frame: pd.DataFrame) -> dict[str, str]:
-    """The label_ts window of each split, e.g. ``"2024-01-08..2024-03-04"``."""
+def _window_tags(frame: pd.DataFrame, timestamp: str) -> dict[str, str]:
+    """The observation-time window of each split, e.g. ``"2024-01-08..2024-03-04"``."""
     tags = {}
     for split in SPLITS:
-        times = frame.loc[frame[SPLIT] == split, LABEL_TS]
+        times = frame.loc[frame[SPLIT] == split, timestamp]
         if len(times):
             tags[names.TAG_WINDOW_PREFIX + split] = (
                 f"{times.min():%Y-%m-%d}..{times.max():%Y-%m-%d}"
@@ -283,12 +255,12 @@ def train(
     log: Callable[[str], None] = print,
 ) -> TrainingOutcome:
     """Search, fit, evaluate and log the model; the parent run is FINISHED when this returns."""
-    settings = request.settings
-    data = cc.splits(frame, cc.ENCODING, LABEL, SPLIT)
+    settings, model = request.settings, request.declaration
+    data = cc.splits(frame, model.encoding, model.label, SPLIT)
     tags = {
-        names.TAG_TRAINING_SET: str(TRAINING_SET.name),
+        names.TAG_TRAINING_SET: model.training_set.table_name,
         names.TAG_TRAINING_SET_VERSION: str(request.source.version),
-        **_window_tags(frame),
+        **_window_tags(frame, model.timestamp),
         **request.tags,
     }
     started = time.perf_counter()
@@ -314,17 +286,17 @@ def train(
         )
         booster = cc.fit(search.best_params, data["train"], data["validation"])
         threshold = cc.choose_threshold(
-            data["validation"].label, cc.predict(booster, data["validation"].features), cc.COSTS
+            data["validation"].label, cc.predict(booster, data["validation"].features), model.costs
         )
         test = data["test"]
         scores = cc.predict(booster, test.features)
-        metrics = cc.evaluate(test.label, scores, threshold, cc.COSTS)
+        metrics = cc.evaluate(test.label, scores, threshold, model.costs)
         base_rate = float(data["train"].label.mean())
         metrics["base_rate_log_loss"] = float(
             cc.skm.log_loss(test.label, [base_rate] * len(test.label))
         )
         test_frame = frame[frame[SPLIT] == "test"].reset_index(drop=True)
-        slices = cc.slice_metrics(test_frame, test.label, scores)
+        slices = cc.slice_metrics(test_frame, test.label, scores, model.slices)
         importance = cc.feature_importance(booster)
         images = cc.figures(test.label, scores, threshold, importance)
 
@@ -344,8 +316,8 @@ def train(
         log_images(images)
         log_json(importance, "feature_importance.json")
         mlflow.log_text(slices.to_csv(index=False), "slice_metrics.csv")
-        inputs = request_frame(test_frame, cc.ENCODING)
-        model_id = log_model(booster, int(booster.best_iteration), inputs, scores)
+        inputs = request_frame(test_frame, model.encoding)
+        model_id = log_model(model, booster, int(booster.best_iteration), inputs, scores)
         mlflow.set_tag(LOGGED_MODEL_TAG, model_id)
     outcome = TrainingOutcome(
         request=request,
@@ -364,7 +336,9 @@ def train(
     return outcome
 
 
-def log_model(booster, best_iteration: int, inputs: pd.DataFrame, scores) -> str:
+def log_model(
+    model: ModelDeclaration, booster, best_iteration: int, inputs: pd.DataFrame, scores
+) -> str:
     """Logs the probability pyfunc (``model``) and the native booster; returns the logged
     model id of the pyfunc, which is what a registered version points at."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -373,9 +347,10 @@ def log_model(booster, best_iteration: int, inputs: pd.DataFrame, scores) -> str
         schema_path.write_text(
             json.dumps(
                 {
-                    "feature_columns": list(cc.ENCODING.columns),
-                    "categories": {k: list(v) for k, v in cc.ENCODING.categories.items()},
+                    "feature_columns": list(model.encoding.columns),
+                    "categories": {k: list(v) for k, v in model.encoding.categories.items()},
                     "best_iteration": best_iteration,
+                    "output": model.output,
                 }
             )
         )
@@ -386,9 +361,9 @@ def log_model(booster, best_iteration: int, inputs: pd.DataFrame, scores) -> str
         try:
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=ChurnProbabilityModel(),
+                python_model=ProbabilityModel(),
                 artifacts={BOOSTER: str(booster_path), SCHEMA: str(schema_path)},
-                signature=infer_signature(inputs, pd.Series(scores, name="churn_probability")),
+                signature=infer_signature(inputs, pd.Series(scores, name=model.output)),
                 input_example=inputs.head(5),
                 pip_requirements=requirements(),
             )

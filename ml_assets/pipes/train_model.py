@@ -1,4 +1,4 @@
-"""The churn classifier's training step as a remote job, launched by Dagster Pipes.
+"""A declared model's training step as a remote job, launched by Dagster Pipes.
 
 The ``training_launcher`` resource starts it: as a local subprocess
 (``dagster.PipesSubprocessClient``: the context and messages travel through temporary files
@@ -7,7 +7,8 @@ named in environment variables) or as a Databricks job (``PipesDatabricksClient`
 ``--pipes-io volumes``, the bootstrap parameters as command-line arguments and ``--code``, the
 zip of this package it uploaded beside this file, so the job runs the orchestrator's code).
 
-It reads the extras ``training`` (a ``TrainingRequest``) and ``tracking`` (a ``Tracking``),
+It reads the extras ``training`` (a ``TrainingRequest``, naming the model in
+``lib/models/catalog``) and ``tracking`` (a ``Tracking``),
 reads the training set itself (delta-rs for a path, the job's Spark session for a table
 name), runs ``lib.models.training.train`` (the same function the in-process asset calls) and
 reports back through Pipes: logs as it goes, then the materialization's metadata and the two
@@ -47,7 +48,7 @@ def _pipes_io(argv: list[str]):
     params = cli if cli.is_dagster_pipes_process() else PipesEnvVarParamsLoader()
     if not params.is_dagster_pipes_process():
         raise SystemExit(
-            "train_churn.py runs as a step of the Dagster asset models/churn_classifier, "
+            "train_model.py runs as the training step of a Dagster asset models/<model>, "
             "launched by Dagster Pipes (no Pipes context was passed to this process). "
             "Materialize the asset instead, with the training_launcher of your deployment."
         )
@@ -80,10 +81,10 @@ def main(argv: list[str] | None = None) -> None:
             from pyspark.sql import SparkSession
 
             spark = SparkSession.builder.getOrCreate()  # the job's own session
-        frame = read_training_frame(request.source, spark)
+        frame = read_training_frame(request.source, request.declaration, spark)
         pipes.log.info(
             f"training set {request.source.reference} v{request.source.version}: "
-            f"{len(frame)} rows; tracking to {tracking.experiment_name}"
+            f"{len(frame)} rows; training {request.model}, tracking to {tracking.experiment_name}"
         )
         outcome = train(frame, request, tracking, log=pipes.log.info)
         report = outcome.report()

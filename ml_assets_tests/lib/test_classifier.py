@@ -1,4 +1,4 @@
-"""The churn classifier's pure parts on small synthetic data."""
+"""The classifier recipe's pure parts on small synthetic data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_assets.lib.models import churn_classifier as cc
+from ml_assets.lib.models import classifier as cc
 from ml_assets.lib.models.encoding import FeatureEncoding, ModelInputError, request_frame
 from ml_assets.lib.models.thresholds import MetricThreshold, ThresholdError, metric_breaches
 

@@ -1,0 +1,86 @@
+"""Labels at weekly observation times from ``user_daily_activity``, shared by every model.
+
+At each observation time (a weekday at 00:00 UTC), every user *active* (any row) in the
+``active_within_days`` before it is observed, and the label says whether an outcome happened
+in the ``outcome_days`` after it. Only observation times whose whole outcome window lies
+inside the data are used, so a label never depends on days not yet seen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ml_assets.lib.training_sets.lookups import TrainingSetError
+
+ACTIVITY_DATE = "activity_date"
+
+
+class LabelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    outcome_days: int = Field(30, ge=1)
+    active_within_days: int = Field(30, ge=1)
+    weekday: int = Field(0, ge=0, le=6)  # Monday
+
+
+def observation_times(first_day: dt.date, last_day: dt.date, config: LabelConfig) -> list[dt.date]:
+    """Weekly observation days after the first day whose outcome window ends by ``last_day``."""
+    day = first_day + dt.timedelta(days=1)
+    day += dt.timedelta(days=(config.weekday - day.weekday()) % 7)
+    days = []
+    while day + dt.timedelta(days=config.outcome_days - 1) <= last_day:
+        days.append(day)
+        day += dt.timedelta(days=7)
+    return days
+
+
+def outcome_labels(
+    daily: DataFrame,
+    first_day: dt.date,
+    last_day: dt.date,
+    config: LabelConfig,
+    *,
+    entity_key: str,
+    timestamp: str,
+    label: str,
+    outcome: SparkColumn,
+    positive_when: bool,
+) -> DataFrame:
+    """One row per user active before each observation time: ``label`` is 1 when some day of
+    the outcome window satisfies ``outcome`` (``positive_when=True``), or when none does
+    (``positive_when=False``, e.g. churn: no engagement at all)."""
+    days = observation_times(first_day, last_day, config)
+    if not days:
+        raise TrainingSetError(
+            f"No weekly observation time between {first_day} and {last_day} leaves a whole "
+            f"{config.outcome_days}-day outcome window inside the data: land more days."
+        )
+    spark = daily.sparkSession
+    observed = spark.createDataFrame([(d,) for d in days], "label_date date")
+    a, label_date = F.col(ACTIVITY_DATE), F.col("label_date")
+    active = (
+        daily.join(
+            observed,
+            (a >= F.date_sub(label_date, config.active_within_days)) & (a < label_date),
+        )
+        .select(entity_key, "label_date")
+        .distinct()
+    )
+    happened = (
+        daily.where(outcome)
+        .join(observed, (a >= label_date) & (a < F.date_add(label_date, config.outcome_days)))
+        .select(entity_key, "label_date")
+        .distinct()
+        .withColumn("_happened", F.lit(True))
+    )
+    seen = F.col("_happened").isNotNull()
+    return active.join(happened, [entity_key, "label_date"], "left").select(
+        F.col(entity_key),
+        F.col("label_date").cast("timestamp").alias(timestamp),
+        (seen if positive_when else ~seen).cast("int").alias(label),
+    )

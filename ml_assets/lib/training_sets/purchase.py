@@ -1,0 +1,82 @@
+"""The purchase-propensity problem, declared: will a user buy in the next 14 days?
+
+Labels: at each weekly observation time ``label_ts`` (Mondays 00:00 UTC), every user active
+in the 30 days before it is observed; ``purchased = 1`` when the user makes at least one
+purchase in the 14 days from it. The training set looks up the same user features as churn
+(``lib/training_sets/users``) and splits by time the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ml_assets import names
+from ml_assets.lib.features import user_daily_activity
+from ml_assets.lib.lakehouse import Column, TableId, TableSpec
+from ml_assets.lib.training_sets.declaration import Labels, TrainingSetDeclaration
+from ml_assets.lib.training_sets.labels import ACTIVITY_DATE, LabelConfig, outcome_labels
+from ml_assets.lib.training_sets.users import (
+    ACCOUNT_AGE_DERIVED,
+    ENTITY_KEY,
+    LABEL_TS,
+    USER_LOOKUPS,
+    USER_MODEL_FEATURES,
+)
+
+LABEL = "purchased"
+OUTCOME_DAYS = 14
+LABELS_TABLE = f"{names.CATALOG}.{names.TRAINING_SETS}.purchase_labels"
+TRAINING_SET_TABLE = f"{names.CATALOG}.{names.TRAINING_SETS}.purchase_training_set"
+CONFIG = LabelConfig(outcome_days=OUTCOME_DAYS, active_within_days=30)
+
+
+def compute_purchase_labels(
+    daily: DataFrame, first_day: dt.date, last_day: dt.date, config: LabelConfig = CONFIG
+) -> DataFrame:
+    """Labels from ``user_daily_activity`` covering ``first_day..last_day`` (inclusive)."""
+    return outcome_labels(
+        daily,
+        first_day,
+        last_day,
+        config,
+        entity_key=ENTITY_KEY,
+        timestamp=LABEL_TS,
+        label=LABEL,
+        outcome=F.col("purchases") > 0,
+        positive_when=True,
+    )
+
+
+PURCHASE = TrainingSetDeclaration(
+    table_name=TRAINING_SET_TABLE,
+    labels=Labels(
+        table=TableSpec(
+            name=TableId.parse(LABELS_TABLE),
+            columns=(
+                Column(ENTITY_KEY, "bigint", False, "User observed"),
+                Column(LABEL_TS, "timestamp", False, "Observation time (Monday 00:00 UTC)"),
+                Column(
+                    LABEL, "int", False, f"1: a purchase in the {OUTCOME_DAYS} days from label_ts"
+                ),
+            ),
+            primary_key=(ENTITY_KEY, LABEL_TS),
+            description="Purchase labels: users active before each weekly observation time, "
+            f"and whether they bought in the {OUTCOME_DAYS} days after it.",
+        ),
+        label=LABEL,
+        compute=compute_purchase_labels,
+        source=user_daily_activity.CONTRACT.table_spec,
+        source_date=ACTIVITY_DATE,
+        rate_name="purchase rate",
+    ),
+    lookups=USER_LOOKUPS,
+    derived=(ACCOUNT_AGE_DERIVED,),
+    model_features=USER_MODEL_FEATURES,
+    description=(
+        "Purchase labels joined point-in-time with user_activity (lookback 2 days) and "
+        "user_profile, with a time-based split. Lineage (Delta versions) in the metadata."
+    ),
+)
