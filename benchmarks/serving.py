@@ -35,11 +35,11 @@ import pandas as pd
 from ml_assets.deployments import REPO_ROOT, build_resources, current_settings
 from ml_assets.gateway import gateway_for
 from ml_assets.lib.features import user_activity
-from ml_assets.lib.models.churn_classifier import ENCODING
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER, ENCODING
 from ml_assets.lib.models.encoding import records_frame
-from ml_assets.lib.serving.churn import LOOKUP_CONTRACTS, churn_records
 from ml_assets.lib.serving.online import online_frame
-from ml_assets.names import CHURN_ENDPOINT, CHURN_MODEL_NAME
+from ml_assets.lib.serving.user_features import LOOKUP_CONTRACTS, user_records
+from ml_assets.names import CHURN_MODEL_NAME
 from ml_assets.resources.online_store import SqlOnlineStore
 
 LEVELS = (1, 8, 32)
@@ -172,7 +172,7 @@ def main() -> None:
     rng = random.Random(0)
     picked = [rng.choice(user_ids) for _ in range(args.requests)]
     rows = {str(c.name): store.read(c, list(set(picked))) for c in LOOKUP_CONTRACTS}
-    full = records_frame(churn_records(picked, at, rows), ENCODING)
+    full = records_frame(user_records(picked, at, rows), ENCODING)
     gateway_bodies = [json.dumps({"dataframe_records": [{"user_id": u}]}).encode() for u in picked]
     mlflow_bodies = [
         json.dumps({"dataframe_records": [r]}, default=str).encode()
@@ -213,7 +213,7 @@ def main() -> None:
         targets = {
             "gateway (with lookup)": (
                 gateway_port,
-                f"/serving-endpoints/{CHURN_ENDPOINT}/invocations",
+                f"/serving-endpoints/{CHURN_CLASSIFIER.endpoint}/invocations",
                 gateway_bodies,
             ),
             "mlflow models serve": (mlflow_port, "/invocations", mlflow_bodies),

@@ -1,4 +1,11 @@
-"""The Dagster code location: ``defs = build_definitions(current_settings())``."""
+"""The Dagster code location: ``defs = build_definitions(current_settings())``.
+
+The shared stages (landing, raw, features, the online store) are built once; every declared
+model (``lib/models/catalog.MODELS``) gets its line through the same factories: labels and
+training set, the model, its registered version and gated champion, its endpoint config and
+batch predictions, its feature and prediction drift (and, on Databricks, its Lakehouse
+Monitoring monitor), with their checks and sensors.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,11 @@ import dagster as dg
 
 from ml_assets.defs.automation import (
     automation_condition_sensor,
+    build_drift_retraining_sensor,
+    build_endpoint_config_sensor,
     build_jobs,
     build_landed_events_sensor,
     build_schedules,
-    drift_retraining_sensor,
-    endpoint_config_sensor,
 )
 from ml_assets.defs.features.assets import (
     build_feature_assets,
@@ -21,41 +28,49 @@ from ml_assets.defs.features.online import online_offline_consistent, online_use
 from ml_assets.defs.landing.assets import demo_source
 from ml_assets.defs.maintenance import build_maintenance, table_assets
 from ml_assets.defs.models.assets import build_model
-from ml_assets.defs.monitoring.assets import (
-    build_feature_drift,
-    feature_drift_within_limits,
-    prediction_drift,
-)
-from ml_assets.defs.monitoring.lakehouse import churn_predictions_lakehouse_monitor
+from ml_assets.defs.monitoring.assets import build_monitoring
+from ml_assets.defs.monitoring.lakehouse import build_lakehouse_monitor
 from ml_assets.defs.partitions import daily_partitions
 from ml_assets.defs.raw.assets import build_raw_checks, build_raw_events, raw_users
-from ml_assets.defs.registry.assets import (
-    champion_alias_consistent,
-    churn_classifier_champion,
-    churn_classifier_version,
-    rollback_champion,
-)
-from ml_assets.defs.serving.assets import (
-    churn_endpoint_config,
-    churn_predictions,
-    routes_sum_to_100,
-    served_entities_ready,
-    signatures_match_online_features,
-)
+from ml_assets.defs.registry.assets import build_registry, rollback_champion
+from ml_assets.defs.serving.assets import build_serving
 from ml_assets.defs.training_sets.assets import build_training_set_definitions
 from ml_assets.deployments import Settings, build_resources, current_settings
 from ml_assets.lib.models.catalog import MODELS
+from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.source import SCALES
+
+
+def model_definitions(
+    model: ModelDeclaration, days: dg.PartitionsDefinition, *, lakehouse_monitoring: bool
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """One declared model's whole line, from its labels to the drift of its predictions."""
+    assets, checks = build_training_set_definitions(model.training_set)
+    assets.append(build_model(model))
+    for more_assets, more_checks in (
+        build_registry(model),
+        build_serving(model),
+        build_monitoring(model, days),
+    ):
+        assets += more_assets
+        checks += more_checks
+    if lakehouse_monitoring:  # bound on Databricks only
+        assets.append(build_lakehouse_monitor(model))
+    return assets, checks
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     days = daily_partitions(SCALES[settings.scale])
-    jobs = build_jobs()
+    models = list(MODELS.values())
+    jobs = build_jobs(models)
+    resources = build_resources(settings)
     model_assets, model_checks = [], []
-    for model in MODELS.values():
-        training_assets, training_checks = build_training_set_definitions(model.training_set)
-        model_assets += [*training_assets, build_model(model)]
-        model_checks += training_checks
+    for model in models:
+        assets, checks = model_definitions(
+            model, days, lakehouse_monitoring="lakehouse_monitoring" in resources
+        )
+        model_assets += assets
+        model_checks += checks
     assets = [
         demo_source,
         raw_users,
@@ -64,16 +79,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         user_profile_features,
         online_user_features,
         *model_assets,
-        churn_classifier_version,
-        churn_classifier_champion,
-        churn_endpoint_config,
-        churn_predictions,
-        build_feature_drift(days),
-        prediction_drift,
     ]
-    resources = build_resources(settings)
-    if "lakehouse_monitoring" in resources:  # bound on Databricks only
-        assets.append(churn_predictions_lakehouse_monitor)
     maintenance_job, maintenance_schedule = build_maintenance(table_assets(assets))
     return dg.Definitions(
         assets=assets,
@@ -81,19 +87,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *build_raw_checks(),
             *build_feature_checks(),
             *model_checks,
-            champion_alias_consistent,
             online_offline_consistent,
-            routes_sum_to_100,
-            served_entities_ready,
-            signatures_match_online_features,
-            feature_drift_within_limits,
         ],
         jobs=[*jobs, rollback_champion, maintenance_job],
         schedules=[*build_schedules(jobs), maintenance_schedule],
         sensors=[
             build_landed_events_sensor(days),
-            endpoint_config_sensor,
-            drift_retraining_sensor,
+            *(build_endpoint_config_sensor(m) for m in models),
+            *(build_drift_retraining_sensor(m) for m in models),
             automation_condition_sensor,
         ],
         resources=resources,

@@ -70,15 +70,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ml_assets.deployments import Settings, build_resources, current_settings
 from ml_assets.lib.features import user_activity
-from ml_assets.lib.models.churn_classifier import ENCODING
-from ml_assets.lib.models.encoding import records_frame
+from ml_assets.lib.models.catalog import MODELS
+from ml_assets.lib.models.encoding import FeatureEncoding, records_frame
 from ml_assets.lib.registry.store import Registry
-from ml_assets.lib.serving.churn import (
-    LOOKUP_CONTRACTS,
-    REQUEST_KEY_TYPES,
-    SERVABLE_INPUTS,
-    churn_records,
-)
 from ml_assets.lib.serving.endpoint import Endpoint, EndpointCoreConfig, route_problems
 from ml_assets.lib.serving.requests import (
     RequestError,
@@ -86,9 +80,14 @@ from ml_assets.lib.serving.requests import (
     parse_invocation,
     validate_rows,
 )
+from ml_assets.lib.serving.user_features import (
+    LOOKUP_CONTRACTS,
+    REQUEST_KEY_TYPES,
+    SERVABLE_INPUTS,
+    user_records,
+)
 from ml_assets.lib.serving.validation import config_problems
-from ml_assets.lib.training_sets.churn import ENTITY_KEY
-from ml_assets.names import CHURN_ENDPOINT
+from ml_assets.lib.training_sets.users import ENTITY_KEY
 from ml_assets.resources.online_store import OnlineStore
 from ml_assets.resources.serving import LocalEndpointDeployer
 
@@ -97,6 +96,8 @@ MAX_ROWS = 1000
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # the SDK asks for host metadata, without a token, when its config is built: a plain 404
 PUBLIC_PATHS = frozenset({"/health", "/.well-known/databricks-config"})
+ENDPOINTS = [m.endpoint for m in MODELS.values()]
+DEFAULT_ENDPOINT = ENDPOINTS[0]
 SCORING_THREADS = 2  # one per core: scoring holds the GIL most of the time
 CLOCK_CACHE_SECONDS = 5.0
 
@@ -106,6 +107,17 @@ class Deployment:
     endpoint: Endpoint
     models: dict[str, object]  # served entity name -> PyFuncModel
     inputs: dict[str, dict[str, str]]  # served entity name -> signature input name -> type
+    # served entity name -> its inputs in signature order, string inputs categorical: how the
+    # assembled records become its request frame, whatever the model
+    encodings: dict[str, FeatureEncoding] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.encodings = {
+            served: FeatureEncoding(
+                tuple(signature), {c: () for c, kind in signature.items() if kind == "string"}
+            )
+            for served, signature in self.inputs.items()
+        }
 
 
 @dataclass
@@ -288,12 +300,12 @@ class Gateway:
         keys = frame[ENTITY_KEY].tolist()
         unique = list(dict.fromkeys(keys))
         rows = {str(c.name): self.store.read(c, unique) for c in LOOKUP_CONTRACTS}
-        records = churn_records(keys, self.as_of(), rows)
+        records = user_records(keys, self.as_of(), rows)
         overrides = [c for c in frame.columns if c in signature]
         if overrides:  # a given, non-null value replaces the looked-up one
             for record, given in zip(records, frame[overrides].to_dict("records"), strict=True):
                 record.update({c: v for c, v in given.items() if not pd.isna(v)})
-        inputs = records_frame(records, ENCODING)
+        inputs = records_frame(records, deployment.encodings[served])
         scores = np.asarray(deployment.models[served].predict(inputs))
         return {
             "predictions": [float(s) for s in scores],
@@ -492,7 +504,7 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
     return app
 
 
-def gateway_for(settings: Settings, endpoint_name: str = CHURN_ENDPOINT) -> Gateway:
+def gateway_for(settings: Settings, endpoint_name: str = DEFAULT_ENDPOINT) -> Gateway:
     resources = build_resources(settings)
     return Gateway(
         endpoint_name=endpoint_name,
@@ -511,7 +523,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--endpoint", default=CHURN_ENDPOINT)
+    parser.add_argument(
+        "--endpoint",
+        default=DEFAULT_ENDPOINT,
+        help=f"the endpoint to serve, one of {ENDPOINTS} (a declared model's endpoint)",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -26,14 +26,14 @@ from pathlib import Path
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from ml_assets import names
+from ml_assets.defs.metadata import table_key
 from ml_assets.deployments import Settings
 from ml_assets.engines.spark_cluster import SparkCluster, running
 from ml_assets.lib.features.registry import CONTRACTS
 from ml_assets.lib.lakehouse import TableSpec
+from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
-from ml_assets.lib.serving.batch import PREDICTIONS
-from ml_assets.lib.training_sets.churn import LABELS, TRAINING_SET
+from ml_assets.lib.serving.batch import predictions_table
 from ml_assets.reporting import materialization_metadata, run_check_results
 from ml_assets.resources.spark import close_session
 
@@ -46,9 +46,15 @@ def main_tables() -> list[TableSpec]:
         EVENTS,
         EVENTS_QUARANTINE,
         *(c.table_spec for c in CONTRACTS.values()),
-        LABELS,
-        TRAINING_SET,
-        PREDICTIONS,
+        *(
+            table
+            for model in MODELS.values()
+            for table in (
+                model.training_set.labels.table,
+                model.training_set.table,
+                predictions_table(model),
+            )
+        ),
     ]
 
 
@@ -133,8 +139,16 @@ def fingerprint(
         if lakehouse.exists(spec):
             name = str(spec.name)
             tables[name] = table_digest(lakehouse.read(spec))
-    training = materialization_metadata(result, "/".join(names.CHURN_TRAINING_SET_KEY)) or {}
-    champion = materialization_metadata(result, "/".join(names.CHURN_CLASSIFIER_CHAMPION_KEY))
+    hashes, metrics = {}, {}
+    for model in MODELS.values():
+        key = table_key(model.training_set.table_name).to_user_string()
+        hashes[model.name] = (materialization_metadata(result, key) or {}).get("content_hash")
+        champion = materialization_metadata(result, "/".join(model.champion_key)) or {}
+        metrics |= {
+            f"{model.name}:{k}": v
+            for k, v in sorted(champion.items())
+            if k.startswith("champion_test_")
+        }
     return {
         "engine": settings.engine,
         "scale": settings.scale,
@@ -143,24 +157,18 @@ def fingerprint(
         "peak_rss_mib": lane_peak_rss_mib(settings),
         "checks": dict(sorted(checks.items())),
         "tables": tables,
-        "training_set_content_hash": training.get("content_hash"),
-        "champion_test_metrics": {
-            k: v for k, v in sorted((champion or {}).items()) if k.startswith("champion_test_")
-        },
+        "training_set_content_hashes": hashes,
+        "champion_test_metrics": metrics,
     }
-
-
-COMPARED = ("success", "checks", "tables", "training_set_content_hash", "champion_test_metrics")
 
 
 def compare(a: Mapping, b: Mapping) -> list[str]:
     """Every difference between two lanes' fingerprints, as sentences."""
     out = []
     lanes = f"{a['engine']} vs {b['engine']}"
-    for key in ("success", "training_set_content_hash"):
-        if a.get(key) != b.get(key):
-            out.append(f"{lanes}: {key} {a.get(key)!r} != {b.get(key)!r}")
-    for section in ("checks", "tables", "champion_test_metrics"):
+    if a.get("success") != b.get("success"):
+        out.append(f"{lanes}: success {a.get('success')!r} != {b.get('success')!r}")
+    for section in ("checks", "tables", "training_set_content_hashes", "champion_test_metrics"):
         left, right = a.get(section, {}), b.get(section, {})
         for name in sorted(set(left) | set(right)):
             if left.get(name) != right.get(name):

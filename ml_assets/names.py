@@ -43,19 +43,6 @@ USER_DAILY_ACTIVITY_KEY = (FEATURES, "user_daily_activity")
 USER_ACTIVITY_KEY = (FEATURES, "user_activity")
 USER_PROFILE_KEY = (FEATURES, "user_profile")
 ONLINE_USER_FEATURES_KEY = (FEATURES, "online_user_features")
-CHURN_ENDPOINT_CONFIG_KEY = (SERVING, "churn_endpoint_config")
-CHURN_PREDICTIONS_KEY = (SERVING, "churn_predictions")
-FEATURE_DRIFT_KEY = (MONITORING, "feature_drift")
-PREDICTION_DRIFT_KEY = (MONITORING, "prediction_drift")
-PREDICTIONS_LAKEHOUSE_MONITOR_KEY = (MONITORING, "churn_predictions_lakehouse_monitor")
-
-# serving endpoints
-CHURN_ENDPOINT = "churn_classifier"
-CHURN_LABELS_KEY = (TRAINING_SETS, "churn_labels")
-CHURN_TRAINING_SET_KEY = (TRAINING_SETS, "churn_training_set")
-CHURN_CLASSIFIER_KEY = (MODELS, "churn_classifier")
-CHURN_CLASSIFIER_VERSION_KEY = (REGISTRY, "churn_classifier_version")
-CHURN_CLASSIFIER_CHAMPION_KEY = (REGISTRY, "churn_classifier_champion")
 
 # registered models (Unity-Catalog-style three-level names)
 CHURN_MODEL_NAME = f"{CATALOG}.{MODELS}.churn_classifier"

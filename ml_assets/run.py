@@ -14,8 +14,11 @@ import dagster as dg
 
 from ml_assets import names
 from ml_assets.definitions import build_definitions
+from ml_assets.defs.metadata import table_key
 from ml_assets.deployments import Settings, build_resources, current_settings
 from ml_assets.lanes import engine_lane, main_tables
+from ml_assets.lib.models.catalog import MODELS
+from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.reporting import (
     check_rows,
     format_table,
@@ -57,14 +60,12 @@ def table_summary(settings: Settings) -> list[list[object]]:
     return rows
 
 
-def champion_summary(result: dg.ExecuteInProcessResult) -> str:
+def champion_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) -> str:
     """Which version is champion after the run, why, and its metrics on the test set."""
-    key = "/".join(names.CHURN_CLASSIFIER_CHAMPION_KEY)
-    champion = materialization_metadata(result, key)
+    key = dg.AssetKey(model.champion_key)
+    champion = materialization_metadata(result, key.to_user_string())
     if champion is None:
-        refused = step_failure(
-            result, dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY).to_python_identifier()
-        )
+        refused = step_failure(result, key.to_python_identifier())
         return f"champion: not moved. {refused or 'The promotion gate did not run.'}"
     metrics = ", ".join(
         f"{m.removeprefix('champion_test_')} {v}"
@@ -80,40 +81,63 @@ def champion_summary(result: dg.ExecuteInProcessResult) -> str:
     )
 
 
-def serving_summary(result: dg.ExecuteInProcessResult) -> str:
-    """The endpoint config deployed, the online store and the batch predictions."""
+def training_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) -> str | None:
+    training_set = model.training_set
+    training = materialization_metadata(result, table_key(training_set.table_name).to_user_string())
+    if training is None:
+        return None
+    return (
+        f"{training_set.name}: {training['dagster/row_count']} rows (train "
+        f"{training['rows_train']}, validation {training['rows_validation']}, test "
+        f"{training['rows_test']}); built from {training['lineage']['table_versions']}; "
+        f"content hash {training['content_hash'][:16]}"
+    )
+
+
+def serving_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) -> str:
+    """The endpoint config deployed and the batch predictions."""
     lines = []
-    config = materialization_metadata(result, "/".join(names.CHURN_ENDPOINT_CONFIG_KEY))
+    config = materialization_metadata(result, "/".join(model.endpoint_config_key))
     if config is not None:
         lines.append(
             f"endpoint {config['endpoint']}: {config['routes']} -> {config['deployed_to']} "
-            "(serve it: make serve)"
+            f"(serve it: make serve ENDPOINT={model.endpoint})"
         )
-    online = materialization_metadata(result, "/".join(names.ONLINE_USER_FEATURES_KEY))
-    if online is not None:
-        lines.append(
-            f"online store {online['online_store']}: user_activity {online['user_activity_rows']} "
-            f"rows ({online['user_activity_inserted']} inserted, "
-            f"{online['user_activity_updated']} updated), user_profile "
-            f"{online['user_profile_rows']} rows"
-        )
-    predictions = materialization_metadata(result, "/".join(names.CHURN_PREDICTIONS_KEY))
+    predictions = materialization_metadata(result, "/".join(model.predictions_key))
     if predictions is not None:
         lines.append(
-            f"churn_predictions: {predictions['users_scored']} users scored at "
-            f"{predictions['scored_at']} by {predictions['model']}; mean probability "
-            f"{predictions['mean_churn_probability']}, {predictions['share_above_0_5']:.1%} "
+            f"{model.predictions_key[-1]}: {predictions['users_scored']} users scored at "
+            f"{predictions['scored_at']} by {predictions['model']}; mean {model.output} "
+            f"{predictions[f'mean_{model.output}']}, {predictions['share_above_0_5']:.1%} "
             "above 0.5"
         )
     return "\n".join(lines) or "serving: not materialized in this run"
 
 
-def drift_summary(result: dg.ExecuteInProcessResult) -> str:
+def online_summary(result: dg.ExecuteInProcessResult) -> str | None:
+    online = materialization_metadata(result, "/".join(names.ONLINE_USER_FEATURES_KEY))
+    if online is None:
+        return None
+    return (
+        f"online store {online['online_store']}: user_activity {online['user_activity_rows']} "
+        f"rows ({online['user_activity_inserted']} inserted, "
+        f"{online['user_activity_updated']} updated), user_profile "
+        f"{online['user_profile_rows']} rows"
+    )
+
+
+def drift_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) -> str:
     """The latest feature drift window, its debounced status, and the score drift."""
     lines = []
-    drift = materialization_metadata(result, "/".join(names.FEATURE_DRIFT_KEY))
+    key = dg.AssetKey(model.feature_drift_key)
+    drift = materialization_metadata(result, key.to_user_string())
     status = next(
-        (c for c in run_check_results(result) if c.check_name == names.CHECK_FEATURE_DRIFT), None
+        (
+            c
+            for c in run_check_results(result)
+            if c.asset_key == key and c.check_name == names.CHECK_FEATURE_DRIFT
+        ),
+        None,
     )
     if drift is not None and "latest_window" in drift:
         level = "not checked" if status is None else status.metadata["level"].value
@@ -125,7 +149,7 @@ def drift_summary(result: dg.ExecuteInProcessResult) -> str:
         )
     elif drift is not None:
         lines.append(f"feature drift: {drift.get('note', 'no window compared')}")
-    scores = materialization_metadata(result, "/".join(names.PREDICTION_DRIFT_KEY))
+    scores = materialization_metadata(result, "/".join(model.prediction_drift_key))
     if scores is not None:
         lines.append(
             f"prediction drift ({scores['model']}, {scores['scored_at']}): "
@@ -135,6 +159,18 @@ def drift_summary(result: dg.ExecuteInProcessResult) -> str:
             f"  report: {scores['report']}"
         )
     return "\n".join(lines) or "monitoring: not materialized in this run"
+
+
+def model_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) -> str:
+    """One declared model's line after the run: training set, champion, serving, drift."""
+    parts = [
+        f"== {model.name} ({model.registered_model})",
+        training_summary(result, model),
+        champion_summary(result, model),
+        serving_summary(result, model),
+        drift_summary(result, model),
+    ]
+    return "\n".join(p for p in parts if p)
 
 
 def main() -> int:
@@ -152,19 +188,13 @@ def main() -> int:
     checks = run_check_results(result)
     print()
     print(format_table(["table", "rows", "delta version", "location"], tables))
-    training = materialization_metadata(result, "/".join(names.CHURN_TRAINING_SET_KEY))
-    if training is not None:
+    online = online_summary(result)
+    if online:
         print()
-        print(
-            f"churn_training_set: {training['dagster/row_count']} rows (train "
-            f"{training['rows_train']}, validation {training['rows_validation']}, test "
-            f"{training['rows_test']}); built from {training['lineage']['table_versions']}; "
-            f"content hash {training['content_hash'][:16]}"
-        )
-    print()
-    print(champion_summary(result))
-    print(serving_summary(result))
-    print(drift_summary(result))
+        print(online)
+    for model in MODELS.values():
+        print()
+        print(model_summary(result, model))
     print()
     print(format_table(["asset", "check", "severity", "passed", "observed"], check_rows(checks)))
     failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]

@@ -9,11 +9,12 @@ import dataclasses
 import dagster as dg
 import pytest
 
-from ml_assets.defs.monitoring.lakehouse import churn_predictions_lakehouse_monitor
-from ml_assets.lib.monitoring.churn import PREDICTIONS_MONITOR
+from ml_assets.defs.monitoring.lakehouse import build_lakehouse_monitor
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.reporting import materialization_metadata, run_check_results
 from ml_assets.resources.databricks import WorkspaceError
 from ml_assets.resources.lakehouse_monitoring import DatabricksLakehouseMonitoring
+from ml_assets_tests.churn import CHURN_MONITOR
 from ml_assets_tests.fake_workspace import FakeWorkspace
 
 TOKEN = "dapi-fake-monitoring"
@@ -40,7 +41,7 @@ def _monitoring(workspace: FakeWorkspace, token: str = TOKEN) -> DatabricksLakeh
 
 def _materialize(monitoring) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [churn_predictions_lakehouse_monitor],
+        [build_lakehouse_monitor(CHURN_CLASSIFIER)],
         resources={"lakehouse_monitoring": monitoring},
         raise_on_error=False,
     )
@@ -82,8 +83,8 @@ def test_the_monitor_is_created_as_declared_then_left_alone_and_refreshed(worksp
 
 def test_a_changed_declaration_updates_the_monitor(workspace):
     monitoring = _monitoring(workspace)
-    monitoring.ensure(PREDICTIONS_MONITOR)
-    hourly = dataclasses.replace(PREDICTIONS_MONITOR, granularities=("1 hour", "1 day"))
+    monitoring.ensure(CHURN_MONITOR.lakehouse_monitor)
+    hourly = dataclasses.replace(CHURN_MONITOR.lakehouse_monitor, granularities=("1 hour", "1 day"))
     state = monitoring.ensure(hourly)
     assert (state.action, state.monitor_version) == ("updated", "2")
     assert workspace.monitors[TABLE]["inference_log"]["granularities"] == ["1 hour", "1 day"]
@@ -99,5 +100,5 @@ def test_a_failed_monitor_fails_its_check(workspace):
 
 def test_a_refused_token_is_named_and_nothing_is_created(workspace):
     with pytest.raises(WorkspaceError, match="refused the credentials") as error:
-        _monitoring(workspace, token="dapi-wrong").ensure(PREDICTIONS_MONITOR)
+        _monitoring(workspace, token="dapi-wrong").ensure(CHURN_MONITOR.lakehouse_monitor)
     assert "dapi-wrong" not in str(error.value) and workspace.monitors == {}

@@ -34,8 +34,8 @@ EXPECTED_ASSETS = {
     "registry/churn_classifier_champion": "registry",
     "serving/churn_endpoint_config": "serving",
     "serving/churn_predictions": "serving",
-    "monitoring/feature_drift": "monitoring",
-    "monitoring/prediction_drift": "monitoring",
+    "monitoring/churn_feature_drift": "monitoring",
+    "monitoring/churn_prediction_drift": "monitoring",
 }
 FEATURE_CHECKS = (
     "schema_matches_contract",
@@ -94,8 +94,8 @@ EXPECTED_CHECKS |= {
     ("serving/churn_endpoint_config", "routes_sum_to_100"),
     ("serving/churn_endpoint_config", "served_entities_ready"),
     ("serving/churn_endpoint_config", "signatures_match_online_features"),
-    ("monitoring/feature_drift", "feature_drift_within_limits"),
-    ("monitoring/prediction_drift", "prediction_drift_within_limits"),
+    ("monitoring/churn_feature_drift", "feature_drift_within_limits"),
+    ("monitoring/churn_prediction_drift", "prediction_drift_within_limits"),
 }
 # the gate's own check: when it fails in enabled mode the asset raises instead
 NON_BLOCKING = {
@@ -162,7 +162,7 @@ def test_the_registry_follows_the_model_and_rollback_is_a_job(defs):
     version = graph.get(dg.AssetKey(["registry", "churn_classifier_version"]))
     assert {k.to_user_string() for k in version.parent_keys} == {"models/churn_classifier"}
     assert defs.resolve_job_def("rollback_champion").description.startswith(
-        "Moves the churn model's `champion` alias back to `previous_champion`"
+        "Moves a model's `champion` alias back to `previous_champion`"
     )
     registry = defs.resources["model_registry"].open()
     assert registry.full_name(REGISTERED_MODEL) == "main.models.churn_classifier"

@@ -50,7 +50,7 @@ def test_compare_names_every_difference_between_two_lanes():
     base = {
         "engine": "sail",
         "success": True,
-        "training_set_content_hash": "h1",
+        "training_set_content_hashes": {"churn_classifier": "h1"},
         "checks": {"raw/users:key_unique": {"passed": True, "severity": "ERROR"}},
         "tables": {"main.raw.users": {"rows": 3, "sha256": "a"}},
         "champion_test_metrics": {"champion_test_roc_auc": 0.95},
@@ -59,11 +59,11 @@ def test_compare_names_every_difference_between_two_lanes():
     assert compare(base, same) == []
     other = {
         **same,
-        "training_set_content_hash": "h2",
+        "training_set_content_hashes": {"churn_classifier": "h2"},
         "checks": {"raw/users:key_unique": {"passed": False, "severity": "ERROR"}},
         "tables": {"main.raw.users": {"rows": 3, "sha256": "b"}},
     }
     differences = compare(base, other)
     assert len(differences) == 3
     assert any("tables main.raw.users" in d for d in differences)
-    assert any("training_set_content_hash 'h1' != 'h2'" in d for d in differences)
+    assert any("training_set_content_hashes churn_classifier: h1 != h2" in d for d in differences)

@@ -106,7 +106,7 @@ def test_the_ui_materializes_the_whole_graph_and_shows_every_check(tmp_path):
         if e["evaluation"] is None or not e["evaluation"]["success"]
     }
     assert failed == {}
-    assert executions[("monitoring/feature_drift", names.CHECK_FEATURE_DRIFT)]["status"] == (
+    assert executions[("monitoring/churn_feature_drift", names.CHECK_FEATURE_DRIFT)]["status"] == (
         "SUCCEEDED"
     )
     assert results[("raw/users", names.CHECK_NO_BACKDATED_CHANGES)]["blocking"]

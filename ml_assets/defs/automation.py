@@ -6,13 +6,15 @@
   keyed by the landed day, so a day is never requested twice (the cursor is the newest day seen).
 - ``daily_features_schedule``: each day, the raw events and daily feature partitions of the day
   before.
-- ``weekly_retraining_schedule``: Mondays, labels through promotion, the endpoint config, the
-  online store and the batch predictions.
-- ``endpoint_config_sensor``: when the champion or challenger alias moves (a promotion, a
-  rollback, a new version), the endpoint config is rewritten; the gateway picks it up.
-- ``drift_retraining_sensor``: when ``feature_drift_within_limits`` reports an ERROR, the
-  retraining job runs (through the promotion gate), once per breach: the breach is named by
-  its first window, which is the run key and the cursor.
+- ``weekly_retraining_schedule``: Mondays, every declared model's labels through promotion, its
+  endpoint config and batch predictions, and the online store.
+- ``<stem>_endpoint_config_sensor`` (one per declared model): when the model's champion or
+  challenger alias moves (a promotion, a rollback, a new version), its endpoint config is
+  rewritten; the gateway picks it up.
+- ``<stem>_drift_retraining_sensor`` (one per declared model): when the model's
+  ``feature_drift_within_limits`` reports an ERROR, that model's line of the retraining job runs
+  (through the promotion gate), once per breach: the breach is named by its first window,
+  which is the run key and the cursor.
 - ``automation_condition_sensor``: the declarative conditions on the assets (features and the
   drift window follow a newly materialized raw/events partition; the registry steps run only
   when their upstream blocking checks passed).
@@ -21,11 +23,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import dagster as dg
 
 from ml_assets import names
-from ml_assets.lib.models.churn_classifier import REGISTERED_MODEL
+from ml_assets.defs.metadata import table_key
+from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.registry import aliases
 from ml_assets.lib.source import EVENTS_DIR
 from ml_assets.resources.landing import LandingZone
@@ -37,27 +41,36 @@ DAILY_FEATURE_KEYS = [
     dg.AssetKey(names.RAW_EVENTS_QUARANTINE_KEY),
     dg.AssetKey(names.USER_DAILY_ACTIVITY_KEY),
     dg.AssetKey(names.USER_ACTIVITY_KEY),
-    dg.AssetKey(names.FEATURE_DRIFT_KEY),
 ]
-DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey(names.FEATURE_DRIFT_KEY), names.CHECK_FEATURE_DRIFT)
-RETRAINING_KEYS = [
-    dg.AssetKey(k)
-    for k in (
-        names.USER_PROFILE_KEY,
-        names.CHURN_LABELS_KEY,
-        names.CHURN_TRAINING_SET_KEY,
-        names.CHURN_CLASSIFIER_KEY,
-        names.CHURN_CLASSIFIER_VERSION_KEY,
-        names.CHURN_CLASSIFIER_CHAMPION_KEY,
-        names.ONLINE_USER_FEATURES_KEY,
-        names.CHURN_ENDPOINT_CONFIG_KEY,
-        names.CHURN_PREDICTIONS_KEY,
-        names.PREDICTION_DRIFT_KEY,
-    )
+SHARED_RETRAINING_KEYS = [
+    dg.AssetKey(names.USER_PROFILE_KEY),
+    dg.AssetKey(names.ONLINE_USER_FEATURES_KEY),
 ]
 
 
-def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+def retraining_keys(model: ModelDeclaration) -> list[dg.AssetKey]:
+    """One model's line from labels to batch predictions and their drift."""
+    training_set = model.training_set
+    return [
+        table_key(str(training_set.labels.table.name)),
+        table_key(training_set.table_name),
+        *(
+            dg.AssetKey(k)
+            for k in (
+                model.model_key,
+                model.version_key,
+                model.champion_key,
+                model.endpoint_config_key,
+                model.predictions_key,
+                model.prediction_drift_key,
+            )
+        ),
+    ]
+
+
+def build_jobs(models: Sequence[ModelDeclaration]) -> list[dg.UnresolvedAssetJobDefinition]:
+    retraining = [*SHARED_RETRAINING_KEYS, *(k for m in models for k in retraining_keys(m))]
+    daily = [*DAILY_FEATURE_KEYS, *(dg.AssetKey(m.feature_drift_key) for m in models)]
     return [
         dg.define_asset_job(
             names.MAIN_JOB,
@@ -67,15 +80,16 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
         ),
         dg.define_asset_job(
             names.DAILY_FEATURES_JOB,
-            selection=dg.AssetSelection.assets(*DAILY_FEATURE_KEYS),  # daily partitions
+            selection=dg.AssetSelection.assets(*daily),  # daily partitions
             description="One day: raw events, the daily feature partitions and the day's "
             "feature drift window.",
         ),
         dg.define_asset_job(
             names.RETRAINING_JOB,
-            selection=dg.AssetSelection.assets(*RETRAINING_KEYS),
-            description="Labels, training set, training, registration, the promotion gate, the "
-            "online store, the endpoint config and batch predictions.",
+            selection=dg.AssetSelection.assets(*retraining),
+            description="For every declared model: labels, training set, training, "
+            "registration, the promotion gate, the endpoint config and batch predictions; and "
+            "the online store.",
         ),
     ]
 
@@ -154,29 +168,33 @@ def build_landed_events_sensor(partitions_def: dg.PartitionsDefinition) -> dg.Se
     return landed_events_sensor
 
 
-@dg.sensor(
-    name="endpoint_config_sensor",
-    asset_selection=dg.AssetSelection.assets(dg.AssetKey(names.CHURN_ENDPOINT_CONFIG_KEY)),
-    minimum_interval_seconds=30,
-    description="The champion or challenger alias moved -> rewrite the endpoint config.",
-)
-def endpoint_config_sensor(context: dg.SensorEvaluationContext, model_registry: ModelRegistry):
-    registry = model_registry.open()
-    name = registry.full_name(REGISTERED_MODEL)
-    champion = registry.by_alias(name, aliases.CHAMPION)
-    challenger = registry.by_alias(name, aliases.CHALLENGER)
-    state = (
-        f"champion={None if champion is None else champion.version},"
-        f"challenger={None if challenger is None else challenger.version}"
+def build_endpoint_config_sensor(model: ModelDeclaration) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"{model.stem}_endpoint_config_sensor",
+        asset_selection=dg.AssetSelection.assets(dg.AssetKey(model.endpoint_config_key)),
+        minimum_interval_seconds=30,
+        description=f"{model.name}'s champion or challenger alias moved -> rewrite the "
+        f"{model.endpoint} endpoint config.",
     )
-    if state == context.cursor:
-        return dg.SkipReason(f"aliases unchanged ({state})")
-    if champion is None:
-        return dg.SensorResult(skip_reason=f"{name} has no champion yet", cursor=state)
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=state, tags={"ml_assets/aliases": state})],
-        cursor=state,
-    )
+    def _sensor(context: dg.SensorEvaluationContext, model_registry: ModelRegistry):
+        registry = model_registry.open()
+        name = registry.full_name(model.registered_model)
+        champion = registry.by_alias(name, aliases.CHAMPION)
+        challenger = registry.by_alias(name, aliases.CHALLENGER)
+        state = (
+            f"champion={None if champion is None else champion.version},"
+            f"challenger={None if challenger is None else challenger.version}"
+        )
+        if state == context.cursor:
+            return dg.SkipReason(f"aliases unchanged ({state})")
+        if champion is None:
+            return dg.SensorResult(skip_reason=f"{name} has no champion yet", cursor=state)
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=state, tags={"ml_assets/aliases": state})],
+            cursor=state,
+        )
+
+    return _sensor
 
 
 def latest_evaluation(
@@ -192,33 +210,47 @@ def latest_evaluation(
     return None
 
 
-@dg.sensor(
-    name="drift_retraining_sensor",
-    job_name=names.RETRAINING_JOB,
-    minimum_interval_seconds=300,
-    description="feature_drift_within_limits failed with ERROR -> retrain through the promotion "
-    "gate, once per breach (a breach is named by its first window).",
-)
-def drift_retraining_sensor(context: dg.SensorEvaluationContext):
-    evaluation = latest_evaluation(context.instance, DRIFT_CHECK)
-    if evaluation is None:
-        return dg.SkipReason(f"{DRIFT_CHECK.name} has not been evaluated yet")
-    level = evaluation.metadata.get("level")
-    level = getattr(level, "value", level)
-    if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
-        return dg.SkipReason(f"no drift breach (level {level}): {evaluation.description}")
-    started = evaluation.metadata["breach_started"].value
-    if started == context.cursor:
-        return dg.SkipReason(f"the breach that started {started} has already triggered retraining")
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_key=f"drift-breach-{started}",
-                tags={"ml_assets/trigger": "drift", "ml_assets/drift_breach_started": started},
-            )
-        ],
-        cursor=started,
+def build_drift_retraining_sensor(model: ModelDeclaration) -> dg.SensorDefinition:
+    check = dg.AssetCheckKey(dg.AssetKey(model.feature_drift_key), names.CHECK_FEATURE_DRIFT)
+    selection = [*SHARED_RETRAINING_KEYS, *retraining_keys(model)]
+
+    @dg.sensor(
+        name=f"{model.stem}_drift_retraining_sensor",
+        job_name=names.RETRAINING_JOB,
+        minimum_interval_seconds=300,
+        description=f"{model.name}'s feature_drift_within_limits failed with ERROR -> retrain "
+        "it through the promotion gate, once per breach (a breach is named by its first "
+        "window).",
     )
+    def _sensor(context: dg.SensorEvaluationContext):
+        evaluation = latest_evaluation(context.instance, check)
+        if evaluation is None:
+            return dg.SkipReason(f"{check.name} has not been evaluated yet")
+        level = evaluation.metadata.get("level")
+        level = getattr(level, "value", level)
+        if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            return dg.SkipReason(f"no drift breach (level {level}): {evaluation.description}")
+        started = evaluation.metadata["breach_started"].value
+        if started == context.cursor:
+            return dg.SkipReason(
+                f"the breach that started {started} has already triggered retraining"
+            )
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"drift-breach-{model.stem}-{started}",
+                    asset_selection=selection,
+                    tags={
+                        "ml_assets/trigger": "drift",
+                        "ml_assets/model": model.name,
+                        "ml_assets/drift_breach_started": started,
+                    },
+                )
+            ],
+            cursor=started,
+        )
+
+    return _sensor
 
 
 automation_condition_sensor = dg.AutomationConditionSensorDefinition(

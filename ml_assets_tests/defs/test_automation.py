@@ -9,9 +9,11 @@ import dagster as dg
 from ml_assets import names
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.automation import landed_partitions
-from ml_assets.defs.registry.assets import AFTER_BLOCKING_CHECKS, churn_classifier_version
+from ml_assets.defs.registry.assets import AFTER_BLOCKING_CHECKS
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.source import SCALES
 from ml_assets.resources.landing import LandingZone
+from ml_assets_tests.churn import churn_classifier_version
 from ml_assets_tests.defs.conftest import instance_at, tiny_settings
 
 TINY_FIRST_DAY = dt.date(2026, 1, 1)
@@ -75,14 +77,13 @@ def test_the_daily_schedule_runs_yesterdays_partition_and_the_weekly_one_retrain
     assert len(weekly.evaluate_tick(dg.build_schedule_context()).run_requests) == 1
     retraining = defs.resolve_job_def(names.RETRAINING_JOB)
     assert (
-        dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY)
-        in retraining.asset_layer.executable_asset_keys
+        dg.AssetKey(CHURN_CLASSIFIER.champion_key) in retraining.asset_layer.executable_asset_keys
     )
 
 
 def test_the_endpoint_sensor_fires_when_an_alias_moves_and_only_then(home, resources):
     defs = build_definitions(tiny_settings(home))
-    sensor = defs.get_sensor_def("endpoint_config_sensor")
+    sensor = defs.get_sensor_def("churn_endpoint_config_sensor")
     with dg.build_sensor_context(resources={"model_registry": resources["model_registry"]}) as c:
         first = sensor(c)
     (request,) = first.run_requests

@@ -19,15 +19,14 @@ import time
 import dagster as dg
 import pytest
 
-from ml_assets import names
-from ml_assets.defs.registry.assets import churn_classifier_version
-from ml_assets.defs.serving.assets import churn_endpoint_config
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
+from ml_assets_tests.churn import churn_classifier_version, churn_endpoint_config
 from ml_assets_tests.defs.conftest import instance_at
 from ml_assets_tests.gateway_process import get_json, running_gateway
 
 pytestmark = pytest.mark.abuse
 
-INVOKE = f"/serving-endpoints/{names.CHURN_ENDPOINT}/invocations"
+INVOKE = f"/serving-endpoints/{CHURN_CLASSIFIER.endpoint}/invocations"
 REQUESTS, CONCURRENCY = 10_000, 8
 BIG = 56 * 1024 * 1024
 MEMORY_GROWTH_ALLOWED = 24 * 1024 * 1024  # well under the 56 MB body
@@ -134,7 +133,7 @@ async def _soak(port: int, path, versions: list[bytes]) -> list[tuple[int, float
 def test_ten_thousand_requests_all_answered_while_the_config_is_replaced_by_garbage(
     home, resources, record_property
 ):
-    path = home / "serving" / f"{names.CHURN_ENDPOINT}.json"
+    path = home / "serving" / f"{CHURN_CLASSIFIER.endpoint}.json"
     champion_only = path.read_bytes()
     with instance_at(home) as instance:  # a second version: the config gains a canary
         for asset in (churn_classifier_version, churn_endpoint_config):

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 from mlflow.entities import RunStatus
 
-from ml_assets.defs.models.assets import build_model
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.models.training import (
     TrainingRequest,
@@ -28,10 +27,10 @@ from ml_assets.lib.training_sets.churn import MODEL_FEATURES, TRAINING_SET
 from ml_assets.reporting import run_check_results
 from ml_assets.resources.mlflow import LocalMlflow
 from ml_assets.resources.training import SCRIPT, SubprocessTraining
+from ml_assets_tests.churn import churn_classifier
 from ml_assets_tests.defs.conftest import instance_at, materialization_metadata
 
 ASSET = "models/churn_classifier"
-churn_classifier = build_model(CHURN_CLASSIFIER)
 
 
 def _runs(home):

@@ -14,10 +14,11 @@ import pytest
 
 from ml_assets import check, names
 from ml_assets.definitions import build_definitions
-from ml_assets.defs.automation import DRIFT_CHECK, latest_evaluation
-from ml_assets.lib.monitoring.churn import FEATURE_DRIFT, PREDICTION_DRIFT
+from ml_assets.defs.automation import latest_evaluation
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.source import SCALES
 from ml_assets.reporting import run_check_results
+from ml_assets_tests.churn import FEATURE_DRIFT, PREDICTION_DRIFT
 from ml_assets_tests.defs.conftest import (
     build_resources,
     instance_at,
@@ -34,7 +35,7 @@ def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
 
 
 def _retraining_sensor(home: Path, cursor: str | None = None):
-    sensor = build_definitions(tiny_settings(home)).get_sensor_def("drift_retraining_sensor")
+    sensor = build_definitions(tiny_settings(home)).get_sensor_def("churn_drift_retraining_sensor")
     with (
         instance_at(home) as instance,
         dg.build_sensor_context(instance=instance, cursor=cursor) as context,
@@ -44,14 +45,14 @@ def _retraining_sensor(home: Path, cursor: str | None = None):
 
 def test_clean_windows_stay_within_limits_with_a_report_and_a_row_per_day(ingested):
     home, result = ingested
-    drift = materialization_metadata(result, "monitoring/feature_drift")
+    drift = materialization_metadata(result, "monitoring/churn_feature_drift")
     assert drift["windows"] == TINY.days and drift["windows_compared"] >= 25
     assert drift["windows_without_users"] == []
     assert drift["share_drifted"] < 0.3
     assert "events_90d" in drift["columns_left_out"]  # 90 days do not fit before the reference
     assert drift["columns_compared"] == 13
     report = Path(drift["report"])
-    assert report.is_file() and report.parent == home / "reports" / "feature_drift"
+    assert report.is_file() and report.parent == home / "reports" / "churn_feature_drift"
     assert "<html" in report.read_text()[:2000].lower()
     # reports kept: the latest window's, and any at or above the warning level (none here)
     assert sorted(p.name for p in report.parent.iterdir()) == [report.name]
@@ -95,12 +96,17 @@ def test_make_check_fails_on_injected_drift_and_names_the_check(drifted):
         for case in ET.parse(junit).getroot().iter("testcase")
         if case.find("failure") is not None
     }
-    assert list(failures) == [("monitoring/feature_drift", names.CHECK_FEATURE_DRIFT)]
+    assert list(failures) == [("monitoring/churn_feature_drift", names.CHECK_FEATURE_DRIFT)]
     with instance_at(home) as instance:
-        evaluation = latest_evaluation(instance, DRIFT_CHECK)
+        drift_check = dg.AssetCheckKey(
+            dg.AssetKey(CHURN_CLASSIFIER.feature_drift_key), names.CHECK_FEATURE_DRIFT
+        )
+        evaluation = latest_evaluation(instance, drift_check)
         scores = latest_evaluation(
             instance,
-            dg.AssetCheckKey(dg.AssetKey(names.PREDICTION_DRIFT_KEY), names.CHECK_PREDICTION_DRIFT),
+            dg.AssetCheckKey(
+                dg.AssetKey(CHURN_CLASSIFIER.prediction_drift_key), names.CHECK_PREDICTION_DRIFT
+            ),
         )
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR and not evaluation.passed
     assert evaluation.metadata["share_drifted"].value >= 0.5
@@ -123,11 +129,16 @@ def test_a_breach_asks_for_retraining_once(drifted):
     first = _retraining_sensor(home)
     [request] = first.run_requests
     started = first.cursor
-    assert request.run_key == f"drift-breach-{started}"
+    assert request.run_key == f"drift-breach-churn-{started}"
     assert request.tags["ml_assets/trigger"] == "drift"
+    assert request.tags["ml_assets/model"] == CHURN_CLASSIFIER.name
+    # only the drifting model's line is retrained, not every model's
+    selected = {k.to_user_string() for k in request.asset_selection}
+    assert "registry/churn_classifier_champion" in selected
+    assert not any(k.startswith(("models/", "registry/")) and "churn" not in k for k in selected)
     again = _retraining_sensor(home, cursor=started)
     assert isinstance(again, dg.SkipReason) and "already triggered retraining" in (
         again.skip_message
     )
     job = build_definitions(tiny_settings(home)).resolve_job_def(names.RETRAINING_JOB)
-    assert dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY) in job.asset_layer.selected_asset_keys
+    assert dg.AssetKey(CHURN_CLASSIFIER.champion_key) in job.asset_layer.selected_asset_keys

@@ -17,22 +17,23 @@ from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.definitions import build_definitions
-from ml_assets.defs.models.assets import build_model
-from ml_assets.defs.registry.assets import churn_classifier_champion, churn_classifier_version
-from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER, ENCODING
 from ml_assets.lib.models.golden import golden_examples
 from ml_assets.lib.training_sets.churn import LABEL, SPLIT, TRAINING_SET
 from ml_assets.reporting import run_check_results, step_failure
 from ml_assets.resources.mlflow import LocalMlflow
 from ml_assets.run import champion_summary
+from ml_assets_tests.churn import (
+    churn_classifier,
+    churn_classifier_champion,
+    churn_classifier_version,
+)
 from ml_assets_tests.defs.conftest import (
     evaluate_checks,
     instance_at,
     materialization_metadata,
     tiny_settings,
 )
-
-churn_classifier = build_model(CHURN_CLASSIFIER)
 
 NAME = names.CHURN_MODEL_NAME
 CHAMPION = "registry/churn_classifier_champion"
@@ -127,7 +128,9 @@ def test_a_fresh_run_leaves_a_gated_champion_that_serves_probabilities(ingested)
         "slice_metrics.csv",
     }
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
-    scores = pd.Series(model.predict(golden_examples()).to_numpy(), index=golden_examples().index)
+    scores = pd.Series(
+        model.predict(golden_examples(ENCODING)).to_numpy(), index=golden_examples(ENCODING).index
+    )
     assert ((scores > 0) & (scores < 1)).all()  # probabilities, not labels
     assert scores["dormant_free"] > scores["engaged_premium"]
     checks = {
@@ -136,7 +139,9 @@ def test_a_fresh_run_leaves_a_gated_champion_that_serves_probabilities(ingested)
         if c.asset_key.to_user_string() == CHAMPION
     }
     assert checks == {"promotion_gate_passed": True, "champion_alias_consistent": True}
-    assert champion_summary(result).startswith(f"champion: {NAME} v1 (passed every gate check")
+    assert champion_summary(result, CHURN_CLASSIFIER).startswith(
+        f"champion: {NAME} v1 (passed every gate check"
+    )
 
 
 def test_a_model_trained_on_random_labels_is_refused_and_the_champion_stays(home, resources):
@@ -185,7 +190,7 @@ def test_dry_run_records_the_failure_promotes_anyway_and_rollback_restores(home,
     with instance_at(home) as instance:
         rolled = rollback.execute_in_process(instance=instance, run_config=config)
         latest = instance.get_latest_materialization_event(
-            dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY)
+            dg.AssetKey(CHURN_CLASSIFIER.champion_key)
         )
     assert holder(client, "champion") == "1" and holder(client, "previous_champion") is None
     assert client.get_model_version(NAME, "1").tags["ml_assets.audit.restored.reason"] == (

@@ -17,13 +17,17 @@ import pytest
 from starlette.testclient import TestClient
 
 from ml_assets import names
-from ml_assets.defs.registry.assets import churn_classifier_version
-from ml_assets.defs.serving.assets import churn_endpoint_config, churn_predictions
 from ml_assets.deployments import current_settings
 from ml_assets.gateway import build_app, gateway_for
 from ml_assets.lib.features import user_activity
-from ml_assets.lib.serving.batch import PREDICTIONS
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.reporting import run_check_results
+from ml_assets_tests.churn import (
+    PREDICTIONS,
+    churn_classifier_version,
+    churn_endpoint_config,
+    churn_predictions,
+)
 from ml_assets_tests.defs.conftest import (
     evaluate_checks,
     instance_at,
@@ -33,7 +37,7 @@ from ml_assets_tests.defs.conftest import (
 from ml_assets_tests.gateway_process import get_json, running_gateway
 
 CONFIG = "serving/churn_endpoint_config"
-INVOKE = f"/serving-endpoints/{names.CHURN_ENDPOINT}/invocations"
+INVOKE = f"/serving-endpoints/{CHURN_CLASSIFIER.endpoint}/invocations"
 
 
 def materialize(home, resources, assets, config=None) -> dg.ExecuteInProcessResult:
@@ -44,7 +48,7 @@ def materialize(home, resources, assets, config=None) -> dg.ExecuteInProcessResu
 
 
 def config_path(home: Path) -> Path:
-    return home / "serving" / f"{names.CHURN_ENDPOINT}.json"
+    return home / "serving" / f"{CHURN_CLASSIFIER.endpoint}.json"
 
 
 def client_for(home: Path, **settings) -> tuple[TestClient, object]:
@@ -231,7 +235,7 @@ def test_with_a_token_set_everything_but_health_needs_it_and_reveals_nothing(ing
         answer = client.request(method, path, json=body)
         assert answer.status_code == 401, path
         assert answer.headers["WWW-Authenticate"] == "Bearer"
-        assert names.CHURN_ENDPOINT not in answer.text and "churn" not in answer.text
+        assert CHURN_CLASSIFIER.endpoint not in answer.text and "churn" not in answer.text
     assert client.get("/health").json() == {"status": "ok"}
     for header in ("Bearer s3cret", "bearer s3cret", "BEARER s3cret", " Bearer  s3cret "):
         answer = client.post(INVOKE, json=body, headers={"Authorization": header})

@@ -22,17 +22,18 @@ from databricks.sdk.errors import (
 from databricks.sdk.service.serving import EndpointStateConfigUpdate, EndpointStateReady
 
 from ml_assets import names
-from ml_assets.defs.registry.assets import churn_classifier_version
-from ml_assets.defs.serving.assets import (
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
+from ml_assets.lib.serving.endpoint import plan_endpoint
+from ml_assets.reporting import run_check_results
+from ml_assets.resources.databricks import WorkspaceError
+from ml_assets.resources.serving import DatabricksEndpointDeployer
+from ml_assets_tests.churn import (
+    churn_classifier_version,
     churn_endpoint_config,
     routes_sum_to_100,
     served_entities_ready,
     signatures_match_online_features,
 )
-from ml_assets.lib.serving.endpoint import plan_endpoint
-from ml_assets.reporting import run_check_results
-from ml_assets.resources.databricks import WorkspaceError
-from ml_assets.resources.serving import DatabricksEndpointDeployer
 from ml_assets_tests.defs.test_serving import (
     client_for,
     config_path,
@@ -40,7 +41,7 @@ from ml_assets_tests.defs.test_serving import (
 )
 from ml_assets_tests.gateway_process import free_port, running_gateway
 
-NAME = names.CHURN_ENDPOINT
+NAME = CHURN_CLASSIFIER.endpoint
 MODEL = names.CHURN_MODEL_NAME
 API = "/api/2.0/serving-endpoints"
 TOKEN = "sdk-contract-token"

@@ -1,4 +1,4 @@
-"""The churn drift monitor's pure parts: which columns are comparable with the reference, the
+"""The drift monitor's pure parts: which columns are comparable with the reference, the
 status of every window as it was judged, and where the current breach started."""
 
 from __future__ import annotations
@@ -8,9 +8,13 @@ import datetime as dt
 import pyspark.sql.functions as F
 import pytest
 
-from ml_assets.lib.monitoring.churn import breach_started, comparable_columns, window_statuses
+from ml_assets.lib.monitoring.limits import DriftLimits
+from ml_assets.lib.monitoring.monitor import breach_started, window_statuses
 from ml_assets.lib.raw import backdated_changes
 from ml_assets.lib.training_sets.churn import MODEL_FEATURES
+from ml_assets_tests.churn import CHURN_MONITOR
+
+comparable_columns = CHURN_MONITOR.comparable_columns
 
 DAY = dt.date(2026, 3, 1)
 LIMITS = {"warn_at": 0.3, "error_at": 0.5, "k": 2, "n": 5}
@@ -47,6 +51,17 @@ def test_each_window_is_judged_on_its_own_past_and_one_breach_keeps_its_first_wi
     assert breach_started(statuses[:4]) is None
     calm = window_statuses([*history, (DAY + dt.timedelta(days=7), 0.1)], **LIMITS)
     assert breach_started(calm) is None  # the breach ended; a new one would have a new start
+    assert CHURN_MONITOR.statuses(history) == statuses  # the declared limits are these
+
+
+def test_drift_limits_are_validated_data():
+    assert DriftLimits().model_dump() == LIMITS
+    with pytest.raises(ValueError, match=r"warn_at \(0.6\) must be at most error_at \(0.5\)"):
+        DriftLimits(warn_at=0.6, error_at=0.5)
+    with pytest.raises(ValueError, match=r"k \(6\) breaches cannot be found in n \(5\)"):
+        DriftLimits(k=6, n=5)
+    with pytest.raises(ValueError, match="greater than 0"):
+        DriftLimits(warn_at=0)
 
 
 @pytest.fixture
@@ -83,12 +98,12 @@ def test_a_change_landing_weeks_after_the_time_it_claims_is_backdated(spark, use
 def test_a_lakehouse_monitor_that_does_not_fit_its_table_is_refused_with_every_problem():
     import dataclasses
 
-    from ml_assets.lib.monitoring.churn import PREDICTIONS_MONITOR
     from ml_assets.lib.monitoring.lakehouse_monitor import MonitorDeclarationError
+    from ml_assets_tests.churn import CHURN_MONITOR
 
-    assert PREDICTIONS_MONITOR.problems() == []
+    assert CHURN_MONITOR.lakehouse_monitor.problems() == []
     bad = dataclasses.replace(
-        PREDICTIONS_MONITOR,
+        CHURN_MONITOR.lakehouse_monitor,
         timestamp_col="model_name",
         prediction_col="probability",
         granularities=("2 days",),

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 from ml_assets.lib.features import user_activity, user_profile
 from ml_assets.lib.serving.checks import online_matches_offline
-from ml_assets.lib.serving.churn import churn_features
 from ml_assets.lib.serving.endpoint import Endpoint, plan_endpoint, route_problems
 from ml_assets.lib.serving.online import online_frame, plan_publish
+from ml_assets.lib.serving.user_features import user_features
 
 AT = pd.Timestamp("2026-03-10", tz="UTC")
 NAME = "main.models.churn_classifier"
@@ -104,7 +104,7 @@ def test_online_features_use_a_row_only_at_or_before_the_request_and_within_the_
         "country": "FR",
         "signup_ts": (AT - pd.Timedelta(days=100, hours=5)).to_pydatetime(),
     }
-    out = churn_features(
+    out = user_features(
         [1, 2, 3, 4, 1, 5],
         AT.to_pydatetime(),
         {

@@ -20,8 +20,8 @@ from ml_assets.defs.features.assets import ACTIVITY_KEY, PROFILE_KEY
 from ml_assets.defs.metadata import check_result
 from ml_assets.lib.quality import CheckOutcome
 from ml_assets.lib.serving.checks import online_matches_offline
-from ml_assets.lib.serving.churn import LOOKUP_CONTRACTS, churn_features
 from ml_assets.lib.serving.online import latest_rows, online_frame
+from ml_assets.lib.serving.user_features import LOOKUP_CONTRACTS, user_features
 from ml_assets.lib.training_sets.lookups import build_training_set
 from ml_assets.lib.training_sets.users import (
     ACTIVITY_MATCHED_TS,
@@ -107,7 +107,7 @@ def online_offline_consistent(
         )
     profile = lakehouse.read(ONLINE_CONTRACTS[1].table_spec)
     users = _sample(profile.select(ENTITY_KEY).toPandas()[ENTITY_KEY], SKEW_SAMPLE)
-    online = churn_features(
+    online = user_features(
         users, at, {str(c.name): online_store.read(c, users) for c in ONLINE_CONTRACTS}
     )
     spine = profile.sparkSession.createDataFrame(

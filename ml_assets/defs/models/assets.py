@@ -81,7 +81,7 @@ def _with_where(event, mlflow_tracking: MlflowTracking, where: str):
 
 
 def build_model(model: ModelDeclaration) -> dg.AssetsDefinition:
-    key = dg.AssetKey([names.MODELS, model.name])
+    key = dg.AssetKey(model.model_key)
     training_set = model.training_set.table
     training_set_key = table_key(model.training_set.table_name)
     Config = training_config(model)

@@ -1,13 +1,15 @@
-"""The registry stage: a registered version per trained model, and the gated champion.
+"""The registry stage, for every declared model: a registered version per trained model, and
+the gated champion (``build_registry(model)``).
 
-``registry/churn_classifier_version`` registers the parent run's model (the latest
-``models/churn_classifier`` materialization) as a new version with a model-card description
-and the run's lineage tags, and gives it the alias ``challenger``.
+``registry/<model>_version`` registers the parent run's model (the latest ``models/<model>``
+materialization) as a new version with a model-card description and the run's lineage tags,
+and gives it the alias ``challenger``.
 
-``registry/churn_classifier_champion`` is the promotion gate (``lib/registry/gate.py``): it
-scores the challenger and the current champion on the challenger's test set, checks the
-signature, golden examples and latency, then moves the aliases according to the mode. The
-standalone check ``champion_alias_consistent`` can be run any time from the UI.
+``registry/<model>_champion`` is the promotion gate (``lib/registry/gate.py``): it scores the
+challenger and the current champion on the challenger's test set, checks the signature, the
+golden examples (the model's declared orderings) and latency, then moves the aliases according
+to the mode. The standalone check ``champion_alias_consistent`` can be run any time from the
+UI. One job, ``rollback_champion``, moves a model's champion back (config: the model).
 """
 
 from typing import Literal
@@ -20,9 +22,10 @@ from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.lib.models import classifier as cc
-from ml_assets.lib.models.churn_classifier import COSTS, ENCODING, REGISTERED_MODEL
+from ml_assets.lib.models.catalog import MODELS, model_named
+from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.models.encoding import request_frame
-from ml_assets.lib.models.golden import ORDERINGS, golden_examples
+from ml_assets.lib.models.golden import golden_examples
 from ml_assets.lib.models.thresholds import MetricThreshold
 from ml_assets.lib.models.training import LOGGED_MODEL_TAG
 from ml_assets.lib.registry import aliases
@@ -37,83 +40,107 @@ from ml_assets.lib.registry.gate import (
     evaluate_gate,
 )
 from ml_assets.lib.registry.store import Registry, RegistryError, RegistryRuleError
-from ml_assets.lib.training_sets.churn import LABEL, MODEL_FEATURES, SPLIT, TRAINING_SET
+from ml_assets.lib.training_sets.declaration import SPLIT
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.registry import ModelRegistry
 
-MODEL_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_KEY)
-VERSION_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_VERSION_KEY)
-CHAMPION_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY)
 SUMMARY_LIMIT = (
     4000  # characters of breach text kept in a version tag (the full report is an artifact)
 )
 
 
-def _latest_model_run_id(instance: dg.DagsterInstance) -> str:
-    event = instance.get_latest_materialization_event(MODEL_KEY)
+def model_key(model: ModelDeclaration) -> dg.AssetKey:
+    return dg.AssetKey(model.model_key)
+
+
+def version_key(model: ModelDeclaration) -> dg.AssetKey:
+    return dg.AssetKey(model.version_key)
+
+
+def champion_key(model: ModelDeclaration) -> dg.AssetKey:
+    return dg.AssetKey(model.champion_key)
+
+
+def _latest_model_run_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> str:
+    event = instance.get_latest_materialization_event(key)
     entry = None if event is None else event.asset_materialization.metadata.get("mlflow_run_id")
     if entry is None:
         raise dg.Failure(
-            "No materialization of models/churn_classifier records an MLflow run: materialize "
+            f"No materialization of {key.to_user_string()} records an MLflow run: materialize "
             "it first (this asset registers the model of its latest run)."
         )
     return str(entry.value)
 
 
 # declarative: register (and then gate) a new model only once its blocking checks passed
+
 AFTER_BLOCKING_CHECKS = (
     dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 ).with_label("eager, upstream blocking checks passed")
 
 
-@dg.asset(
-    key=VERSION_KEY,
-    group_name=names.REGISTRY,
-    deps=[MODEL_KEY],
-    automation_condition=AFTER_BLOCKING_CHECKS,
-    kinds={"mlflow"},
-    description="Registers the latest trained churn model as a new version of the registered "
-    "model, with a model-card description and lineage tags; sets the alias `challenger`.",
-)
-def churn_classifier_version(
-    context: dg.AssetExecutionContext, model_registry: ModelRegistry
-) -> dg.MaterializeResult:
-    run_id = _latest_model_run_id(context.instance)
-    registry = model_registry.open()
-    name = registry.full_name(REGISTERED_MODEL)
+def build_version(model: ModelDeclaration) -> dg.AssetsDefinition:
+    trained = model_key(model)
+
+    @dg.asset(
+        key=version_key(model),
+        group_name=names.REGISTRY,
+        deps=[trained],
+        automation_condition=AFTER_BLOCKING_CHECKS,
+        kinds={"mlflow"},
+        description=f"Registers the latest trained {model.name} as a new version of "
+        f"{model.registered_model}, with a model-card description and lineage tags; sets the "
+        "alias `challenger`.",
+    )
+    def _version(
+        context: dg.AssetExecutionContext, model_registry: ModelRegistry
+    ) -> dg.MaterializeResult:
+        run_id = _latest_model_run_id(context.instance, trained)
+        registry = model_registry.open()
+        name = registry.full_name(model.registered_model)
+        version = _register(registry, name, run_id, context.run.run_id, trained)
+        context.log.info("registered %s v%s (alias %s)", name, version.version, aliases.CHALLENGER)
+        return dg.MaterializeResult(
+            metadata={
+                "registered_model": name,
+                "version": int(version.version),
+                "aliases": ", ".join(version.aliases),
+                "model_uri": f"models:/{name}/{version.version}",
+                "challenger_uri": f"models:/{name}@{aliases.CHALLENGER}",
+                "mlflow_run_id": run_id,
+                "test_roc_auc": round(
+                    registry.run(run_id).data.metrics.get("test_roc_auc", float("nan")), 4
+                ),
+                "description": dg.MetadataValue.md(version.description or ""),
+            }
+        )
+
+    return _version
+
+
+def _register(
+    registry: Registry, name: str, run_id: str, dagster_run_id: str, trained: dg.AssetKey
+) -> ModelVersion:
     run = registry.run(run_id)
     lineage = {k: v for k, v in run.data.tags.items() if k.startswith(names.TAG_PREFIX)}
     model_id = lineage.get(LOGGED_MODEL_TAG)
     if model_id is None:
         raise dg.Failure(
             f"MLflow run {run_id} has no tag {LOGGED_MODEL_TAG!r}: it was not made by "
-            "models/churn_classifier (or predates it). Re-materialize models/churn_classifier."
+            f"{trained.to_user_string()} (or predates it). Re-materialize it."
         )
     try:
-        version = aliases.register_version(
+        return aliases.register_version(
             registry,
             name,
             model_id,
             run_id,
             description=version_description(run_id, lineage, run.data.metrics),
-            tags={**lineage, names.TAG_REGISTERED_BY_RUN: context.run.run_id},
+            tags={**lineage, names.TAG_REGISTERED_BY_RUN: dagster_run_id},
             model_description=MODEL_DESCRIPTION,
         )
     except (RegistryError, RegistryRuleError) as exc:
         raise dg.Failure(f"{name}: the model of run {run_id} was not registered: {exc}") from exc
-    context.log.info("registered %s v%s (alias %s)", name, version.version, aliases.CHALLENGER)
-    return dg.MaterializeResult(
-        metadata={
-            "registered_model": name,
-            "version": int(version.version),
-            "aliases": ", ".join(version.aliases),
-            "model_uri": f"models:/{name}/{version.version}",
-            "challenger_uri": f"models:/{name}@{aliases.CHALLENGER}",
-            "mlflow_run_id": run_id,
-            "test_roc_auc": round(run.data.metrics.get("test_roc_auc", float("nan")), 4),
-            "description": dg.MetadataValue.md(version.description or ""),
-        }
-    )
 
 
 class MetricThresholdConfig(dg.Config):
@@ -126,35 +153,46 @@ class MetricThresholdConfig(dg.Config):
     max_regression: float | None = None
 
 
-def _default_thresholds() -> list[MetricThresholdConfig]:
+def _default_thresholds(min_roc_auc: float) -> list[MetricThresholdConfig]:
     return [
-        MetricThresholdConfig(metric="roc_auc", threshold=0.75, max_regression=0.01),
+        MetricThresholdConfig(metric="roc_auc", threshold=min_roc_auc, max_regression=0.01),
         MetricThresholdConfig(metric="pr_auc", max_regression=0.02),
         MetricThresholdConfig(metric="log_loss", greater_is_better=False, max_regression=0.01),
         MetricThresholdConfig(metric="brier", greater_is_better=False, max_regression=0.005),
     ]
 
 
-class PromotionGateConfig(dg.Config):
-    mode: Literal["disabled", "dry_run", "enabled"] = Field(
-        "enabled",
-        description="enabled: promote only if every gate check passes; dry_run: evaluate and "
-        "record, then promote anyway; disabled: promote without evaluating (mlops-stacks).",
-    )
-    thresholds: list[MetricThresholdConfig] = Field(default_factory=_default_thresholds)
-    latency_budget_ms: float = Field(
-        50.0,
-        description="single-row p99 prediction budget (typical p99 is about 5 ms; the headroom "
-        "keeps a busy machine from refusing a model)",
-    )
-    latency_calls: int = Field(200, description="single-row predictions timed for the p99")
+def gate_config(model: ModelDeclaration) -> type[dg.Config]:
+    """The gate's launchpad settings for one model; the absolute ROC AUC floor is the
+    model's declared ``min_test_roc_auc``."""
+    floor = model.settings.min_test_roc_auc
 
-    def policy(self) -> GatePolicy:
-        return GatePolicy(
-            thresholds=tuple(MetricThreshold(**t.model_dump()) for t in self.thresholds),
-            latency_budget_ms=self.latency_budget_ms,
-            latency_calls=self.latency_calls,
+    class PromotionGateConfig(dg.Config):
+        mode: Literal["disabled", "dry_run", "enabled"] = Field(
+            "enabled",
+            description="enabled: promote only if every gate check passes; dry_run: evaluate "
+            "and record, then promote anyway; disabled: promote without evaluating "
+            "(mlops-stacks).",
         )
+        thresholds: list[MetricThresholdConfig] = Field(
+            default_factory=lambda: _default_thresholds(floor)
+        )
+        latency_budget_ms: float = Field(
+            50.0,
+            description="single-row p99 prediction budget (typical p99 is about 5 ms; the "
+            "headroom keeps a busy machine from refusing a model)",
+        )
+        latency_calls: int = Field(200, description="single-row predictions timed for the p99")
+
+        def policy(self) -> GatePolicy:
+            return GatePolicy(
+                thresholds=tuple(MetricThreshold(**t.model_dump()) for t in self.thresholds),
+                latency_budget_ms=self.latency_budget_ms,
+                latency_calls=self.latency_calls,
+            )
+
+    PromotionGateConfig.__name__ = f"{model.name}_promotion_gate_config"
+    return PromotionGateConfig
 
 
 def _subject(registry: Registry, name: str, version: ModelVersion) -> GateSubject:
@@ -171,7 +209,9 @@ def _subject(registry: Registry, name: str, version: ModelVersion) -> GateSubjec
     )
 
 
-def _test_set(lakehouse: Lakehouse, registry: Registry, version: ModelVersion):
+def _test_set(
+    lakehouse: Lakehouse, registry: Registry, model: ModelDeclaration, version: ModelVersion
+):
     """The challenger's test split, read at the training set version its run recorded."""
     tags = registry.run(version).data.tags
     recorded = tags.get(names.TAG_TRAINING_SET_VERSION)
@@ -181,12 +221,13 @@ def _test_set(lakehouse: Lakehouse, registry: Registry, version: ModelVersion):
             "the gate cannot find the test set it was evaluated on."
         )
     frame = (
-        lakehouse.read(TRAINING_SET, version=int(recorded))
+        lakehouse.read(model.training_set.table, version=int(recorded))
         .where(F.col(SPLIT) == "test")
-        .select(*MODEL_FEATURES, LABEL)
+        .select(*model.training_set.model_features, model.label)
         .toPandas()
     )
-    return request_frame(frame, ENCODING), frame[LABEL].to_numpy(dtype=int), int(recorded)
+    labels = frame[model.label].to_numpy(dtype=int)
+    return request_frame(frame, model.encoding), labels, int(recorded)
 
 
 def _metrics_table(report: GateReport) -> str:
@@ -209,6 +250,7 @@ def _checks_table(report: GateReport) -> str:
 def _run_gate(
     lakehouse: Lakehouse,
     registry: Registry,
+    model: ModelDeclaration,
     name: str,
     challenger: ModelVersion,
     champion: ModelVersion | None,
@@ -217,7 +259,7 @@ def _run_gate(
 ) -> tuple[GateReport, str, int]:
     """Both models scored on the challenger's test set; the report is also logged as a JSON
     artifact on the challenger's run. Returns the report, its URI and the test set version."""
-    features, labels, test_set_version = _test_set(lakehouse, registry, challenger)
+    features, labels, test_set_version = _test_set(lakehouse, registry, model, challenger)
 
     def score(probabilities: np.ndarray, subject: GateSubject) -> dict[str, float]:
         threshold = subject.run_metrics.get("test_threshold")
@@ -226,15 +268,15 @@ def _run_gate(
                 f"The run of v{subject.version} logged no test_threshold (the decision "
                 "threshold it was evaluated at)."
             )
-        return cc.evaluate(labels, probabilities, threshold, COSTS)
+        return cc.evaluate(labels, probabilities, threshold, model.costs)
 
     report = evaluate_gate(
         _subject(registry, name, challenger),
         None if champion is None else _subject(registry, name, champion),
         test_features=features,
         score=score,
-        golden=golden_examples(),
-        orderings=ORDERINGS,
+        golden=golden_examples(model.encoding),
+        orderings=model.golden_orderings,
         policy=policy,
     )
     uri = registry.log_text(challenger, report.to_json(), f"promotion_gate/{run_id}.json")
@@ -266,90 +308,104 @@ def _gate_tags(
     }
 
 
-@dg.asset(
-    key=CHAMPION_KEY,
-    group_name=names.REGISTRY,
-    deps=[VERSION_KEY],
-    automation_condition=AFTER_BLOCKING_CHECKS,
-    kinds={"mlflow"},
-    check_specs=[dg.AssetCheckSpec(names.CHECK_GATE_PASSED, asset=CHAMPION_KEY)],
-    description="The promotion gate: evaluates `challenger` against `champion` on the same "
-    "test set (metric thresholds, signature, golden examples, latency) and moves the aliases "
-    "(`champion`, `previous_champion`) per the mode: disabled | dry_run | enabled.",
-)
-def churn_classifier_champion(
-    context: dg.AssetExecutionContext,
-    config: PromotionGateConfig,
-    lakehouse: Lakehouse,
-    model_registry: ModelRegistry,
-):
-    registry = model_registry.open()
-    name = registry.full_name(REGISTERED_MODEL)
-    mode = GateMode(config.mode)
-    policy = config.policy()  # a malformed policy fails here, before anything moves
+def build_champion(model: ModelDeclaration) -> dg.AssetsDefinition:
+    key = champion_key(model)
+    Config = gate_config(model)
+
+    @dg.asset(
+        key=key,
+        group_name=names.REGISTRY,
+        deps=[version_key(model)],
+        automation_condition=AFTER_BLOCKING_CHECKS,
+        kinds={"mlflow"},
+        check_specs=[dg.AssetCheckSpec(names.CHECK_GATE_PASSED, asset=key)],
+        description="The promotion gate: evaluates `challenger` against `champion` on the same "
+        "test set (metric thresholds, signature, golden examples, latency) and moves the "
+        "aliases (`champion`, `previous_champion`) per the mode: disabled | dry_run | enabled.",
+    )
+    def _champion(
+        context: dg.AssetExecutionContext,
+        config: Config,
+        lakehouse: Lakehouse,
+        model_registry: ModelRegistry,
+    ):
+        registry = model_registry.open()
+        name = registry.full_name(model.registered_model)
+        mode, policy = GateMode(config.mode), config.policy()  # a bad policy fails here
+        challenger = _challenger(registry, name, model)
+        champion = registry.by_alias(name, aliases.CHAMPION)
+        run_id = context.run.run_id
+        report, report_uri, test_set_version = None, None, None
+        if mode is not GateMode.DISABLED:
+            report, report_uri, test_set_version = _run_gate(
+                lakehouse, registry, model, name, challenger, champion, policy, run_id
+            )
+        decision = decide(mode, report)
+        tags = _gate_tags(mode, report, champion, run_id, report_uri)
+        aliases.record_gate(registry, name, challenger.version, tags)
+        detail = _gate_detail(report, report_uri, test_set_version)
+        gate_check = _gate_check(mode, report, decision.reason, challenger)
+        if not decision.promote:
+            aliases.refuse(
+                registry, name, challenger.version, reason=decision.reason, dagster_run_id=run_id
+            )
+            # the failed check is recorded (the UI and make check show it), then the line stops
+            yield gate_check
+            raise dg.Failure(
+                description=report.failure_message(name),
+                metadata={"challenger_version": int(challenger.version), "mode": mode.value}
+                | detail,
+            )
+        move = aliases.promote(
+            registry, name, challenger.version, reason=decision.reason, dagster_run_id=run_id
+        )
+        context.log.info("%s: champion is v%s (%s)", name, move.champion, decision.reason)
+        yield dg.MaterializeResult(metadata=_promoted(name, move, mode, decision, report, detail))
+        yield gate_check
+
+    return _champion
+
+
+def _challenger(registry: Registry, name: str, model: ModelDeclaration) -> ModelVersion:
     challenger = registry.by_alias(name, aliases.CHALLENGER)
     if challenger is None:
         raise dg.Failure(
             f"No version of {name} has the alias {aliases.CHALLENGER!r}: nothing to evaluate. "
-            "Materialize registry/churn_classifier_version first (it registers the latest "
+            f"Materialize {version_key(model).to_user_string()} first (it registers the latest "
             "model and makes it the challenger)."
         )
-    champion = registry.by_alias(name, aliases.CHAMPION)
-    run_id = context.run.run_id
-    report, report_uri, test_set_version = None, None, None
-    if mode is not GateMode.DISABLED:
-        report, report_uri, test_set_version = _run_gate(
-            lakehouse, registry, name, challenger, champion, policy, run_id
-        )
-    decision = decide(mode, report)
-    aliases.record_gate(
-        registry, name, challenger.version, _gate_tags(mode, report, champion, run_id, report_uri)
-    )
-    detail = (
-        {}
-        if report is None
-        else {
-            "gate_checks": dg.MetadataValue.md(_checks_table(report)),
-            "metrics": dg.MetadataValue.md(_metrics_table(report)),
-            "latency_p50_ms": round(report.latency_ms["p50"], 2),
-            "latency_p99_ms": round(report.latency_ms["p99"], 2),
-            "gate_report": report_uri,
-            "test_set_version": test_set_version,
-        }
-    )
-    gate_check = _gate_check(mode, report, decision.reason, challenger)
-    if not decision.promote:
-        aliases.refuse(
-            registry, name, challenger.version, reason=decision.reason, dagster_run_id=run_id
-        )
-        # the failed check is recorded (the UI and make check show it), then the line stops
-        yield gate_check
-        raise dg.Failure(
-            description=report.failure_message(name),
-            metadata={"challenger_version": int(challenger.version), "mode": mode.value, **detail},
-        )
-    move = aliases.promote(
-        registry, name, challenger.version, reason=decision.reason, dagster_run_id=run_id
-    )
-    context.log.info("%s: champion is v%s (%s)", name, move.champion, decision.reason)
+    return challenger
+
+
+def _gate_detail(report: GateReport | None, report_uri, test_set_version) -> dict[str, object]:
+    if report is None:
+        return {}
+    return {
+        "gate_checks": dg.MetadataValue.md(_checks_table(report)),
+        "metrics": dg.MetadataValue.md(_metrics_table(report)),
+        "latency_p50_ms": round(report.latency_ms["p50"], 2),
+        "latency_p99_ms": round(report.latency_ms["p99"], 2),
+        "gate_report": report_uri,
+        "test_set_version": test_set_version,
+    }
+
+
+def _promoted(name, move, mode: GateMode, decision, report, detail) -> dict[str, object]:
     champion_metrics = (
         {f"champion_test_{k}": round(v, 4) for k, v in report.candidate_metrics.items()}
         if report is not None
         else {}
     )
-    yield dg.MaterializeResult(
-        metadata={
-            "registered_model": name,
-            "champion_version": int(move.champion),
-            "previous_champion_version": int(move.replaced) if move.replaced else None,
-            "champion_uri": f"models:/{name}@{aliases.CHAMPION}",
-            "mode": mode.value,
-            "decision": decision.reason,
-            **champion_metrics,
-            **detail,
-        }
-    )
-    yield gate_check
+    return {
+        "registered_model": name,
+        "champion_version": int(move.champion),
+        "previous_champion_version": int(move.replaced) if move.replaced else None,
+        "champion_uri": f"models:/{name}@{aliases.CHAMPION}",
+        "mode": mode.value,
+        "decision": decision.reason,
+        **champion_metrics,
+        **detail,
+    }
 
 
 def _gate_check(
@@ -373,30 +429,45 @@ def _gate_check(
     )
 
 
-@dg.asset_check(
-    asset=CHAMPION_KEY,
-    name=names.CHECK_CHAMPION_CONSISTENT,
-    blocking=True,
-    description="`champion` points at an existing READY version whose MLflow run finished and "
-    "holds the test metrics.",
-)
-def champion_alias_consistent(model_registry: ModelRegistry) -> dg.AssetCheckResult:
-    registry = model_registry.open()
-    name = registry.full_name(REGISTERED_MODEL)
-    champion, problems = aliases.champion_problems(registry, name)
-    return dg.AssetCheckResult(
-        passed=not problems,
-        description="; ".join(problems)
-        or f"{name}@champion is v{champion.version}: READY; run {champion.run_id} has the metrics",
-        metadata={
-            "registered_model": name,
-            "champion_version": None if champion is None else int(champion.version),
-            "problems": len(problems),
-        },
+def build_champion_consistent(model: ModelDeclaration) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=champion_key(model),
+        name=names.CHECK_CHAMPION_CONSISTENT,
+        blocking=True,
+        description="`champion` points at an existing READY version whose MLflow run finished "
+        "and holds the test metrics.",
     )
+    def _consistent(model_registry: ModelRegistry) -> dg.AssetCheckResult:
+        registry = model_registry.open()
+        name = registry.full_name(model.registered_model)
+        champion, problems = aliases.champion_problems(registry, name)
+        return dg.AssetCheckResult(
+            passed=not problems,
+            description="; ".join(problems)
+            or f"{name}@champion is v{champion.version}: READY; run {champion.run_id} has the "
+            "metrics",
+            metadata={
+                "registered_model": name,
+                "champion_version": None if champion is None else int(champion.version),
+                "problems": len(problems),
+            },
+        )
+
+    return _consistent
+
+
+def build_registry(
+    model: ModelDeclaration,
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """The registered version and the gated champion of one model, and the alias check."""
+    return [build_version(model), build_champion(model)], [build_champion_consistent(model)]
 
 
 class RollbackConfig(dg.Config):
+    model: str = Field(
+        next(iter(MODELS)),
+        description=f"The declared model whose champion moves back: one of {sorted(MODELS)}.",
+    )
     reason: str = Field("manual rollback", description="Why; written to the audit tags.")
 
 
@@ -404,8 +475,12 @@ class RollbackConfig(dg.Config):
 def rollback_champion_alias(
     context: dg.OpExecutionContext, config: RollbackConfig, model_registry: ModelRegistry
 ) -> None:
+    try:
+        model = model_named(config.model)
+    except KeyError as exc:
+        raise dg.Failure(str(exc.args[0])) from None
     registry = model_registry.open()
-    name = registry.full_name(REGISTERED_MODEL)
+    name = registry.full_name(model.registered_model)
     try:
         move = aliases.rollback(
             registry, name, reason=config.reason, dagster_run_id=context.run.run_id
@@ -415,7 +490,7 @@ def rollback_champion_alias(
     context.log.info("%s: champion rolled back from v%s to v%s", name, move.replaced, move.champion)
     context.log_event(
         dg.AssetMaterialization(
-            asset_key=CHAMPION_KEY,
+            asset_key=champion_key(model),
             description=f"Rolled back: {config.reason}",
             metadata={
                 "registered_model": name,
@@ -430,8 +505,9 @@ def rollback_champion_alias(
 
 @dg.job(
     name=names.ROLLBACK_JOB,
-    description="Moves the churn model's `champion` alias back to `previous_champion`, with "
-    "audit tags; fails with a clear message when there is nothing to roll back to.",
+    description="Moves a model's `champion` alias back to `previous_champion` (config: the "
+    "model and the reason), with audit tags; fails with a clear message when there is nothing "
+    "to roll back to.",
 )
 def rollback_champion():
     rollback_champion_alias()

@@ -1,5 +1,6 @@
-"""The serving stage: the endpoint config (Databricks serving-endpoint shape) that the local
-gateway honours, its checks, and batch predictions with the champion.
+"""The serving stage, for every declared model (``build_serving(model)``): the endpoint config
+(Databricks serving-endpoint shape) that the local gateway honours, its checks, and batch
+predictions with the champion.
 
 The checks read the config as deployed (the file), so a hand edit is checked too.
 """
@@ -13,111 +14,142 @@ from pydantic import Field
 from ml_assets import names
 from ml_assets.defs.metadata import check_result, table_asset_spec, write_metadata
 from ml_assets.lib.features import user_activity, user_profile
-from ml_assets.lib.models.churn_classifier import ENCODING, REGISTERED_MODEL
+from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.quality import CheckOutcome
 from ml_assets.lib.registry import aliases
 from ml_assets.lib.registry.store import Registry
 from ml_assets.lib.serving.batch import (
-    PREDICTIONS,
     SCORED_AT,
     newest_feature_time,
+    predictions_table,
     scoring_features,
 )
-from ml_assets.lib.serving.churn import REQUEST_KEY_TYPES, SERVABLE_INPUTS
 from ml_assets.lib.serving.endpoint import (
     Endpoint,
     WorkloadSize,
     plan_endpoint,
     route_problems,
 )
+from ml_assets.lib.serving.user_features import REQUEST_KEY_TYPES, SERVABLE_INPUTS
 from ml_assets.lib.serving.validation import entity_problems, servable_problems
-from ml_assets.lib.training_sets.churn import ENTITY_KEY
+from ml_assets.lib.training_sets.users import ENTITY_KEY
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.registry import ModelRegistry
 from ml_assets.resources.serving import EndpointDeployer
 from ml_assets.resources.spark import SparkResource
 
 ACTIVITY_KEY = dg.AssetKey(names.USER_ACTIVITY_KEY)
-CHAMPION_KEY = dg.AssetKey(names.CHURN_CLASSIFIER_CHAMPION_KEY)
 PROFILE_KEY = dg.AssetKey(names.USER_PROFILE_KEY)
-ENDPOINT_KEY = dg.AssetKey(names.CHURN_ENDPOINT_CONFIG_KEY)
-PREDICTIONS_KEY = dg.AssetKey(names.CHURN_PREDICTIONS_KEY)
 
 
-class EndpointConfig(dg.Config):
-    canary_percentage: int = Field(10, ge=1, le=99, description="traffic to a pending challenger")
-    workload_size: WorkloadSize = "Small"
-    scale_to_zero_enabled: bool = True
+def endpoint_config(model: ModelDeclaration) -> type[dg.Config]:
+    """The endpoint's launchpad settings; the canary share defaults to the declared one."""
 
-
-@dg.asset(
-    key=ENDPOINT_KEY,
-    group_name=names.SERVING,
-    deps=[CHAMPION_KEY],
-    kinds={"json"},
-    description="The churn endpoint's config in the Databricks serving-endpoints shape: the "
-    "champion alone at 100 %, or champion and pending challenger split for a canary. Written "
-    "to $ML_ASSETS_HOME/serving/<endpoint>.json, which the local gateway (make serve) honours.",
-)
-def churn_endpoint_config(
-    context: dg.AssetExecutionContext,
-    config: EndpointConfig,
-    model_registry: ModelRegistry,
-    endpoint_deployer: EndpointDeployer,
-) -> dg.MaterializeResult:
-    registry = model_registry.open()
-    model = registry.full_name(REGISTERED_MODEL)
-    champion = registry.by_alias(model, aliases.CHAMPION)
-    if champion is None:
-        raise dg.Failure(
-            f"{model} has no champion to serve: materialize registry/churn_classifier_champion."
+    class EndpointConfig(dg.Config):
+        canary_percentage: int = Field(
+            model.canary_percentage,
+            ge=1,
+            le=99,
+            description="traffic to a pending challenger",
         )
-    challenger = registry.by_alias(model, aliases.CHALLENGER)
-    endpoint = plan_endpoint(
-        names.CHURN_ENDPOINT,
-        model,
-        str(champion.version),
-        None if challenger is None else str(challenger.version),
-        canary_percentage=config.canary_percentage,
-        workload_size=config.workload_size,
-        scale_to_zero_enabled=config.scale_to_zero_enabled,
-    )
-    deployed = endpoint_deployer.deploy(endpoint)
-    routes = endpoint.shares()
-    context.log.info("%s %s -> %s: %s", endpoint.name, deployed.action, deployed.where, routes)
-    return dg.MaterializeResult(
-        metadata={
-            "endpoint": endpoint.name,
-            "deployed_to": dg.MetadataValue.url(deployed.where)
-            if deployed.where.startswith(("http://", "https://"))
-            else dg.MetadataValue.path(deployed.where),
-            "deployment": deployed.action,
-            "config": dg.MetadataValue.json(endpoint.body()),
-            "routes": ", ".join(f"{k} {v}%" for k, v in routes.items()),
-            "champion_version": int(champion.version),
-            "challenger_version": None if challenger is None else int(challenger.version),
-        }
-    )
+        workload_size: WorkloadSize = Field("Small", description="Databricks workload size")
+        scale_to_zero_enabled: bool = Field(True, description="Databricks scale to zero")
+
+    EndpointConfig.__name__ = f"{model.stem}_endpoint_config"
+    return EndpointConfig
 
 
-def _deployed(endpoint_deployer: EndpointDeployer) -> tuple[Endpoint | None, str | None]:
+def build_endpoint_config(model: ModelDeclaration) -> dg.AssetsDefinition:
+    champion_key = dg.AssetKey(model.champion_key)
+    Config = endpoint_config(model)
+
+    @dg.asset(
+        key=dg.AssetKey(model.endpoint_config_key),
+        group_name=names.SERVING,
+        deps=[champion_key],
+        kinds={"json"},
+        description=f"The {model.endpoint} endpoint's config in the Databricks serving-endpoints "
+        "shape: the champion alone at 100 %, or champion and pending challenger split for a "
+        "canary. Written to $ML_ASSETS_HOME/serving/<endpoint>.json, which the local gateway "
+        "(make serve) honours.",
+    )
+    def _endpoint_config(
+        context: dg.AssetExecutionContext,
+        config: Config,
+        model_registry: ModelRegistry,
+        endpoint_deployer: EndpointDeployer,
+    ) -> dg.MaterializeResult:
+        registry = model_registry.open()
+        name = registry.full_name(model.registered_model)
+        champion = registry.by_alias(name, aliases.CHAMPION)
+        if champion is None:
+            raise dg.Failure(
+                f"{name} has no champion to serve: materialize {champion_key.to_user_string()}."
+            )
+        challenger = registry.by_alias(name, aliases.CHALLENGER)
+        endpoint = plan_endpoint(
+            model.endpoint,
+            name,
+            str(champion.version),
+            None if challenger is None else str(challenger.version),
+            canary_percentage=config.canary_percentage,
+            workload_size=config.workload_size,
+            scale_to_zero_enabled=config.scale_to_zero_enabled,
+        )
+        deployed = endpoint_deployer.deploy(endpoint)
+        context.log.info(
+            "%s %s -> %s: %s", endpoint.name, deployed.action, deployed.where, endpoint.shares()
+        )
+        return dg.MaterializeResult(
+            metadata=_endpoint_metadata(endpoint, deployed, champion, challenger)
+        )
+
+    return _endpoint_config
+
+
+def _endpoint_metadata(endpoint: Endpoint, deployed, champion, challenger) -> dict[str, object]:
+    where = deployed.where
+    return {
+        "endpoint": endpoint.name,
+        "deployed_to": dg.MetadataValue.url(where)
+        if where.startswith(("http://", "https://"))
+        else dg.MetadataValue.path(where),
+        "deployment": deployed.action,
+        "config": dg.MetadataValue.json(endpoint.body()),
+        "routes": ", ".join(f"{k} {v}%" for k, v in endpoint.shares().items()),
+        "champion_version": int(champion.version),
+        "challenger_version": None if challenger is None else int(challenger.version),
+    }
+
+
+def _deployed(
+    endpoint_deployer: EndpointDeployer, model: ModelDeclaration
+) -> tuple[Endpoint | None, str | None]:
     try:
-        return endpoint_deployer.deployed(names.CHURN_ENDPOINT), None
+        return endpoint_deployer.deployed(model.endpoint), None
     except FileNotFoundError:
-        return None, "No endpoint config is deployed: materialize serving/churn_endpoint_config."
+        key = dg.AssetKey(model.endpoint_config_key).to_user_string()
+        return None, f"No endpoint config is deployed: materialize {key}."
     except ValueError as exc:  # pydantic's ValidationError and bad JSON
         return None, f"The deployed endpoint config is invalid: {exc}"
 
 
-def _config_check(name: str, description: str, evaluate) -> dg.AssetChecksDefinition:
+def _config_check(
+    model: ModelDeclaration, name: str, description: str, evaluate
+) -> dg.AssetChecksDefinition:
     """A blocking check of the deployed config; ``evaluate(endpoint, registry)``."""
 
-    @dg.asset_check(asset=ENDPOINT_KEY, name=name, blocking=True, description=description)
+    @dg.asset_check(
+        asset=dg.AssetKey(model.endpoint_config_key),
+        name=name,
+        blocking=True,
+        description=description,
+    )
     def _check(
         endpoint_deployer: EndpointDeployer, model_registry: ModelRegistry
     ) -> dg.AssetCheckResult:
-        endpoint, error = _deployed(endpoint_deployer)
+        endpoint, error = _deployed(endpoint_deployer, model)
         if endpoint is None:
             return check_result(CheckOutcome(False, error))
         return check_result(evaluate(endpoint, model_registry.open()))
@@ -157,48 +189,77 @@ def _signatures_servable(endpoint: Endpoint, registry: Registry) -> CheckOutcome
     )
 
 
-routes_sum_to_100 = _config_check(
-    names.CHECK_ROUTES_SUM,
-    "The deployed config parses (no unknown keys), its routes name served entities and their "
-    "traffic percentages sum to 100.",
-    _routes,
-)
-served_entities_ready = _config_check(
-    names.CHECK_ENTITIES_READY,
-    "Every served entity is an existing READY version of its registered model.",
-    _entities_ready,
-)
-signatures_match_online_features = _config_check(
-    names.CHECK_SIGNATURE_SERVABLE,
-    "Every served model's input signature is made of what the gateway assembles: the online "
-    "features (and what derives from them) plus the request keys, with the same types.",
-    _signatures_servable,
+CONFIG_CHECKS = (
+    (
+        names.CHECK_ROUTES_SUM,
+        "The deployed config parses (no unknown keys), its routes name served entities and "
+        "their traffic percentages sum to 100.",
+        _routes,
+    ),
+    (
+        names.CHECK_ENTITIES_READY,
+        "Every served entity is an existing READY version of its registered model.",
+        _entities_ready,
+    ),
+    (
+        names.CHECK_SIGNATURE_SERVABLE,
+        "Every served model's input signature is made of what the gateway assembles: the "
+        "online features (and what derives from them) plus the request keys, with the same "
+        "types.",
+        _signatures_servable,
+    ),
 )
 
 
-@dg.multi_asset(
-    specs=[
-        table_asset_spec(
-            PREDICTIONS_KEY,
-            PREDICTIONS,
-            group=names.SERVING,
-            deps=[CHAMPION_KEY, ACTIVITY_KEY, PROFILE_KEY],
+def build_predictions(model: ModelDeclaration) -> dg.AssetsDefinition:
+    table, key = predictions_table(model), dg.AssetKey(model.predictions_key)
+    deps = [dg.AssetKey(model.champion_key), ACTIVITY_KEY, PROFILE_KEY]
+
+    @dg.multi_asset(
+        specs=[table_asset_spec(key, table, group=names.SERVING, deps=deps)],
+        name=model.predictions_key[-1],
+    )
+    def _predictions(
+        context: dg.AssetExecutionContext,
+        lakehouse: Lakehouse,
+        spark: SparkResource,
+        model_registry: ModelRegistry,
+    ) -> dg.MaterializeResult:
+        started = time.perf_counter()
+        registry = model_registry.open()
+        name = registry.full_name(model.registered_model)
+        champion = registry.by_alias(name, aliases.CHAMPION)
+        if champion is None:
+            raise dg.Failure(f"{name} has no champion: nothing to score with.")
+        versions, at, scored = _score(lakehouse, registry, model, name, champion.version)
+        rows = spark.get_session().createDataFrame(scored).select(*table.column_names)
+        # merged on (user_id, scored_at): re-scoring the same time rewrites only what changed
+        commit = lakehouse.merge(table, rows)
+        context.log.info(
+            "scored %d users at %s with %s v%s", len(scored), at, name, champion.version
         )
-    ],
-    name="churn_predictions",
-)
-def churn_predictions(
-    context: dg.AssetExecutionContext,
-    lakehouse: Lakehouse,
-    spark: SparkResource,
-    model_registry: ModelRegistry,
-) -> dg.MaterializeResult:
-    started = time.perf_counter()
-    registry = model_registry.open()
-    model_name = registry.full_name(REGISTERED_MODEL)
-    champion = registry.by_alias(model_name, aliases.CHAMPION)
-    if champion is None:
-        raise dg.Failure(f"{model_name} has no champion: nothing to score with.")
+        scores = scored[model.output]
+        return dg.MaterializeResult(
+            metadata={
+                **write_metadata(
+                    table, commit, lakehouse.uri(table), total_rows=lakehouse.read(table).count()
+                ),
+                "users_scored": len(scored),
+                "scored_at": at.isoformat(),
+                "model": f"{name} v{champion.version}",
+                "feature_versions": dg.MetadataValue.json(versions),
+                f"mean_{model.output}": round(float(scores.mean()), 4),
+                "share_above_0_5": round(float((scores >= 0.5).mean()), 4),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+
+    return _predictions
+
+
+def _score(lakehouse: Lakehouse, registry: Registry, model: ModelDeclaration, name: str, version):
+    """Every eligible user at the newest feature time, scored by ``version`` (the exact
+    version, not the alias: the alias may move while this runs)."""
     activity, profile = user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec
     versions = {
         str(activity.name): lakehouse.version(activity),
@@ -206,39 +267,24 @@ def churn_predictions(
     }
     at = newest_feature_time(lakehouse.read(activity, version=versions[str(activity.name)]))
     features = scoring_features(lakehouse, at, versions).toPandas()
-    # the exact version, not the alias: the alias may move while this runs
-    model = registry.load(model_name, champion.version)
-    scores = np.asarray(model.predict(request_frame(features, ENCODING)), dtype="float64")
+    loaded = registry.load(name, version)
+    scores = np.asarray(loaded.predict(request_frame(features, model.encoding)), dtype="float64")
     scored = features[[ENTITY_KEY]].assign(
         **{
             SCORED_AT: features["label_ts"],
-            "churn_probability": scores,
-            "model_name": model_name,
-            "model_version": int(champion.version),
+            model.output: scores,
+            "model_name": name,
+            "model_version": int(version),
             "user_activity_version": versions[str(activity.name)],
             "user_profile_version": versions[str(profile.name)],
         }
     )
-    rows = spark.get_session().createDataFrame(scored)
-    # merged on (user_id, scored_at): re-scoring the same time rewrites only what changed
-    commit = lakehouse.merge(PREDICTIONS, rows.select(*PREDICTIONS.column_names))
-    context.log.info(
-        "scored %d users at %s with %s v%s", len(scored), at, model_name, champion.version
-    )
-    return dg.MaterializeResult(
-        metadata={
-            **write_metadata(
-                PREDICTIONS,
-                commit,
-                lakehouse.uri(PREDICTIONS),
-                total_rows=lakehouse.read(PREDICTIONS).count(),
-            ),
-            "users_scored": len(scored),
-            "scored_at": at.isoformat(),
-            "model": f"{model_name} v{champion.version}",
-            "feature_versions": dg.MetadataValue.json(versions),
-            "mean_churn_probability": round(float(scores.mean()), 4),
-            "share_above_0_5": round(float((scores >= 0.5).mean()), 4),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-    )
+    return versions, at, scored
+
+
+def build_serving(
+    model: ModelDeclaration,
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """The endpoint config with its checks, and batch predictions with the champion."""
+    checks = [_config_check(model, *check) for check in CONFIG_CHECKS]
+    return [build_endpoint_config(model), build_predictions(model)], checks

@@ -7,7 +7,6 @@ checks read it back from the latest materialization, so "Execute checks" in the 
 still compares against the exact inputs that built the table.
 """
 
-
 import datetime as dt
 import time
 from collections.abc import Callable

@@ -20,8 +20,10 @@ CHURN_CLASSIFIER = ModelDeclaration(
     output="churn_probability",
     description="XGBoost churn classifier: Optuna TPE search (nested MLflow runs), final model "
     "with test and slice metrics, plots, signature and data lineage on the parent run.",
+    stem="churn",
     slices=("plan_tier", "country"),
     costs=BusinessCosts(customer_value=120.0, save_rate=0.3, offer_cost=10.0),
+    golden_orderings=(("dormant_free", "engaged_premium"),),  # (scores higher, scores lower)
     settings=TrainingSettings(n_trials=20, seed=7, min_test_roc_auc=0.75),
 )
 

@@ -14,10 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from ml_assets import names
 from ml_assets.lib.lakehouse import TableId
 from ml_assets.lib.models.classifier import BusinessCosts
 from ml_assets.lib.models.encoding import FeatureEncoding
+from ml_assets.lib.models.golden import CASES
 from ml_assets.lib.models.thresholds import MetricThreshold
+from ml_assets.lib.monitoring.limits import DriftLimits
 from ml_assets.lib.training_sets.declaration import SPLIT, TrainingSetDeclaration
 
 
@@ -71,14 +74,30 @@ class ModelDeclaration:
     categories: Mapping[str, Sequence[str]]  # categorical input -> its levels, in code order
     output: str  # the served prediction's name, e.g. churn_probability
     description: str
+    stem: str  # prefix of its serving and monitoring names: <stem>_predictions, ...
     slices: tuple[str, ...] = ()
     costs: BusinessCosts = field(default_factory=BusinessCosts)
     settings: TrainingSettings = field(default_factory=TrainingSettings)
+    # (scores higher, scores lower) pairs of golden example names the gate holds every
+    # version to (lib/models/golden)
+    golden_orderings: tuple[tuple[str, str], ...] = ()
+    canary_percentage: int = 10  # traffic a pending challenger gets on the endpoint
+    drift_limits: DriftLimits = field(default_factory=DriftLimits)
 
     def __post_init__(self) -> None:
         problems = []
-        if not self.name.isidentifier():
-            problems.append(f"name {self.name!r}: expected a Python identifier (an asset name)")
+        unknown_cases = sorted({c for pair in self.golden_orderings for c in pair} - set(CASES))
+        if unknown_cases:
+            problems.append(f"golden_orderings name unknown cases {unknown_cases}")
+        if not 1 <= self.canary_percentage <= 99:
+            problems.append(f"canary_percentage {self.canary_percentage}: expected 1..99")
+        for field_name in ("name", "stem"):
+            value = getattr(self, field_name)
+            if not (value.isidentifier() and value.islower()):
+                problems.append(
+                    f"{field_name} {value!r}: expected a lower-case identifier (asset and table "
+                    "names are made of it)"
+                )
         try:
             TableId.parse(self.registered_model)
         except ValueError as exc:
@@ -93,6 +112,44 @@ class ModelDeclaration:
             problems.append(f"slices {missing} are not columns of the training set")
         if problems:
             raise ModelDeclarationError(f"Model {self.name}: " + "; ".join(problems))
+
+    # asset keys (as paths) of its stages, so no stage imports another to find them
+    @property
+    def model_key(self) -> tuple[str, str]:
+        return (names.MODELS, self.name)
+
+    @property
+    def version_key(self) -> tuple[str, str]:
+        return (names.REGISTRY, f"{self.name}_version")
+
+    @property
+    def champion_key(self) -> tuple[str, str]:
+        return (names.REGISTRY, f"{self.name}_champion")
+
+    @property
+    def endpoint_config_key(self) -> tuple[str, str]:
+        return (names.SERVING, f"{self.stem}_endpoint_config")
+
+    @property
+    def predictions_key(self) -> tuple[str, str]:
+        return (names.SERVING, f"{self.stem}_predictions")
+
+    @property
+    def feature_drift_key(self) -> tuple[str, str]:
+        return (names.MONITORING, f"{self.stem}_feature_drift")
+
+    @property
+    def prediction_drift_key(self) -> tuple[str, str]:
+        return (names.MONITORING, f"{self.stem}_prediction_drift")
+
+    @property
+    def endpoint(self) -> str:
+        """The serving endpoint's name (Databricks' convention: the model's short name)."""
+        return self.name
+
+    @property
+    def predictions_table(self) -> str:
+        return f"{names.CATALOG}.{names.SERVING}.{self.stem}_predictions"
 
     @cached_property
     def encoding(self) -> FeatureEncoding:

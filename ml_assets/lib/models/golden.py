@@ -1,9 +1,10 @@
-"""Golden examples for the churn model: hand-written requests every promoted model must score.
+"""Golden examples of users: hand-written requests every promoted user model must score.
 
 They are smoke inference, not accuracy: each example must get a probability (finite, in
 [0, 1]); requests with unseen categorical levels, missing values and a brand-new account must
-not break scoring; and a dormant user must look more likely to churn than a highly engaged
-one. A model that fails these is broken however good its test metrics look.
+not break scoring; and each model's declared orderings hold (for churn, a dormant user looks
+more likely to churn than a highly engaged one; for purchase propensity, the reverse). A model
+that fails these is broken however good its test metrics look.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import math
 
 import pandas as pd
 
-from ml_assets.lib.models.churn_classifier import ENCODING
-from ml_assets.lib.models.encoding import request_frame
+from ml_assets.lib.models.encoding import FeatureEncoding, request_frame
 
 NAN = math.nan
 
@@ -49,15 +49,13 @@ _CASES = {
     | {"plan_tier": "basic", "country": "DE", "account_age_days": 3},
     "unseen_levels": _activity((5, 20, 60), (1, 6, 18), (0, 1, 2), (0.0, 20.0, 40.0), 3, 20, 0.0)
     | {"plan_tier": "enterprise", "country": "ZZ", "account_age_days": 200},
-    "all_numbers_missing": {c: NAN for c in ENCODING.columns}
-    | {"plan_tier": "basic", "country": "GB"},
+    "all_numbers_missing": {"plan_tier": "basic", "country": "GB"},
 }
-
-# (more likely to churn, less likely to churn)
-ORDERINGS: tuple[tuple[str, str], ...] = (("dormant_free", "engaged_premium"),)
+CASES = tuple(_CASES)
 
 
-def golden_examples() -> pd.DataFrame:
-    """The examples as requests (the model's signature), indexed by case name."""
-    frame = pd.DataFrame.from_dict(_CASES, orient="index")
-    return request_frame(frame, ENCODING).set_axis(list(_CASES))
+def golden_examples(encoding: FeatureEncoding) -> pd.DataFrame:
+    """The examples as requests of a model (its signature), indexed by case name; a feature
+    a case leaves out is missing."""
+    frame = pd.DataFrame.from_dict(_CASES, orient="index").reindex(columns=list(encoding.columns))
+    return request_frame(frame, encoding).set_axis(list(_CASES))

@@ -21,7 +21,9 @@ PURCHASE_PROPENSITY = ModelDeclaration(
     description="XGBoost purchase-propensity classifier (a purchase in the next 14 days): "
     "Optuna TPE search (nested MLflow runs), final model with test and slice metrics, plots, "
     "signature and data lineage on the parent run.",
+    stem="purchase",
     slices=("plan_tier", "country"),
     costs=BusinessCosts(customer_value=40.0, save_rate=0.25, offer_cost=2.0),
+    golden_orderings=(("engaged_premium", "dormant_free"),),  # (scores higher, scores lower)
     settings=TrainingSettings(n_trials=20, seed=11, min_test_roc_auc=0.75),
 )

@@ -1,5 +1,6 @@
-"""The churn model's request features, assembled online exactly as the training set is
-offline: the same lookups (``CHURN_LOOKUPS``), defaults and account age at the request time."""
+"""A user model's request features, assembled online exactly as its training set is offline:
+the same lookups (``USER_LOOKUPS``, shared by every model over users), defaults and account
+age at the request time."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from ml_assets.lib.serving.online import apply_lookups
-from ml_assets.lib.training_sets.churn import ACCOUNT_AGE, CHURN_LOOKUPS, ENTITY_KEY, LABEL_TS
 from ml_assets.lib.training_sets.lookups import resolve
+from ml_assets.lib.training_sets.users import ACCOUNT_AGE, ENTITY_KEY, LABEL_TS, USER_LOOKUPS
 
-RESOLVED_LOOKUPS = tuple(resolve(lookup) for lookup in CHURN_LOOKUPS)
+RESOLVED_LOOKUPS = tuple(resolve(lookup) for lookup in USER_LOOKUPS)
 LOOKUP_CONTRACTS = tuple(r.contract for r in RESOLVED_LOOKUPS)
 
 
-def churn_records(
+def user_records(
     user_ids: Sequence[int], at: dt.datetime, rows: Mapping[str, Mapping[tuple, dict]]
 ) -> list[dict]:
     """One record per requested user (in order, repeats kept): the lookups' outputs, the
@@ -33,10 +34,10 @@ def churn_records(
     return records
 
 
-def churn_features(
+def user_features(
     user_ids: Sequence[int], at: dt.datetime, rows: Mapping[str, Mapping[tuple, dict]]
 ) -> pd.DataFrame:
-    return pd.DataFrame.from_records(churn_records(user_ids, at, rows))
+    return pd.DataFrame.from_records(user_records(user_ids, at, rows))
 
 
 def _servable() -> dict[str, str]:
