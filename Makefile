@@ -66,7 +66,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@cp dagster.yaml $@
 
 run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(if $(ENGINE),ML_ASSETS_ENGINE=$(ENGINE)) $(PY) -m ml_assets.run
+	$(if $(ENGINE),ML_ASSETS_ENGINE=$(ENGINE)) $(PY) -m ml_assets.programs.run
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not abuse and not lanes" $(PYTEST_ARGS)
@@ -89,11 +89,11 @@ abuse: $(STAMP)
 # the spark lane's cluster is started if it is not running, and stopped afterwards if so.
 # Each lane writes test-results/lane-<engine>.json; `make lanes-compare` compares them.
 check: $(STAMP)
-	$(if $(ENGINE),ML_ASSETS_ENGINE=$(ENGINE)) $(PY) -m ml_assets.check \
+	$(if $(ENGINE),ML_ASSETS_ENGINE=$(ENGINE)) $(PY) -m ml_assets.programs.check \
 		--junit test-results/asset-checks$(if $(ENGINE),-$(ENGINE)).xml $(CHECK_ARGS)
 
 lanes-compare: $(STAMP)
-	$(PY) -m ml_assets.lanes compare $(sort $(wildcard test-results/lane-*.json))
+	$(PY) -m ml_assets.programs.lanes compare $(sort $(wildcard test-results/lane-*.json))
 
 # The spark lane by hand: a local Apache Spark 4.2 + Delta cluster on 127.0.0.1 (a master, two
 # workers and a Spark Connect server on sc://127.0.0.1:15102); its Delta jars are fetched once
@@ -115,12 +115,14 @@ mlflow-ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(ML_ASSETS_HOME)/mlflow.db \
 		--default-artifact-root file://$(ML_ASSETS_HOME)/mlartifacts -h 127.0.0.1 -p 5000
 
-# The local serving gateway for the churn endpoint (needs a `make run` first): Databricks-style
-# invocations at http://127.0.0.1:8080/serving-endpoints/churn_classifier/invocations.
+# The local serving gateway of one declared model's endpoint (needs a `make run` first; ENDPOINT=
+# purchase_propensity for the second model): Databricks-style invocations at
+# http://127.0.0.1:8080/serving-endpoints/<endpoint>/invocations.
 SERVE_HOST ?= 127.0.0.1
 SERVE_PORT ?= 8080
+ENDPOINT ?= churn_classifier
 serve: $(STAMP)
-	$(PY) -m ml_assets.gateway --host $(SERVE_HOST) --port $(SERVE_PORT)
+	$(PY) -m ml_assets.programs.gateway --host $(SERVE_HOST) --port $(SERVE_PORT) --endpoint $(ENDPOINT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ml_assets ml_assets_tests benchmarks

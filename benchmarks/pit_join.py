@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.deployments import current_settings, spark_resource
-from ml_assets.lanes import engine_lane, lane_peak_rss_mib
 from ml_assets.lib.features import user_activity, user_daily_activity
 from ml_assets.lib.training_sets import point_in_time_join
+from ml_assets.programs.lanes import engine_lane, lane_peak_rss_mib
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 
 DAY_S = 86_400

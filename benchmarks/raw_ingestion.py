@@ -46,7 +46,7 @@ def main() -> None:
         anchor_lines = parsed.select(F.count("j")).first()[0]
         anchor_s = time.perf_counter() - started
 
-        events = build_raw_events(daily_partitions(source))
+        events = build_raw_events(daily_partitions(source.start_date, source.end_date))
         keys = events.partitions_def.get_partition_keys()
         started = time.perf_counter()
         dg.materialize([raw_users], resources=resources, instance=dg.DagsterInstance.ephemeral())

@@ -33,13 +33,13 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.deployments import REPO_ROOT, build_resources, current_settings
-from ml_assets.gateway import gateway_for
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER, ENCODING
 from ml_assets.lib.models.encoding import records_frame
 from ml_assets.lib.serving.online import online_frame
 from ml_assets.lib.serving.user_features import LOOKUP_CONTRACTS, user_records
 from ml_assets.names import CHURN_MODEL_NAME
+from ml_assets.programs.gateway import gateway_for
 from ml_assets.resources.online_store import SqlOnlineStore
 
 LEVELS = (1, 8, 32)
@@ -187,7 +187,9 @@ def main() -> None:
     env["MLFLOW_TRACKING_URI"] = tracking.tracking_uri()
     gateway_port, mlflow_port = free_port(), free_port()
     servers = [
-        start([sys.executable, "-m", "ml_assets.gateway", "--port", str(gateway_port)], env),
+        start(
+            [sys.executable, "-m", "ml_assets.programs.gateway", "--port", str(gateway_port)], env
+        ),
         start(
             [
                 str(Path(sys.executable).parent / "mlflow"),

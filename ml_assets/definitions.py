@@ -38,7 +38,6 @@ from ml_assets.defs.training_sets.assets import build_training_set_definitions
 from ml_assets.deployments import Settings, build_resources, current_settings
 from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.models.declaration import ModelDeclaration
-from ml_assets.lib.source import SCALES
 
 
 def model_definitions(
@@ -60,7 +59,7 @@ def model_definitions(
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    days = daily_partitions(SCALES[settings.scale])
+    days = daily_partitions(*settings.calendar)
     models = list(MODELS.values())
     jobs = build_jobs(models)
     resources = build_resources(settings)

@@ -251,6 +251,17 @@ class Settings:
     inject_leakage: bool = False  # demo source only
     training: str = "in_process"  # where the training step runs (TRAINING_LAUNCHERS)
     databricks: DatabricksSettings | None = None  # the databricks deployment's settings
+    # the first daily partition of a source other than the demo's (open-ended: to today);
+    # unset, the partitions are the demo source's calendar at the scale
+    partitions_start: dt.date | None = None
+
+    @property
+    def calendar(self) -> tuple[dt.date, dt.date | None]:
+        """First and last day (None: up to today) of the daily partitions."""
+        if self.partitions_start is not None:
+            return self.partitions_start, None
+        source = SCALES[self.scale]
+        return source.start_date, source.end_date
 
     @property
     def online_store(self) -> str:
@@ -360,6 +371,14 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"ML_ASSETS_TRAINING={training!r}; expected one of {TRAINING_LAUNCHERS} (in_process: "
             "the Dagster step's own process; subprocess: the Pipes script in a subprocess)."
         )
+    partitions_start = env.get("ML_ASSETS_PARTITIONS_START") or None
+    try:
+        start = None if partitions_start is None else dt.date.fromisoformat(partitions_start)
+    except ValueError:
+        raise DeploymentError(
+            f"ML_ASSETS_PARTITIONS_START={partitions_start!r}; expected the first day of your "
+            "source's data as an ISO date, e.g. 2025-06-01 (unset: the demo calendar)."
+        ) from None
     leakage = env.get("ML_ASSETS_INJECT_LEAKAGE", "0")
     if leakage not in ("0", "1"):
         raise DeploymentError(f"ML_ASSETS_INJECT_LEAKAGE={leakage!r}; expected 0 or 1.")
@@ -378,6 +397,7 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
         serving_max_body_bytes=int(max_body),
         inject_drift_from=drift_from,
         inject_leakage=leakage == "1",
+        partitions_start=start,
         training=training,
         databricks=databricks,
     )

@@ -49,6 +49,7 @@ CHURN_MODEL_NAME = f"{CATALOG}.{MODELS}.churn_classifier"
 
 # MLflow tags on runs and model versions, and Delta table properties (one prefix)
 TAG_PREFIX = "ml_assets."
+TAG_MODEL = "ml_assets.model"  # the declared model a run trained
 TAG_TRAINING_SET = "ml_assets.training_set"
 TAG_TRAINING_SET_VERSION = "ml_assets.training_set_version"
 TAG_TRAINING_SET_HASH = "ml_assets.training_set_hash"

@@ -46,7 +46,7 @@ class GatewayProcess:
 
 @contextmanager
 def running_gateway(home: Path, wait_ready: bool = True, **env: str) -> Iterator[GatewayProcess]:
-    """Start ``python -m ml_assets.gateway`` on the tiny home; wait until /ready (or only
+    """Start ``python -m ml_assets.programs.gateway`` on the tiny home; wait until /ready (or only
     /health, for a gateway with no config yet); stop it."""
     port = free_port()
     log = home / f"gateway-{port}.log"
@@ -58,7 +58,7 @@ def running_gateway(home: Path, wait_ready: bool = True, **env: str) -> Iterator
     )
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "ml_assets.gateway", "--port", str(port)],
+            [sys.executable, "-m", "ml_assets.programs.gateway", "--port", str(port)],
             cwd=REPO_ROOT,
             env=environment,
             stdout=out,

@@ -73,3 +73,25 @@ def test_the_pipes_training_script_needs_only_lib_and_dagster_pipes():
     project = {m for m in script if m.startswith("ml_assets")}
     assert project and all(m.startswith("ml_assets.lib") for m in project)
     assert "dagster" not in {m.split(".")[0] for m in script}
+
+
+def test_the_package_root_is_the_code_location_and_programs_stand_apart():
+    root = {p.name for p in ROOT.glob("*.py")}
+    assert root == {"__init__.py", "definitions.py", "deployments.py", "names.py"}
+
+    def forbidden(module: str, _path: Path) -> bool:
+        return module.startswith("ml_assets.programs")
+
+    code = [p for p in sorted(ROOT.rglob("*.py")) if p.relative_to(ROOT).parts[0] != "programs"]
+    assert offending(code, forbidden) == {}
+
+
+def test_no_stage_factory_names_a_model():
+    """Every model-specific name comes from a declaration: the factories in defs/ never spell
+    out a model, a label or a model's table."""
+    words = ("churn", "purchase")
+    spelled = {
+        str(p.relative_to(ROOT)): [w for w in words if w in p.read_text().lower()]
+        for p in sorted((ROOT / "defs").rglob("*.py"))
+    }
+    assert {k: v for k, v in spelled.items() if v} == {}

@@ -1,5 +1,6 @@
-"""`make check` (python -m ml_assets.check): a failed blocking check makes it exit non-zero,
-and the JUnit XML names the failure. (CI runs the passing case: `.ci/run` ends with it.)"""
+"""`make check` (python -m ml_assets.programs.check): a failed blocking check makes it exit
+non-zero, and the JUnit XML names the failure. (CI runs the passing case: `.ci/run` ends with
+it.)"""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 
 from ml_assets.defs.monitoring.lakehouse import build_lakehouse_monitor
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
-from ml_assets.reporting import materialization_metadata, run_check_results
+from ml_assets.programs.reporting import materialization_metadata, run_check_results
 from ml_assets.resources.databricks import WorkspaceError
 from ml_assets.resources.lakehouse_monitoring import DatabricksLakehouseMonitoring
 from ml_assets_tests.churn import CHURN_MONITOR

@@ -22,7 +22,7 @@ from ml_assets.defs.models.assets import build_model  # noqa: E402
 from ml_assets.lib.lakehouse import TableId  # noqa: E402
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER, ENCODING  # noqa: E402
 from ml_assets.lib.training_sets.churn import TRAINING_SET  # noqa: E402
-from ml_assets.reporting import materialization_metadata, run_check_results  # noqa: E402
+from ml_assets.programs.reporting import materialization_metadata, run_check_results  # noqa: E402
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse  # noqa: E402
 from ml_assets.resources.mlflow import LocalMlflow  # noqa: E402
 from ml_assets.resources.spark import EmbeddedSailSpark  # noqa: E402

@@ -27,16 +27,21 @@ EXPECTED_ASSETS = {
     "features/user_activity": "features",
     "features/user_profile": "features",
     "features/online_user_features": "features",
-    "training_sets/churn_labels": "training_sets",
-    "training_sets/churn_training_set": "training_sets",
-    "models/churn_classifier": "models",
-    "registry/churn_classifier_version": "registry",
-    "registry/churn_classifier_champion": "registry",
-    "serving/churn_endpoint_config": "serving",
-    "serving/churn_predictions": "serving",
-    "monitoring/churn_feature_drift": "monitoring",
-    "monitoring/churn_prediction_drift": "monitoring",
 }
+# every declared model's line: (stem, model name)
+MODEL_LINES = (("churn", "churn_classifier"), ("purchase", "purchase_propensity"))
+for stem, model in MODEL_LINES:
+    EXPECTED_ASSETS |= {
+        f"training_sets/{stem}_labels": "training_sets",
+        f"training_sets/{stem}_training_set": "training_sets",
+        f"models/{model}": "models",
+        f"registry/{model}_version": "registry",
+        f"registry/{model}_champion": "registry",
+        f"serving/{stem}_endpoint_config": "serving",
+        f"serving/{stem}_predictions": "serving",
+        f"monitoring/{stem}_feature_drift": "monitoring",
+        f"monitoring/{stem}_prediction_drift": "monitoring",
+    }
 FEATURE_CHECKS = (
     "schema_matches_contract",
     "keys_not_null",
@@ -68,11 +73,13 @@ EXPECTED_CHECKS = {
         for check in FEATURE_CHECKS
     ),
     *(
-        ("training_sets/churn_labels", check)
+        (f"training_sets/{stem}_labels", check)
+        for stem, _ in MODEL_LINES
         for check in ("schema_matches_contract", "keys_not_null", "key_unique", "values_valid")
     ),
     *(
-        ("training_sets/churn_training_set", check)
+        (f"training_sets/{stem}_training_set", check)
+        for stem, _ in MODEL_LINES
         for check in (
             "schema_matches_contract",
             "keys_not_null",
@@ -85,18 +92,19 @@ EXPECTED_CHECKS = {
         )
     ),
 }
-EXPECTED_CHECKS |= {
-    ("models/churn_classifier", "metrics_meet_thresholds"),
-    ("models/churn_classifier", "trials_recorded"),
-    ("registry/churn_classifier_champion", "promotion_gate_passed"),
-    ("registry/churn_classifier_champion", "champion_alias_consistent"),
-    ("features/online_user_features", "online_offline_consistent"),
-    ("serving/churn_endpoint_config", "routes_sum_to_100"),
-    ("serving/churn_endpoint_config", "served_entities_ready"),
-    ("serving/churn_endpoint_config", "signatures_match_online_features"),
-    ("monitoring/churn_feature_drift", "feature_drift_within_limits"),
-    ("monitoring/churn_prediction_drift", "prediction_drift_within_limits"),
-}
+EXPECTED_CHECKS.add(("features/online_user_features", "online_offline_consistent"))
+for stem, model in MODEL_LINES:
+    EXPECTED_CHECKS |= {
+        (f"models/{model}", "metrics_meet_thresholds"),
+        (f"models/{model}", "trials_recorded"),
+        (f"registry/{model}_champion", "promotion_gate_passed"),
+        (f"registry/{model}_champion", "champion_alias_consistent"),
+        (f"serving/{stem}_endpoint_config", "routes_sum_to_100"),
+        (f"serving/{stem}_endpoint_config", "served_entities_ready"),
+        (f"serving/{stem}_endpoint_config", "signatures_match_online_features"),
+        (f"monitoring/{stem}_feature_drift", "feature_drift_within_limits"),
+        (f"monitoring/{stem}_prediction_drift", "prediction_drift_within_limits"),
+    }
 # the gate's own check: when it fails in enabled mode the asset raises instead
 NON_BLOCKING = {
     "fresh",
@@ -179,6 +187,17 @@ def test_raw_events_are_daily_partitioned_over_the_source_calendar_and_backfill_
         keys = events.partitions_def.get_partition_keys()
         assert (keys[0], len(keys)) == ("2026-01-01", days)
         assert events.backfill_policy == dg.BackfillPolicy.single_run()
+
+
+def test_the_partitions_of_your_own_source_start_at_its_setting_and_run_to_today(tmp_path):
+    settings = current_settings(
+        {"ML_ASSETS_HOME": str(tmp_path), "ML_ASSETS_PARTITIONS_START": "2025-11-01"}
+    )
+    events = build_definitions(settings).resolve_assets_def(dg.AssetKey(["raw", "events"]))
+    keys = events.partitions_def.get_partition_keys()
+    assert keys[0] == "2025-11-01" and len(keys) > 365  # open-ended: every day up to today
+    with pytest.raises(DeploymentError, match=r"ML_ASSETS_PARTITIONS_START='11/01'; expected"):
+        current_settings({"ML_ASSETS_PARTITIONS_START": "11/01"})
 
 
 def test_the_main_job_selects_every_asset(defs):

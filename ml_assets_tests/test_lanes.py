@@ -9,7 +9,7 @@ import json
 import pytest
 
 from ml_assets import check
-from ml_assets.lanes import compare, main_tables
+from ml_assets.programs.lanes import compare, main_tables
 
 
 @pytest.mark.lanes
@@ -36,7 +36,7 @@ def test_sail_and_spark_give_identical_tables_checks_and_training_set(
 
 
 def test_the_digest_sees_the_last_bit_of_a_double_and_ignores_row_order(spark):
-    from ml_assets.lanes import table_digest
+    from ml_assets.programs.lanes import table_digest
 
     a = spark.createDataFrame([(1, 0.1 + 0.2), (2, 1.0)], "id bigint, x double")
     shuffled = spark.createDataFrame([(2, 1.0), (1, 0.1 + 0.2)], "id bigint, x double")

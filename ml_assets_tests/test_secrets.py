@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from ml_assets.deployments import DeploymentError, current_settings
-from ml_assets.gateway import build_app, gateway_for
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.redact import redact_url
-from ml_assets.run import run_main_job
+from ml_assets.programs.gateway import build_app, gateway_for
+from ml_assets.programs.run import run_main_job
 from ml_assets_tests.defs.conftest import instance_at
 
 PASSWORD = f"pw-{secrets.token_hex(8)}"

@@ -1,4 +1,5 @@
-"""Partitions shared by the stages: one per day of the source calendar."""
+"""Partitions shared by the stages: one per day of the source's calendar (``Settings.calendar``:
+``ML_ASSETS_PARTITIONS_START`` for your own source, else the demo source's days)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,12 @@ import datetime as dt
 
 import dagster as dg
 
-from ml_assets.lib.source import SourceConfig
 
-
-def daily_partitions(source: SourceConfig) -> dg.DailyPartitionsDefinition:
+def daily_partitions(start: dt.date, end: dt.date | None = None) -> dg.DailyPartitionsDefinition:
+    """One partition per UTC day from ``start`` to ``end`` (inclusive; None: up to today)."""
     return dg.DailyPartitionsDefinition(
-        start_date=source.start_date.isoformat(),
-        end_date=(source.end_date + dt.timedelta(days=1)).isoformat(),  # exclusive
+        start_date=start.isoformat(),
+        end_date=None if end is None else (end + dt.timedelta(days=1)).isoformat(),  # exclusive
         timezone="UTC",
     )
 

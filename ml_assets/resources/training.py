@@ -1,4 +1,4 @@
-"""The ``training_launcher`` resource: where the churn classifier's training step runs.
+"""The ``training_launcher`` resource: where a declared model's training step runs.
 
 - ``InProcessTraining`` (the local default): in the Dagster step's own process.
 - ``SubprocessTraining``: ``ml_assets/pipes/train_model.py`` in a local subprocess through

@@ -9,10 +9,10 @@ import pytest
 from ml_assets import names
 from ml_assets.definitions import build_definitions
 from ml_assets.deployments import Settings, build_resources, current_settings
-from ml_assets.reporting import materialization_metadata, run_check_results
+from ml_assets.programs.reporting import materialization_metadata, run_check_results
 
 __all__ = ["evaluate_checks", "instance_at", "materialization_metadata", "tiny_settings"]
-from ml_assets.run import run_main_job
+from ml_assets.programs.run import run_main_job
 
 
 def tiny_settings(home: Path) -> Settings:

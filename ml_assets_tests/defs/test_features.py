@@ -14,7 +14,7 @@ from ml_assets.defs.partitions import daily_partitions
 from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.source import SCALES
 from ml_assets.lib.training_sets import content_hash
-from ml_assets.reporting import run_check_results
+from ml_assets.programs.reporting import run_check_results
 from ml_assets_tests.defs.conftest import evaluate_checks, instance_at, materialization_metadata
 
 ACTIVITY = user_activity.CONTRACT.table_spec
@@ -41,7 +41,9 @@ def test_feature_tables_materialize_with_every_check_passing_and_their_metadata(
 
 
 def _materialize_activity(home, resources, day: str) -> dg.ExecuteInProcessResult:
-    _, activity = build_feature_assets(daily_partitions(SCALES["tiny"]))
+    _, activity = build_feature_assets(
+        daily_partitions(SCALES["tiny"].start_date, SCALES["tiny"].end_date)
+    )
     with instance_at(home) as instance:
         return dg.materialize([activity], partition_key=day, resources=resources, instance=instance)
 

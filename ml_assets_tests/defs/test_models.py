@@ -24,7 +24,7 @@ from ml_assets.lib.models.training import (
 )
 from ml_assets.lib.tracking import Tracking
 from ml_assets.lib.training_sets.churn import MODEL_FEATURES, TRAINING_SET
-from ml_assets.reporting import run_check_results
+from ml_assets.programs.reporting import run_check_results
 from ml_assets.resources.mlflow import LocalMlflow
 from ml_assets.resources.training import SCRIPT, SubprocessTraining
 from ml_assets_tests.churn import churn_classifier

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from ml_assets import names
 from ml_assets.defs.features.online import online_user_features
 from ml_assets.lib.features import user_activity
-from ml_assets.reporting import run_check_results
+from ml_assets.programs.reporting import run_check_results
 from ml_assets_tests.defs.conftest import evaluate_checks, instance_at, materialization_metadata
 
 ASSET = "features/online_user_features"

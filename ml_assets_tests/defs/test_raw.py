@@ -21,7 +21,7 @@ from ml_assets.lib.landing import BOM, unescape_bytes
 from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
 from ml_assets.lib.source import SCALES
 from ml_assets.lib.training_sets.churn import LABELS, TRAINING_SET
-from ml_assets.reporting import run_check_results
+from ml_assets.programs.reporting import run_check_results
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets_tests.defs.conftest import evaluate_checks, materialization_metadata, tiny_settings
 
@@ -55,7 +55,7 @@ def _materialize_day(home, day: str, lakehouse=None) -> dg.ExecuteInProcessResul
     resources = build_resources(tiny_settings(home))
     if lakehouse is not None:
         resources["lakehouse"] = lakehouse
-    events = build_raw_events(daily_partitions(SCALES["tiny"]))
+    events = build_raw_events(daily_partitions(SCALES["tiny"].start_date, SCALES["tiny"].end_date))
     return dg.materialize(
         [events],
         partition_key=day,

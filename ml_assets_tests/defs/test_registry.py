@@ -20,9 +20,9 @@ from ml_assets.definitions import build_definitions
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER, ENCODING
 from ml_assets.lib.models.golden import golden_examples
 from ml_assets.lib.training_sets.churn import LABEL, SPLIT, TRAINING_SET
-from ml_assets.reporting import run_check_results, step_failure
+from ml_assets.programs.reporting import run_check_results, step_failure
+from ml_assets.programs.run import champion_summary
 from ml_assets.resources.mlflow import LocalMlflow
-from ml_assets.run import champion_summary
 from ml_assets_tests.churn import (
     churn_classifier,
     churn_classifier_champion,

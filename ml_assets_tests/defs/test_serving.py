@@ -18,10 +18,10 @@ from starlette.testclient import TestClient
 
 from ml_assets import names
 from ml_assets.deployments import current_settings
-from ml_assets.gateway import build_app, gateway_for
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
-from ml_assets.reporting import run_check_results
+from ml_assets.programs.gateway import build_app, gateway_for
+from ml_assets.programs.reporting import run_check_results
 from ml_assets_tests.churn import (
     PREDICTIONS,
     churn_classifier_version,

@@ -24,7 +24,7 @@ from databricks.sdk.service.serving import EndpointStateConfigUpdate, EndpointSt
 from ml_assets import names
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.serving.endpoint import plan_endpoint
-from ml_assets.reporting import run_check_results
+from ml_assets.programs.reporting import run_check_results
 from ml_assets.resources.databricks import WorkspaceError
 from ml_assets.resources.serving import DatabricksEndpointDeployer
 from ml_assets_tests.churn import (

@@ -23,7 +23,7 @@ from ml_assets.lib.training_sets.churn import (
     rebuild_churn_training_set,
 )
 from ml_assets.lib.training_sets.users import PROFILE_MATCHED_TS
-from ml_assets.reporting import run_check_results
+from ml_assets.programs.reporting import run_check_results
 from ml_assets_tests.defs.conftest import evaluate_checks, materialization_metadata
 from ml_assets_tests.test_definitions import EXPECTED_CHECKS
 

@@ -1,5 +1,6 @@
-"""``features/online_user_features``: the latest row per user of every feature table the churn
-model looks up, published to the online store; and the training-serving skew check.
+"""``features/online_user_features``: the latest row per user of every feature table the user
+models look up (``USER_LOOKUPS``), published to the online store; and the training-serving
+skew check.
 
 Publishing is incremental: only the keys whose latest row changed are written (a second
 publish of unchanged tables writes nothing). ``online_offline_consistent`` assembles the

@@ -128,10 +128,7 @@ def build_feature_drift(
         start, end = partition_dates(context)
         reference, ts_version = _reference(lakehouse, monitor)
         reference_end = pd.Timestamp(reference[LABEL_TS].max()).date()
-        daily = lakehouse.read(user_daily_activity.CONTRACT.table_spec)
-        data_start = daily.agg(F.min("activity_date")).first()[0]
-        reference_start = pd.Timestamp(reference[LABEL_TS].min()).date()
-        columns, left_out = monitor.comparable_columns(reference_start, data_start)
+        columns, left_out = _comparable(lakehouse, monitor, reference)
         label = f"{model.training_set.table_name} v{ts_version}, {REFERENCE_SPLIT} split to "
         label += str(reference_end)
         days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
@@ -145,8 +142,7 @@ def build_feature_drift(
         )
         if compared.empty:  # not drift, but not nothing: the features of those days are missing
             context.log.warning(
-                "%d window(s) after the reference period have no eligible user, not compared: %s",
-                len(compared.empty),
+                "window(s) after the reference period with no eligible user, not compared: %s",
                 ", ".join(compared.empty),
             )
         commit = lakehouse.merge(table, _spark_rows(spark, table, compared.rows))
@@ -166,6 +162,15 @@ def build_feature_drift(
         return dg.MaterializeResult(metadata=metadata)
 
     return _feature_drift
+
+
+def _comparable(lakehouse: Lakehouse, monitor: DriftMonitor, reference: pd.DataFrame):
+    """The columns whose window fits in the data before the reference, and why the others
+    are left out."""
+    daily = lakehouse.read(user_daily_activity.CONTRACT.table_spec)
+    data_start = daily.agg(F.min("activity_date")).first()[0]
+    reference_start = pd.Timestamp(reference[LABEL_TS].min()).date()
+    return monitor.comparable_columns(reference_start, data_start)
 
 
 def _windows_metadata(

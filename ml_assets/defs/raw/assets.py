@@ -122,7 +122,6 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
         users_commit = lakehouse.overwrite(USERS, scd_history(judged))
         quarantine_commit = lakehouse.overwrite(USERS_QUARANTINE, quarantined(judged))
     seconds = time.perf_counter() - started
-
     stats = read_back(lakehouse, USERS, key="user_id", time_column="valid_from")
     quarantined_rows = lakehouse.read(USERS_QUARANTINE).count()
     context.log.info(
@@ -133,29 +132,43 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
         quarantined_rows,
         counts.duplicates,
     )
-    yield dg.MaterializeResult(
-        asset_key=USERS_KEY,
-        metadata={
-            **write_metadata(USERS, users_commit, lakehouse.uri(USERS), total_rows=stats.rows),
-            **_ingestion_metadata(counts, landed, unknown_fields, seconds),
-            "users": stats.keys,
-            "first_valid_from": str(stats.first),
-            "last_valid_from": str(stats.last),
-        },
+    users_metadata = {
+        **write_metadata(USERS, users_commit, lakehouse.uri(USERS), total_rows=stats.rows),
+        **_ingestion_metadata(counts, landed, unknown_fields, seconds),
+        "users": stats.keys,
+        "first_valid_from": str(stats.first),
+        "last_valid_from": str(stats.last),
+    }
+    yield dg.MaterializeResult(asset_key=USERS_KEY, metadata=users_metadata)
+    yield _quarantine_result(
+        USERS_QUARANTINE_KEY,
+        USERS_QUARANTINE,
+        quarantine_commit,
+        lakehouse,
+        counts,
+        quarantined_rows,
+        {},
     )
-    yield dg.MaterializeResult(
-        asset_key=USERS_QUARANTINE_KEY,
+    yield _conservation_check(USERS_KEY, counts, stats.rows, quarantined_rows)
+
+
+def _quarantine_result(
+    key: dg.AssetKey,
+    spec,
+    commit,
+    lakehouse: Lakehouse,
+    counts: IngestionCounts,
+    total: int,
+    extra: dict,
+) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        asset_key=key,
         metadata={
-            **write_metadata(
-                USERS_QUARANTINE,
-                quarantine_commit,
-                lakehouse.uri(USERS_QUARANTINE),
-                total_rows=quarantined_rows,
-            ),
+            **write_metadata(spec, commit, lakehouse.uri(spec), total_rows=total),
+            **extra,
             "quarantined_by_reason": counts.by_reason,
         },
     )
-    yield _conservation_check(USERS_KEY, counts, stats.rows, quarantined_rows)
 
 
 def _range_rows(start: dt.date, end: dt.date, rows: int) -> dict[str, object]:
@@ -164,6 +177,27 @@ def _range_rows(start: dt.date, end: dt.date, rows: int) -> dict[str, object]:
     if start == end:
         return {"dagster/partition_row_count": rows, "rows_in_range": rows}
     return {"rows_in_range": rows}
+
+
+def _ingest_events(
+    lakehouse: Lakehouse, landing: LandingZone, landed: LandedLines, start: dt.date, end: dt.date
+):
+    """Classify the landed lines, then replace the range's rows of the events and of their
+    quarantine; returns the counts, the unknown producer fields and the two commits."""
+    known_users = lakehouse.read(USERS).select("user_id")
+    classified = classify_events(
+        landed.lines, known_users, late_arrival_days=landing.late_arrival_days
+    ).where(F.col("partition_date").between(F.lit(start), F.lit(end)))
+    with lakehouse.checkpoint(classified) as judged:  # parse once, use three times
+        counts = ingestion_counts(judged)
+        unknown_fields = unknown_field_counts(judged)
+        events_commit = lakehouse.replace_range(
+            EVENTS, kept_events(judged), column="event_date", start=start, end=end
+        )
+        quarantine_commit = lakehouse.replace_range(
+            EVENTS_QUARANTINE, quarantined(judged), column="partition_date", start=start, end=end
+        )
+    return counts, unknown_fields, (events_commit, quarantine_commit)
 
 
 def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -184,72 +218,46 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
     def raw_events(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: LandingZone):
         """Ingest the events of the partitions' days: their files plus late arrivals."""
         start, end = partition_dates(context)
-        late = landing.late_arrival_days
         started = time.perf_counter()
-        landed = landing.read_lines(EVENTS_DIR, start, end + dt.timedelta(days=late))
+        late = dt.timedelta(days=landing.late_arrival_days)
+        landed = landing.read_lines(EVENTS_DIR, start, end + late)
         _warn_ignored(context, landed)
-        known_users = lakehouse.read(USERS).select("user_id")
-        classified = classify_events(landed.lines, known_users, late_arrival_days=late).where(
-            F.col("partition_date").between(F.lit(start), F.lit(end))
-        )
-        with lakehouse.checkpoint(classified) as judged:  # parse once, use three times
-            counts = ingestion_counts(judged)
-            unknown_fields = unknown_field_counts(judged)
-            events_commit = lakehouse.replace_range(
-                EVENTS, kept_events(judged), column="event_date", start=start, end=end
-            )
-            quarantine_commit = lakehouse.replace_range(
-                EVENTS_QUARANTINE,
-                quarantined(judged),
-                column="partition_date",
-                start=start,
-                end=end,
-            )
+        counts, unknown_fields, commits = _ingest_events(lakehouse, landing, landed, start, end)
         seconds = time.perf_counter() - started
-
         window = {"start": start, "end": end}
         stats = read_back(
             lakehouse, EVENTS, time_column="event_ts", range_column="event_date", **window
         )
         q_stats = read_back(lakehouse, EVENTS_QUARANTINE, range_column="partition_date", **window)
-        partition_rows, q_partition_rows = stats.in_range, q_stats.in_range
         context.log.info(
             "events %s..%s: %d lines -> %d kept, %d quarantined, %d duplicates in %.1f s",
             start,
             end,
             counts.lines,
-            partition_rows,
-            q_partition_rows,
+            stats.in_range,
+            q_stats.in_range,
             counts.duplicates,
             seconds,
         )
-        yield dg.MaterializeResult(
-            asset_key=EVENTS_KEY,
-            metadata={
-                **write_metadata(
-                    EVENTS, events_commit, lakehouse.uri(EVENTS), total_rows=stats.rows
-                ),
-                **_ingestion_metadata(counts, landed, unknown_fields, seconds),
-                **_range_rows(start, end, partition_rows),
-                "first_event_ts": str(stats.first),
-                "last_event_ts": str(stats.last),
-                "partition_range": f"{start}..{end}",
-            },
+        metadata = {
+            **write_metadata(EVENTS, commits[0], lakehouse.uri(EVENTS), total_rows=stats.rows),
+            **_ingestion_metadata(counts, landed, unknown_fields, seconds),
+            **_range_rows(start, end, stats.in_range),
+            "first_event_ts": str(stats.first),
+            "last_event_ts": str(stats.last),
+            "partition_range": f"{start}..{end}",
+        }
+        yield dg.MaterializeResult(asset_key=EVENTS_KEY, metadata=metadata)
+        yield _quarantine_result(
+            EVENTS_QUARANTINE_KEY,
+            EVENTS_QUARANTINE,
+            commits[1],
+            lakehouse,
+            counts,
+            q_stats.rows,
+            _range_rows(start, end, q_stats.in_range),
         )
-        yield dg.MaterializeResult(
-            asset_key=EVENTS_QUARANTINE_KEY,
-            metadata={
-                **write_metadata(
-                    EVENTS_QUARANTINE,
-                    quarantine_commit,
-                    lakehouse.uri(EVENTS_QUARANTINE),
-                    total_rows=q_stats.rows,
-                ),
-                **_range_rows(start, end, q_partition_rows),
-                "quarantined_by_reason": counts.by_reason,
-            },
-        )
-        yield _conservation_check(EVENTS_KEY, counts, partition_rows, q_partition_rows)
+        yield _conservation_check(EVENTS_KEY, counts, stats.in_range, q_stats.in_range)
 
     return raw_events
 

@@ -9,8 +9,11 @@ from collections.abc import Mapping
 
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.models.declaration import ModelDeclaration
+from ml_assets.lib.models.purchase_propensity import PURCHASE_PROPENSITY
 
-MODELS: Mapping[str, ModelDeclaration] = {m.name: m for m in (CHURN_CLASSIFIER,)}
+MODELS: Mapping[str, ModelDeclaration] = {
+    m.name: m for m in (CHURN_CLASSIFIER, PURCHASE_PROPENSITY)
+}
 
 
 def model_named(name: str) -> ModelDeclaration:

@@ -258,6 +258,7 @@ def train(
     settings, model = request.settings, request.declaration
     data = cc.splits(frame, model.encoding, model.label, SPLIT)
     tags = {
+        names.TAG_MODEL: model.name,
         names.TAG_TRAINING_SET: model.training_set.table_name,
         names.TAG_TRAINING_SET_VERSION: str(request.source.version),
         **_window_tags(frame, model.timestamp),

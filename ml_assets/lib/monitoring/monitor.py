@@ -1,5 +1,9 @@
-"""Drift monitoring of the churn model: the windows, the reference, and the drift metrics
+"""Drift monitoring of a declared model: the windows, the reference, and the drift metrics
 tables (one row per window, as Databricks Lakehouse Monitoring keeps a drift metrics table).
+A ``DriftMonitor`` is built from a ``ModelDeclaration`` (its features, training set, limits and
+names); the factory in ``defs/monitoring`` turns it into assets and checks. It owns the
+windowing and the report retention: a run keeps the HTML report of its latest window and of
+every window at or above the warning level (a report is 4-5 MB).
 
 A *window* is one day ``D`` of the calendar: the features of the users the model would score
 at ``D + 1 00:00`` (the time of the day's user_activity rows), assembled exactly as batch

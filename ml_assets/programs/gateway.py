@@ -24,7 +24,7 @@ update while one is in progress is refused with 409, as Databricks does. The gat
 endpoint (``--endpoint``); other names are 404 (and 400 to create).
 
 A request carries entity keys (``user_id``) and may override features. The features come
-from the online store through the training set's lookups (``lib/serving/churn.py``), at the
+from the online store through the training set's lookups (``lib/serving/user_features.py``), at the
 request time: the wall clock, or for the replayed demo data the newest feature time in the
 store (``ML_ASSETS_SERVING_CLOCK``). Each request goes to one served entity by traffic share,
 deterministically for an ``X-Request-Id``; the answer says which.
@@ -91,13 +91,13 @@ from ml_assets.lib.training_sets.users import ENTITY_KEY
 from ml_assets.resources.online_store import OnlineStore
 from ml_assets.resources.serving import LocalEndpointDeployer
 
-log = logging.getLogger("ml_assets.gateway")
+log = logging.getLogger("ml_assets.programs.gateway")
 MAX_ROWS = 1000
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # the SDK asks for host metadata, without a token, when its config is built: a plain 404
 PUBLIC_PATHS = frozenset({"/health", "/.well-known/databricks-config"})
-ENDPOINTS = [m.endpoint for m in MODELS.values()]
-DEFAULT_ENDPOINT = ENDPOINTS[0]
+ENDPOINTS = {m.endpoint: m for m in MODELS.values()}  # endpoint name -> its declared model
+DEFAULT_ENDPOINT = next(iter(ENDPOINTS))
 SCORING_THREADS = 2  # one per core: scoring holds the GIL most of the time
 CLOCK_CACHE_SECONDS = 5.0
 
@@ -182,7 +182,8 @@ class Gateway:
                 stat = os.fstat(handle.fileno())
                 raw = handle.read()
         except FileNotFoundError:
-            self.last_error = f"{path} does not exist: materialize serving/churn_endpoint_config."
+            asset = "/".join(ENDPOINTS[self.endpoint_name].endpoint_config_key)
+            self.last_error = f"{path} does not exist: materialize {asset}."
             return False
         key = (stat.st_size, stat.st_mtime_ns, hashlib.sha256(raw).hexdigest())
         if key == self._attempted:
@@ -505,6 +506,11 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
 
 
 def gateway_for(settings: Settings, endpoint_name: str = DEFAULT_ENDPOINT) -> Gateway:
+    if endpoint_name not in ENDPOINTS:
+        raise ValueError(
+            f"No declared model serves an endpoint named {endpoint_name!r}; the endpoints are "
+            f"{sorted(ENDPOINTS)} (lib/models/catalog.MODELS)."
+        )
     resources = build_resources(settings)
     return Gateway(
         endpoint_name=endpoint_name,
@@ -526,7 +532,8 @@ def main() -> None:
     parser.add_argument(
         "--endpoint",
         default=DEFAULT_ENDPOINT,
-        help=f"the endpoint to serve, one of {ENDPOINTS} (a declared model's endpoint)",
+        choices=sorted(ENDPOINTS),
+        help="the endpoint to serve: a declared model's endpoint",
     )
     args = parser.parse_args()
     logging.basicConfig(

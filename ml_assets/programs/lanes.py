@@ -1,9 +1,9 @@
 """Engine lanes must agree: a fingerprint of a whole run, and a comparison of two or more.
 
 ``make check ENGINE=...`` writes ``test-results/lane-<engine>.json``: every check's result,
-every table's row count and content digest, the training set's content hash (computed on the
-engine) and the champion's test metrics. ``python -m ml_assets.lanes compare A.json B.json ...``
-exits non-zero and names each difference when the lanes disagree.
+every table's row count and content digest, each model's training set content hash (computed
+on the engine) and champion test metrics. ``python -m ml_assets.programs.lanes compare A.json
+B.json ...`` exits non-zero and names each difference when the lanes disagree.
 
 A table's digest is computed here in Python, not on the engine, so that it does not depend on
 the engine's hash functions: the SHA-256 of the column names and types and of the sorted rows,
@@ -34,7 +34,7 @@ from ml_assets.lib.lakehouse import TableSpec
 from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
 from ml_assets.lib.serving.batch import predictions_table
-from ml_assets.reporting import materialization_metadata, run_check_results
+from ml_assets.programs.reporting import materialization_metadata, run_check_results
 from ml_assets.resources.spark import close_session
 
 

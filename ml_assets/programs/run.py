@@ -16,10 +16,10 @@ from ml_assets import names
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.metadata import table_key
 from ml_assets.deployments import Settings, build_resources, current_settings
-from ml_assets.lanes import engine_lane, main_tables
 from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.models.declaration import ModelDeclaration
-from ml_assets.reporting import (
+from ml_assets.programs.lanes import engine_lane, main_tables
+from ml_assets.programs.reporting import (
     check_rows,
     format_table,
     materialization_metadata,

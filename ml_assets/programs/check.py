@@ -5,7 +5,7 @@ asset check (asset, check, severity, passed, what it observed), write JUnit XML 
 per check, so CI shows them like tests), and exit non-zero when a check of severity ERROR
 failed or a step failed (a promotion gate refusing a model fails its step).
 
-    python -m ml_assets.check [--junit test-results/asset-checks.xml] [--config run.yaml]
+    python -m ml_assets.programs.check [--junit test-results/asset-checks.xml] [--config run.yaml]
                               [--home DIR] [--scale tiny] [--inject drift|leakage]
                               [--fingerprint test-results/lane-<engine>.json]
 
@@ -13,7 +13,7 @@ The engine lane is ``ML_ASSETS_ENGINE`` (``make check ENGINE=sail|sail-cluster|s
 ``spark`` lane's local cluster is started when it is not running and stopped afterwards. The
 report and the JUnit properties name the engine, and the lane's fingerprint (checks, row counts
 and content digests of every table, the training set's hash) is written for
-``python -m ml_assets.lanes compare``.
+``python -m ml_assets.programs.lanes compare``.
 
 ``--config`` is run config as the Dagster launchpad takes it (YAML or JSON), e.g. to tighten a
 threshold: ``{"ops": {"models__churn_classifier": {"config": {"min_test_roc_auc": 0.9}}}}``.
@@ -39,10 +39,10 @@ import dagster as dg
 import yaml
 
 from ml_assets.deployments import build_resources, current_settings
-from ml_assets.lanes import engine_lane, fingerprint
 from ml_assets.lib.source import SCALES
-from ml_assets.reporting import check_rows, failed_steps, format_table, run_check_results
-from ml_assets.run import run_main_job
+from ml_assets.programs.lanes import engine_lane, fingerprint
+from ml_assets.programs.reporting import check_rows, failed_steps, format_table, run_check_results
+from ml_assets.programs.run import run_main_job
 
 DRIFT_DAYS_BEFORE_END = 14
 INJECTIONS = {
