@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from ml_assets import check, names
+from ml_assets import names
+from ml_assets.programs import check
 
 
 def test_a_failed_blocking_check_makes_the_check_command_exit_non_zero(tmp_path, capsys):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ml_assets import check
+from ml_assets.programs import check
 from ml_assets.programs.lanes import compare, main_tables
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_assets import check, names
+from ml_assets import names
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.automation import latest_evaluation
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.source import SCALES
+from ml_assets.programs import check
 from ml_assets.programs.reporting import run_check_results
 from ml_assets_tests.churn import FEATURE_DRIFT, PREDICTION_DRIFT
 from ml_assets_tests.defs.conftest import (

@@ -15,7 +15,10 @@ from starlette.testclient import TestClient
 
 from ml_assets import names
 from ml_assets.definitions import build_definitions
-from ml_assets.deployments import current_settings
+from ml_assets.defs.models.assets import training_config
+from ml_assets.defs.registry.assets import gate_config
+from ml_assets.defs.serving.assets import endpoint_config
+from ml_assets.deployments import build_resources, current_settings
 from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.models.golden import golden_examples
 from ml_assets.lib.models.purchase_propensity import PURCHASE_PROPENSITY as MODEL
@@ -61,9 +64,12 @@ def test_it_is_registered_by_one_line_and_gets_the_whole_line_and_its_automation
         assert defs.get_sensor_def(sensor)
     retraining = defs.resolve_job_def(names.RETRAINING_JOB).asset_layer.selected_asset_keys
     assert dg.AssetKey(MODEL.champion_key) in retraining
-    # its gate and endpoint launchpad defaults are its own declaration's
-    model_config = defs.resolve_job_def(names.MAIN_JOB).run_config_schema
-    assert model_config is not None
+    # its launchpad defaults are its own declaration's: the gate's ROC AUC floor, the canary
+    gate = gate_config(MODEL)()
+    assert (gate.thresholds[0].metric, gate.thresholds[0].threshold) == ("roc_auc", 0.65)
+    assert gate_config(MODELS["churn_classifier"])().thresholds[0].threshold == 0.75
+    assert endpoint_config(MODEL)().canary_percentage == MODEL.canary_percentage
+    assert training_config(MODEL)().min_test_roc_auc == MODEL.settings.min_test_roc_auc
 
 
 def test_the_main_job_runs_it_end_to_end_and_every_check_passes(ingested):
@@ -100,9 +106,7 @@ def test_the_main_job_runs_it_end_to_end_and_every_check_passes(ingested):
     assert served.metadata.get_output_schema().input_names() == [MODEL.output]
     predictions = materialization_metadata(result, "serving/purchase_predictions")
     assert predictions["model"] == f"{MODEL.registered_model} v1"
-    lakehouse = __import__("ml_assets.deployments").deployments.build_resources(
-        tiny_settings(home)
-    )["lakehouse"]
+    lakehouse = build_resources(tiny_settings(home))["lakehouse"]
     rows = lakehouse.read(predictions_table(MODEL)).toPandas()
     assert len(rows) == predictions["users_scored"] and rows[MODEL.output].between(0, 1).all()
     drift = materialization_metadata(result, "monitoring/purchase_feature_drift")

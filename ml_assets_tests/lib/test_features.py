@@ -171,3 +171,7 @@ def test_profile_takes_every_version_at_its_change_time_and_never_the_status(spa
         (ts(D0, 50), "premium"),
         (ts(D0, 90), "premium"),
     ]
+    # the same signature as every feature module: a range of feature days, here the middle one
+    middle = ts(D0, 50).date()  # D0 + 2 days
+    ranged = user_profile.compute_features(history, middle, middle).collect()
+    assert [r.feature_ts for r in ranged] == [ts(D0, 50)]

@@ -19,6 +19,7 @@ import pandas as pd
 from ml_assets import names
 from ml_assets.defs.features.assets import ACTIVITY_KEY, PROFILE_KEY
 from ml_assets.defs.metadata import check_result
+from ml_assets.lib.features import user_activity, user_profile
 from ml_assets.lib.quality import CheckOutcome
 from ml_assets.lib.serving.checks import online_matches_offline
 from ml_assets.lib.serving.online import latest_rows, online_frame
@@ -37,8 +38,7 @@ from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.online_store import OnlineStore, online_table_name
 
 ONLINE_KEY = dg.AssetKey(names.ONLINE_USER_FEATURES_KEY)
-ONLINE_CONTRACTS = LOOKUP_CONTRACTS
-ACTIVITY_CONTRACT = ONLINE_CONTRACTS[0]
+ONLINE_CONTRACTS = LOOKUP_CONTRACTS  # every table the user lookups read
 SKEW_SAMPLE = 200
 COMPARED = (*USER_MODEL_FEATURES, ACTIVITY_MATCHED_TS, PROFILE_MATCHED_TS)
 
@@ -101,12 +101,12 @@ def _sample(user_ids: pd.Series, size: int) -> list[int]:
 def online_offline_consistent(
     lakehouse: Lakehouse, online_store: OnlineStore
 ) -> dg.AssetCheckResult:
-    at = online_store.newest_feature_time(ACTIVITY_CONTRACT)  # the data's clock
+    at = online_store.newest_feature_time(user_activity.CONTRACT)  # the data's clock
     if at is None:
         return check_result(
             CheckOutcome(False, "The online store holds no user_activity rows: materialize it.")
         )
-    profile = lakehouse.read(ONLINE_CONTRACTS[1].table_spec)
+    profile = lakehouse.read(user_profile.CONTRACT.table_spec)  # every user, for the sample
     users = _sample(profile.select(ENTITY_KEY).toPandas()[ENTITY_KEY], SKEW_SAMPLE)
     online = user_features(
         users, at, {str(c.name): online_store.read(c, users) for c in ONLINE_CONTRACTS}

@@ -153,19 +153,19 @@ class MetricThresholdConfig(dg.Config):
     max_regression: float | None = None
 
 
-def _default_thresholds(min_roc_auc: float) -> list[MetricThresholdConfig]:
-    return [
-        MetricThresholdConfig(metric="roc_auc", threshold=min_roc_auc, max_regression=0.01),
-        MetricThresholdConfig(metric="pr_auc", max_regression=0.02),
-        MetricThresholdConfig(metric="log_loss", greater_is_better=False, max_regression=0.01),
-        MetricThresholdConfig(metric="brier", greater_is_better=False, max_regression=0.005),
-    ]
-
-
 def gate_config(model: ModelDeclaration) -> type[dg.Config]:
-    """The gate's launchpad settings for one model; the absolute ROC AUC floor is the
-    model's declared ``min_test_roc_auc``."""
-    floor = model.settings.min_test_roc_auc
+    """The gate's launchpad settings for one model, defaulting to its declared policy (by
+    default its ROC AUC floor and the regression margins of ``default_policy``)."""
+    declared = model.promotion_policy
+    thresholds = [
+        MetricThresholdConfig(
+            metric=t.metric,
+            threshold=t.threshold,
+            greater_is_better=t.greater_is_better,
+            max_regression=t.max_regression,
+        )
+        for t in declared.thresholds
+    ]
 
     class PromotionGateConfig(dg.Config):
         mode: Literal["disabled", "dry_run", "enabled"] = Field(
@@ -175,14 +175,16 @@ def gate_config(model: ModelDeclaration) -> type[dg.Config]:
             "(mlops-stacks).",
         )
         thresholds: list[MetricThresholdConfig] = Field(
-            default_factory=lambda: _default_thresholds(floor)
+            default_factory=lambda: [t.model_copy() for t in thresholds]
         )
         latency_budget_ms: float = Field(
-            50.0,
+            declared.latency_budget_ms,
             description="single-row p99 prediction budget (typical p99 is about 5 ms; the "
             "headroom keeps a busy machine from refusing a model)",
         )
-        latency_calls: int = Field(200, description="single-row predictions timed for the p99")
+        latency_calls: int = Field(
+            declared.latency_calls, description="single-row predictions timed for the p99"
+        )
 
         def policy(self) -> GatePolicy:
             return GatePolicy(

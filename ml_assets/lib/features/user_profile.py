@@ -47,12 +47,22 @@ CONTRACT = FeatureTableContract(
 )
 
 
-def compute_features(users_history: DataFrame) -> DataFrame:
-    """Every version of every user (rebuilt whole: the history is small and changes anywhere)."""
-    return users_history.select(
+def compute_features(
+    users_history: DataFrame, start_date: dt.date | None = None, end_date: dt.date | None = None
+) -> DataFrame:
+    """The versions of the users that took effect from ``start_date`` to ``end_date``
+    (inclusive, UTC days; None: unbounded). The asset rebuilds the table whole (no range): the
+    history is small and a late change can land anywhere in it."""
+    rows = users_history.select(
         "user_id",
         F.col("valid_from").alias("feature_ts"),
         "plan_tier",
         "country",
         "signup_ts",
     )
+    day = F.to_date("feature_ts")
+    if start_date is not None:
+        rows = rows.where(day >= F.lit(start_date))
+    if end_date is not None:
+        rows = rows.where(day <= F.lit(end_date))
+    return rows

@@ -21,6 +21,7 @@ from ml_assets.lib.models.encoding import FeatureEncoding
 from ml_assets.lib.models.golden import CASES
 from ml_assets.lib.models.thresholds import MetricThreshold
 from ml_assets.lib.monitoring.limits import DriftLimits
+from ml_assets.lib.registry.gate import GatePolicy, default_policy
 from ml_assets.lib.training_sets.declaration import SPLIT, TrainingSetDeclaration
 
 
@@ -82,6 +83,7 @@ class ModelDeclaration:
     # version to (lib/models/golden)
     golden_orderings: tuple[tuple[str, str], ...] = ()
     canary_percentage: int = 10  # traffic a pending challenger gets on the endpoint
+    gate: GatePolicy | None = None  # None: default_policy(settings.min_test_roc_auc)
     drift_limits: DriftLimits = field(default_factory=DriftLimits)
 
     def __post_init__(self) -> None:
@@ -150,6 +152,11 @@ class ModelDeclaration:
     @property
     def predictions_table(self) -> str:
         return f"{names.CATALOG}.{names.SERVING}.{self.stem}_predictions"
+
+    @property
+    def promotion_policy(self) -> GatePolicy:
+        """The promotion gate's defaults (the launchpad may change them per run)."""
+        return self.gate or default_policy(self.settings.min_test_roc_auc)
 
     @cached_property
     def encoding(self) -> FeatureEncoding:

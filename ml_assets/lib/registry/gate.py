@@ -75,6 +75,19 @@ class GatePolicy:
             raise GateError("Invalid promotion gate policy: " + "; ".join(problems) + ".")
 
 
+def default_policy(min_roc_auc: float) -> GatePolicy:
+    """The gate a model gets unless it declares its own: its ROC AUC floor, and no regression
+    against the champion on the same test set beyond small margins."""
+    return GatePolicy(
+        thresholds=(
+            MetricThreshold("roc_auc", threshold=min_roc_auc, max_regression=0.01),
+            MetricThreshold("pr_auc", max_regression=0.02),
+            MetricThreshold("log_loss", greater_is_better=False, max_regression=0.01),
+            MetricThreshold("brier", greater_is_better=False, max_regression=0.005),
+        )
+    )
+
+
 @dataclass(frozen=True)
 class GateSubject:
     """A registered model version as the gate sees it."""
