@@ -34,6 +34,43 @@ def test_the_same_distribution_does_not_drift_and_a_shift_does():
     assert events.drifted and events.score >= events.threshold  # a distance on this much data
 
 
+@pytest.mark.parametrize(
+    ("rows", "num_method"), [((400, 300), None), ((3000, 2000), None), ((400, 300), "wasserstein")]
+)
+def test_the_numbers_are_those_of_evidentlys_data_drift_preset(rows, num_method):
+    """The fast path (DataDriftTable, no widgets) computes what the preset reports."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    reference, current = frame(rows[0]), frame(rows[1], shift=1.5, premium=0.3)
+    fast = drift_report(reference, current, COLUMNS, num_method=num_method)
+    snapshot = Report([DataDriftPreset(columns=COLUMNS, num_method=num_method)]).run(
+        current_data=current[COLUMNS], reference_data=reference[COLUMNS]
+    )
+    preset = {}
+    for metric in snapshot.dict()["metrics"]:
+        config = metric["config"]
+        if config.get("type", "").endswith("DriftedColumnsCount"):
+            preset["share"] = float(metric["value"]["share"])
+        elif config.get("type", "").endswith("ValueDrift"):
+            preset[config["column"]] = (
+                config["method"],
+                float(metric["value"]),
+                float(config["threshold"]),
+            )
+    assert fast.share_drifted == preset["share"]
+    for column in COLUMNS:
+        found = fast.columns[column]
+        assert found.threshold == preset[column][2]
+        # a fixed method is named by its id in the preset, by its display name here
+        assert found.method == preset[column][0] or (
+            num_method is not None and found.method.lower().startswith(num_method)
+        )
+        assert found.score == pytest.approx(preset[column][1], rel=1e-12, abs=1e-15)
+    assert fast._html is None  # nothing rendered until the report is asked for
+    assert "<html" in fast.html.lower()
+
+
 def test_small_windows_use_a_p_value_and_drift_when_it_is_small():
     shifted = drift_report(frame(400), frame(300, shift=8), ["events_7d"])
     column = shifted.columns["events_7d"]
