@@ -1,11 +1,13 @@
 """A model declared as data: what it learns from, how it is encoded, judged and registered.
 
-A ``ModelDeclaration`` names the model (its asset ``models/<name>``), its training set
-declaration, the levels of its categorical inputs, the name of its served output, the slices
-its metrics are broken down by, the business costs its decision threshold is tuned with, the
-registered model name and the default training settings (trials, seed, metric floors). The
-training recipe (``lib/models/training``), the Pipes script and the Dagster factories read
-everything model-specific from here.
+A ``ModelDeclaration`` names the model (its asset ``models/<name>``) and its stem (the prefix
+of its serving and monitoring names), its training set declaration, the levels of its
+categorical inputs, the name of its served output, the slices its metrics are broken down by,
+the business costs its decision threshold is tuned with, the registered model name, the
+default training settings (trials, seed, metric floors), the golden-example orderings and the
+promotion policy its gate holds it to, its canary share and its drift limits. The training
+recipe (``lib/models/training``), the Pipes script and the Dagster factories read everything
+model-specific from here; ``lib/models/catalog.MODELS`` lists the declared models.
 """
 
 from __future__ import annotations
