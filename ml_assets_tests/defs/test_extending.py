@@ -30,6 +30,7 @@ from ml_assets.lib.training_sets.users import (
     LABEL_TS,
     USER_LOOKUPS,
     USER_MODEL_FEATURES,
+    user_labels_table,
 )
 from ml_assets.programs.reporting import run_check_results
 from ml_assets_tests.defs.conftest import instance_at, materialization_metadata
@@ -57,14 +58,11 @@ def compute_return_labels(daily, first_day, last_day):
 RETURNS = TrainingSetDeclaration(
     table_name="main.training_sets.return_training_set",
     labels=Labels(
-        table=TableSpec(
-            name=TableId.parse("main.training_sets.return_labels"),
-            columns=(
-                Column(ENTITY_KEY, "bigint", False, "User observed"),
-                Column(LABEL_TS, "timestamp", False, "Observation time"),
-                Column("returned", "int", False, "1: a login in the 7 days after label_ts"),
-            ),
-            primary_key=(ENTITY_KEY, LABEL_TS),
+        table=user_labels_table(
+            "main.training_sets.return_labels",
+            "returned",
+            "a login in the 7 days after label_ts",
+            "Return labels",
         ),
         label="returned",
         compute=compute_return_labels,

@@ -18,7 +18,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ml_assets.lib.features import user_daily_activity
-from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.training_sets.declaration import (
     SPLIT,
     SPLITS,
@@ -37,6 +36,7 @@ from ml_assets.lib.training_sets.users import (
     LABEL_TS,
     USER_LOOKUPS,
     USER_MODEL_FEATURES,
+    user_labels_table,
     with_account_age,
 )
 from ml_assets.names import CHURN_LABELS_TABLE, CHURN_TRAINING_SET_TABLE
@@ -63,18 +63,11 @@ def compute_churn_labels(
 
 
 LABELS_DECLARATION = Labels(
-    table=TableSpec(
-        name=TableId.parse(CHURN_LABELS_TABLE),
-        columns=(
-            Column(ENTITY_KEY, "bigint", False, "User observed"),
-            Column(LABEL_TS, "timestamp", False, "Observation time (Monday 00:00 UTC)"),
-            Column(
-                LABEL, "int", False, "1: no login and no purchase in the 30 days after label_ts"
-            ),
-        ),
-        primary_key=(ENTITY_KEY, LABEL_TS),
-        description="Churn labels: users active before each weekly observation time, and the "
-        "outcome.",
+    table=user_labels_table(
+        CHURN_LABELS_TABLE,
+        LABEL,
+        "no login and no purchase in the 30 days after label_ts",
+        "Churn labels: users active before each weekly observation time, and the outcome.",
         owner=OWNER,
     ),
     label=LABEL,

@@ -15,7 +15,6 @@ from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.lib.features import user_daily_activity
-from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.training_sets.declaration import Labels, TrainingSetDeclaration
 from ml_assets.lib.training_sets.labels import ACTIVITY_DATE, LabelConfig, outcome_labels
 from ml_assets.lib.training_sets.users import (
@@ -24,6 +23,7 @@ from ml_assets.lib.training_sets.users import (
     LABEL_TS,
     USER_LOOKUPS,
     USER_MODEL_FEATURES,
+    user_labels_table,
 )
 
 LABEL = "purchased"
@@ -53,18 +53,12 @@ def compute_purchase_labels(
 PURCHASE = TrainingSetDeclaration(
     table_name=TRAINING_SET_TABLE,
     labels=Labels(
-        table=TableSpec(
-            name=TableId.parse(LABELS_TABLE),
-            columns=(
-                Column(ENTITY_KEY, "bigint", False, "User observed"),
-                Column(LABEL_TS, "timestamp", False, "Observation time (Monday 00:00 UTC)"),
-                Column(
-                    LABEL, "int", False, f"1: a purchase in the {OUTCOME_DAYS} days from label_ts"
-                ),
-            ),
-            primary_key=(ENTITY_KEY, LABEL_TS),
-            description="Purchase labels: users active before each weekly observation time, "
-            f"and whether they bought in the {OUTCOME_DAYS} days after it.",
+        table=user_labels_table(
+            LABELS_TABLE,
+            LABEL,
+            f"a purchase in the {OUTCOME_DAYS} days from label_ts",
+            "Purchase labels: users active before each weekly observation time, and whether "
+            f"they bought in the {OUTCOME_DAYS} days after it.",
         ),
         label=LABEL,
         compute=compute_purchase_labels,

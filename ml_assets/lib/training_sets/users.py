@@ -13,8 +13,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ml_assets.lib.features import user_activity, user_profile
-from ml_assets.lib.lakehouse import Column
-from ml_assets.lib.training_sets.declaration import Derived
+from ml_assets.lib.lakehouse import Column, TableId, TableSpec
+from ml_assets.lib.training_sets.declaration import DEFAULT_OWNER, Derived
 from ml_assets.lib.training_sets.lookups import FeatureLookup
 
 ENTITY_KEY = "user_id"
@@ -60,3 +60,21 @@ USER_MODEL_FEATURES: tuple[str, ...] = (
     "country",
     ACCOUNT_AGE,
 )
+
+
+def user_labels_table(
+    table_name: str, label: str, meaning: str, description: str, owner: str = DEFAULT_OWNER
+) -> TableSpec:
+    """The table of a user label at weekly observation times: (user_id, label_ts, label), the
+    label's column described by ``meaning`` (what 1 means)."""
+    return TableSpec(
+        name=TableId.parse(table_name),
+        columns=(
+            Column(ENTITY_KEY, "bigint", False, "User observed"),
+            Column(LABEL_TS, "timestamp", False, "Observation time (Monday 00:00 UTC)"),
+            Column(label, "int", False, f"1: {meaning}"),
+        ),
+        primary_key=(ENTITY_KEY, LABEL_TS),
+        description=description,
+        owner=owner,
+    )
