@@ -9,6 +9,8 @@ Monitoring monitor), with their checks and sensors.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 from ml_assets.defs.automation import (
@@ -18,7 +20,10 @@ from ml_assets.defs.automation import (
     build_jobs,
     build_landed_events_sensor,
     build_schedules,
+    daily_keys,
+    weekly_keys,
 )
+from ml_assets.defs.conventions import freshness_by_schedule, with_conventions
 from ml_assets.defs.features.assets import (
     build_feature_assets,
     build_feature_checks,
@@ -41,9 +46,14 @@ from ml_assets.lib.models.declaration import ModelDeclaration
 
 
 def model_definitions(
-    model: ModelDeclaration, days: dg.PartitionsDefinition, *, lakehouse_monitoring: bool
+    model: ModelDeclaration,
+    days: dg.PartitionsDefinition,
+    *,
+    lakehouse_monitoring: bool,
+    freshness: Mapping[dg.AssetKey, dg.FreshnessPolicy] | None = None,
 ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
-    """One declared model's whole line, from its labels to the drift of its predictions."""
+    """One declared model's whole line, from its labels to the drift of its predictions, its
+    assets owned by the training set's team and tagged with the model."""
     assets, checks = build_training_set_definitions(model.training_set)
     assets.append(build_model(model))
     for more_assets, more_checks in (
@@ -55,7 +65,7 @@ def model_definitions(
         checks += more_checks
     if lakehouse_monitoring:  # bound on Databricks only
         assets.append(build_lakehouse_monitor(model))
-    return assets, checks
+    return with_conventions(assets, model=model, freshness=freshness), checks
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -63,22 +73,26 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     models = list(MODELS.values())
     jobs = build_jobs(models)
     resources = build_resources(settings)
+    freshness = freshness_by_schedule(daily_keys(models), weekly_keys(models))
     model_assets, model_checks = [], []
     for model in models:
         assets, checks = model_definitions(
-            model, days, lakehouse_monitoring="lakehouse_monitoring" in resources
+            model,
+            days,
+            lakehouse_monitoring="lakehouse_monitoring" in resources,
+            freshness=freshness,
         )
         model_assets += assets
         model_checks += checks
-    assets = [
+    shared = [
         demo_source,
         raw_users,
         build_raw_events(days),
         *build_feature_assets(days),
         user_profile_features,
         online_user_features,
-        *model_assets,
     ]
+    assets = [*with_conventions(shared, freshness=freshness), *model_assets]
     maintenance_job, maintenance_schedule = build_maintenance(table_assets(assets))
     return dg.Definitions(
         assets=assets,

@@ -200,6 +200,88 @@ def test_the_partitions_of_your_own_source_start_at_its_setting_and_run_to_today
         current_settings({"ML_ASSETS_PARTITIONS_START": "11/01"})
 
 
+def test_every_check_says_what_it_guards_and_what_a_failure_means(defs):
+    graph = defs.resolve_asset_graph()
+    undescribed = sorted(
+        f"{k.asset_key.to_user_string()}:{k.name}"
+        for k in graph.asset_check_keys
+        if len(graph.get_check_spec(k).description or "") < 30
+    )
+    assert undescribed == []
+    gate = graph.get_check_spec(
+        dg.AssetCheckKey(
+            dg.AssetKey(["registry", "churn_classifier_champion"]), "promotion_gate_passed"
+        )
+    )
+    assert "A failure means the champion alias did not move" in gate.description
+
+
+def test_every_asset_has_owners_stage_and_model_tags_and_scheduled_ones_a_freshness_policy(defs):
+    graph = defs.resolve_asset_graph()
+    daily, weekly = set(), set()
+    for key in graph.get_all_asset_keys():
+        node, name = graph.get(key), key.to_user_string()
+        assert node.owners == ["team:ml-platform"], name
+        assert node.tags["stage"] == key.path[0], name
+        model = next((m for m in ("churn", "purchase") if m in key.path[-1]), None)
+        assert node.tags.get("model", "").startswith(model or "none") or (
+            model is None and "model" not in node.tags
+        ), (name, node.tags)
+        policy = node.freshness_policy
+        if policy is not None:
+            (daily if policy.deadline_cron == "0 3 * * *" else weekly).add(name)
+        assert "partitioned_by" not in node.metadata, name  # said "(none)" on daily assets
+    assert daily == {
+        "raw/events",
+        "raw/events_quarantine",
+        "features/user_daily_activity",
+        "features/user_activity",
+        "monitoring/churn_feature_drift",
+        "monitoring/purchase_feature_drift",
+    }
+    unscheduled = set(EXPECTED_ASSETS) - daily - weekly
+    assert unscheduled == {"landing/demo_source", "raw/users", "raw/users_quarantine"}
+    events = graph.get(dg.AssetKey(["raw", "events"]))
+    assert events.metadata["delta_partition_columns"] == "event_date"
+
+
+def _config_fields(config_type, path=""):
+    """(path, field) of every field of a config schema, nested ones included."""
+    fields = getattr(config_type, "fields", None)
+    if fields is None:
+        inner = getattr(config_type, "inner_type", None)
+        return [] if inner is None else _config_fields(inner, path + "[]")
+    found = []
+    for name, field in fields.items():
+        found.append((f"{path}.{name}", field))
+        found += _config_fields(field.config_type, f"{path}.{name}")
+    return found
+
+
+def test_every_launchpad_setting_has_a_description_and_a_default_when_optional(defs):
+    nodes = [a.node_def for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
+    nodes += [n for j in defs.jobs if isinstance(j, dg.JobDefinition) for n in j.all_node_defs]
+    problems, fields = [], 0
+    for node in nodes:
+        if node.config_schema is None or node.config_schema.config_type is None:
+            continue
+        for path, field in _config_fields(node.config_schema.config_type):
+            fields += 1
+            if not field.description:
+                problems.append(f"{node.name}{path}: no description")
+            if not field.is_required and not field.default_provided:
+                problems.append(f"{node.name}{path}: optional without a default")
+    assert problems == [] and fields > 30
+    gate = defs.resolve_assets_def(dg.AssetKey(["registry", "churn_classifier_champion"]))
+    thresholds = gate.node_def.config_schema.config_type.fields["thresholds"]
+    assert thresholds.default_value[0] == {
+        "metric": "roc_auc",
+        "threshold": 0.75,
+        "greater_is_better": True,
+        "max_regression": 0.01,
+    }
+
+
 def test_the_main_job_selects_every_asset(defs):
     job = defs.resolve_job_def(names.MAIN_JOB)
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(EXPECTED_ASSETS)

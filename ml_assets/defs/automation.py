@@ -68,9 +68,18 @@ def retraining_keys(model: ModelDeclaration) -> list[dg.AssetKey]:
     ]
 
 
+def daily_keys(models: Sequence[ModelDeclaration]) -> list[dg.AssetKey]:
+    """What the daily schedule materializes."""
+    return [*DAILY_FEATURE_KEYS, *(dg.AssetKey(m.feature_drift_key) for m in models)]
+
+
+def weekly_keys(models: Sequence[ModelDeclaration]) -> list[dg.AssetKey]:
+    """What the weekly retraining schedule materializes."""
+    return [*SHARED_RETRAINING_KEYS, *(k for m in models for k in retraining_keys(m))]
+
+
 def build_jobs(models: Sequence[ModelDeclaration]) -> list[dg.UnresolvedAssetJobDefinition]:
-    retraining = [*SHARED_RETRAINING_KEYS, *(k for m in models for k in retraining_keys(m))]
-    daily = [*DAILY_FEATURE_KEYS, *(dg.AssetKey(m.feature_drift_key) for m in models)]
+    retraining, daily = weekly_keys(models), daily_keys(models)
     return [
         dg.define_asset_job(
             names.MAIN_JOB,

@@ -37,14 +37,18 @@ def column_schema(spec: TableSpec) -> dg.TableSchema:
 
 
 def spec_metadata(spec: TableSpec) -> dict[str, object]:
-    """Static metadata on the AssetSpec: visible before the first materialization."""
-    return {
+    """Static metadata on the AssetSpec: visible before the first materialization. The
+    Delta table's own partition columns are named as such (a daily-partitioned asset may be
+    one unpartitioned table, e.g. drift windows as rows); none, nothing is said."""
+    metadata: dict[str, object] = {
         "dagster/table_name": str(spec.name),
         "dagster/column_schema": column_schema(spec),
         "owner": spec.owner,
         "primary_key": ", ".join(spec.primary_key) or "(none)",
-        "partitioned_by": ", ".join(spec.partition_by) or "(none)",
     }
+    if spec.partition_by:
+        metadata["delta_partition_columns"] = ", ".join(spec.partition_by)
+    return metadata
 
 
 def table_asset_spec(

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         (home / "dagster_home").mkdir(parents=True, exist_ok=True)
         with dg.DagsterInstance.local_temp(str(home / "dagster_home")) as instance:
-            result = run_main_job(settings, instance, run_config)
+            result = run_main_job(settings, instance, run_config, launched_by="make check")
         seconds = time.perf_counter() - started
         lane = fingerprint(settings, result, build_resources(settings)["lakehouse"], seconds)
     fingerprint_path = Path(args.fingerprint or f"test-results/lane-{settings.engine}.json")

@@ -29,7 +29,11 @@ from ml_assets.programs.reporting import (
 
 
 def run_main_job(
-    settings: Settings, instance: dg.DagsterInstance, run_config: dict | None = None
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    run_config: dict | None = None,
+    *,
+    launched_by: str = "make run",
 ) -> dg.ExecuteInProcessResult:
     """Every partition of every asset in one run; ``run_config`` adds op config (as the
     launchpad would), e.g. ``{"ops": {"models__churn_classifier": {"config": {...}}}}``."""
@@ -43,6 +47,9 @@ def run_main_job(
             **(run_config or {}),
         },
         tags={
+            # the UI's "Launched by" shows the ``user`` tag (else "Manually launched")
+            "user": launched_by,
+            "ml_assets/launched_by": launched_by,
             "dagster/asset_partition_range_start": keys[0],
             "dagster/asset_partition_range_end": keys[-1],
         },

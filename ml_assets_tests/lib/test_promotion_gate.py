@@ -90,6 +90,27 @@ def test_a_better_challenger_passes_against_the_champion_on_the_same_test_set():
     assert decide(GateMode.ENABLED, report).promote
 
 
+def test_a_passed_check_shows_its_values_against_their_limits():
+    report = gate(subject("2", logistic(3.0)), subject("1", logistic(0.8)))
+    detail = {c["check"]: c["detail"] for c in report.checks}
+    auc, log_loss = report.candidate_metrics["roc_auc"], report.candidate_metrics["log_loss"]
+    base_auc = report.baseline_metrics["roc_auc"]
+    assert detail["absolute thresholds"] == f"roc_auc {auc:.4f} >= 0.7500"
+    assert detail["vs champion v1 on the same test set"].startswith(
+        f"roc_auc {auc:.4f} >= {base_auc - 0.01:.4f} (baseline {base_auc:.4f} - 0.01); "
+        f"log_loss {log_loss:.4f} <= "
+    )
+    assert (
+        detail["single-row latency"].startswith("p99 ")
+        and "ms <= 50 ms" in detail["single-row latency"]
+    )
+    assert detail["golden examples"] == "likely 1.000 > unlikely 0.000"  # logistic(3.0) at ±3
+    assert detail["signature matches champion"] == (
+        "1 inputs and the output identical by name and type to v1's"
+    )
+    assert "ok" not in detail.values()
+
+
 def test_a_weak_challenger_gets_one_message_listing_every_breach():
     noise = np.random.default_rng(1).random(len(X))
     weak = subject(

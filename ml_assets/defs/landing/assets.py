@@ -4,6 +4,7 @@ import datetime as dt
 import time
 
 import dagster as dg
+from pydantic import Field
 
 from ml_assets import names
 from ml_assets.lib.source import land
@@ -11,8 +12,11 @@ from ml_assets.resources.landing import DemoSource, LandingZone
 
 
 class LandingConfig(dg.Config):
-    through_date: str | None = None
-    """Land only the days up to this date (YYYY-MM-DD), as if the calendar stopped there."""
+    through_date: str | None = Field(
+        None,
+        description="Land only the days up to this date (YYYY-MM-DD), as if the calendar "
+        "stopped there. Unset: every day of the calendar.",
+    )
 
 
 @dg.asset(

@@ -92,8 +92,23 @@ def build_model(model: ModelDeclaration) -> dg.AssetsDefinition:
         deps=[training_set_key],
         kinds={"xgboost", "mlflow"},
         check_specs=[
-            dg.AssetCheckSpec(names.CHECK_METRICS_MEET_THRESHOLDS, asset=key, blocking=True),
-            dg.AssetCheckSpec(names.CHECK_TRIALS_RECORDED, asset=key, blocking=True),
+            dg.AssetCheckSpec(
+                names.CHECK_METRICS_MEET_THRESHOLDS,
+                asset=key,
+                blocking=True,
+                description=f"The run's test ROC AUC is at least the floor "
+                f"({model.settings.min_test_roc_auc} unless configured) and its test log loss "
+                "at most the configured multiple of the base rate's. A failure blocks the "
+                "registry: a model below the bar is never registered or promoted.",
+            ),
+            dg.AssetCheckSpec(
+                names.CHECK_TRIALS_RECORDED,
+                asset=key,
+                blocking=True,
+                description="The parent MLflow run has one nested run per configured Optuna "
+                "trial. A failure means the search history in MLflow is incomplete (a trial "
+                "was lost or logged elsewhere), so the model's provenance cannot be audited.",
+            ),
         ],
         description=model.description,
     )

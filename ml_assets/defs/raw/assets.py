@@ -107,7 +107,16 @@ def _warn_ignored(context: dg.AssetExecutionContext, landed: LandedLines) -> Non
             USERS_QUARANTINE_KEY, USERS_QUARANTINE, group=names.RAW, deps=[SOURCE_KEY]
         ),
     ],
-    check_specs=[dg.AssetCheckSpec(names.CHECK_ROWS_CONSERVED, asset=USERS_KEY, blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(
+            names.CHECK_ROWS_CONSERVED,
+            asset=USERS_KEY,
+            blocking=True,
+            description="Every landed change-log line is either a users row or a quarantined "
+            "row (lines = kept + quarantined + duplicates removed). A failure means rows were "
+            "lost or invented between the landed files and the table.",
+        )
+    ],
     name="raw_users",
 )
 def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: LandingZone):
@@ -209,7 +218,14 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
             ),
         ],
         check_specs=[
-            dg.AssetCheckSpec(names.CHECK_ROWS_CONSERVED, asset=EVENTS_KEY, blocking=True)
+            dg.AssetCheckSpec(
+                names.CHECK_ROWS_CONSERVED,
+                asset=EVENTS_KEY,
+                blocking=True,
+                description="Every landed event line of the partitions' days is either an "
+                "events row or a quarantined row (lines = kept + quarantined + duplicates "
+                "removed). A failure means events were lost or invented during ingestion.",
+            )
         ],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),

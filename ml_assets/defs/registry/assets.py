@@ -147,23 +147,32 @@ class MetricThresholdConfig(dg.Config):
     """One bound of the gate: ``threshold`` is absolute; ``max_regression`` is how much worse
     than the champion (on the same test set) the challenger may be."""
 
-    metric: str
-    threshold: float | None = None
-    greater_is_better: bool = True
-    max_regression: float | None = None
+    metric: str = Field(description="a test metric of the run, e.g. roc_auc or log_loss")
+    threshold: float | None = Field(
+        None, description="absolute bound on the challenger's value; unset: none"
+    )
+    greater_is_better: bool = Field(
+        True, description="true: the value must be at least the bound; false: at most"
+    )
+    max_regression: float | None = Field(
+        None,
+        description="how much worse than the champion's value on the same test set the "
+        "challenger may be; unset: no comparison with the champion",
+    )
 
 
 def gate_config(model: ModelDeclaration) -> type[dg.Config]:
     """The gate's launchpad settings for one model, defaulting to its declared policy (by
     default its ROC AUC floor and the regression margins of ``default_policy``)."""
     declared = model.promotion_policy
-    thresholds = [
-        MetricThresholdConfig(
-            metric=t.metric,
-            threshold=t.threshold,
-            greater_is_better=t.greater_is_better,
-            max_regression=t.max_regression,
-        )
+    # as plain data: the launchpad shows a default only if it is JSON
+    declared_thresholds = [
+        {
+            "metric": t.metric,
+            "threshold": t.threshold,
+            "greater_is_better": t.greater_is_better,
+            "max_regression": t.max_regression,
+        }
         for t in declared.thresholds
     ]
 
@@ -175,7 +184,11 @@ def gate_config(model: ModelDeclaration) -> type[dg.Config]:
             "(mlops-stacks).",
         )
         thresholds: list[MetricThresholdConfig] = Field(
-            default_factory=lambda: [t.model_copy() for t in thresholds]
+            declared_thresholds,
+            description=f"the bounds every challenger of {model.name} must meet (its declared "
+            "policy: the ROC AUC floor of its training settings and the regression margins "
+            "against the champion)",
+            validate_default=True,
         )
         latency_budget_ms: float = Field(
             declared.latency_budget_ms,
@@ -320,7 +333,18 @@ def build_champion(model: ModelDeclaration) -> dg.AssetsDefinition:
         deps=[version_key(model)],
         automation_condition=AFTER_BLOCKING_CHECKS,
         kinds={"mlflow"},
-        check_specs=[dg.AssetCheckSpec(names.CHECK_GATE_PASSED, asset=key)],
+        check_specs=[
+            dg.AssetCheckSpec(
+                names.CHECK_GATE_PASSED,
+                asset=key,
+                description="The challenger passed every check of the promotion gate: metric "
+                "thresholds and regression margins against the champion on the same test "
+                "set, a signature the endpoint can serve, the golden examples' ordering and "
+                "the single-row p99 latency budget. A failure means the champion alias did "
+                "not move (in dry_run it moved anyway, and this records why it should not "
+                "have).",
+            )
+        ],
         description="The promotion gate: evaluates `challenger` against `champion` on the same "
         "test set (metric thresholds, signature, golden examples, latency) and moves the "
         "aliases (`champion`, `previous_champion`) per the mode: disabled | dry_run | enabled.",

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import dagster as dg
+from pydantic import Field
 from pyspark.sql import functions as F
 
 from ml_assets import names
@@ -44,8 +45,16 @@ class TrainingSetConfig(dg.Config):
     """Split cutoffs (ISO dates). Unset: the last ~20 % of observation times are the test
     split and the ~20 % before them validation."""
 
-    validation_start: str | None = None
-    test_start: str | None = None
+    validation_start: str | None = Field(
+        None,
+        description="First observation date (YYYY-MM-DD) of the validation split. Unset with "
+        "test_start: the ~20 % of observation times before the test split.",
+    )
+    test_start: str | None = Field(
+        None,
+        description="First observation date (YYYY-MM-DD) of the test split. Unset with "
+        "validation_start: the last ~20 % of observation times.",
+    )
 
     def cutoffs(self) -> SplitCutoffs | None:
         if self.validation_start is None and self.test_start is None:

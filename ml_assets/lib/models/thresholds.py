@@ -54,6 +54,30 @@ class MetricThreshold:
             parts.append(f"at most {self.max_regression} worse than the baseline")
         return ", ".join(parts)
 
+    def evidence(
+        self, candidate: Mapping[str, float], baseline: Mapping[str, float] | None = None
+    ) -> str:
+        """The value against the bound, whether it holds or not (what a person reads beside a
+        pass as well as a failure): the absolute bound, e.g. ``roc_auc 0.9132 >= 0.7500``;
+        given a baseline, the relative one, e.g. ``roc_auc 0.9132 >= 0.9010 (baseline 0.9110
+        - 0.01)``."""
+        if self.metric not in candidate:
+            return f"{self.metric} not computed"
+        value = candidate[self.metric]
+        if baseline is None:
+            if self.threshold is None:
+                return ""
+            return f"{self.metric} {_fmt(value)} {self.direction} {_fmt(self.threshold)}"
+        if self.max_regression is None or self.metric not in baseline:
+            return ""
+        base = baseline[self.metric]
+        sign = "-" if self.greater_is_better else "+"
+        bound = base - self.max_regression if self.greater_is_better else base + self.max_regression
+        return (
+            f"{self.metric} {_fmt(value)} {self.direction} {_fmt(bound)} (baseline {_fmt(base)} "
+            f"{sign} {self.max_regression})"
+        )
+
     def _worse(self, value: float, bound: float) -> bool:
         return value < bound if self.greater_is_better else value > bound
 

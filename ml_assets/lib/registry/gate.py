@@ -278,12 +278,13 @@ def evaluate_gate(
     test set (each subject may bring its own decision threshold)."""
     checks: list[dict[str, object]] = []
 
-    def record(name: str, found: list[Breach]) -> list[Breach]:
+    def record(name: str, found: list[Breach], evidence: str) -> list[Breach]:
+        """``evidence``: the observed values against their limits, shown when it passed."""
         checks.append(
             {
                 "check": name,
                 "passed": not found,
-                "detail": "; ".join(str(b) for b in found) or "ok",
+                "detail": "; ".join(str(b) for b in found) or evidence,
             }
         )
         return found
@@ -291,7 +292,11 @@ def evaluate_gate(
     rows = [str(i) for i in range(len(test_features))]
     predictions = np.asarray(candidate.predict(test_features), dtype="float64")
     breaches = record(
-        "probabilities on the test set", probability_breaches(predictions, rows, "test set")
+        "probabilities on the test set",
+        probability_breaches(predictions, rows, "test set"),
+        f"{len(predictions)} scores, all within [0, 1] "
+        f"(min {np.min(predictions, initial=np.nan):.4f}, max "
+        f"{np.max(predictions, initial=np.nan):.4f})",
     )
     candidate_metrics: dict[str, float] = {}
     baseline_metrics = None
@@ -300,9 +305,19 @@ def evaluate_gate(
         breaches += record(
             "reproduces its run's test metrics",
             _reproduction_breaches(candidate, candidate_metrics, policy),
+            "; ".join(
+                f"{m} {candidate_metrics.get(m, float('nan')):.4f} = run's "
+                f"{candidate.run_metrics.get(f'test_{m}', float('nan')):.4f} "
+                f"(|difference| <= {policy.reproduce_tolerance})"
+                for m in policy.reproduced_metrics
+            ),
         )
         breaches += record(
-            "absolute thresholds", metric_breaches(candidate_metrics, policy.thresholds)
+            "absolute thresholds",
+            metric_breaches(candidate_metrics, policy.thresholds),
+            "; ".join(
+                t.evidence(candidate_metrics) for t in policy.thresholds if t.threshold is not None
+            ),
         )
         if champion is not None:
             baseline_metrics = score(np.asarray(champion.predict(test_features)), champion)
@@ -311,12 +326,33 @@ def evaluate_gate(
                 for b in metric_breaches(candidate_metrics, policy.thresholds, baseline_metrics)
                 if b.baseline is not None
             ]
-            breaches += record(f"vs champion v{champion.version} on the same test set", relative)
+            breaches += record(
+                f"vs champion v{champion.version} on the same test set",
+                relative,
+                "; ".join(
+                    t.evidence({t.metric: candidate_metrics.get(t.metric, np.nan)}, baseline)
+                    for t in policy.thresholds
+                    if t.max_regression is not None
+                    for baseline in [{t.metric: baseline_metrics.get(t.metric, np.nan)}]
+                ),
+            )
     if champion is not None:
-        breaches += record("signature matches champion", signature_breaches(candidate, champion))
+        breaches += record(
+            "signature matches champion",
+            signature_breaches(candidate, champion),
+            f"{len(candidate.input_schema)} inputs and the output identical by name and type "
+            f"to v{champion.version}'s",
+        )
+    golden_scores = np.asarray(candidate.predict(golden), dtype="float64").ravel()
+    by_case = dict(zip(golden.index, golden_scores, strict=False))  # shown only if it passed
     breaches += record(
         "golden examples",
-        smoke_breaches(candidate.predict(golden), list(golden.index), orderings),
+        smoke_breaches(golden_scores, list(golden.index), orderings),
+        "; ".join(
+            f"{higher} {by_case[higher]:.3f} > {lower} {by_case[lower]:.3f}"
+            for higher, lower in orderings
+            if higher in by_case and lower in by_case
+        ),
     )
     latency = _latency_within_budget(candidate.predict, test_features, policy)
     breaches += record(
@@ -331,6 +367,8 @@ def evaluate_gate(
                 f"<= {policy.latency_budget_ms}",
             )
         ],
+        f"p99 {latency['p99']:.2f} ms <= {policy.latency_budget_ms:g} ms (p50 "
+        f"{latency['p50']:.2f} ms, {int(latency['calls'])} single-row calls)",
     )
     return GateReport(
         candidate_version=candidate.version,
