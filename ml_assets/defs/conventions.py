@@ -7,8 +7,8 @@ the ``stage`` and ``model`` tags, and a freshness policy for every asset a sched
   ``model`` the declared model whose line the asset belongs to (the shared stages have none).
   Both are filterable in the UI's asset catalog and selectable (``tag:model=churn_classifier``).
 - **Freshness**: Dagster's ``FreshnessPolicy`` (evaluated by the daemon when the instance
-  enables ``freshness``, as the repository's ``deploy/dagster.yaml`` does): the daily schedule's assets
-  must have been materialized in the 24 hours before 03:00 UTC each day, the weekly retraining
+  enables ``freshness``, as ``deploy/dagster.yaml`` does): the daily schedule's assets must
+  have been materialized in the 24 hours before 03:00 UTC each day, the weekly retraining
   schedule's in the 7 days before Monday 06:00 UTC. These say when the *run* happened; the
   ``fresh`` checks stay, because they judge the *data* (the newest event time against the
   newest landed day), which a run on stale files would not change.
