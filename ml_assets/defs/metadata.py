@@ -129,6 +129,48 @@ def read_back(
     )
 
 
+def rows_per_day(
+    lakehouse: Lakehouse,
+    spec: TableSpec,
+    day_column: str,
+    start: dt.date,
+    end: dt.date,
+    *,
+    key: str | None = None,
+    time_column: str | None = None,
+) -> dict[dt.date, dict[str, object]]:
+    """Each day's rows of ``start..end`` (and distinct ``key`` values, first and last
+    ``time_column``), in one aggregation; a day without rows has 0 rows."""
+    aggregates = [F.count(F.lit(1)).alias("rows")]
+    if key:
+        aggregates.append(F.countDistinct(key).alias("keys"))
+    if time_column:
+        aggregates += [F.min(time_column).alias("first"), F.max(time_column).alias("last")]
+    found = {
+        row[day_column]: row.asDict()
+        for row in lakehouse.read(spec)
+        .where(F.col(day_column).between(F.lit(start), F.lit(end)))
+        .groupBy(day_column)
+        .agg(*aggregates)
+        .collect()
+    }
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    per_day: dict[dt.date, dict[str, object]] = {}
+    for day in days:
+        row = found.get(day, {})
+        stats: dict[str, object] = {
+            "dagster/partition_row_count": int(row.get("rows", 0)),
+            "rows_written": int(row.get("rows", 0)),
+        }
+        if key:
+            stats["distinct_" + key] = int(row.get("keys", 0))
+        if time_column:
+            stats[f"first_{time_column}"] = str(row.get("first"))
+            stats[f"last_{time_column}"] = str(row.get("last"))
+        per_day[day] = stats
+    return per_day
+
+
 def write_metadata(
     spec: TableSpec, commit: TableCommit, uri: str, *, total_rows: int
 ) -> dict[str, object]:
@@ -136,7 +178,7 @@ def write_metadata(
         "dagster/table_name": str(spec.name),
         "dagster/row_count": total_rows,
         "dagster/uri": uri,
-        "delta_version": commit.version,
+        "delta_version": dg.MetadataValue.text(str(commit.version)),  # text: no chart
         "delta_operation": commit.operation,
         "committed_at": commit.timestamp.isoformat(),
         "location": dg.MetadataValue.path(uri.removeprefix("file://")),

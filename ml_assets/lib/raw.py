@@ -13,10 +13,12 @@ files landed on ``D .. D + late_arrival_days`` and owns a disjoint, complete sha
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyspark.sql import Column as SparkColumn
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame, Row, Window
 from pyspark.sql import functions as F
 
 from ml_assets.lib.domain import CHANGE_TYPES, DEVICES, EVENT_TYPES, PLAN_TIERS, USER_STATUSES
@@ -285,15 +287,13 @@ class IngestionCounts:
     by_reason: dict[str, int]
 
 
-def ingestion_counts(classified: DataFrame) -> IngestionCounts:
-    """Counts for row conservation and the UI, in one pass."""
-    rows = classified.groupBy(CLASSIFIED_OUTCOME, "reason").count().collect()
+def _counts(rows: Iterable[Row]) -> IngestionCounts:
     by_outcome: dict[str, int] = {}
     by_reason: dict[str, int] = {}
     for r in rows:
         by_outcome[r[CLASSIFIED_OUTCOME]] = by_outcome.get(r[CLASSIFIED_OUTCOME], 0) + r["count"]
         if r["reason"] is not None:
-            by_reason[r["reason"]] = r["count"]
+            by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + r["count"]
     return IngestionCounts(
         lines=sum(by_outcome.values()),
         kept=by_outcome.get(KEPT, 0),
@@ -301,6 +301,22 @@ def ingestion_counts(classified: DataFrame) -> IngestionCounts:
         duplicates=by_outcome.get(DUPLICATE, 0),
         by_reason=dict(sorted(by_reason.items(), key=lambda kv: -kv[1])),
     )
+
+
+def ingestion_counts(classified: DataFrame) -> IngestionCounts:
+    """Counts for row conservation and the UI, in one pass."""
+    return _counts(classified.groupBy(CLASSIFIED_OUTCOME, "reason").count().collect())
+
+
+def ingestion_counts_by_day(
+    classified: DataFrame, day_column: str = "partition_date"
+) -> tuple[IngestionCounts, dict[dt.date, IngestionCounts]]:
+    """The counts of the whole range and of each of its days, in one pass."""
+    rows = classified.groupBy(day_column, CLASSIFIED_OUTCOME, "reason").count().collect()
+    by_day: dict[dt.date, list[Row]] = {}
+    for r in rows:
+        by_day.setdefault(r[day_column], []).append(r)
+    return _counts(rows), {day: _counts(day_rows) for day, day_rows in sorted(by_day.items())}
 
 
 def backdated_changes(users: DataFrame, late_arrival_days: int) -> CheckOutcome:

@@ -17,7 +17,8 @@ def run_check_results(result: dg.ExecuteInProcessResult) -> list[dg.AssetCheckEv
 
 def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict | None:
     """Metadata values of the asset's first materialization in the run, or None. (A run over
-    a range of days records one materialization per day, with the same metadata.)"""
+    a range of days records one materialization per day, each with its own figures:
+    ``partition_metadata``.)"""
     for e in result.all_events:
         if e.event_type_value != "ASSET_MATERIALIZATION":
             continue
@@ -25,6 +26,20 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, key: str) -> dic
         if materialization.asset_key.to_user_string() == key:
             return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
     return None
+
+
+def partition_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, dict]:
+    """Metadata values of each partition the run materialized of the asset, by partition key."""
+    found = {}
+    for e in result.all_events:
+        if e.event_type_value != "ASSET_MATERIALIZATION":
+            continue
+        materialization = e.event_specific_data.materialization
+        if materialization.asset_key.to_user_string() == key:
+            found[materialization.partition] = {
+                k: getattr(v, "value", v) for k, v in materialization.metadata.items()
+            }
+    return found
 
 
 def failed_steps(result: dg.ExecuteInProcessResult) -> dict[str, str]:

@@ -23,6 +23,7 @@ from ml_assets.programs.reporting import (
     check_rows,
     format_table,
     materialization_metadata,
+    partition_metadata,
     run_check_results,
     step_failure,
 )
@@ -148,11 +149,12 @@ def drift_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) ->
     )
     if drift is not None and "latest_window" in drift:
         level = "not checked" if status is None else status.metadata["level"].value
+        latest = partition_metadata(result, key.to_user_string())[drift["latest_window"]]
         lines.append(
             f"feature drift: {drift['windows_compared']} windows compared with {drift['reference']}"
             f" on {drift['columns_compared']} columns; latest {drift['latest_window']}: "
-            f"{drift['share_drifted']:.0%} drifted ({drift['drifted_columns']}), level {level}\n"
-            f"  report: {drift['report']}"
+            f"{latest['share_drifted']:.0%} drifted ({latest['drifted_columns']}), level {level}\n"
+            f"  report: {latest['report']}"
         )
     elif drift is not None:
         lines.append(f"feature drift: {drift.get('note', 'no window compared')}")

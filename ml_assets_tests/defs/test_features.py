@@ -14,7 +14,7 @@ from ml_assets.defs.partitions import daily_partitions
 from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.source import SCALES
 from ml_assets.lib.training_sets import content_hash
-from ml_assets.programs.reporting import run_check_results
+from ml_assets.programs.reporting import partition_metadata, run_check_results
 from ml_assets_tests.defs.conftest import evaluate_checks, instance_at, materialization_metadata
 
 ACTIVITY = user_activity.CONTRACT.table_spec
@@ -36,6 +36,13 @@ def test_feature_tables_materialize_with_every_check_passing_and_their_metadata(
     assert activity["rows_in_range"] > daily["rows_in_range"] > 1_000  # a row per active day
     assert activity["delta_operation"] == "MERGE"
     assert activity["daily_rows_read_from"] == "2025-10-04"
+    for key in ("features/user_daily_activity", "features/user_activity"):
+        days = partition_metadata(result, key)  # each day its own rows and users
+        table = materialization_metadata(result, key)
+        assert (
+            sum(d["dagster/partition_row_count"] for d in days.values()) == table["rows_in_range"]
+        )
+        assert len({d["distinct_user_id"] for d in days.values()}) > 10, key
     profile = materialization_metadata(result, "features/user_profile")
     assert profile["users"] > 350 and profile["dagster/row_count"] >= profile["users"]
 

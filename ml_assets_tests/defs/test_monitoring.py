@@ -18,7 +18,7 @@ from ml_assets.defs.automation import latest_evaluation
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.source import SCALES
 from ml_assets.programs import check
-from ml_assets.programs.reporting import run_check_results
+from ml_assets.programs.reporting import partition_metadata, run_check_results
 from ml_assets_tests.churn import FEATURE_DRIFT, PREDICTION_DRIFT
 from ml_assets_tests.defs.conftest import (
     build_resources,
@@ -49,10 +49,20 @@ def test_clean_windows_stay_within_limits_with_a_report_and_a_row_per_day(ingest
     drift = materialization_metadata(result, "monitoring/churn_feature_drift")
     assert drift["windows"] == TINY.days and drift["windows_compared"] >= 25
     assert drift["windows_without_users"] == []
-    assert drift["share_drifted"] < 0.3
     assert "events_90d" in drift["columns_left_out"]  # 90 days do not fit before the reference
     assert drift["columns_compared"] == 13
-    report = Path(drift["report"])
+    # each partition is its own window: its share, or why it was not compared
+    windows = partition_metadata(result, "monitoring/churn_feature_drift")
+    compared = {d: m for d, m in windows.items() if m["compared"] == "yes"}
+    assert len(windows) == TINY.days and len(compared) == drift["windows_compared"]
+    assert all(m["window"] == d for d, m in windows.items())
+    assert all("share_drifted" not in m for d, m in windows.items() if d not in compared)
+    assert all(m["share_drifted"] < 0.3 for m in compared.values())
+    assert len({m["share_drifted"] for m in compared.values()}) > 1  # a curve, not one value
+    latest_day = drift["latest_window"]
+    assert latest_day == max(compared)
+    latest_window = compared[latest_day]
+    report = Path(latest_window["report"])
     assert report.is_file() and report.parent == home / "reports" / "churn_feature_drift"
     assert "<html" in report.read_text()[:2000].lower()
     # reports kept: the latest window's, and any at or above the warning level (none here)
@@ -62,12 +72,21 @@ def test_clean_windows_stay_within_limits_with_a_report_and_a_row_per_day(ingest
     rows = lakehouse.read(FEATURE_DRIFT).toPandas()
     assert len(rows) == TINY.days  # one row per window; the reference period not compared
     assert rows.compared.sum() == drift["windows_compared"]
+    by_window = {
+        r.window_date.isoformat(): r.share_drifted for r in rows[rows.compared].itertuples()
+    }
+    assert by_window == pytest.approx(
+        {d: m["share_drifted"] for d, m in compared.items()}, abs=1e-4
+    )
     latest = rows[rows.compared].sort_values("window_date").iloc[-1]
     scores = json.loads(latest.column_scores)
     assert len(scores) == 13 and {"method", "score", "threshold", "drifted"} <= set(
         scores["events_7d"]
     )
-    assert latest.share_drifted == pytest.approx(drift["share_drifted"], abs=1e-4)
+    assert latest.share_drifted == pytest.approx(latest_window["share_drifted"], abs=1e-4)
+    assert all(
+        m["report"] == "not kept for this window" for d, m in compared.items() if d != latest_day
+    )
     checks = _checks(result)
     assert checks[names.CHECK_FEATURE_DRIFT].passed
     assert checks[names.CHECK_FEATURE_DRIFT].metadata["level"].value == "ok"

@@ -21,7 +21,7 @@ from ml_assets.lib.landing import BOM, unescape_bytes
 from ml_assets.lib.raw import EVENTS, EVENTS_QUARANTINE, USERS, USERS_QUARANTINE
 from ml_assets.lib.source import SCALES
 from ml_assets.lib.training_sets.churn import LABELS, TRAINING_SET
-from ml_assets.programs.reporting import run_check_results
+from ml_assets.programs.reporting import partition_metadata, run_check_results
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets_tests.defs.conftest import evaluate_checks, materialization_metadata, tiny_settings
 
@@ -32,21 +32,35 @@ def test_the_tiny_graph_ingests_with_every_check_passing_and_counts_in_metadata(
     assert len(checks) == 16  # no_backdated_changes included
     assert [(c.asset_key.to_user_string(), c.check_name) for c in checks if not c.passed] == []
     events = materialization_metadata(result, "raw/events")
-    assert events["lines_landed"] == (
-        events["rows_kept"] + events["rows_quarantined"] + events["duplicates_removed"]
-    )
-    assert events["dagster/row_count"] == events["rows_kept"] > 10_000
-    assert events["rows_quarantined"] > 0 and events["duplicates_removed"] > 0
-    assert events["delta_version"] == 1
-    assert events["first_event_ts"].startswith("2026-01-01")
-    assert set(events["quarantined_by_reason"]) >= {
-        "malformed_json",
-        "null_user_id",
-        "unknown_user_id",
-        "future_timestamp",
+    days = partition_metadata(result, "raw/events")
+    assert len(days) == 70  # one materialization per day of the single-run backfill
+    total = {
+        k: sum(d[k] for d in days.values())
+        for k in ("lines_landed", "rows_kept", "rows_quarantined", "duplicates_removed")
     }
-    quarantine = materialization_metadata(result, "raw/events_quarantine")
-    assert quarantine["rows_in_range"] == events["rows_quarantined"]
+    assert total["lines_landed"] == (
+        total["rows_kept"] + total["rows_quarantined"] + total["duplicates_removed"]
+    )
+    assert events["dagster/row_count"] == total["rows_kept"] > 10_000
+    assert total["rows_quarantined"] > 0 and total["duplicates_removed"] > 0
+    assert events["delta_version"] == "1"  # text: a version number is not a quantity to plot
+    assert events["partition_range"] == "2026-01-01..2026-03-11"
+    assert set(events["quarantined_by_reason"]) >= {"malformed_json", "unknown_user_id"}
+    for day, metadata in days.items():  # each day's own figures, not the run's
+        assert metadata["rows_kept"] == metadata["dagster/partition_row_count"], day
+        assert metadata["first_event_ts"].startswith(day), day
+    assert len({d["dagster/partition_row_count"] for d in days.values()}) > 30
+    reasons = {r for d in days.values() for r in d["quarantined_by_reason"]}
+    assert reasons >= {"malformed_json", "null_user_id", "unknown_user_id", "future_timestamp"}
+    quarantine = partition_metadata(result, "raw/events_quarantine")
+    assert (
+        sum(d["dagster/partition_row_count"] for d in quarantine.values())
+        == total["rows_quarantined"]
+    )
+    assert (
+        materialization_metadata(result, "raw/events_quarantine")["rows_in_range"]
+        == total["rows_quarantined"]
+    )
     users = materialization_metadata(result, "raw/users")
     assert users["users"] > 350 and users["rows_kept"] == users["dagster/row_count"]
 

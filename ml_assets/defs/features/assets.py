@@ -14,8 +14,8 @@ import dagster as dg
 
 from ml_assets import names
 from ml_assets.defs.checks import feature_table_checks
-from ml_assets.defs.metadata import read_back, table_asset_spec, write_metadata
-from ml_assets.defs.partitions import partition_dates
+from ml_assets.defs.metadata import read_back, rows_per_day, table_asset_spec, write_metadata
+from ml_assets.defs.partitions import partition_dates, report_per_partition
 from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.features.contracts import FeatureTableContract
 from ml_assets.lib.lakehouse import TableCommit
@@ -76,8 +76,11 @@ def _partition_result(
         "seconds": round(seconds, 2),
         **extra,
     }
-    if start == end:  # a multi-day run reports the same metadata on every day it covers
-        metadata["dagster/partition_row_count"] = metadata["rows_in_range"]
+    report_per_partition(
+        context,
+        key,
+        rows_per_day(lakehouse, spec, date_column, start, end, key="user_id"),
+    )
     context.log.info(
         "%s %s..%s: %d rows (%d users) in %.1f s; table %d rows, version %d",
         key.to_user_string(),

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.defs.metadata import table_asset_spec, table_key, write_metadata
-from ml_assets.defs.partitions import partition_dates
+from ml_assets.defs.partitions import partition_dates, report_per_partition
 from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.models.encoding import request_frame
@@ -159,6 +159,7 @@ def build_feature_drift(
         }
         metadata |= _windows_metadata(compared, reference_end, start, end)
         metadata["seconds"] = round(time.perf_counter() - started, 1)
+        report_per_partition(context, key, _window_metadata(compared, days, reference_end))
         return dg.MaterializeResult(metadata=metadata)
 
     return _feature_drift
@@ -188,14 +189,8 @@ def _windows_metadata(
             f"{start}..{end}: nothing compared."
         )
         return metadata
-    latest = max(results)
-    result, path = results[latest]
     return metadata | {
-        "latest_window": latest.isoformat(),
-        "share_drifted": round(result.share_drifted, 4),
-        "drifted_columns": ", ".join(result.drifted_columns) or "none",
-        "column_scores": _column_table(result),
-        **_link(path),
+        "latest_window": max(results).isoformat(),
         "windows_table": dg.MetadataValue.md(
             "| window | share drifted | drifted columns |\n|---|---|---|\n"
             + "\n".join(
@@ -204,6 +199,35 @@ def _windows_metadata(
             )
         ),
     }
+
+
+def _window_metadata(
+    compared: WindowComparison, days: list[dt.date], reference_end: dt.date
+) -> dict[dt.date, dict[str, object]]:
+    """Each day's own window: its share and columns, its report when kept, or why it was not
+    compared. Only compared windows have a ``share_drifted``, so the UI's plot of it over the
+    partitions is the drift over time."""
+    per_day: dict[dt.date, dict[str, object]] = {}
+    empty = set(compared.empty)
+    for day in days:
+        if day in compared.results:
+            result, path = compared.results[day]
+            per_day[day] = {
+                "window": day.isoformat(),
+                "compared": "yes",
+                "share_drifted": round(result.share_drifted, 4),
+                "drifted_columns": ", ".join(result.drifted_columns) or "none",
+                "column_scores": _column_table(result),
+                **(_link(path) if path is not None else {"report": "not kept for this window"}),
+            }
+        elif day.isoformat() in empty:
+            per_day[day] = {"window": day.isoformat(), "compared": "no: no eligible user"}
+        else:
+            per_day[day] = {
+                "window": day.isoformat(),
+                "compared": f"no: inside the reference period (to {reference_end})",
+            }
+    return per_day
 
 
 def feature_drift_history(

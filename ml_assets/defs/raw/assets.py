@@ -19,8 +19,14 @@ from ml_assets.defs.checks import (
     standard_table_checks,
     table_check,
 )
-from ml_assets.defs.metadata import check_result, read_back, table_asset_spec, write_metadata
-from ml_assets.defs.partitions import partition_dates
+from ml_assets.defs.metadata import (
+    check_result,
+    read_back,
+    rows_per_day,
+    table_asset_spec,
+    write_metadata,
+)
+from ml_assets.defs.partitions import partition_dates, report_per_partition
 from ml_assets.lib import quality
 from ml_assets.lib.producer_contract import unknown_field_counts
 from ml_assets.lib.raw import (
@@ -35,6 +41,7 @@ from ml_assets.lib.raw import (
     classify_events,
     classify_user_changes,
     ingestion_counts,
+    ingestion_counts_by_day,
     kept_events,
     quarantined,
     scd_history,
@@ -181,11 +188,32 @@ def _quarantine_result(
 
 
 def _range_rows(start: dt.date, end: dt.date, rows: int) -> dict[str, object]:
-    """Rows of the materialized days. A multi-day run reports the same metadata on every
-    partition it materializes, so the per-partition row count is only set for a single day."""
-    if start == end:
-        return {"dagster/partition_row_count": rows, "rows_in_range": rows}
+    """Rows of the run's days (each day's own count is added per partition)."""
     return {"rows_in_range": rows}
+
+
+def _report_days(
+    context: dg.AssetExecutionContext,
+    lakehouse: Lakehouse,
+    counts: dict[dt.date, IngestionCounts],
+    start: dt.date,
+    end: dt.date,
+) -> None:
+    """Each day's own rows, lines and quarantine on its partition of both tables."""
+    events = rows_per_day(lakehouse, EVENTS, "event_date", start, end, time_column="event_ts")
+    quarantine = rows_per_day(lakehouse, EVENTS_QUARANTINE, "partition_date", start, end)
+    none = IngestionCounts(0, 0, 0, 0, {})
+    for day, stats in events.items():
+        day_counts = counts.get(day, none)
+        stats |= {
+            "lines_landed": day_counts.lines,
+            "rows_kept": day_counts.kept,
+            "rows_quarantined": day_counts.quarantined,
+            "duplicates_removed": day_counts.duplicates,
+            "quarantined_by_reason": day_counts.by_reason,
+        }
+    report_per_partition(context, EVENTS_KEY, events)
+    report_per_partition(context, EVENTS_QUARANTINE_KEY, quarantine)
 
 
 def _ingest_events(
@@ -198,7 +226,7 @@ def _ingest_events(
         landed.lines, known_users, late_arrival_days=landing.late_arrival_days
     ).where(F.col("partition_date").between(F.lit(start), F.lit(end)))
     with lakehouse.checkpoint(classified) as judged:  # parse once, use three times
-        counts = ingestion_counts(judged)
+        counts, counts_by_day = ingestion_counts_by_day(judged)
         unknown_fields = unknown_field_counts(judged)
         events_commit = lakehouse.replace_range(
             EVENTS, kept_events(judged), column="event_date", start=start, end=end
@@ -206,7 +234,7 @@ def _ingest_events(
         quarantine_commit = lakehouse.replace_range(
             EVENTS_QUARANTINE, quarantined(judged), column="partition_date", start=start, end=end
         )
-    return counts, unknown_fields, (events_commit, quarantine_commit)
+    return counts, counts_by_day, unknown_fields, (events_commit, quarantine_commit)
 
 
 def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -238,7 +266,9 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
         late = dt.timedelta(days=landing.late_arrival_days)
         landed = landing.read_lines(EVENTS_DIR, start, end + late)
         _warn_ignored(context, landed)
-        counts, unknown_fields, commits = _ingest_events(lakehouse, landing, landed, start, end)
+        counts, by_day, unknown_fields, commits = _ingest_events(
+            lakehouse, landing, landed, start, end
+        )
         seconds = time.perf_counter() - started
         window = {"start": start, "end": end}
         stats = read_back(
@@ -261,8 +291,9 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
             **_range_rows(start, end, stats.in_range),
             "first_event_ts": str(stats.first),
             "last_event_ts": str(stats.last),
-            "partition_range": f"{start}..{end}",
+            "partition_range": f"{start}..{end}",  # the run's; each day adds its own figures
         }
+        _report_days(context, lakehouse, by_day, start, end)
         yield dg.MaterializeResult(asset_key=EVENTS_KEY, metadata=metadata)
         yield _quarantine_result(
             EVENTS_QUARANTINE_KEY,
