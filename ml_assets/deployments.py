@@ -45,11 +45,13 @@ import dagster as dg
 from ml_assets.engines.jars import MAVEN_CENTRAL
 from ml_assets.engines.spark_cluster import SparkClusterConfig
 from ml_assets.lib.engines import UnknownEngineError, engine_traits
+from ml_assets.lib.links import LOCAL_DAGSTER_UI, LOCAL_MLFLOW_UI, check_base_url
 from ml_assets.lib.redact import redact_url
 from ml_assets.lib.source import SCALES
 from ml_assets.resources.lakehouse import CatalogDeltaLakehouse, LocalDeltaLakehouse
 from ml_assets.resources.lakehouse_monitoring import DatabricksLakehouseMonitoring
 from ml_assets.resources.landing import DemoSource, LandingZone
+from ml_assets.resources.links import UiLinks
 from ml_assets.resources.mlflow import DatabricksMlflow, LocalMlflow
 from ml_assets.resources.online_store import SqlOnlineStore
 from ml_assets.resources.registry import LocalModelRegistry, UnityCatalogModelRegistry
@@ -254,6 +256,9 @@ class Settings:
     # the first daily partition of a source other than the demo's (open-ended: to today);
     # unset, the partitions are the demo source's calendar at the scale
     partitions_start: dt.date | None = None
+    # the UIs links point at (ML_ASSETS_MLFLOW_UI_URL on Databricks: default the workspace)
+    mlflow_ui_url: str | None = LOCAL_MLFLOW_UI
+    dagster_ui_url: str = LOCAL_DAGSTER_UI
 
     @property
     def calendar(self) -> tuple[dt.date, dt.date | None]:
@@ -379,6 +384,17 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"ML_ASSETS_PARTITIONS_START={partitions_start!r}; expected the first day of your "
             "source's data as an ISO date, e.g. 2025-06-01 (unset: the demo calendar)."
         ) from None
+    default_mlflow_ui = LOCAL_MLFLOW_UI if databricks is None else databricks.host
+    try:
+        mlflow_ui = env.get("ML_ASSETS_MLFLOW_UI_URL") or default_mlflow_ui
+        mlflow_ui = (
+            None if mlflow_ui is None else check_base_url(mlflow_ui, "ML_ASSETS_MLFLOW_UI_URL")
+        )
+        dagster_ui = check_base_url(
+            env.get("ML_ASSETS_DAGSTER_UI_URL") or LOCAL_DAGSTER_UI, "ML_ASSETS_DAGSTER_UI_URL"
+        )
+    except ValueError as exc:
+        raise DeploymentError(str(exc)) from None
     leakage = env.get("ML_ASSETS_INJECT_LEAKAGE", "0")
     if leakage not in ("0", "1"):
         raise DeploymentError(f"ML_ASSETS_INJECT_LEAKAGE={leakage!r}; expected 0 or 1.")
@@ -398,6 +414,8 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
         inject_drift_from=drift_from,
         inject_leakage=leakage == "1",
         partitions_start=start,
+        mlflow_ui_url=mlflow_ui,
+        dagster_ui_url=dagster_ui,
         training=training,
         databricks=databricks,
     )
@@ -480,6 +498,11 @@ def build_databricks_resources(settings: Settings) -> dict[str, object]:
         "training_launcher": DatabricksTraining(
             **credentials, cluster_id=db.cluster_id, volume=db.pipes_volume
         ),
+        "ui_links": UiLinks(
+            mlflow_url=settings.mlflow_ui_url,
+            mlflow_kind="databricks" if settings.mlflow_ui_url == db.host else "oss",
+            dagster_url=settings.dagster_ui_url,
+        ),
     }
     if db.lakehouse_monitoring:
         resources["lakehouse_monitoring"] = DatabricksLakehouseMonitoring(
@@ -508,6 +531,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "endpoint_deployer": LocalEndpointDeployer(directory=str(settings.serving_dir)),
         "reports": LocalReports(directory=str(settings.reports_dir)),
         "training_launcher": _training_launcher(settings),
+        "ui_links": UiLinks(mlflow_url=settings.mlflow_ui_url, dagster_url=settings.dagster_ui_url),
     }
 
 

@@ -50,17 +50,24 @@ CHURN_MODEL_NAME = f"{CATALOG}.{MODELS}.churn_classifier"
 # MLflow tags on runs and model versions, and Delta table properties (one prefix)
 TAG_PREFIX = "ml_assets."
 TAG_MODEL = "ml_assets.model"  # the declared model a run trained
+TAG_MONITOR = "ml_assets.monitor"  # the drift monitor (asset) a run's reports are from
 TAG_TRAINING_SET = "ml_assets.training_set"
 TAG_TRAINING_SET_VERSION = "ml_assets.training_set_version"
 TAG_TRAINING_SET_HASH = "ml_assets.training_set_hash"
 TAG_GIT_COMMIT = "ml_assets.git_commit"
 TAG_DAGSTER_RUN_ID = "ml_assets.dagster_run_id"
+TAG_DAGSTER_RUN_URL = "ml_assets.dagster_run_url"  # the run in the Dagster UI
+TAG_DAGSTER_ASSET_URL = "ml_assets.dagster_asset_url"  # the asset that made it, in the UI
 TAG_REGISTERED_BY_RUN = "ml_assets.registered_by_dagster_run"
+TAG_REGISTERED_BY_RUN_URL = "ml_assets.registered_by_dagster_run_url"
 TAG_LOGGED_MODEL_ID = "ml_assets.logged_model_id"  # the pyfunc a registered version points at
 TAG_TABLE_VERSION_PREFIX = "ml_assets.version."  # + table name: its Delta version
 TAG_WINDOW_PREFIX = "ml_assets.window."  # + split: its label_ts window
 TAG_GATE_PREFIX = "ml_assets.gate."  # + the gate's outcome fields
 TAG_AUDIT_PREFIX = "ml_assets.audit"  # + .<action>.<field>: alias moves
+TAG_OWNER = "ml_assets.owner"  # a registered model's owning team
+TAG_USE_CASE = "ml_assets.use_case"  # what a registered model is for
+NOTE_TAG = "mlflow.note.content"  # MLflow's description of a run or an experiment
 OWNER_PROPERTY = "ml_assets.owner"  # a Delta table's owning team
 
 # check names

@@ -21,6 +21,8 @@ from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from ml_assets.names import NOTE_TAG as NOTE  # MLflow's description of runs and experiments
+
 
 @dataclass(frozen=True)
 class Tracking:
@@ -31,13 +33,20 @@ class Tracking:
     experiment_name: str
     artifact_location: str | None = None
     registry_uri: str | None = None
+    description: str | None = None  # the experiment's, set when it has none
 
     def to_json(self) -> dict[str, str | None]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Tracking:
-        fields = {"tracking_uri", "experiment_name", "artifact_location", "registry_uri"}
+        fields = {
+            "tracking_uri",
+            "experiment_name",
+            "artifact_location",
+            "registry_uri",
+            "description",
+        }
         unknown = set(data) - fields
         if unknown or not isinstance(data.get("tracking_uri"), str):
             raise ValueError(
@@ -60,6 +69,8 @@ class Tracking:
             )
         else:
             experiment_id = experiment.experiment_id
+        if self.description and (experiment is None or NOTE not in experiment.tags):
+            client.set_experiment_tag(experiment_id, NOTE, self.description)
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
 

@@ -27,6 +27,14 @@ from mlflow.tracking import MlflowClient
 
 from ml_assets.lib.tracking import Tracking
 
+EXPERIMENT_DESCRIPTION = (
+    "Training runs of the ml_assets models: one parent run per materialization of a "
+    "`models/<name>` asset in Dagster (the tag `ml_assets.model` names the model), with one "
+    "nested run per Optuna trial, the training set as a dataset input, test and slice metrics, "
+    "plots and the logged model; its description links back to the Dagster run. The drift "
+    "monitors log their reports here too (runs named `<stem> feature drift ...`)."
+)
+
 
 class MlflowTracking(dg.ConfigurableResource, ABC):
     experiment_name: str = "/ml_assets/churn"
@@ -47,6 +55,7 @@ class MlflowTracking(dg.ConfigurableResource, ABC):
             experiment_name=self.experiment_name,
             artifact_location=self.artifact_location(),
             registry_uri=self.registry_uri(),
+            description=EXPERIMENT_DESCRIPTION,
         )
 
     def configure(self) -> str:
@@ -71,13 +80,6 @@ class MlflowTracking(dg.ConfigurableResource, ABC):
     ) -> Iterator[mlflow.ActiveRun]:
         with self.target().run(run_name, tags=tags, nested=nested) as active:
             yield active
-
-    def ui_hint(self) -> str:
-        return f"mlflow ui --backend-store-uri {self.tracking_uri()}" + (
-            f" --default-artifact-root {self.artifact_location()}"
-            if self.artifact_location()
-            else ""
-        )
 
 
 class LocalMlflow(MlflowTracking):
@@ -108,6 +110,3 @@ class DatabricksMlflow(MlflowTracking):
 
     def artifact_location(self) -> str | None:
         return None
-
-    def ui_hint(self) -> str:
-        return f"the workspace's Experiments page, experiment {self.experiment_name}"

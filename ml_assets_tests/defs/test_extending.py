@@ -85,6 +85,8 @@ RETURN_MODEL = ModelDeclaration(
     stem="returns",
     settings=TrainingSettings(n_trials=2, seed=3, min_test_roc_auc=0.6),
     golden_orderings=(("engaged_premium", "dormant_free"),),
+    use_case="Return: will a user log in again within a week, to time reminders.",
+    intended_use="Intended use: an example of the recipe; not for decisions.",
 )
 
 
@@ -118,7 +120,7 @@ def test_a_model_recipe_declares_labels_a_training_set_and_a_model_and_registers
     assert failed == []
     champion = materialization_metadata(result, "registry/return_classifier_champion")
     assert champion["registered_model"] == "main.models.return_classifier"
-    assert champion["champion_version"] == 1
+    assert champion["champion_version"] == "1"
     assert len(model_checks) >= 10  # the training-set, gate, endpoint and drift checks
 
 
@@ -142,6 +144,7 @@ def test_a_model_declaration_that_does_not_fit_its_training_set_is_refused():
         "categories ['not_a_feature'] are not model features",
         "slices ['nowhere'] are not columns of the training set",
         "golden_orderings name unknown cases ['no_such_case']",
+        "use_case is empty: the registered model's card and tags state it",
     ):
         assert problem in message
 

@@ -3,6 +3,7 @@ lineage tags, and both in-asset checks failing when they should."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -65,6 +66,36 @@ def test_a_parent_run_holds_the_trials_the_model_metrics_plots_and_lineage(inges
     assert tags["ml_assets.dagster_run_id"] == result.run_id
     assert len(tags["ml_assets.training_set_hash"]) == 64
     assert tags["ml_assets.version.main.features.user_activity"] == "1"
+    # links back to Dagster: tags and the run's description (markdown on the run page)
+    assert tags["ml_assets.dagster_run_url"] == f"http://127.0.0.1:3000/runs/{result.run_id}"
+    asset_url = "http://127.0.0.1:3000/assets/models/churn_classifier"
+    assert tags["ml_assets.dagster_asset_url"] == asset_url
+    assert f"({asset_url})" in tags["mlflow.note.content"]
+    assert "" not in tags.values()  # no empty tag
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert "one parent run per materialization" in experiment.tags["mlflow.note.content"]
+    # the training set as a dataset input: its Delta table and version, its content hash
+    (dataset_input,) = parent.inputs.dataset_inputs
+    dataset = dataset_input.dataset
+    assert dataset.name == str(TRAINING_SET.name)
+    assert dataset.digest == tags["ml_assets.training_set_hash"][:32]
+    assert dataset.source_type == "delta_table"
+    source = json.loads(dataset.source)
+    assert source["path"].endswith("training_sets/churn_training_set")
+    assert source["delta_table_version"] == metadata["training_set_version"]
+    assert [t.value for t in dataset_input.tags] == ["training"]
+    # each trial's run is open while the trial fits: its duration is the trial's (0.1-2 s),
+    # not the few ms of writing it afterwards
+    durations = sorted((r.info.end_time - r.info.start_time) / 1000 for r in children)
+    assert durations[len(durations) // 2] > 0.05, durations
+    starts = sorted(r.info.start_time for r in children)
+    assert starts[-1] - starts[0] >= 0.8 * sum(durations[:-1]) * 1000
+    # Dagster links into the MLflow UI (make mlflow-ui's address)
+    experiment_url = f"http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}"
+    assert metadata["mlflow_run"] == f"{experiment_url}/runs/{parent.info.run_id}"
+    assert metadata["logged_model"] == f"{experiment_url}/models/{metadata['logged_model_id']}"
+    assert metadata["mlflow_experiment_url"] == experiment_url
+    assert "mlflow_ui" not in metadata  # no shell command to copy
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert plots == {
         f"plots/{n}.png"

@@ -19,6 +19,7 @@ from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.source import SCALES
 from ml_assets.programs import check
 from ml_assets.programs.reporting import partition_metadata, run_check_results
+from ml_assets.resources.mlflow import LocalMlflow
 from ml_assets_tests.churn import FEATURE_DRIFT, PREDICTION_DRIFT
 from ml_assets_tests.defs.conftest import (
     build_resources,
@@ -64,7 +65,34 @@ def test_clean_windows_stay_within_limits_with_a_report_and_a_row_per_day(ingest
     latest_window = compared[latest_day]
     report = Path(latest_window["report"])
     assert report.is_file() and report.parent == home / "reports" / "churn_feature_drift"
-    assert "<html" in report.read_text()[:2000].lower()
+    html = report.read_text()
+    assert "<html" in html[:2000].lower()
+    # the report names what it compares, in its title and first lines
+    assert f"<title>Feature drift of churn_classifier, window {latest_day}</title>" in html
+    header = html[html.index("<header") : html.index("</header>")]
+    for fact in (
+        f"{latest_day} (users eligible that day",
+        "main.training_sets.churn_training_set v",  # the reference table and its version
+        "main.models.churn_classifier",  # the model version (no champion yet when it ran)
+        "WARN when at least 30% of the columns drift; ERROR when at least 50% do in 2 of the "
+        "last 5",
+    ):
+        assert fact in header, fact
+    # reachable over HTTP: an artifact of the monitor's MLflow run, linked in the MLflow UI
+    url = latest_window["report_url"]
+    assert url.startswith("http://127.0.0.1:5000/#/experiments/")
+    run_id = url.split("/runs/")[1].split("/")[0]
+    assert url.endswith(
+        f"/runs/{run_id}/artifactPath/reports/churn_feature_drift/{latest_day}.html"
+    )
+    client = LocalMlflow(home=str(home)).client()
+    monitor_run = client.get_run(run_id)
+    assert monitor_run.data.tags["ml_assets.monitor"] == "churn_feature_drift"
+    assert monitor_run.data.tags["ml_assets.dagster_run_id"] == result.run_id
+    logged = client.download_artifacts(run_id, f"reports/churn_feature_drift/{latest_day}.html")
+    assert Path(logged).read_text() == html
+    shares = client.get_metric_history(run_id, "share_drifted")
+    assert len(shares) == drift["windows_compared"]  # the drift over time, in MLflow too
     # reports kept: the latest window's, and any at or above the warning level (none here)
     assert sorted(p.name for p in report.parent.iterdir()) == [report.name]
     assert drift["reports_written"] == 1

@@ -96,7 +96,7 @@ def test_the_main_job_runs_it_end_to_end_and_every_check_passes(ingested):
     assert len(children) == MODEL.settings.n_trials
     champion = materialization_metadata(result, "registry/purchase_propensity_champion")
     assert champion["registered_model"] == MODEL.registered_model
-    assert champion["champion_version"] == 1
+    assert champion["champion_version"] == "1"
     mlflow.set_tracking_uri(tracking.tracking_uri())
     mlflow.set_registry_uri(tracking.registry_uri())
     served = mlflow.pyfunc.load_model(f"models:/{MODEL.registered_model}@champion")

@@ -98,11 +98,12 @@ def gate_check(result) -> dg.AssetCheckEvaluation:
 def test_a_fresh_run_leaves_a_gated_champion_that_serves_probabilities(ingested):
     home, result = ingested
     metadata = materialization_metadata(result, CHAMPION)
-    assert metadata["champion_version"] == 1 and metadata["mode"] == "enabled"
+    assert metadata["champion_version"] == "1" and metadata["mode"] == "enabled"
     assert metadata["decision"] == (
         "passed every gate check against absolute thresholds (no champion yet)"
     )
-    assert "| golden examples | yes | ok |" in metadata["gate_checks"]
+    assert "| golden examples | yes | dormant_free 0." in metadata["gate_checks"]
+    assert "| single-row latency | yes | p99 " in metadata["gate_checks"]
     assert metadata["latency_p99_ms"] <= 50.0
     client = client_for(home)
     assert holder(client, "champion") == "1"
@@ -116,6 +117,34 @@ def test_a_fresh_run_leaves_a_gated_champion_that_serves_probabilities(ingested)
     assert version.tags["ml_assets.gate.baseline_version"] == "none"
     assert version.tags["ml_assets.audit.promoted.dagster_run_id"] == result.run_id
     assert len(version.tags["ml_assets.training_set_hash"]) == 64
+    assert "" not in version.tags.values()  # no empty tag (the gate's summary when it passed)
+    # the version links back to the Dagster runs that trained and registered it
+    assert version.tags["ml_assets.dagster_asset_url"] == (
+        "http://127.0.0.1:3000/assets/models/churn_classifier"
+    )
+    assert version.tags["ml_assets.registered_by_dagster_run_url"] == (
+        f"http://127.0.0.1:3000/runs/{result.run_id}"
+    )
+    assert "(http://127.0.0.1:3000/assets/models/churn_classifier)" in version.description
+    registered = client.get_registered_model(NAME)
+    assert registered.tags == {
+        "ml_assets.owner": "ml-platform",
+        "ml_assets.use_case": CHURN_CLASSIFIER.use_case,
+        "ml_assets.model": "churn_classifier",
+    }
+    assert registered.description.startswith("Churn risk:")
+    purchase = client.get_registered_model("main.models.purchase_propensity")
+    assert purchase.description.startswith("Purchase propensity:")  # its own card
+    # Dagster links into the MLflow UI: the version, its run, the gate report
+    ui = "http://127.0.0.1:5000/#"
+    registered_version = materialization_metadata(result, "registry/churn_classifier_version")
+    assert registered_version["registered_version"] == f"{ui}/models/{NAME}/versions/1"
+    assert registered_version["mlflow_run"].endswith(f"/runs/{version.run_id}")
+    assert metadata["challenger_version_url"] == f"{ui}/models/{NAME}/versions/1"
+    assert metadata["gate_report_url"] == (
+        f"{ui}/experiments/{client.get_run(version.run_id).info.experiment_id}/runs/"
+        f"{version.run_id}/artifactPath/promotion_gate/{result.run_id}.json"
+    )
     # the champion's run holds the nested trials, the plots and the gate's report
     run = client.get_run(version.run_id)
     children = client.search_runs(
@@ -199,7 +228,7 @@ def test_dry_run_records_the_failure_promotes_anyway_and_rollback_restores(home,
     assert client.get_model_version(NAME, "2").tags[
         "ml_assets.audit.rolled_back.dagster_run_id"
     ] == (rolled.run_id)
-    assert latest.asset_materialization.metadata["champion_version"].value == 1  # shown in the UI
+    assert latest.asset_materialization.metadata["champion_version"].value == "1"  # shown in the UI
 
     with instance_at(home) as instance:
         again = rollback.execute_in_process(instance=instance, raise_on_error=False)
@@ -226,7 +255,7 @@ def test_disabled_promotes_unvalidated_and_a_better_model_then_replaces_it(home,
     assert better.success
     metadata = materialization_metadata(better, CHAMPION)
     assert metadata["decision"] == "passed every gate check against champion v2"
-    assert (metadata["champion_version"], metadata["previous_champion_version"]) == (3, 2)
+    assert (metadata["champion_version"], metadata["previous_champion_version"]) == ("3", "2")
     rows = {
         line.split("|")[1].strip(): line.split("|")[2:4]
         for line in metadata["metrics"].splitlines()[2:]

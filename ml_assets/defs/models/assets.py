@@ -18,9 +18,11 @@ from pydantic import Field
 from ml_assets import names
 from ml_assets.defs.metadata import recorded_lineage, table_key
 from ml_assets.deployments import REPO_ROOT
+from ml_assets.lib.links import DagsterLinks
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.models.training import TrainingRequest, TrainingSettings, TrainingSource
 from ml_assets.resources.lakehouse import Lakehouse
+from ml_assets.resources.links import UiLinks
 from ml_assets.resources.mlflow import MlflowTracking
 from ml_assets.resources.training import TrainingLauncher
 
@@ -55,8 +57,15 @@ def _git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown (not a git checkout)"
 
 
-def _lineage_tags(context: dg.AssetExecutionContext, training_set: dg.AssetKey) -> dict[str, str]:
-    tags = {names.TAG_GIT_COMMIT: _git_commit(), names.TAG_DAGSTER_RUN_ID: context.run.run_id}
+def _lineage_tags(
+    context: dg.AssetExecutionContext, training_set: dg.AssetKey, links: DagsterLinks
+) -> dict[str, str]:
+    tags = {
+        names.TAG_GIT_COMMIT: _git_commit(),
+        names.TAG_DAGSTER_RUN_ID: context.run.run_id,
+        names.TAG_DAGSTER_RUN_URL: links.run(context.run.run_id),
+        names.TAG_DAGSTER_ASSET_URL: links.asset(context.assets_def.key.path),
+    }
     lineage = recorded_lineage(context.instance, training_set)
     if lineage is not None:
         tags[names.TAG_TRAINING_SET_HASH] = lineage.content_hash
@@ -65,18 +74,30 @@ def _lineage_tags(context: dg.AssetExecutionContext, training_set: dg.AssetKey) 
     return tags
 
 
-def _with_where(event, mlflow_tracking: MlflowTracking, where: str):
+def _with_links(event, mlflow_tracking: MlflowTracking, ui_links: UiLinks, where: str):
+    """The run's entries as links into the MLflow UI (its experiment, run and logged model)."""
     if not isinstance(event, dg.MaterializeResult):
         return event
+    metadata = {
+        **(event.metadata or {}),
+        "mlflow_experiment": mlflow_tracking.experiment_name,
+        "trained": where,
+    }
+    links = ui_links.mlflow()
+    if links is not None:
+        experiment_id = mlflow_tracking.configure()
+        run_id, model_id = metadata.get("mlflow_run_id"), metadata.get("logged_model_id")
+        metadata["mlflow_experiment_url"] = dg.MetadataValue.url(links.experiment(experiment_id))
+        if run_id is not None:
+            run_id = str(getattr(run_id, "value", run_id))
+            metadata["mlflow_run"] = dg.MetadataValue.url(links.run(experiment_id, run_id))
+        if model_id is not None:
+            model_id = str(getattr(model_id, "value", model_id))
+            metadata["logged_model"] = dg.MetadataValue.url(
+                links.logged_model(experiment_id, model_id)
+            )
     return dg.MaterializeResult(
-        asset_key=event.asset_key,
-        metadata={
-            **(event.metadata or {}),
-            "mlflow_experiment": mlflow_tracking.experiment_name,
-            "mlflow_ui": mlflow_tracking.ui_hint(),
-            "trained": where,
-        },
-        data_version=event.data_version,
+        asset_key=event.asset_key, metadata=metadata, data_version=event.data_version
     )
 
 
@@ -118,6 +139,7 @@ def build_model(model: ModelDeclaration) -> dg.AssetsDefinition:
         lakehouse: Lakehouse,
         mlflow_tracking: MlflowTracking,
         training_launcher: TrainingLauncher,
+        ui_links: UiLinks,
     ):
         version = lakehouse.current_version(training_set)
         request = TrainingRequest(
@@ -125,7 +147,7 @@ def build_model(model: ModelDeclaration) -> dg.AssetsDefinition:
             settings=TrainingSettings(**config.model_dump()),
             source=TrainingSource(lakehouse.table_reference(training_set), version),
             run_name=f"{model.name} {context.run.run_id[:8]}",
-            tags=_lineage_tags(context, training_set_key),
+            tags=_lineage_tags(context, training_set_key, ui_links.dagster()),
         )
 
         def read():
@@ -134,6 +156,6 @@ def build_model(model: ModelDeclaration) -> dg.AssetsDefinition:
 
         launched = training_launcher.launch(context, request, mlflow_tracking.target(), read)
         for event in launched:
-            yield _with_where(event, mlflow_tracking, training_launcher.where())
+            yield _with_links(event, mlflow_tracking, ui_links, training_launcher.where())
 
     return _model

@@ -1,7 +1,10 @@
 """Drift monitoring for every declared model (``build_monitoring(model)``):
 ``monitoring/<stem>_feature_drift`` (daily windows) and ``monitoring/<stem>_prediction_drift``,
-Evidently drift against the training reference, recorded in drift metrics tables, with HTML
-reports under ``$ML_ASSETS_HOME/reports/``; and the checks that judge them. The windowing,
+Evidently drift against the training reference, recorded in drift metrics tables; and the
+checks that judge them. Kept HTML reports go to the ``reports`` store
+(``$ML_ASSETS_HOME/reports/`` locally, a volume on Databricks) and, as artifacts, to an MLflow
+run of the monitor, whose UI serves them over HTTP: the metadata links there. Each partition
+(day) carries its own window. The windowing,
 the reference and report retention are ``lib/monitoring/monitor.DriftMonitor``'s.
 
 ``feature_drift_within_limits`` follows mlops-stacks' monitoring: WARN when the latest window
@@ -13,17 +16,19 @@ once per breach.
 
 import datetime as dt
 import time
-from pathlib import Path
 
 import dagster as dg
+import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.entities import Metric
 from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.defs.metadata import table_asset_spec, table_key, write_metadata
 from ml_assets.defs.partitions import partition_dates, report_per_partition
 from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
+from ml_assets.lib.links import MlflowLinks
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.monitoring.monitor import (
@@ -33,9 +38,12 @@ from ml_assets.lib.monitoring.monitor import (
     WindowComparison,
     breach_started,
 )
+from ml_assets.lib.registry.aliases import CHAMPION
 from ml_assets.lib.serving.batch import SCORED_AT
 from ml_assets.lib.training_sets.users import LABEL_TS
 from ml_assets.resources.lakehouse import Lakehouse
+from ml_assets.resources.links import UiLinks
+from ml_assets.resources.mlflow import MlflowTracking
 from ml_assets.resources.registry import ModelRegistry
 from ml_assets.resources.reports import Reports
 from ml_assets.resources.spark import SparkResource
@@ -44,11 +52,62 @@ ACTIVITY_KEY = dg.AssetKey(names.USER_ACTIVITY_KEY)
 PROFILE_KEY = dg.AssetKey(names.USER_PROFILE_KEY)
 
 
-def _link(path: str) -> dict[str, object]:
-    return {
-        "report": dg.MetadataValue.path(path),
-        "report_url": dg.MetadataValue.url(Path(path).as_uri()),
+class ReportSink:
+    """Where a kept report goes: the deployment's report store (``reports``), and the open
+    MLflow run of the monitor as an artifact, which the MLflow UI serves over HTTP and renders
+    (a ``file://`` link is refused by a browser from the Dagster UI). Remembers each report's
+    MLflow UI address."""
+
+    def __init__(self, reports: Reports, links: MlflowLinks | None):
+        self.reports, self.links = reports, links
+        self.urls: dict[str, str] = {}
+
+    def __call__(self, relative_path: str, html: str) -> str:
+        where = self.reports.write(relative_path, html)
+        artifact = f"reports/{relative_path}"
+        mlflow.log_text(html, artifact)
+        run = mlflow.active_run()
+        if self.links is not None and run is not None:
+            self.urls[where] = self.links.artifact(
+                run.info.experiment_id, run.info.run_id, artifact
+            )
+        return where
+
+    def link(self, where: str) -> dict[str, object]:
+        found: dict[str, object] = {"report": dg.MetadataValue.path(where)}
+        if where in self.urls:
+            found["report_url"] = dg.MetadataValue.url(self.urls[where])
+        return found
+
+
+def _monitor_run(
+    context: dg.AssetExecutionContext,
+    mlflow_tracking: MlflowTracking,
+    ui_links: UiLinks,
+    model: ModelDeclaration,
+    run_name: str,
+):
+    """The MLflow run a monitor's reports and metrics are logged to, linked to Dagster."""
+    dagster = ui_links.dagster()
+    tags = {
+        names.TAG_MODEL: model.name,
+        names.TAG_MONITOR: context.assets_def.key.path[-1],
+        names.TAG_DAGSTER_RUN_ID: context.run.run_id,
+        names.TAG_DAGSTER_RUN_URL: dagster.run(context.run.run_id),
+        names.TAG_DAGSTER_ASSET_URL: dagster.asset(context.assets_def.key.path),
+        names.NOTE_TAG: f"Drift reports of {model.name} from Dagster run "
+        f"[{context.run.run_id[:8]}]({dagster.run(context.run.run_id)}), asset "
+        f"[{context.assets_def.key.to_user_string()}]"
+        f"({dagster.asset(context.assets_def.key.path)}).",
     }
+    return mlflow_tracking.run(run_name, tags=tags)
+
+
+def _champion_version(model_registry: ModelRegistry, model: ModelDeclaration) -> str:
+    registry = model_registry.open()
+    name = registry.full_name(model.registered_model)
+    champion = registry.by_alias(name, CHAMPION)
+    return f"{name} v{champion.version} (champion)" if champion else f"{name}: no champion yet"
 
 
 def _spark_rows(spark: SparkResource, spec, rows: list[dict[str, object]]):
@@ -66,7 +125,7 @@ def _column_table(result) -> dg.TableMetadataValue:
                     "method": d.method,
                     "score": round(d.score, 4),
                     "threshold": d.threshold,
-                    "drifted": d.drifted,
+                    "drifted": "yes" if d.drifted else "no",  # a bool column shows t/f
                 }
             )
             for column, d in sorted(result.columns.items(), key=lambda kv: not kv[1].drifted)
@@ -77,7 +136,7 @@ def _column_table(result) -> dg.TableMetadataValue:
                 dg.TableColumn("method", "string"),
                 dg.TableColumn("score", "float"),
                 dg.TableColumn("threshold", "float"),
-                dg.TableColumn("drifted", "bool"),
+                dg.TableColumn("drifted", "string"),
             ]
         ),
     )
@@ -121,9 +180,13 @@ def build_feature_drift(
         lakehouse: Lakehouse,
         spark: SparkResource,
         reports: Reports,
+        mlflow_tracking: MlflowTracking,
+        model_registry: ModelRegistry,
+        ui_links: UiLinks,
     ) -> dg.MaterializeResult:
         """Each day of the partition range is one window, compared with the training
-        reference (the test split) by Evidently's DataDriftPreset over the model's features."""
+        reference (the test split) by Evidently's DataDriftPreset over the model's features;
+        the kept reports and the shares are logged to an MLflow run of the monitor."""
         started = time.perf_counter()
         start, end = partition_dates(context)
         reference, ts_version = _reference(lakehouse, monitor)
@@ -137,9 +200,21 @@ def build_feature_drift(
         current = monitor.window_features(
             lakehouse, [d for d in days if d >= reference_end], versions
         )
-        compared = monitor.compare_windows(
-            reference, label, days, current, columns, reports.write, log=context.log.info
-        )
+        sink = ReportSink(reports, ui_links.mlflow())
+        with _monitor_run(
+            context, mlflow_tracking, ui_links, model, f"{model.stem} feature drift {start}..{end}"
+        ):
+            compared = monitor.compare_windows(
+                reference,
+                label,
+                days,
+                current,
+                columns,
+                sink,
+                log=context.log.info,
+                model_version=_champion_version(model_registry, model),
+            )
+            log_window_shares(compared)
         if compared.empty:  # not drift, but not nothing: the features of those days are missing
             context.log.warning(
                 "window(s) after the reference period with no eligible user, not compared: %s",
@@ -159,7 +234,7 @@ def build_feature_drift(
         }
         metadata |= _windows_metadata(compared, reference_end, start, end)
         metadata["seconds"] = round(time.perf_counter() - started, 1)
-        report_per_partition(context, key, _window_metadata(compared, days, reference_end))
+        report_per_partition(context, key, _window_metadata(compared, days, reference_end, sink))
         return dg.MaterializeResult(metadata=metadata)
 
     return _feature_drift
@@ -201,8 +276,28 @@ def _windows_metadata(
     }
 
 
+def log_window_shares(compared: WindowComparison) -> None:
+    """Each window's share of drifted columns on the active MLflow run, one step per window at
+    the window's time (the run's chart is the drift over time), in one call."""
+    run = mlflow.active_run()
+    metrics = [
+        Metric(
+            "share_drifted",
+            result.share_drifted,
+            int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000),
+            day.toordinal(),
+        )
+        for day, (result, _) in sorted(compared.results.items())
+    ]
+    if run is not None and metrics:
+        mlflow.tracking.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
+
+
 def _window_metadata(
-    compared: WindowComparison, days: list[dt.date], reference_end: dt.date
+    compared: WindowComparison,
+    days: list[dt.date],
+    reference_end: dt.date,
+    sink: ReportSink,
 ) -> dict[dt.date, dict[str, object]]:
     """Each day's own window: its share and columns, its report when kept, or why it was not
     compared. Only compared windows have a ``share_drifted``, so the UI's plot of it over the
@@ -218,7 +313,7 @@ def _window_metadata(
                 "share_drifted": round(result.share_drifted, 4),
                 "drifted_columns": ", ".join(result.drifted_columns) or "none",
                 "column_scores": _column_table(result),
-                **(_link(path) if path is not None else {"report": "not kept for this window"}),
+                **(sink.link(path) if path is not None else {"report": "not kept for this window"}),
             }
         elif day.isoformat() in empty:
             per_day[day] = {"window": day.isoformat(), "compared": "no: no eligible user"}
@@ -287,7 +382,8 @@ def build_feature_drift_check(model: ModelDeclaration) -> dg.AssetChecksDefiniti
                 "recent_windows": dg.MetadataValue.json(
                     {s.day.isoformat(): round(s.share, 4) for s in statuses[-limits.n :]}
                 ),
-                **limits.model_dump(),
+                # the limits as text: constants, which the UI would plot as flat lines
+                **{k: dg.MetadataValue.text(str(v)) for k, v in limits.model_dump().items()},
             },
         )
 
@@ -321,9 +417,12 @@ def build_prediction_drift(model: ModelDeclaration) -> dg.AssetsDefinition:
         spark: SparkResource,
         model_registry: ModelRegistry,
         reports: Reports,
+        mlflow_tracking: MlflowTracking,
+        ui_links: UiLinks,
     ):
         """The newest batch of predictions against the same model version's scores on the
-        reference rows (the training set's test split)."""
+        reference rows (the training set's test split); the report is logged to an MLflow run
+        of the monitor."""
         started = time.perf_counter()
         newest, version, batch = _newest_batch(lakehouse, monitor)
         registry = model_registry.open()
@@ -331,7 +430,15 @@ def build_prediction_drift(model: ModelDeclaration) -> dg.AssetsDefinition:
         reference, ts_version = _reference(lakehouse, monitor)
         scorer = registry.load(name, version)
         scores = np.asarray(scorer.predict(request_frame(reference, model.encoding)), "float64")
-        row = monitor.compare_scores(scores, batch, newest, version, reports.write)
+        sink = ReportSink(reports, ui_links.mlflow())
+        reference_label = f"{model.training_set.table_name} v{ts_version}, {REFERENCE_SPLIT} split"
+        with _monitor_run(
+            context, mlflow_tracking, ui_links, model, f"{model.stem} prediction drift v{version}"
+        ):
+            row = monitor.compare_scores(
+                scores, batch, newest, version, sink, reference_label=reference_label
+            )
+            mlflow.log_metrics({"score": row["score"], "current_mean": row["current_mean"]})
         commit = lakehouse.merge(table, _spark_rows(spark, table, [row]))
         summary = _score_summary(row, f"{name} v{version}")
         context.log.info("prediction drift: %s", summary)
@@ -344,7 +451,7 @@ def build_prediction_drift(model: ModelDeclaration) -> dg.AssetsDefinition:
                 f"{REFERENCE_SPLIT} split",
                 "reference_rows": row["reference_rows"],
                 "current_rows": row["current_rows"],
-                **_link(row["report_path"]),
+                **sink.link(row["report_path"]),
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )
@@ -384,7 +491,7 @@ def _score_summary(row: dict[str, object], model: str) -> dict[str, object]:
         "model": model,
         "method": row["method"],
         "score": round(row["score"], 4),
-        "threshold": row["threshold"],
+        "threshold": dg.MetadataValue.text(str(row["threshold"])),  # a constant: no chart
         "drifted": row["drifted"],
         "reference_mean": round(row["reference_mean"], 4),
         "current_mean": round(row["current_mean"], 4),

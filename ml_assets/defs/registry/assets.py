@@ -29,7 +29,7 @@ from ml_assets.lib.models.golden import golden_examples
 from ml_assets.lib.models.thresholds import MetricThreshold
 from ml_assets.lib.models.training import LOGGED_MODEL_TAG
 from ml_assets.lib.registry import aliases
-from ml_assets.lib.registry.card import MODEL_DESCRIPTION, version_description
+from ml_assets.lib.registry.card import model_description, model_tags, version_description
 from ml_assets.lib.registry.gate import (
     GateError,
     GateMode,
@@ -42,6 +42,7 @@ from ml_assets.lib.registry.gate import (
 from ml_assets.lib.registry.store import Registry, RegistryError, RegistryRuleError
 from ml_assets.lib.training_sets.declaration import SPLIT
 from ml_assets.resources.lakehouse import Lakehouse
+from ml_assets.resources.links import UiLinks
 from ml_assets.resources.registry import ModelRegistry
 
 SUMMARY_LIMIT = (
@@ -93,17 +94,23 @@ def build_version(model: ModelDeclaration) -> dg.AssetsDefinition:
         "alias `challenger`.",
     )
     def _version(
-        context: dg.AssetExecutionContext, model_registry: ModelRegistry
+        context: dg.AssetExecutionContext, model_registry: ModelRegistry, ui_links: UiLinks
     ) -> dg.MaterializeResult:
         run_id = _latest_model_run_id(context.instance, trained)
         registry = model_registry.open()
         name = registry.full_name(model.registered_model)
-        version = _register(registry, name, run_id, context.run.run_id, trained)
+        dagster = ui_links.dagster()
+        registered_by = {  # the training run's own Dagster links come with its lineage tags
+            names.TAG_REGISTERED_BY_RUN: context.run.run_id,
+            names.TAG_REGISTERED_BY_RUN_URL: dagster.run(context.run.run_id),
+        }
+        version = _register(registry, model, name, run_id, registered_by, trained)
         context.log.info("registered %s v%s (alias %s)", name, version.version, aliases.CHALLENGER)
         return dg.MaterializeResult(
             metadata={
+                **_version_links(ui_links, registry, name, version.version, run_id),
                 "registered_model": name,
-                "version": int(version.version),
+                "version": dg.MetadataValue.text(str(version.version)),  # text: no chart
                 "aliases": ", ".join(version.aliases),
                 "model_uri": f"models:/{name}/{version.version}",
                 "challenger_uri": f"models:/{name}@{aliases.CHALLENGER}",
@@ -118,8 +125,27 @@ def build_version(model: ModelDeclaration) -> dg.AssetsDefinition:
     return _version
 
 
+def _version_links(
+    ui_links: UiLinks, registry: Registry, name: str, version: str | int, run_id: str
+) -> dict[str, object]:
+    """Clickable MLflow UI links to the registered version and the run that trained it."""
+    links = ui_links.mlflow()
+    if links is None:
+        return {}
+    experiment_id = registry.run(run_id).info.experiment_id
+    return {
+        "registered_version": dg.MetadataValue.url(links.model_version(name, version)),
+        "mlflow_run": dg.MetadataValue.url(links.run(experiment_id, run_id)),
+    }
+
+
 def _register(
-    registry: Registry, name: str, run_id: str, dagster_run_id: str, trained: dg.AssetKey
+    registry: Registry,
+    model: ModelDeclaration,
+    name: str,
+    run_id: str,
+    registered_by: dict[str, str],
+    trained: dg.AssetKey,
 ) -> ModelVersion:
     run = registry.run(run_id)
     lineage = {k: v for k, v in run.data.tags.items() if k.startswith(names.TAG_PREFIX)}
@@ -135,9 +161,11 @@ def _register(
             name,
             model_id,
             run_id,
-            description=version_description(run_id, lineage, run.data.metrics),
-            tags={**lineage, names.TAG_REGISTERED_BY_RUN: dagster_run_id},
-            model_description=MODEL_DESCRIPTION,
+            description=version_description(model, run_id, lineage, run.data.metrics),
+            # the training run's lineage (with its Dagster links) and the run that registered it
+            tags={**lineage, **registered_by},
+            model_description=model_description(model),
+            model_tags=model_tags(model),
         )
     except (RegistryError, RegistryRuleError) as exc:
         raise dg.Failure(f"{name}: the model of run {run_id} was not registered: {exc}") from exc
@@ -311,7 +339,9 @@ def _gate_tags(
     if len(summary) > SUMMARY_LIMIT:
         summary = summary[:SUMMARY_LIMIT] + " ... (see the report)"
     status = "not_evaluated" if report is None else ("passed" if report.passed else "failed")
+    breaches = {"summary": summary} if summary else {}  # no empty tag when nothing breached
     return {
+        **breaches,
         "mode": mode.value,
         "status": status,
         "breaches": "0" if report is None else str(len(report.breaches)),
@@ -319,7 +349,6 @@ def _gate_tags(
         "evaluated_at": aliases.now_utc(),
         "dagster_run_id": run_id,
         "report": report_uri or "none",
-        "summary": summary,
     }
 
 
@@ -354,6 +383,7 @@ def build_champion(model: ModelDeclaration) -> dg.AssetsDefinition:
         config: Config,
         lakehouse: Lakehouse,
         model_registry: ModelRegistry,
+        ui_links: UiLinks,
     ):
         registry = model_registry.open()
         name = registry.full_name(model.registered_model)
@@ -370,6 +400,7 @@ def build_champion(model: ModelDeclaration) -> dg.AssetsDefinition:
         tags = _gate_tags(mode, report, champion, run_id, report_uri)
         aliases.record_gate(registry, name, challenger.version, tags)
         detail = _gate_detail(report, report_uri, test_set_version)
+        detail |= _gate_links(ui_links, registry, challenger, report_uri)
         gate_check = _gate_check(mode, report, decision.reason, challenger)
         if not decision.promote:
             aliases.refuse(
@@ -416,6 +447,25 @@ def _gate_detail(report: GateReport | None, report_uri, test_set_version) -> dic
     }
 
 
+def _gate_links(
+    ui_links: UiLinks, registry: Registry, challenger: ModelVersion, report_uri: str | None
+) -> dict[str, object]:
+    """The evaluated version and its gate report (an artifact of its run) in the MLflow UI."""
+    links = ui_links.mlflow()
+    if links is None:
+        return {}
+    found: dict[str, object] = {
+        "challenger_version_url": dg.MetadataValue.url(
+            links.model_version(challenger.name, challenger.version)
+        )
+    }
+    if report_uri is not None:
+        run_id, _, path = report_uri.removeprefix("runs:/").partition("/")
+        experiment_id = registry.run(run_id).info.experiment_id
+        found["gate_report_url"] = dg.MetadataValue.url(links.artifact(experiment_id, run_id, path))
+    return found
+
+
 def _promoted(name, move, mode: GateMode, decision, report, detail) -> dict[str, object]:
     champion_metrics = (
         {f"champion_test_{k}": round(v, 4) for k, v in report.candidate_metrics.items()}
@@ -424,8 +474,9 @@ def _promoted(name, move, mode: GateMode, decision, report, detail) -> dict[str,
     )
     return {
         "registered_model": name,
-        "champion_version": int(move.champion),
-        "previous_champion_version": int(move.replaced) if move.replaced else None,
+        # versions as text: numbers the UI would plot as one-point charts
+        "champion_version": dg.MetadataValue.text(str(move.champion)),
+        "previous_champion_version": dg.MetadataValue.text(move.replaced or "none"),
         "champion_uri": f"models:/{name}@{aliases.CHAMPION}",
         "mode": mode.value,
         "decision": decision.reason,

@@ -25,6 +25,13 @@ CHURN_CLASSIFIER = ModelDeclaration(
     costs=BusinessCosts(customer_value=120.0, save_rate=0.3, offer_cost=10.0),
     golden_orderings=(("dormant_free", "engaged_premium"),),  # (scores higher, scores lower)
     settings=TrainingSettings(n_trials=20, seed=7, min_test_roc_auc=0.75),
+    use_case="Churn risk: the probability that a user active in the last 30 days has no login "
+    "and no purchase in the next 30 days, to target retention offers.",
+    intended_use="Intended use: weekly scoring of users active in the last 30 days to target "
+    "retention offers; the decision threshold maximizes net value per user on validation. "
+    "Inputs are the point-in-time features of main.features.user_activity (at most 2 days "
+    "old) and main.features.user_profile. Not for users without activity in the last 90 "
+    "days, nor for decisions about individual users without review.",
 )
 
 # The names the stages after training read (registry, serving, monitoring, the gateway).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,13 +118,21 @@ def search(
     n_trials: int,
     seed: int,
     on_trial: Callable[[TrialResult], None] | None = None,
+    trial_scope: Callable[[int], AbstractContextManager] | None = None,
 ) -> SearchResult:
-    """TPE search maximizing validation ROC AUC; each trial early-stops on validation."""
+    """TPE search maximizing validation ROC AUC; each trial early-stops on validation.
+
+    ``trial_scope(number)`` wraps each whole trial, fit included (e.g. a nested MLflow run
+    that is open while the trial runs); ``on_trial`` is called inside it with the result."""
     if n_trials < 1:
         raise ModelInputError(f"n_trials must be at least 1, found {n_trials}.")
     results: list[TrialResult] = []
 
     def objective(trial: optuna.Trial) -> float:
+        with trial_scope(trial.number) if trial_scope is not None else nullcontext():
+            return run_trial(trial)
+
+    def run_trial(trial: optuna.Trial) -> float:
         params = params_for(trial, seed)
         booster = fit(params, train, validation)
         scores = predict(booster, validation.features)

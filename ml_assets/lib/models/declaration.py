@@ -87,9 +87,18 @@ class ModelDeclaration:
     canary_percentage: int = 10  # traffic a pending challenger gets on the endpoint
     gate: GatePolicy | None = None  # None: default_policy(settings.min_test_roc_auc)
     drift_limits: DriftLimits = field(default_factory=DriftLimits)
+    # the registered model's card: what it is for (also its ml_assets.use_case tag), and the
+    # intended use and limits a consumer reads before relying on a score
+    use_case: str = ""
+    intended_use: str = ""
 
     def __post_init__(self) -> None:
         problems = []
+        for field_name in ("use_case", "intended_use"):
+            if not getattr(self, field_name).strip():
+                problems.append(
+                    f"{field_name} is empty: the registered model's card and tags state it"
+                )
         unknown_cases = sorted({c for pair in self.golden_orderings for c in pair} - set(CASES))
         if unknown_cases:
             problems.append(f"golden_orderings name unknown cases {unknown_cases}")

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import cloudpickle
 import mlflow
+import mlflow.data
 import pandas as pd
+from mlflow.data.delta_dataset_source import DeltaDatasetSource
 from mlflow.models import infer_signature
 
 from ml_assets import names
@@ -264,13 +266,14 @@ def train(
         **_window_tags(frame, model.timestamp),
         **request.tags,
     }
+    tags[names.NOTE_TAG] = run_description(model, request, tags)
     started = time.perf_counter()
     with tracking.run(request.run_name, tags=tags) as parent:
+        mlflow.log_input(training_dataset(frame, request, model), context="training")
 
-        def log_trial(trial: cc.TrialResult) -> None:
-            with tracking.run(f"trial {trial.number:03d}", nested=True):
-                mlflow.log_params(trial.params)
-                mlflow.log_metrics({**trial.validation, "best_iteration": trial.best_iteration})
+        def log_trial(trial: cc.TrialResult) -> None:  # inside the trial's own open run
+            mlflow.log_params(trial.params)
+            mlflow.log_metrics({**trial.validation, "best_iteration": trial.best_iteration})
 
         search = cc.search(
             data["train"],
@@ -278,6 +281,10 @@ def train(
             n_trials=settings.n_trials,
             seed=settings.seed,
             on_trial=log_trial,
+            # each trial's nested run is open while the trial fits: its duration is the trial's
+            trial_scope=lambda number: tracking.run(
+                f"trial {number:03d}", nested=True, tags={names.TAG_MODEL: model.name}
+            ),
         )
         search_seconds = time.perf_counter() - started
         log(
@@ -335,6 +342,50 @@ def train(
     )
     log(f"test ROC AUC {metrics['roc_auc']:.4f}; run {outcome.run_id}")
     return outcome
+
+
+def run_description(
+    model: ModelDeclaration, request: TrainingRequest, tags: Mapping[str, str]
+) -> str:
+    """The parent run's description (markdown, shown on the run page): what it trains, on
+    which data, and where in Dagster it came from."""
+    lines = [
+        f"**{model.name}**: {model.description}",
+        f"Training set `{model.training_set.table_name}` v{request.source.version}"
+        + (
+            f" (content hash `{tags[names.TAG_TRAINING_SET_HASH][:16]}`)"
+            if names.TAG_TRAINING_SET_HASH in tags
+            else ""
+        )
+        + f"; {request.settings.n_trials} Optuna trials as nested runs.",
+    ]
+    run_url, asset_url = tags.get(names.TAG_DAGSTER_RUN_URL), tags.get(names.TAG_DAGSTER_ASSET_URL)
+    if run_url and asset_url:
+        lines.append(
+            f"Trained by Dagster run [{tags.get(names.TAG_DAGSTER_RUN_ID, 'run')[:8]}]"
+            f"({run_url}), materializing [{'/'.join(model.model_key)}]({asset_url})."
+        )
+    return "\n\n".join(lines)
+
+
+def training_dataset(frame: pd.DataFrame, request: TrainingRequest, model: ModelDeclaration):
+    """The training set as an MLflow dataset input: its Delta table (path or Unity Catalog
+    name) at the version read, the digest its content hash (MLflow keeps 36 characters)."""
+    reference = request.source.reference
+    is_path = reference.startswith(("file:", "/", "dbfs:", "s3:", "abfss:", "gs:"))
+    source = DeltaDatasetSource(
+        path=reference if is_path else None,
+        delta_table_name=None if is_path else reference,
+        delta_table_version=request.source.version,
+    )
+    digest = request.tags.get(names.TAG_TRAINING_SET_HASH)
+    return mlflow.data.from_pandas(
+        frame,
+        source=source,
+        targets=model.label,
+        name=model.training_set.table_name,
+        digest=digest[:32] if digest else None,
+    )
 
 
 def log_model(

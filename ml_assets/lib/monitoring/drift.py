@@ -15,8 +15,10 @@ latest, so one noisy window does not page anyone, and a persistent shift does.
 
 from __future__ import annotations
 
+import html as html_text
+import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -134,3 +136,29 @@ def debounced_status(
     if latest >= warn_at:
         return DriftStatus("warn", f"{text} (warning threshold {warn_at})", breaches)
     return DriftStatus("ok", f"{text} (warning threshold {warn_at})", breaches)
+
+
+def with_header(report_html: str, title: str, facts: Mapping[str, str]) -> str:
+    """The report with ``title`` as its page title and, first in its body, a header naming what
+    it compares (window, reference table and version, model version, thresholds): Evidently's
+    own report starts with its widgets and says none of that."""
+    rows = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html_text.escape(k)}</th>"
+        f"<td>{html_text.escape(v)}</td></tr>"
+        for k, v in facts.items()
+    )
+    header = (
+        "<header style='font-family:sans-serif;margin:1em'>"
+        f"<h1 style='font-size:1.4em'>{html_text.escape(title)}</h1><table>{rows}</table></header>"
+    )
+    titled = re.sub(
+        r"<title>.*?</title>",
+        f"<title>{html_text.escape(title)}</title>",
+        report_html,
+        count=1,
+        flags=re.DOTALL,
+    )
+    body = re.search(r"<body[^>]*>", titled)
+    if body is None:  # not a whole page: the header goes first
+        return header + titled
+    return titled[: body.end()] + header + titled[body.end() :]

@@ -19,6 +19,14 @@ class DriftLimits(BaseModel):
     k: int = Field(2, ge=1, description="breaches needed for ERROR ...")
     n: int = Field(5, ge=1, description="... among the last n compared windows")
 
+    def describe(self) -> str:
+        return (
+            f"WARN when at least {self.warn_at:.0%} of the columns drift; ERROR when at least "
+            f"{self.error_at:.0%} do in {self.k} of the last {self.n} compared windows. A "
+            "column drifts by Evidently's test for its type and size (its method and threshold "
+            "are in the table below)."
+        )
+
     @model_validator(mode="after")
     def _ordered(self) -> DriftLimits:
         if not self.warn_at <= self.error_at:

@@ -39,7 +39,13 @@ from ml_assets import names
 from ml_assets.lib.features.registry import CONTRACTS
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.models.declaration import ModelDeclaration
-from ml_assets.lib.monitoring.drift import DriftResult, DriftStatus, debounced_status, drift_report
+from ml_assets.lib.monitoring.drift import (
+    DriftResult,
+    DriftStatus,
+    debounced_status,
+    drift_report,
+    with_header,
+)
 from ml_assets.lib.monitoring.lakehouse_monitor import InferenceLogMonitor
 from ml_assets.lib.monitoring.limits import DriftLimits
 from ml_assets.lib.serving.batch import SCORED_AT, eligible_features, predictions_table
@@ -218,10 +224,12 @@ class DriftMonitor:
         columns: Sequence[str],
         write_report: Callable[[str, str], str],
         log: Callable[[str], None] = print,
+        model_version: str = "no champion yet",
     ) -> WindowComparison:
         """Every day compared with the reference (the days without users recorded as not
         compared). ``write_report(name, html)`` stores a kept report and returns its path:
-        the latest window's and those at or above the warning level are kept."""
+        the latest window's and those at or above the warning level are kept. Each report's
+        title and header name its window, the reference, the model version and the limits."""
         by_day = dict(iter(current.groupby(WINDOW_KEY))) if len(current) else {}
         reference_end = pd.Timestamp(reference[LABEL_TS].max()).date()
         empty = [d.isoformat() for d in days if d >= reference_end and d not in by_day]
@@ -239,7 +247,17 @@ class DriftMonitor:
             result = drift_report(reference, sample(window), columns)
             keep = day == latest_day or result.share_drifted >= self.limits.warn_at
             name = f"{self.model.stem}_feature_drift/{day}.html"
-            path = write_report(name, result.html) if keep else None
+            path = None
+            if keep:
+                title = f"Feature drift of {self.model.name}, window {day}"
+                facts = {
+                    "Window": f"{day} (users eligible that day, {len(window)} rows)",
+                    "Reference": f"{reference_label} ({len(reference)} rows)",
+                    "Model version": model_version,
+                    "Columns compared": f"{len(columns)}: {', '.join(columns)}",
+                    "Thresholds": self.limits.describe(),
+                }
+                path = write_report(name, with_header(result.html, title, facts))
             results[day] = (result, path)
             rows.append(drift_row(day, result, report_path=path, computed_at=computed_at, **common))
             log(
@@ -255,6 +273,7 @@ class DriftMonitor:
         scored_at: dt.datetime,
         version: int,
         write_report: Callable[[str, str], str],
+        reference_label: str = "the reference rows",
     ) -> dict[str, object]:
         """The newest batch's scores (``batch[output]``) against the same version's scores on
         the reference rows: a prediction drift metrics row, its report written."""
@@ -269,6 +288,14 @@ class DriftMonitor:
         column = result.columns[output]
         stamp = pd.Timestamp(scored_at).strftime("%Y-%m-%dT%H%M")
         name = f"{self.model.stem}_prediction_drift/{stamp}-v{version}.html"
+        title = f"Prediction drift of {self.model.name} v{version}, batch scored at {stamp}"
+        facts = {
+            "Window": f"the batch scored at {pd.Timestamp(scored_at).isoformat()} "
+            f"({len(batch)} users)",
+            "Reference": f"v{version}'s scores on {reference_label} ({len(reference_scores)} rows)",
+            "Model version": f"{self.model.registered_model} v{version}",
+            "Threshold": f"{column.method} distance >= {column.threshold} is drift",
+        }
         return {
             SCORED_AT: scored_at,
             "model_version": version,
@@ -280,7 +307,7 @@ class DriftMonitor:
             "current_mean": float(batch[output].mean()),
             "reference_rows": len(reference_scores),
             "current_rows": len(batch),
-            "report_path": write_report(name, result.html),
+            "report_path": write_report(name, with_header(result.html, title, facts)),
             "computed_at": dt.datetime.now(dt.UTC),
         }
 

@@ -40,6 +40,7 @@ def register_version(
     description: str,
     tags: Mapping[str, str],
     model_description: str,
+    model_tags: Mapping[str, str] | None = None,
 ) -> ModelVersion:
     """A new READY version of ``name`` from the logged model ``model_id``, holding the alias
     ``challenger``."""
@@ -50,6 +51,7 @@ def register_version(
         description=description,
         tags=tags,
         model_description=model_description,
+        model_tags=model_tags,
     )
     registry.set_alias(name, CHALLENGER, version.version)
     return registry.version(name, version.version)

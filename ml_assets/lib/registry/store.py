@@ -136,19 +136,27 @@ class Registry:
         description: str,
         tags: Mapping[str, str],
         model_description: str,
+        model_tags: Mapping[str, str] | None = None,
     ) -> ModelVersion:
         """A new version of ``declared`` from the logged model ``models:/<model_id>``; the
-        signature is checked first. Raises ``RegistryError`` unless the version is READY."""
+        signature is checked first. The registered model is created with ``model_description``
+        (or brought up to date with it) and carries ``model_tags``. Raises ``RegistryError``
+        unless the version is READY."""
         name = self.full_name(declared)
         source = f"models:/{model_id}"
         self._use()
         check_signature(source, mlflow.models.get_model_info(source).signature)
         try:
-            self.client.get_registered_model(name)
+            registered = self.client.get_registered_model(name)
         except MlflowException as exc:
             if exc.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
                 raise
-            self.client.create_registered_model(name, description=model_description)
+            registered = self.client.create_registered_model(name, description=model_description)
+        if registered.description != model_description:
+            self.client.update_registered_model(name, description=model_description)
+        for key, value in (model_tags or {}).items():
+            if registered.tags.get(key) != value:
+                self.client.set_registered_model_tag(name, key, value)
         version = self.client.create_model_version(
             name,
             source=source,
