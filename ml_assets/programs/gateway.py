@@ -49,6 +49,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import html
 import json
 import logging
 import os
@@ -64,7 +65,7 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -73,6 +74,12 @@ from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.models.encoding import FeatureEncoding, records_frame
 from ml_assets.lib.registry.store import Registry
+from ml_assets.lib.serving.api import (
+    InvocationResponse,
+    openapi_document,
+    record_model,
+    request_model,
+)
 from ml_assets.lib.serving.endpoint import Endpoint, EndpointCoreConfig, route_problems
 from ml_assets.lib.serving.requests import (
     RequestError,
@@ -84,6 +91,7 @@ from ml_assets.lib.serving.user_features import (
     LOOKUP_CONTRACTS,
     REQUEST_KEY_TYPES,
     SERVABLE_INPUTS,
+    lookup_misses,
     user_records,
 )
 from ml_assets.lib.serving.validation import config_problems
@@ -306,12 +314,43 @@ class Gateway:
         if overrides:  # a given, non-null value replaces the looked-up one
             for record, given in zip(records, frame[overrides].to_dict("records"), strict=True):
                 record.update({c: v for c, v in given.items() if not pd.isna(v)})
+        misses = [lookup_misses(record) for record in records]  # before overrides fill them
         inputs = records_frame(records, deployment.encodings[served])
         scores = np.asarray(deployment.models[served].predict(inputs))
-        return {
-            "predictions": [float(s) for s in scores],
-            "served_model_name": served,
-        }
+        return InvocationResponse(
+            predictions=[float(s) for s in scores],
+            served_model_name=served,
+            lookup_missed=[bool(m) for m in misses],
+            lookup_missed_tables=misses,
+        ).model_dump()
+
+    def openapi(self) -> dict[str, object]:
+        """The OpenAPI document of what this gateway serves now: the request rows are the
+        served entities' common inputs, typed by their signatures."""
+        model = ENDPOINTS[self.endpoint_name]
+        deployment = self.deployment
+        signatures = [] if deployment is None else list(deployment.inputs.values())
+        common = (
+            {k: v for k, v in signatures[0].items() if all(k in s for s in signatures)}
+            if signatures
+            else {}
+        )
+        record = record_model(REQUEST_KEY_TYPES, common)
+        return openapi_document(
+            endpoint=self.endpoint_name,
+            title=f"{self.endpoint_name} serving endpoint (ml_assets gateway)",
+            description=f"{model.use_case} Served entities: "
+            + (
+                ", ".join(f"{k} {v}%" for k, v in deployment.endpoint.shares().items())
+                if deployment
+                else "none loaded yet"
+            )
+            + ". Each row names a user; the features come from the online store, and any "
+            "model input may be given to override its looked-up value.",
+            request=request_model(record, self.max_rows),
+            token_required=self.token is not None,
+            version=str(self.config_version),
+        )
 
 
 def _config_output(
@@ -485,6 +524,12 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
             return body
         return await change(request, name, body)
 
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(gateway.openapi())
+
+    async def home(request: Request) -> HTMLResponse:
+        return HTMLResponse(home_page(gateway, base_url(request)))
+
     async def no_host_metadata(request: Request) -> JSONResponse:
         return _error("RESOURCE_DOES_NOT_EXIST", "No host metadata: this is not a workspace.", 404)
 
@@ -499,10 +544,63 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
             Route("/.well-known/databricks-config", no_host_metadata),
             Route("/health", health),
             Route("/ready", ready),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/", home, methods=["GET"]),
         ]
     )
     app.add_middleware(BearerAuth, gateway=gateway)
     return app
+
+
+def home_page(gateway: Gateway, base_url: str) -> str:
+    """What a person sees at ``/``: what the endpoint serves, its state, how to call it."""
+    model = ENDPOINTS[gateway.endpoint_name]
+    deployment = gateway.deployment
+    e = html.escape
+    if deployment is None:
+        served = f"<p><b>Not ready</b>: {e(gateway.last_error or 'models are loading')}</p>"
+    else:
+        shares = deployment.endpoint.shares()
+        rows = "".join(
+            f"<tr><td>{e(entity.name)}</td><td>{e(entity.entity_name)}</td>"
+            f"<td>{e(str(entity.entity_version))}</td><td>{shares.get(entity.name, 0)} %</td></tr>"
+            for entity in deployment.endpoint.config.served_entities
+        )
+        served = (
+            "<table><tr><th>served entity</th><th>registered model</th><th>version</th>"
+            f"<th>traffic</th></tr>{rows}</table>"
+        )
+    invocations = f"{base_url}/serving-endpoints/{gateway.endpoint_name}/invocations"
+    api = f"/api/2.0/serving-endpoints/{gateway.endpoint_name}"
+    auth = " -H 'Authorization: Bearer $TOKEN'" if gateway.token else ""
+    example = (
+        f"curl -s {invocations}{auth} -H 'Content-Type: application/json' \\\n"
+        """  -d '{"dataframe_records": [{"user_id": 1}, {"user_id": 2, "events_7d": 0}]}'"""
+    )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8">
+<title>{e(gateway.endpoint_name)}: ml_assets serving gateway</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}} td,th{{padding:.2em .8em;
+text-align:left}} pre{{background:#f4f4f4;padding:1em;overflow-x:auto}}</style></head><body>
+<h1>Serving endpoint <code>{e(gateway.endpoint_name)}</code></h1>
+<p>{e(model.use_case)}</p>
+<p>Model <code>{e(model.name)}</code>, output <code>{e(model.output)}</code>.
+Each request row names a user (<code>{e(ENTITY_KEY)}</code>); the features come from the
+online store at the request time, and any model input may be given to override its looked-up
+value. Each answer says per row whether the online lookup missed
+(<code>lookup_missed</code>): such a user is scored on the training set's defaults.</p>
+<h2>Serving now</h2>{served}
+<h2>Call it</h2><pre>{e(example)}</pre>
+<p>Formats: <code>dataframe_records</code>, <code>dataframe_split</code>, <code>inputs</code>
+(at most {gateway.max_rows} rows, {gateway.max_body_bytes} bytes).</p>
+<h2>More</h2><ul>
+<li><a href="/openapi.json">/openapi.json</a>: the OpenAPI document (request rows typed by the
+served signature)</li>
+<li><a href="/ready">/ready</a>: loaded entities and the last reload error</li>
+<li><a href="{e(api)}">{e(api)}</a>: the endpoint as Databricks' serving-endpoints API
+describes it</li></ul>
+</body></html>
+"""
 
 
 def gateway_for(settings: Settings, endpoint_name: str = DEFAULT_ENDPOINT) -> Gateway:

@@ -20,6 +20,8 @@ from ml_assets import names
 from ml_assets.deployments import current_settings
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
+from ml_assets.lib.serving.api import InvocationResponse, record_model, request_model
+from ml_assets.lib.serving.user_features import REQUEST_KEY_TYPES
 from ml_assets.programs.gateway import build_app, gateway_for
 from ml_assets.programs.reporting import run_check_results
 from ml_assets_tests.churn import (
@@ -188,6 +190,11 @@ def test_the_gateway_answers_every_invocation_format_and_rejects_bad_input_clear
     )
     known, unknown = records.json()["predictions"]
     assert 0 < known < 1 and 0 < unknown < 1  # an unknown user is scored on the defaults
+    assert records.json()["lookup_missed"] == [False, True]  # ... and the answer says so
+    assert records.json()["lookup_missed_tables"] == [
+        [],
+        ["main.features.user_activity", "main.features.user_profile"],
+    ]
     split = client.post(INVOKE, json={"dataframe_split": {"columns": ["user_id"], "data": [[7]]}})
     inputs = client.post(INVOKE, json={"inputs": {"user_id": [7]}})
     assert split.json()["predictions"] == inputs.json()["predictions"] == [known]
@@ -381,3 +388,69 @@ def test_settings_refuse_an_unknown_clock(tmp_path):
     with pytest.raises(DeploymentError, match="ML_ASSETS_SERVING_CLOCK='now'"):
         current_settings({"ML_ASSETS_HOME": str(tmp_path), "ML_ASSETS_SERVING_CLOCK": "now"})
     assert tiny_settings(tmp_path).serving_clock == "data"
+
+
+def test_the_gateway_describes_itself_at_openapi_json_and_a_human_page(ingested):
+    client, gateway = client_for(ingested[0])
+    document = client.get("/openapi.json").json()
+    assert document["openapi"] == "3.1.0"
+    operation = document["paths"][INVOKE]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/InvocationRequest"
+    }
+    assert {"200", "400", "401", "404", "413", "503"} <= set(operation["responses"])
+    schemas = document["components"]["schemas"]
+    record = schemas["InvocationRecord"]
+    assert record["required"] == ["user_id"] and record["additionalProperties"] is False
+    signature = gateway.deployment.inputs["churn_classifier-1"]
+    assert set(record["properties"]) == {"user_id", *signature}  # the served inputs, typed
+    assert {"type": "number"} in record["properties"]["events_7d"]["anyOf"]
+    assert {"type": "string"} in record["properties"]["country"]["anyOf"]
+    assert set(schemas["InvocationResponse"]["required"]) == {
+        "predictions",
+        "served_model_name",
+        "lookup_missed",
+        "lookup_missed_tables",
+    }
+    # the document cannot drift from the code: what the parser accepts validates against
+    # the request model it is generated from, and the answer is built by the response model
+    model = request_model(record_model(REQUEST_KEY_TYPES, signature), gateway.max_rows)
+    accepted = [
+        {"dataframe_records": [{"user_id": 7}, {"user_id": 8, "events_7d": 3.0}]},
+        {"dataframe_split": {"columns": ["user_id"], "data": [[7]]}},
+        {"inputs": {"user_id": [7, 8]}},
+        {"inputs": [{"user_id": 7, "country": "DE"}], "params": {}},
+    ]
+    for body in accepted:
+        assert client.post(INVOKE, json=body).status_code == 200, body
+        InvocationResponse.model_validate(client.post(INVOKE, json=body).json())
+        model.model_validate(body)
+    refused = [
+        {"records": []},
+        {"dataframe_records": [{"user_id": 7}], "inputs": [{"user_id": 7}]},
+        {"dataframe_records": [{"user": 7}]},
+        {"dataframe_records": []},
+        {"dataframe_records": [{"user_id": 7}] * 1001},
+    ]
+    for body in refused:
+        assert client.post(INVOKE, json=body).status_code in (400, 413), body
+        with pytest.raises(ValueError):
+            model.model_validate(body)
+    # the human page: what it serves, how to call it, where the document is
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    text = page.text
+    for fact in (
+        "<title>churn_classifier: ml_assets serving gateway</title>",
+        CHURN_CLASSIFIER.use_case,
+        "<td>churn_classifier-1</td><td>main.models.churn_classifier</td><td>1</td><td>100 %</td>",
+        f"/serving-endpoints/{CHURN_CLASSIFIER.endpoint}/invocations",
+        'href="/openapi.json"',
+        "lookup_missed",
+    ):
+        assert fact in text, fact
+    with_token, _ = client_for(ingested[0], ML_ASSETS_SERVING_TOKEN="s3cret")
+    for path in ("/", "/openapi.json"):  # they name the endpoint: behind the token
+        assert with_token.get(path).status_code == 401
+    document = with_token.get("/openapi.json", headers={"Authorization": "Bearer s3cret"}).json()
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

@@ -34,6 +34,17 @@ def user_records(
     return records
 
 
+def lookup_misses(record: Mapping[str, object]) -> list[str]:
+    """The feature tables whose lookup matched no row for this record (within its lookback):
+    their outputs are the training set's defaults."""
+    return [
+        str(r.contract.name)
+        for r in RESOLVED_LOOKUPS
+        if r.lookup.matched_timestamp_column is not None
+        and record.get(r.lookup.matched_timestamp_column) is None
+    ]
+
+
 def user_features(
     user_ids: Sequence[int], at: dt.datetime, rows: Mapping[str, Mapping[tuple, dict]]
 ) -> pd.DataFrame:
