@@ -30,7 +30,7 @@ from ml_assets.defs.features.assets import (
     user_profile_features,
 )
 from ml_assets.defs.features.online import online_offline_consistent, online_user_features
-from ml_assets.defs.landing.assets import demo_source
+from ml_assets.defs.landing.assets import demo_source, every_requested_day_landed
 from ml_assets.defs.maintenance import build_maintenance, table_assets
 from ml_assets.defs.models.assets import build_model
 from ml_assets.defs.monitoring.assets import build_monitoring
@@ -101,6 +101,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *build_feature_checks(),
             *model_checks,
             online_offline_consistent,
+            every_requested_day_landed,
         ],
         jobs=[*jobs, rollback_champion, maintenance_job],
         schedules=[*build_schedules(jobs), maintenance_schedule],

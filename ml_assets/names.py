@@ -96,6 +96,9 @@ CHECK_SIGNATURE_SERVABLE = "signatures_match_online_features"
 CHECK_FEATURE_DRIFT = "feature_drift_within_limits"
 CHECK_PREDICTION_DRIFT = "prediction_drift_within_limits"
 CHECK_LAKEHOUSE_MONITOR_HEALTHY = "lakehouse_monitor_healthy"
+CHECK_PREDICTIONS_VALID = "predictions_valid"
+CHECK_VERSION_COMPLETE = "version_signature_and_lineage_complete"
+CHECK_DAYS_LANDED = "every_requested_day_landed"
 
 # jobs
 MAIN_JOB = "ml_lifecycle_job"

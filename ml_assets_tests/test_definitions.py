@@ -93,15 +93,18 @@ EXPECTED_CHECKS = {
     ),
 }
 EXPECTED_CHECKS.add(("features/online_user_features", "online_offline_consistent"))
+EXPECTED_CHECKS.add(("landing/demo_source", "every_requested_day_landed"))
 for stem, model in MODEL_LINES:
     EXPECTED_CHECKS |= {
         (f"models/{model}", "metrics_meet_thresholds"),
         (f"models/{model}", "trials_recorded"),
+        (f"registry/{model}_version", "version_signature_and_lineage_complete"),
         (f"registry/{model}_champion", "promotion_gate_passed"),
         (f"registry/{model}_champion", "champion_alias_consistent"),
         (f"serving/{stem}_endpoint_config", "routes_sum_to_100"),
         (f"serving/{stem}_endpoint_config", "served_entities_ready"),
         (f"serving/{stem}_endpoint_config", "signatures_match_online_features"),
+        (f"serving/{stem}_predictions", "predictions_valid"),
         (f"monitoring/{stem}_feature_drift", "feature_drift_within_limits"),
         (f"monitoring/{stem}_prediction_drift", "prediction_drift_within_limits"),
     }

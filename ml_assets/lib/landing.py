@@ -23,9 +23,11 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from ml_assets.lib.quality import CheckOutcome
 
 LANDED_SUFFIX = ".jsonl"
 IN_PROGRESS_SUFFIXES = (".part", ".tmp")
@@ -66,6 +68,36 @@ class Ignored:
 
     def __str__(self) -> str:
         return f"{self.path} ({self.why})"
+
+
+def days_missing(listings: Mapping[str, Listing], requested: Sequence[dt.date]) -> CheckOutcome:
+    """Every requested day has at least one landed file of every kind."""
+    missing = {
+        kind: [d.isoformat() for d in requested if d not in listing.files]
+        for kind, listing in listings.items()
+    }
+    missing = {kind: days for kind, days in missing.items() if days}
+    observed = {
+        "days_requested": len(requested),
+        "first_requested": requested[0].isoformat() if requested else "",
+        "last_requested": requested[-1].isoformat() if requested else "",
+        **{f"days_landed_{kind}": len(listing.files) for kind, listing in listings.items()},
+        "days_missing": {kind: days[:20] for kind, days in missing.items()},
+    }
+    if not requested:
+        return CheckOutcome(False, "No day was requested: nothing to compare.", observed)
+    if missing:
+        shown = "; ".join(
+            f"{kind}: {len(days)} day(s), e.g. {', '.join(days[:5])}"
+            for kind, days in missing.items()
+        )
+        return CheckOutcome(False, f"Days requested but not landed: {shown}", observed)
+    return CheckOutcome(
+        True,
+        f"All {len(requested)} requested days ({requested[0]}..{requested[-1]}) landed for "
+        + ", ".join(listings),
+        observed,
+    )
 
 
 @dataclass(frozen=True)

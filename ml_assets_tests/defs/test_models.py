@@ -47,7 +47,7 @@ def test_a_parent_run_holds_the_trials_the_model_metrics_plots_and_lineage(inges
     client, runs = _runs(home)
     parent = client.get_run(metadata["mlflow_run_id"])
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == metadata["n_trials"] == 20
+    assert len(children) == int(metadata["n_trials"]) == 20
     assert {r.info.status for r in [parent, *children]} == {"FINISHED"}
     assert {"validation_roc_auc", "validation_log_loss"} <= set(children[0].data.metrics)
     for name in (
@@ -82,7 +82,7 @@ def test_a_parent_run_holds_the_trials_the_model_metrics_plots_and_lineage(inges
     assert dataset.source_type == "delta_table"
     source = json.loads(dataset.source)
     assert source["path"].endswith("training_sets/churn_training_set")
-    assert source["delta_table_version"] == metadata["training_set_version"]
+    assert str(source["delta_table_version"]) == metadata["training_set_version"]
     assert [t.value for t in dataset_input.tags] == ["training"]
     # each trial's run is open while the trial fits: its duration is the trial's (0.1-2 s),
     # not the few ms of writing it afterwards

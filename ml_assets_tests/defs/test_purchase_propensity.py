@@ -85,7 +85,7 @@ def test_the_main_job_runs_it_end_to_end_and_every_check_passes(ingested):
     labels = materialization_metadata(result, "training_sets/purchase_labels")
     assert 0.05 < labels["purchase_rate"] < 0.95 and labels["observation_times"] >= 3
     trained = materialization_metadata(result, "models/purchase_propensity")
-    assert trained["n_trials"] == MODEL.settings.n_trials
+    assert trained["n_trials"] == str(MODEL.settings.n_trials)
     tracking = LocalMlflow(home=str(home))
     client = tracking.client()
     parent = client.get_run(trained["mlflow_run_id"])

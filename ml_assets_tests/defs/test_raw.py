@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import time
 
 import dagster as dg
@@ -355,3 +356,25 @@ def test_hostile_landing_files_are_quarantined_or_ignored_and_the_run_succeeds(h
     assert dt.date(2026, 1, 8) in listing.dates
     checks = evaluate_checks(home, "raw/events")
     assert checks["fresh"].passed, checks["fresh"].description
+
+
+def test_a_requested_day_missing_from_the_landing_zone_fails_every_requested_day_landed(
+    ingested, home
+):
+    _, result = ingested
+    (passed,) = [
+        c for c in run_check_results(result) if c.check_name == "every_requested_day_landed"
+    ]
+    assert passed.passed, passed.description
+    assert (
+        passed.description
+        == "All 70 requested days (2026-01-01..2026-03-11) landed for events, users"
+    )
+    shutil.rmtree(home / "landing" / "events" / "date=2026-02-03")
+    (home / "landing" / "users" / "date=2026-03-11" / "changes.jsonl").unlink()
+    failed = evaluate_checks(home, "landing/demo_source")["every_requested_day_landed"]
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert failed.description == (
+        "Days requested but not landed: events: 1 day(s), e.g. 2026-02-03; "
+        "users: 1 day(s), e.g. 2026-03-11"
+    )

@@ -346,3 +346,29 @@ def _no_active_run():
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()
+
+
+def test_a_version_without_its_lineage_or_input_example_fails_the_completeness_check(
+    ingested, home
+):
+    _, result = ingested
+    passed = {
+        c.check_name: c
+        for c in run_check_results(result)
+        if c.asset_key.to_user_string() == "registry/churn_classifier_version"
+    }
+    check = passed[names.CHECK_VERSION_COMPLETE]
+    assert check.passed, check.description
+    assert "input example and all 14 lineage tags present" in check.description
+    client = client_for(home)
+    client.delete_model_version_tag(NAME, "1", names.TAG_TRAINING_SET_HASH)
+    client.set_model_version_tag(NAME, "1", names.TAG_GIT_COMMIT, "unknown (not a git checkout)")
+    failed = evaluate_checks(home, "registry/churn_classifier_version")[
+        names.CHECK_VERSION_COMPLETE
+    ]
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert f"lineage tags missing or empty: ['{names.TAG_TRAINING_SET_HASH}']" in (
+        failed.description
+    )
+    assert "the code is not identified" in failed.description
+    assert failed.metadata["lineage_tags_missing"].value == [names.TAG_TRAINING_SET_HASH]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from pyspark.sql import functions as F
 from starlette.testclient import TestClient
 
 from ml_assets import names
@@ -22,6 +23,7 @@ from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.serving.api import InvocationResponse, record_model, request_model
 from ml_assets.lib.serving.user_features import REQUEST_KEY_TYPES
+from ml_assets.lib.training_sets.users import ENTITY_KEY
 from ml_assets.programs.gateway import build_app, gateway_for
 from ml_assets.programs.reporting import run_check_results
 from ml_assets_tests.churn import (
@@ -454,3 +456,30 @@ def test_the_gateway_describes_itself_at_openapi_json_and_a_human_page(ingested)
         assert with_token.get(path).status_code == 401
     document = with_token.get("/openapi.json", headers={"Authorization": "Bearer s3cret"}).json()
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_a_batch_with_a_lost_user_and_an_impossible_score_fails_predictions_valid(
+    ingested, home, resources
+):
+    _, result = ingested
+    (passed,) = [
+        c
+        for c in run_check_results(result)
+        if c.asset_key.to_user_string() == "serving/churn_predictions"
+        and c.check_name == names.CHECK_PREDICTIONS_VALID
+    ]
+    assert passed.passed, passed.description
+    assert "one per eligible user, one model version" in passed.description
+    lakehouse = resources["lakehouse"]
+    rows = lakehouse.read(PREDICTIONS)
+    first, second = [r[ENTITY_KEY] for r in rows.select(ENTITY_KEY).limit(2).collect()]
+    broken = rows.where(F.col(ENTITY_KEY) != first).withColumn(
+        CHURN_CLASSIFIER.output,
+        F.when(F.col(ENTITY_KEY) == second, F.lit(1.5)).otherwise(F.col(CHURN_CLASSIFIER.output)),
+    )
+    lakehouse.overwrite(PREDICTIONS, broken)
+    failed = evaluate_checks(home, "serving/churn_predictions")[names.CHECK_PREDICTIONS_VALID]
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert "1 score(s) null, NaN or outside [0, 1]" in failed.description
+    eligible = failed.metadata["eligible_users"].value
+    assert f"{eligible - 1} users scored, {eligible} eligible at" in failed.description

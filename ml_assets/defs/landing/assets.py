@@ -7,7 +7,9 @@ import dagster as dg
 from pydantic import Field
 
 from ml_assets import names
-from ml_assets.lib.source import land
+from ml_assets.defs.metadata import check_result
+from ml_assets.lib.landing import days_missing
+from ml_assets.lib.source import EVENTS_DIR, USERS_DIR, land
 from ml_assets.resources.landing import DemoSource, LandingZone
 
 
@@ -51,10 +53,12 @@ def demo_source(
     metadata: dict[str, object] = {
         "landing_root": dg.MetadataValue.path(landing.root),
         "scale": demo_source.scale,
-        "users": source.users,
-        "seed": source.seed,
-        "first_date": summary.dates[0].isoformat() if summary.dates else "",
-        "last_date": summary.dates[-1].isoformat() if summary.dates else "",
+        "users": dg.MetadataValue.text(str(source.users)),  # settings: text, not a chart
+        "seed": dg.MetadataValue.text(str(source.seed)),
+        "requested_from": source.start_date.isoformat(),
+        "requested_through": min(through or source.end_date, source.end_date).isoformat(),
+        "first_date": summary.dates[0].isoformat() if summary.dates else "none",
+        "last_date": summary.dates[-1].isoformat() if summary.dates else "none",
         "days_landed": len(summary.dates),
         "event_lines": summary.event_lines,
         "change_lines": summary.change_lines,
@@ -64,3 +68,30 @@ def demo_source(
         metadata["injected_event_dirt"] = summary.injected_events
         metadata["injected_change_dirt"] = summary.injected_changes
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _requested_days(instance: dg.DagsterInstance) -> list[dt.date]:
+    """The days the latest landing was asked for (its metadata), else none."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(names.DEMO_SOURCE_KEY))
+    metadata = {} if event is None else event.asset_materialization.metadata
+    if "requested_from" not in metadata:
+        return []
+    first = dt.date.fromisoformat(str(metadata["requested_from"].value))
+    last = dt.date.fromisoformat(str(metadata["requested_through"].value))
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(names.DEMO_SOURCE_KEY),
+    name=names.CHECK_DAYS_LANDED,
+    blocking=True,
+    description="Every day the latest landing was asked for (the calendar up to through_date) "
+    "has at least one landed file of events and of user changes in the landing zone now. A "
+    "failure means days are missing (a landing stopped early, or files were removed): raw "
+    "ingestion would silently see no data for them.",
+)
+def every_requested_day_landed(
+    context: dg.AssetCheckExecutionContext, landing: LandingZone
+) -> dg.AssetCheckResult:
+    listings = {kind: landing.listing(kind) for kind in (EVENTS_DIR, USERS_DIR)}
+    return check_result(days_missing(listings, _requested_days(context.instance)))

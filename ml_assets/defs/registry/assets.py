@@ -21,6 +21,7 @@ from pydantic import Field
 from pyspark.sql import functions as F
 
 from ml_assets import names
+from ml_assets.defs.metadata import check_result
 from ml_assets.lib.models import classifier as cc
 from ml_assets.lib.models.catalog import MODELS, model_named
 from ml_assets.lib.models.declaration import ModelDeclaration
@@ -30,6 +31,7 @@ from ml_assets.lib.models.thresholds import MetricThreshold
 from ml_assets.lib.models.training import LOGGED_MODEL_TAG
 from ml_assets.lib.registry import aliases
 from ml_assets.lib.registry.card import model_description, model_tags, version_description
+from ml_assets.lib.registry.completeness import version_completeness
 from ml_assets.lib.registry.gate import (
     GateError,
     GateMode,
@@ -533,11 +535,46 @@ def build_champion_consistent(model: ModelDeclaration) -> dg.AssetChecksDefiniti
     return _consistent
 
 
+def build_version_complete(model: ModelDeclaration) -> dg.AssetChecksDefinition:
+    key = version_key(model)
+
+    @dg.asset_check(
+        asset=key,
+        name=names.CHECK_VERSION_COMPLETE,
+        blocking=True,
+        description="The version the latest materialization registered has a signature (its "
+        "inputs, and the model's declared output), an input example, and every lineage tag: "
+        "model, training set with its version and content hash, each feature table's Delta "
+        "version, each split's window, git commit, the Dagster runs that trained and "
+        "registered it, the logged model. A failure means the version cannot be served "
+        "safely or traced back to its data and code: it is not gated or promoted.",
+    )
+    def _complete(
+        context: dg.AssetCheckExecutionContext, model_registry: ModelRegistry
+    ) -> dg.AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(key)
+        if event is None or "version" not in event.asset_materialization.metadata:
+            return dg.AssetCheckResult(
+                passed=False,
+                description=f"Nothing registered yet: materialize {key.to_user_string()}.",
+            )
+        version = str(event.asset_materialization.metadata["version"].value)
+        registry = model_registry.open()
+        name = registry.full_name(model.registered_model)
+        tags = registry.version(name, version).tags
+        info = registry.model_info(name, version)
+        return check_result(version_completeness(model, version, tags, info))
+
+    return _complete
+
+
 def build_registry(
     model: ModelDeclaration,
 ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
-    """The registered version and the gated champion of one model, and the alias check."""
-    return [build_version(model), build_champion(model)], [build_champion_consistent(model)]
+    """The registered version (with its completeness check) and the gated champion of one
+    model, and the alias check."""
+    checks = [build_version_complete(model), build_champion_consistent(model)]
+    return [build_version(model), build_champion(model)], checks
 
 
 class RollbackConfig(dg.Config):
@@ -571,8 +608,8 @@ def rollback_champion_alias(
             description=f"Rolled back: {config.reason}",
             metadata={
                 "registered_model": name,
-                "champion_version": int(move.champion),
-                "rolled_back_version": int(move.replaced) if move.replaced else None,
+                "champion_version": dg.MetadataValue.text(str(move.champion)),
+                "rolled_back_version": dg.MetadataValue.text(move.replaced or "none"),
                 "champion_uri": f"models:/{name}@{aliases.CHAMPION}",
                 "decision": f"rollback: {config.reason}",
             },

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from ml_assets import names
+from ml_assets.defs.checks import table_check
 from ml_assets.defs.metadata import check_result, table_asset_spec, write_metadata
 from ml_assets.lib.features import user_activity, user_profile
 from ml_assets.lib.models.declaration import ModelDeclaration
@@ -21,6 +22,7 @@ from ml_assets.lib.registry import aliases
 from ml_assets.lib.registry.store import Registry
 from ml_assets.lib.serving.batch import (
     SCORED_AT,
+    newest_batch_valid,
     newest_feature_time,
     predictions_table,
     scoring_features,
@@ -287,4 +289,16 @@ def build_serving(
 ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     """The endpoint config with its checks, and batch predictions with the champion."""
     checks = [_config_check(model, *check) for check in CONFIG_CHECKS]
+    checks.append(
+        table_check(
+            dg.AssetKey(model.predictions_key),
+            names.CHECK_PREDICTIONS_VALID,
+            f"The newest batch of {model.predictions_table}: every score a probability in "
+            "[0, 1], exactly one row per user eligible at its scoring time (recounted from the "
+            "user_activity version the batch names), and one model version named on every "
+            "row. A failure means the batch cannot be trusted downstream (wrong population, "
+            "lost or doubled users, or an unattributable score).",
+            lambda lakehouse: newest_batch_valid(lakehouse, model),
+        )
+    )
     return [build_endpoint_config(model), build_predictions(model)], checks

@@ -222,7 +222,8 @@ def figures(
     def save(name: str, fig) -> None:
         buffer = io.BytesIO()
         fig.tight_layout()
-        fig.savefig(buffer, format="png", dpi=90)
+        # the saved box is what the artists need: long feature names never cut the title off
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15)
         plt.close(fig)
         images[name] = buffer.getvalue()
 
@@ -243,8 +244,9 @@ def figures(
     ax.set_title(f"Confusion matrix at {threshold:.3f}")
     save("confusion_matrix.png", fig)
     top = list(importance.items())[:15][::-1]
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(top) + 1.2))
     ax.barh([k for k, _ in top], [v for _, v in top])
-    ax.set_title("Feature importance (share of total gain)")
+    ax.set_xlabel("share of total gain")
+    ax.set_title("Feature importance", loc="left")
     save("feature_importance.png", fig)
     return images

@@ -197,10 +197,12 @@ class TrainingOutcome:
             "mlflow_run_id": _text(self.run_id),
             "model_uri": _text(f"runs:/{self.run_id}/model"),
             "logged_model_id": _text(self.model_id),
-            "training_set_version": _number(self.request.source.version),
+            # identifiers and settings as text: the UI plots numbers, and a flat line of a
+            # version or a trial count says nothing
+            "training_set_version": _text(self.request.source.version),
             **{f"test_{k}": _number(round(v, 4)) for k, v in self.metrics.items()},
             "best_params": {"raw_value": self.best_params, "type": "json"},
-            "n_trials": _number(settings.n_trials),
+            "n_trials": _text(settings.n_trials),
             "search_seconds": _number(round(self.search_seconds, 1)),
             "trials_per_second": _number(round(trials_per_second, 2)),
             "seconds": _number(round(self.seconds, 1)),
@@ -220,7 +222,7 @@ class TrainingOutcome:
             ),
             metadata={
                 "test_roc_auc": _number(round(self.metrics["roc_auc"], 4)),
-                "min_test_roc_auc": _number(float(settings.min_test_roc_auc)),
+                "min_test_roc_auc": _text(float(settings.min_test_roc_auc)),
                 "test_log_loss": _number(round(self.metrics["log_loss"], 4)),
                 "max_test_log_loss": _number(round(self.thresholds[1].threshold, 4)),
             },
@@ -232,7 +234,7 @@ class TrainingOutcome:
             f"{settings.n_trials} trials were configured",
             metadata={
                 "child_runs": _number(self.child_runs),
-                "n_trials": _number(settings.n_trials),
+                "n_trials": _text(settings.n_trials),
             },
         )
         return Report(metadata=metadata, checks=(thresholds, trials))

@@ -206,6 +206,11 @@ class Registry:
         self._use()
         return mlflow.pyfunc.load_model(self.uri(declared, version))
 
+    def model_info(self, declared: str, version: str | int) -> mlflow.models.model.ModelInfo:
+        """The logged model behind a version: signature, input example, flavours."""
+        self._use()
+        return mlflow.models.get_model_info(self.uri(declared, version))
+
     def signature(self, declared: str, version: str | int) -> ModelSignature | None:
         self._use()
         return mlflow.models.get_model_info(self.uri(declared, version)).signature

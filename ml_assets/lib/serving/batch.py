@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.models.declaration import ModelDeclaration
+from ml_assets.lib.quality import CheckOutcome
 from ml_assets.lib.training_sets.labels import LabelConfig
 from ml_assets.lib.training_sets.lookups import TableReader, build_training_set
 from ml_assets.lib.training_sets.users import ENTITY_KEY, LABEL_TS, USER_LOOKUPS, with_account_age
@@ -77,3 +78,78 @@ def eligible_features(
     )
     training = build_training_set(spine, USER_LOOKUPS, label=None, tables=tables, versions=versions)
     return with_account_age(training.df)
+
+
+def newest_batch_valid(tables: TableReader, model: ModelDeclaration) -> CheckOutcome:
+    """The newest scoring batch: a probability in [0, 1] for every row, one row per user
+    eligible at its scoring time (recounted from the feature version it names), and one model
+    version named on every row."""
+    spec = predictions_table(model)
+    name = str(spec.name)
+    if tables.version(name) is None:
+        return CheckOutcome(False, f"{name} does not exist: nothing was scored yet.", {})
+    rows = tables.read(name)
+    at = rows.agg(F.max(SCORED_AT)).first()[0]
+    if at is None:
+        return CheckOutcome(False, f"{name} is empty: nothing was scored yet.", {})
+    output = F.col(model.output)
+    stats = (
+        rows.where(F.col(SCORED_AT) == F.lit(at))
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.countDistinct(ENTITY_KEY).alias("users"),
+            F.sum(
+                (output.isNull() | F.isnan(output) | (output < 0) | (output > 1)).cast("long")
+            ).alias("not_probabilities"),
+            F.sum(
+                (F.col("model_name").isNull() | F.col("model_version").isNull()).cast("long")
+            ).alias("without_model"),
+            F.countDistinct("model_name", "model_version").alias("models"),
+            F.min("user_activity_version").alias("activity_version"),
+            F.max("user_activity_version").alias("activity_version_max"),
+        )
+        .first()
+    )
+    activity = str(user_activity.CONTRACT.name)
+    eligible = (
+        tables.read(activity, version=stats["activity_version"])
+        .where(F.col(user_activity.CONTRACT.timestamp_key) == F.lit(at))
+        .where(F.col(ACTIVE_WINDOW_EVENTS) > 0)
+        .select(ENTITY_KEY)
+        .distinct()
+        .count()
+    )
+    problems = []
+    if stats["not_probabilities"]:
+        problems.append(f"{stats['not_probabilities']} score(s) null, NaN or outside [0, 1]")
+    if stats["rows"] != stats["users"]:
+        problems.append(f"{stats['rows'] - stats['users']} user(s) scored more than once")
+    if stats["users"] != eligible:
+        problems.append(
+            f"{stats['users']} users scored, {eligible} eligible at {at} (users active in the "
+            f"{LabelConfig().active_within_days} days before it, {activity} "
+            f"v{stats['activity_version']})"
+        )
+    if stats["without_model"] or stats["models"] != 1:
+        problems.append(
+            f"{stats['without_model']} row(s) without a model version; "
+            f"{stats['models']} distinct model versions in one batch (expected 1)"
+        )
+    if stats["activity_version"] != stats["activity_version_max"]:
+        problems.append("the batch names more than one user_activity version")
+    observed = {
+        "scored_at": str(at),
+        "rows": stats["rows"],
+        "eligible_users": eligible,
+        "not_probabilities": stats["not_probabilities"] or 0,
+        "rows_without_model_version": stats["without_model"] or 0,
+        "model_versions_in_batch": stats["models"],
+    }
+    if problems:
+        return CheckOutcome(False, f"Batch at {at}: " + "; ".join(problems), observed)
+    return CheckOutcome(
+        True,
+        f"Batch at {at}: {stats['rows']} probabilities in [0, 1], one per eligible user, one "
+        "model version",
+        observed,
+    )
