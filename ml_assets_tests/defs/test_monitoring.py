@@ -4,6 +4,7 @@ scores, and makes the retraining sensor ask for exactly one run per breach."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import xml.etree.ElementTree as ET
@@ -60,6 +61,9 @@ def test_clean_windows_stay_within_limits_with_a_report_and_a_row_per_day(ingest
     assert all("share_drifted" not in m for d, m in windows.items() if d not in compared)
     assert all(m["share_drifted"] < 0.3 for m in compared.values())
     assert len({m["share_drifted"] for m in compared.values()}) > 1  # a curve, not one value
+    # ... drawn: the share of every compared window so far, with the warn and error levels
+    image = drift["drift_over_time"].removeprefix("![drift](data:image/png;base64,")
+    assert base64.b64decode(image.removesuffix(")"))[:8] == b"\x89PNG\r\n\x1a\n"
     latest_day = drift["latest_window"]
     assert latest_day == max(compared)
     latest_window = compared[latest_day]

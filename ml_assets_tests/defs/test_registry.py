@@ -102,8 +102,8 @@ def test_a_fresh_run_leaves_a_gated_champion_that_serves_probabilities(ingested)
     assert metadata["decision"] == (
         "passed every gate check against absolute thresholds (no champion yet)"
     )
-    assert "| golden examples | yes | dormant_free 0." in metadata["gate_checks"]
-    assert "| single-row latency | yes | p99 " in metadata["gate_checks"]
+    assert "- **golden examples**: passed; dormant_free 0." in metadata["gate_checks"]
+    assert "- **single-row latency**: passed; p99 " in metadata["gate_checks"]
     assert metadata["latency_p99_ms"] <= 50.0
     client = client_for(home)
     assert holder(client, "champion") == "1"

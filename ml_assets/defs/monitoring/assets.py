@@ -38,6 +38,7 @@ from ml_assets.lib.monitoring.monitor import (
     WindowComparison,
     breach_started,
 )
+from ml_assets.lib.monitoring.plots import drift_share_chart, markdown_image
 from ml_assets.lib.registry.aliases import CHAMPION
 from ml_assets.lib.serving.batch import SCORED_AT
 from ml_assets.lib.training_sets.users import LABEL_TS
@@ -233,6 +234,15 @@ def build_feature_drift(
             "feature_versions": dg.MetadataValue.json(versions),
         }
         metadata |= _windows_metadata(compared, reference_end, start, end)
+        history = feature_drift_history(lakehouse, monitor)
+        if history:  # every compared window so far, not only this run's
+            chart = drift_share_chart(
+                history,
+                warn_at=monitor.limits.warn_at,
+                error_at=monitor.limits.error_at,
+                title=f"{model.name}: share of drifted columns per daily window",
+            )
+            metadata["drift_over_time"] = dg.MetadataValue.md(markdown_image(chart, "drift"))
         metadata["seconds"] = round(time.perf_counter() - started, 1)
         report_per_partition(context, key, _window_metadata(compared, days, reference_end, sink))
         return dg.MaterializeResult(metadata=metadata)

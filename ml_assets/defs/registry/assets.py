@@ -284,12 +284,12 @@ def _metrics_table(report: GateReport) -> str:
 
 
 def _checks_table(report: GateReport) -> str:
-    rows = ["| gate check | passed | detail |", "|---|---|---|"]
-    rows += [
-        f"| {c['check']} | {'yes' if c['passed'] else 'NO'} | {c['detail']} |"
+    """One line per gate check with its values against their limits: a list, which wraps in
+    the UI's metadata column where a wide table's detail column is cut off."""
+    return "\n".join(
+        f"- **{c['check']}**: {'passed' if c['passed'] else 'FAILED'}; {c['detail']}"
         for c in report.checks
-    ]
-    return "\n".join(rows)
+    )
 
 
 def _run_gate(
@@ -527,7 +527,7 @@ def build_champion_consistent(model: ModelDeclaration) -> dg.AssetChecksDefiniti
             "metrics",
             metadata={
                 "registered_model": name,
-                "champion_version": None if champion is None else int(champion.version),
+                "champion_version": "none" if champion is None else str(champion.version),
                 "problems": len(problems),
             },
         )

@@ -120,8 +120,10 @@ def _endpoint_metadata(endpoint: Endpoint, deployed, champion, challenger) -> di
         "deployment": deployed.action,
         "config": dg.MetadataValue.json(endpoint.body()),
         "routes": ", ".join(f"{k} {v}%" for k, v in endpoint.shares().items()),
-        "champion_version": int(champion.version),
-        "challenger_version": None if challenger is None else int(challenger.version),
+        "champion_version": dg.MetadataValue.text(str(champion.version)),
+        "challenger_version": dg.MetadataValue.text(
+            "none" if challenger is None else str(challenger.version)
+        ),
     }
 
 
