@@ -5,7 +5,7 @@ the ``stage`` and ``model`` tags, and a freshness policy for every asset a sched
   its metadata), else of the model's training set, as a Dagster team (``team:ml-platform``).
 - **Tags**: ``stage`` is the asset key's first part (landing, raw, features, ...);
   ``model`` the declared model whose line the asset belongs to (the shared stages have none).
-  Both are filterable in the UI's asset catalog and selectable (``tag:model=churn_classifier``).
+  Both are filterable in the UI's asset catalog and selectable (``tag:model=<model name>``).
 - **Freshness**: Dagster's ``FreshnessPolicy`` (evaluated by the daemon when the instance
   enables ``freshness``, as ``deploy/dagster.yaml`` does): the daily schedule's assets must
   have been materialized in the 24 hours before 03:00 UTC each day, the weekly retraining
