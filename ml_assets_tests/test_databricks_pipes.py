@@ -24,6 +24,7 @@ from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER, ENCODING  # 
 from ml_assets.lib.training_sets.churn import TRAINING_SET  # noqa: E402
 from ml_assets.programs.reporting import materialization_metadata, run_check_results  # noqa: E402
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse  # noqa: E402
+from ml_assets.resources.links import UiLinks
 from ml_assets.resources.mlflow import LocalMlflow  # noqa: E402
 from ml_assets.resources.spark import EmbeddedSailSpark  # noqa: E402
 from ml_assets.resources.training import DatabricksTraining  # noqa: E402
@@ -82,6 +83,8 @@ def _resources(
             poll_interval_seconds=0.2,
             **launcher,
         ),
+        # the MLflow links of a Databricks deployment: the workspace's pages
+        "ui_links": UiLinks(mlflow_url=workspace.host, mlflow_kind="databricks"),
     }
 
 
@@ -128,6 +131,8 @@ def test_the_training_job_runs_through_pipes_and_reports_back(tmp_path, workspac
     assert metadata["trained"].startswith("Databricks job on")
     assert metadata["Databricks Job Run URL"].endswith("/#job/runs/1")
     assert metadata["n_trials"] == "3" and 0.5 < metadata["test_roc_auc"] <= 1.0
+    assert metadata["mlflow_run"].startswith(f"{resources['ui_links'].mlflow_url}/ml/experiments/")
+    assert metadata["mlflow_run"].endswith(f"/runs/{metadata['mlflow_run_id']}")
     checks = {c.check_name: c for c in run_check_results(result)}
     assert checks["trials_recorded"].passed
     assert checks["trials_recorded"].description.startswith("3 child runs recorded under")

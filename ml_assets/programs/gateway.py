@@ -314,7 +314,8 @@ class Gateway:
         if overrides:  # a given, non-null value replaces the looked-up one
             for record, given in zip(records, frame[overrides].to_dict("records"), strict=True):
                 record.update({c: v for c, v in given.items() if not pd.isna(v)})
-        misses = [lookup_misses(record) for record in records]  # before overrides fill them
+        # a miss is a lookup that matched no row: overrides give values, not matched times
+        misses = [lookup_misses(record) for record in records]
         inputs = records_frame(records, deployment.encodings[served])
         scores = np.asarray(deployment.models[served].predict(inputs))
         return InvocationResponse(
