@@ -138,9 +138,12 @@ def rows_per_day(
     *,
     key: str | None = None,
     time_column: str | None = None,
+    replaced: bool = True,
 ) -> dict[dt.date, dict[str, object]]:
     """Each day's rows of ``start..end`` (and distinct ``key`` values, first and last
-    ``time_column``), in one aggregation; a day without rows has 0 rows."""
+    ``time_column``), in one aggregation; a day without rows has 0 rows. ``replaced``: the
+    write replaced the range, so a day's rows are the rows written for it (a merge's per-day
+    writes are not known: it says nothing)."""
     aggregates = [F.count(F.lit(1)).alias("rows")]
     if key:
         aggregates.append(F.countDistinct(key).alias("keys"))
@@ -158,10 +161,9 @@ def rows_per_day(
     per_day: dict[dt.date, dict[str, object]] = {}
     for day in days:
         row = found.get(day, {})
-        stats: dict[str, object] = {
-            "dagster/partition_row_count": int(row.get("rows", 0)),
-            "rows_written": int(row.get("rows", 0)),
-        }
+        stats: dict[str, object] = {"dagster/partition_row_count": int(row.get("rows", 0))}
+        if replaced:
+            stats["rows_written"] = stats["dagster/partition_row_count"]
         if key:
             stats["distinct_" + key] = int(row.get("keys", 0))
         if time_column:
@@ -172,8 +174,10 @@ def rows_per_day(
 
 
 def write_metadata(
-    spec: TableSpec, commit: TableCommit, uri: str, *, total_rows: int
+    spec: TableSpec, commit: TableCommit, uri: str, *, total_rows: int, range_run: bool = False
 ) -> dict[str, object]:
+    """The table after a write. ``range_run``: a run over several partitions whose write was a
+    merge; its row count is the run's (``rows_merged_in_run``), never a partition's."""
     metadata: dict[str, object] = {
         "dagster/table_name": str(spec.name),
         "dagster/row_count": total_rows,
@@ -184,7 +188,7 @@ def write_metadata(
         "location": dg.MetadataValue.path(uri.removeprefix("file://")),
     }
     if commit.rows_written is not None:  # only when the writer recorded it
-        metadata["rows_written"] = commit.rows_written
+        metadata["rows_merged_in_run" if range_run else "rows_written"] = commit.rows_written
     return metadata
 
 

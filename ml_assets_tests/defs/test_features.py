@@ -43,6 +43,12 @@ def test_feature_tables_materialize_with_every_check_passing_and_their_metadata(
             sum(d["dagster/partition_row_count"] for d in days.values()) == table["rows_in_range"]
         )
         assert len({d["distinct_user_id"] for d in days.values()}) > 10, key
+    # a merge over a range: its row count is the run's, not claimed by any day
+    activity_days = partition_metadata(result, "features/user_activity")
+    assert "rows_written" not in activity and activity["rows_merged_in_run"] > 0
+    assert all("rows_written" not in d for d in activity_days.values())
+    daily_days = partition_metadata(result, "features/user_daily_activity")  # replaced per day
+    assert all(d["rows_written"] == d["dagster/partition_row_count"] for d in daily_days.values())
     profile = materialization_metadata(result, "features/user_profile")
     assert profile["users"] > 350 and profile["dagster/row_count"] >= profile["users"]
 

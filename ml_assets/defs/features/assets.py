@@ -68,8 +68,15 @@ def _partition_result(
     stats = read_back(
         lakehouse, spec, key="user_id", range_column=date_column, start=start, end=end
     )
+    merged = commit.operation == "MERGE"  # a merge's per-day writes are not known
     metadata: dict[str, object] = {
-        **write_metadata(spec, commit, lakehouse.uri(spec), total_rows=stats.rows),
+        **write_metadata(
+            spec,
+            commit,
+            lakehouse.uri(spec),
+            total_rows=stats.rows,
+            range_run=merged and start != end,
+        ),
         "rows_in_range": stats.in_range,
         "users_in_range": stats.keys,
         "partition_range": f"{start}..{end}",
@@ -79,7 +86,7 @@ def _partition_result(
     report_per_partition(
         context,
         key,
-        rows_per_day(lakehouse, spec, date_column, start, end, key="user_id"),
+        rows_per_day(lakehouse, spec, date_column, start, end, key="user_id", replaced=not merged),
     )
     context.log.info(
         "%s %s..%s: %d rows (%d users) in %.1f s; table %d rows, version %d",

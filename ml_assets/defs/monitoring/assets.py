@@ -224,7 +224,9 @@ def build_feature_drift(
         commit = lakehouse.merge(table, _spark_rows(spark, table, compared.rows))
         total = lakehouse.read(table).count()
         metadata = {
-            **write_metadata(table, commit, lakehouse.uri(table), total_rows=total),
+            **write_metadata(
+                table, commit, lakehouse.uri(table), total_rows=total, range_run=start != end
+            ),
             "partition_range": f"{start}..{end}",
             "windows": len(days),
             "reference": label,
