@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Metric, Run, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -109,3 +109,21 @@ def log_images(images: Mapping[str, bytes], artifact_path: str = "plots") -> Non
 
 def log_json(obj: object, name: str) -> None:
     mlflow.log_text(json.dumps(obj, indent=2, sort_keys=True, default=str), name)
+
+
+def log_text_artifact(text: str, artifact_file: str) -> tuple[str, str] | None:
+    """A text artifact on the active run; its (experiment id, run id), None without a run."""
+    run = mlflow.active_run()
+    if run is None:
+        return None
+    mlflow.log_text(text, artifact_file)
+    return run.info.experiment_id, run.info.run_id
+
+
+def log_metric_series(name: str, points: list[tuple[int, int, float]]) -> None:
+    """(timestamp ms, step, value) points of one metric on the active run, in one call."""
+    run = mlflow.active_run()
+    if run is not None and points:
+        MlflowClient().log_batch(
+            run.info.run_id, metrics=[Metric(name, v, ts, step) for ts, step, v in points]
+        )

@@ -18,10 +18,8 @@ import datetime as dt
 import time
 
 import dagster as dg
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric
 from pyspark.sql import functions as F
 
 from ml_assets import names
@@ -41,6 +39,7 @@ from ml_assets.lib.monitoring.monitor import (
 from ml_assets.lib.monitoring.plots import drift_share_chart, markdown_image
 from ml_assets.lib.registry.aliases import CHAMPION
 from ml_assets.lib.serving.batch import SCORED_AT
+from ml_assets.lib.tracking import log_metric_series, log_text_artifact
 from ml_assets.lib.training_sets.users import LABEL_TS
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.links import UiLinks
@@ -66,12 +65,9 @@ class ReportSink:
     def __call__(self, relative_path: str, html: str) -> str:
         where = self.reports.write(relative_path, html)
         artifact = f"reports/{relative_path}"
-        mlflow.log_text(html, artifact)
-        run = mlflow.active_run()
-        if self.links is not None and run is not None:
-            self.urls[where] = self.links.artifact(
-                run.info.experiment_id, run.info.run_id, artifact
-            )
+        logged = log_text_artifact(html, artifact)
+        if self.links is not None and logged is not None:
+            self.urls[where] = self.links.artifact(*logged, artifact)
         return where
 
     def link(self, where: str) -> dict[str, object]:
@@ -236,15 +232,7 @@ def build_feature_drift(
             "feature_versions": dg.MetadataValue.json(versions),
         }
         metadata |= _windows_metadata(compared, reference_end, start, end)
-        history = feature_drift_history(lakehouse, monitor)
-        if history:  # every compared window so far, not only this run's
-            chart = drift_share_chart(
-                history,
-                warn_at=monitor.limits.warn_at,
-                error_at=monitor.limits.error_at,
-                title=f"{model.name}: share of drifted columns per daily window",
-            )
-            metadata["drift_over_time"] = dg.MetadataValue.md(markdown_image(chart, "drift"))
+        metadata |= _drift_chart(lakehouse, monitor)
         metadata["seconds"] = round(time.perf_counter() - started, 1)
         report_per_partition(context, key, _window_metadata(compared, days, reference_end, sink))
         return dg.MaterializeResult(metadata=metadata)
@@ -290,19 +278,33 @@ def _windows_metadata(
 
 def log_window_shares(compared: WindowComparison) -> None:
     """Each window's share of drifted columns on the active MLflow run, one step per window at
-    the window's time (the run's chart is the drift over time), in one call."""
-    run = mlflow.active_run()
-    metrics = [
-        Metric(
-            "share_drifted",
-            result.share_drifted,
-            int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000),
-            day.toordinal(),
-        )
-        for day, (result, _) in sorted(compared.results.items())
-    ]
-    if run is not None and metrics:
-        mlflow.tracking.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
+    the window's time (the run's chart is the drift over time)."""
+    log_metric_series(
+        "share_drifted",
+        [
+            (
+                int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000),
+                day.toordinal(),
+                result.share_drifted,
+            )
+            for day, (result, _) in sorted(compared.results.items())
+        ],
+    )
+
+
+def _drift_chart(lakehouse: Lakehouse, monitor: DriftMonitor) -> dict[str, object]:
+    """Every compared window so far (not only this run's), drawn with the warn and error
+    levels."""
+    history = feature_drift_history(lakehouse, monitor)
+    if not history:
+        return {}
+    chart = drift_share_chart(
+        history,
+        warn_at=monitor.limits.warn_at,
+        error_at=monitor.limits.error_at,
+        title=f"{monitor.model.name}: share of drifted columns per daily window",
+    )
+    return {"drift_over_time": dg.MetadataValue.md(markdown_image(chart, "drift"))}
 
 
 def _window_metadata(
@@ -450,7 +452,9 @@ def build_prediction_drift(model: ModelDeclaration) -> dg.AssetsDefinition:
             row = monitor.compare_scores(
                 scores, batch, newest, version, sink, reference_label=reference_label
             )
-            mlflow.log_metrics({"score": row["score"], "current_mean": row["current_mean"]})
+            now_ms = int(time.time() * 1000)
+            for metric in ("score", "current_mean"):
+                log_metric_series(metric, [(now_ms, 0, row[metric])])
         commit = lakehouse.merge(table, _spark_rows(spark, table, [row]))
         summary = _score_summary(row, f"{name} v{version}")
         context.log.info("prediction drift: %s", summary)

@@ -76,11 +76,11 @@ def request_model(record: type[BaseModel], max_rows: int) -> type[RootModel]:
     rows = Field(min_length=1, max_length=max_rows)
     params = Field(None, description="accepted and ignored, as MLflow's scoring server does")
     forbid = ConfigDict(extra="forbid")
-    DataframeRecords = create_model(
-        "DataframeRecords",
-        __config__=forbid,
-        dataframe_records=(list[record], rows),
-        params=(dict | None, params),
+    DataframeRecords, InputsRecords = (
+        create_model(
+            name, __config__=forbid, **{key: (list[record], rows), "params": (dict | None, params)}
+        )
+        for name, key in (("DataframeRecords", "dataframe_records"), ("InputsRecords", "inputs"))
     )
     Split = create_model(
         "Split",
@@ -92,12 +92,6 @@ def request_model(record: type[BaseModel], max_rows: int) -> type[RootModel]:
         "DataframeSplit",
         __config__=forbid,
         dataframe_split=(Split, ...),
-        params=(dict | None, params),
-    )
-    InputsRecords = create_model(
-        "InputsRecords",
-        __config__=forbid,
-        inputs=(list[record], rows),
         params=(dict | None, params),
     )
     InputsColumns = create_model(
