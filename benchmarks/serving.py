@@ -7,8 +7,10 @@ in a store of 1M keys.
 Needs a materialized home (`make run`: champion, online store, endpoint config). Starts both
 servers on free ports on 127.0.0.1, warms them up, then for concurrency 1, 8 and 32 sends a
 bounded number of single-record requests over keep-alive connections and reports p50/p99
-latency and throughput, and the gateway/MLflow ratios. Targets: gateway p99 <= 20 ms per
-single record with the lookup; throughput at least MLflow's. Nothing leaves 127.0.0.1.
+latency and throughput, and the gateway/MLflow ratios; and the gateway again with its
+inference log off, to measure what logging adds (target: at most 1 ms at p99). Targets:
+gateway p99 <= 20 ms per single record with the lookup; throughput at least MLflow's. The
+log files of the benchmark's traffic are deleted afterwards. Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ml_assets.deployments import REPO_ROOT, build_resources, current_settings
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER, ENCODING
 from ml_assets.lib.models.encoding import records_frame
+from ml_assets.lib.serving.inference_log import pending_files
 from ml_assets.lib.serving.online import online_frame
 from ml_assets.lib.serving.user_features import LOOKUP_CONTRACTS, user_records
 from ml_assets.names import CHURN_MODEL_NAME
@@ -185,10 +188,16 @@ def main() -> None:
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     env["MLFLOW_TRACKING_URI"] = tracking.tracking_uri()
-    gateway_port, mlflow_port = free_port(), free_port()
+    gateway_port, mlflow_port, unlogged_port = free_port(), free_port(), free_port()
+    log_dir = resources["endpoint_deployer"].inference_log_dir(CHURN_CLASSIFIER.endpoint)
+    logged_before = set(pending_files(log_dir))
     servers = [
         start(
             [sys.executable, "-m", "ml_assets.programs.gateway", "--port", str(gateway_port)], env
+        ),
+        start(
+            [sys.executable, "-m", "ml_assets.programs.gateway", "--port", str(unlogged_port)],
+            {**env, "ML_ASSETS_SERVING_INFERENCE_LOG": "0"},
         ),
         start(
             [
@@ -211,13 +220,12 @@ def main() -> None:
     ]
     try:
         wait_ready(gateway_port, "/ready", servers[0])
-        wait_ready(mlflow_port, "/ping", servers[1])
+        wait_ready(unlogged_port, "/ready", servers[1])
+        wait_ready(mlflow_port, "/ping", servers[2])
+        invocations = f"/serving-endpoints/{CHURN_CLASSIFIER.endpoint}/invocations"
         targets = {
-            "gateway (with lookup)": (
-                gateway_port,
-                f"/serving-endpoints/{CHURN_CLASSIFIER.endpoint}/invocations",
-                gateway_bodies,
-            ),
+            "gateway (with lookup)": (gateway_port, invocations, gateway_bodies),
+            "gateway, no inference log": (unlogged_port, invocations, gateway_bodies),
             "mlflow models serve": (mlflow_port, "/invocations", mlflow_bodies),
         }
         for port, path, bodies in targets.values():
@@ -231,22 +239,29 @@ def main() -> None:
         for server in servers:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
+        for path in set(pending_files(log_dir)) - logged_before:  # the benchmark's traffic
+            path.unlink()
 
     print(
         f"\nsingle-record requests, {args.requests} per level, scale {settings.scale}, "
         f"{dt.date.today()}"
     )
-    print(f"{'concurrency':>11}  {'server':<22} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    print(f"{'concurrency':>11}  {'server':<26} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     for level in LEVELS:
         for name in targets:
             r = results[(name, level)]
             print(
-                f"{level:>11}  {name:<22} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['rps']:>8.1f}"
+                f"{level:>11}  {name:<26} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['rps']:>8.1f}"
             )
         g, m = results[("gateway (with lookup)", level)], results[("mlflow models serve", level)]
         print(
             f"{'':>11}  ratio gateway/mlflow: p99 {g['p99_ms'] / m['p99_ms']:.2f}, "
             f"throughput {g['rps'] / m['rps']:.2f}"
+        )
+        u = results[("gateway, no inference log", level)]
+        print(
+            f"{'':>11}  inference log adds: p50 {g['p50_ms'] - u['p50_ms']:+.2f} ms, "
+            f"p99 {g['p99_ms'] - u['p99_ms']:+.2f} ms (target: p99 <= +1 ms)"
         )
     lookup = online_lookup(args.keys)
     print(

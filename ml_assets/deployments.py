@@ -249,6 +249,7 @@ class Settings:
     serving_token: str | None = field(default=None, repr=False)  # the gateway's bearer token
     serving_clock: str = "data"  # request time: "data" (newest feature time) or "wall"
     serving_max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies are refused (413)
+    serving_inference_log: bool = True  # the gateway logs every answer (inference table)
     inject_drift_from: str | None = None  # ISO date; demo source only
     inject_leakage: bool = False  # demo source only
     training: str = "in_process"  # where the training step runs (TRAINING_LAUNCHERS)
@@ -398,6 +399,12 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
     leakage = env.get("ML_ASSETS_INJECT_LEAKAGE", "0")
     if leakage not in ("0", "1"):
         raise DeploymentError(f"ML_ASSETS_INJECT_LEAKAGE={leakage!r}; expected 0 or 1.")
+    inference_log = env.get("ML_ASSETS_SERVING_INFERENCE_LOG", "1")
+    if inference_log not in ("0", "1"):
+        raise DeploymentError(
+            f"ML_ASSETS_SERVING_INFERENCE_LOG={inference_log!r}; expected 1 (log every answer "
+            "of the gateway) or 0 (log nothing)."
+        )
     return Settings(
         deployment=deployment,
         home=home,
@@ -411,6 +418,7 @@ def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
         serving_token=env.get("ML_ASSETS_SERVING_TOKEN") or None,
         serving_clock=clock,
         serving_max_body_bytes=int(max_body),
+        serving_inference_log=inference_log == "1",
         inject_drift_from=drift_from,
         inject_leakage=leakage == "1",
         partitions_start=start,

@@ -11,7 +11,9 @@ from ml_assets.lib.monitoring.monitor import DriftMonitor
 churn_classifier = build_model(CHURN_CLASSIFIER)
 churn_classifier_version = build_version(CHURN_CLASSIFIER)
 churn_classifier_champion = build_champion(CHURN_CLASSIFIER)
-(churn_endpoint_config, churn_predictions), _config_checks = build_serving(CHURN_CLASSIFIER)
+(churn_endpoint_config, churn_predictions, churn_inference_log), _config_checks = build_serving(
+    CHURN_CLASSIFIER
+)
 _by_name = {next(iter(c.check_keys)).name: c for c in _config_checks}
 routes_sum_to_100 = _by_name[names.CHECK_ROUTES_SUM]
 served_entities_ready = _by_name[names.CHECK_ENTITIES_READY]

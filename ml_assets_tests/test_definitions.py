@@ -39,6 +39,7 @@ for stem, model in MODEL_LINES:
         f"registry/{model}_champion": "registry",
         f"serving/{stem}_endpoint_config": "serving",
         f"serving/{stem}_predictions": "serving",
+        f"serving/{stem}_inference_log": "serving",
         f"monitoring/{stem}_feature_drift": "monitoring",
         f"monitoring/{stem}_prediction_drift": "monitoring",
     }
@@ -85,6 +86,7 @@ EXPECTED_CHECKS = {
             "keys_not_null",
             "key_unique",
             "no_future_feature_values",
+            "feature_windows_complete",
             "matches_reference_join",
             "one_row_per_spine_row",
             "split_is_time_ordered",
@@ -182,13 +184,15 @@ def test_the_registry_follows_the_model_and_rollback_is_a_job(defs):
 def test_raw_events_are_daily_partitioned_over_the_source_calendar_and_backfill_in_one_run(
     tmp_path,
 ):
-    for scale, days in (("demo", 120), ("tiny", 70)):
+    # 92 warm-up days before the first observation month (lib/source.WARMUP_DAYS), then 120
+    # (demo) or 70 (tiny) days
+    for scale, days in (("demo", 212), ("tiny", 162)):
         d = build_definitions(
             current_settings({"ML_ASSETS_HOME": str(tmp_path), "ML_ASSETS_SCALE": scale})
         )
         events = d.resolve_assets_def(dg.AssetKey(["raw", "events"]))
         keys = events.partitions_def.get_partition_keys()
-        assert (keys[0], len(keys)) == ("2026-01-01", days)
+        assert (keys[0], len(keys)) == ("2025-10-01", days)
         assert events.backfill_policy == dg.BackfillPolicy.single_run()
 
 
@@ -243,7 +247,11 @@ def test_every_asset_has_owners_stage_and_model_tags_and_scheduled_ones_a_freshn
         "monitoring/purchase_feature_drift",
     }
     unscheduled = set(EXPECTED_ASSETS) - daily - weekly
-    assert unscheduled == {"landing/demo_source", "raw/users", "raw/users_quarantine"}
+    # the inference logs run hourly and hold whatever traffic came: no freshness deadline
+    inference_logs = {f"serving/{stem}_inference_log" for stem, _ in MODEL_LINES}
+    assert unscheduled == {"landing/demo_source", "raw/users", "raw/users_quarantine"} | (
+        inference_logs
+    )
     events = graph.get(dg.AssetKey(["raw", "events"]))
     assert events.metadata["delta_partition_columns"] == "event_date"
 

@@ -100,6 +100,12 @@ def build_jobs(models: Sequence[ModelDeclaration]) -> list[dg.UnresolvedAssetJob
             "registration, the promotion gate, the endpoint config and batch predictions; and "
             "the online store.",
         ),
+        dg.define_asset_job(
+            names.INFERENCE_LOG_JOB,
+            selection=dg.AssetSelection.assets(*(m.inference_log_key for m in models)),
+            description="Ingest the gateway's inference-log files into each endpoint's "
+            "inference table.",
+        ),
     ]
 
 
@@ -120,6 +126,14 @@ def build_schedules(
             cron_schedule="0 3 * * 1",
             execution_timezone="UTC",
             description="Mondays 03:00 UTC: retrain and go through the promotion gate.",
+        ),
+        dg.ScheduleDefinition(
+            name="inference_log_schedule",
+            job=by_name[names.INFERENCE_LOG_JOB],
+            cron_schedule="10 * * * *",
+            execution_timezone="UTC",
+            description="Every hour at :10 UTC: the answers the gateways logged since the last "
+            "run, into the inference tables.",
         ),
     ]
 

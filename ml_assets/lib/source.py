@@ -134,10 +134,22 @@ class SourceConfig(BaseModel):
         return [self.start_date + dt.timedelta(days=i) for i in range(self.days)]
 
 
+# The demo's first observation time is the first Monday of 2026. Before it the source lands
+# WARMUP_DAYS of history: the longest feature window (90 days) and the lookup's lookback
+# (2 days), so the first label's features are computed over complete windows, as serving's are.
+FIRST_OBSERVATION_MONTH = dt.date(2026, 1, 1)
+WARMUP_DAYS = 92
+WARMUP_START = FIRST_OBSERVATION_MONTH - dt.timedelta(days=WARMUP_DAYS)  # 2025-10-01
+
 SCALES: dict[str, SourceConfig] = {
-    "demo": SourceConfig(),
-    # long enough for weekly churn labels with a 30-day outcome window (6 observation times)
-    "tiny": SourceConfig(users=400, days=70, history_days=60),
+    # 92 warm-up days, then 120 days of observation times and outcomes (through 2026-04-30);
+    # 12,000 users keep the events near 2.3 million, what 20,000 users over 120 days made
+    "demo": SourceConfig(users=12_000, days=WARMUP_DAYS + 120, start_date=WARMUP_START),
+    # warm-up, then long enough for weekly churn labels with a 30-day outcome window (6
+    # observation times, through 2026-03-11)
+    "tiny": SourceConfig(
+        users=400, days=WARMUP_DAYS + 70, start_date=WARMUP_START, history_days=60
+    ),
 }
 
 

@@ -18,7 +18,7 @@ and content digests of every table, the training set's hash) is written for
 ``--config`` is run config as the Dagster launchpad takes it (YAML or JSON), e.g. to tighten a
 threshold: ``{"ops": {"models__churn_classifier": {"config": {"min_test_roc_auc": 0.9}}}}``.
 ``--inject drift`` or ``--inject leakage`` makes the demo source drift (sessions thinned from
-two weeks before the end) or leak (plan downgrades backdated before the churn), to see the
+three weeks before the end) or leak (plan downgrades backdated before the churn), to see the
 gate fail: ``feature_drift_within_limits`` or ``no_backdated_changes``.
 """
 
@@ -44,7 +44,9 @@ from ml_assets.programs.lanes import engine_lane, fingerprint
 from ml_assets.programs.reporting import check_rows, failed_steps, format_table, run_check_results
 from ml_assets.programs.run import run_main_job
 
-DRIFT_DAYS_BEFORE_END = 14
+# three weeks: the 7-day windows and most of the 30-day ones fill with the thinned sessions,
+# enough to move half of the 21 inputs (90-day windows move little in that time)
+DRIFT_DAYS_BEFORE_END = 21
 INJECTIONS = {
     "drift": lambda scale: {
         "ML_ASSETS_INJECT_DRIFT_FROM": (
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="make the demo source bad, to see the checks fail: 'drift' (sessions thinned "
-        "from two weeks before the calendar ends) or 'leakage' (backdated plan downgrades)",
+        "from three weeks before the calendar ends) or 'leakage' (backdated plan downgrades)",
     )
     parser.add_argument(
         "--fingerprint",

@@ -40,12 +40,21 @@ With ``ML_ASSETS_SERVING_TOKEN`` set, every path but ``/health`` needs ``Authori
 without it learns nothing else (not the endpoint's name, not its versions). A body larger than
 ``ML_ASSETS_SERVING_MAX_BODY_BYTES`` (default 4 MiB) is refused with 413 while it is read, before
 any parsing; a client's mistake is a 4xx with a message naming the field, never a 500.
+
+Every answer is logged, as Databricks inference tables log them (``lib/serving/inference_log``):
+the request id, time, served entity and version, each record's features after lookup and
+overrides, its prediction, status code and latency. The request path only queues the answer
+(never blocking; a full queue drops and counts, shown by ``/ready``); a writer thread writes
+batches to ``$ML_ASSETS_HOME/serving/inference_logs/<endpoint>/date=.../*.jsonl``, drained at
+shutdown; the ``serving/<stem>_inference_log`` asset ingests them into Delta.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -56,6 +65,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -80,7 +90,13 @@ from ml_assets.lib.serving.api import (
     record_model,
     request_model,
 )
-from ml_assets.lib.serving.endpoint import Endpoint, EndpointCoreConfig, route_problems
+from ml_assets.lib.serving.endpoint import (
+    Endpoint,
+    EndpointCoreConfig,
+    ServedEntity,
+    route_problems,
+)
+from ml_assets.lib.serving.inference_log import Answer, InferenceLogger
 from ml_assets.lib.serving.requests import (
     RequestError,
     choose_route,
@@ -118,14 +134,38 @@ class Deployment:
     # served entity name -> its inputs in signature order, string inputs categorical: how the
     # assembled records become its request frame, whatever the model
     encodings: dict[str, FeatureEncoding] = field(init=False)
+    entities: dict[str, ServedEntity] = field(init=False)  # served entity name -> its entity
 
     def __post_init__(self) -> None:
+        self.entities = {e.name: e for e in self.endpoint.config.served_entities}
         self.encodings = {
             served: FeatureEncoding(
                 tuple(signature), {c: () for c, kind in signature.items() if kind == "string"}
             )
             for served, signature in self.inputs.items()
         }
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One request's answer, and what the inference log keeps of it."""
+
+    served: str
+    model_name: str
+    model_version: str
+    feature_time: dt.datetime
+    keys: list[object]
+    features: list[dict[str, object]]  # the model's inputs per record, after overrides
+    predictions: list[float]
+    misses: list[list[str]]
+
+    def response(self) -> dict[str, object]:
+        return InvocationResponse(
+            predictions=self.predictions,
+            served_model_name=self.served,
+            lookup_missed=[bool(m) for m in self.misses],
+            lookup_missed_tables=self.misses,
+        ).model_dump()
 
 
 @dataclass
@@ -151,6 +191,7 @@ class Gateway:
     updated_ms: int = 0
     _reload: threading.Lock = field(default_factory=threading.Lock)
     _accepting: threading.Lock = field(default_factory=threading.Lock)
+    inference_log: InferenceLogger | None = None  # every answer, written off the request path
 
     # -- loading ---------------------------------------------------------------------------
     def load(self, raw: bytes) -> Deployment:
@@ -298,10 +339,14 @@ class Gateway:
         return same and scheme.lower() == "bearer"
 
     def invoke(self, body: bytes, request_id: str | None) -> dict[str, object]:
+        return self.score(body, request_id).response()
+
+    def score(self, body: bytes, request_id: str | None) -> Scored:
         deployment = self.deployment  # this request's models, whatever reloads meanwhile
         if deployment is None:
             raise RequestError(f"Not ready: {self.last_error or 'models are loading'}", status=503)
         served = choose_route(deployment.endpoint, request_id, self._rng)
+        entity = deployment.entities[served]
         signature = deployment.inputs[served]
         frame = validate_rows(
             parse_invocation(body, max_rows=self.max_rows), REQUEST_KEY_TYPES, signature
@@ -309,21 +354,63 @@ class Gateway:
         keys = frame[ENTITY_KEY].tolist()
         unique = list(dict.fromkeys(keys))
         rows = {str(c.name): self.store.read(c, unique) for c in LOOKUP_CONTRACTS}
-        records = user_records(keys, self.as_of(), rows)
+        as_of = self.as_of()
+        records = user_records(keys, as_of, rows)
         overrides = [c for c in frame.columns if c in signature]
         if overrides:  # a given, non-null value replaces the looked-up one
             for record, given in zip(records, frame[overrides].to_dict("records"), strict=True):
                 record.update({c: v for c, v in given.items() if not pd.isna(v)})
         # a miss is a lookup that matched no row: overrides give values, not matched times
         misses = [lookup_misses(record) for record in records]
-        inputs = records_frame(records, deployment.encodings[served])
+        encoding = deployment.encodings[served]
+        inputs = records_frame(records, encoding)
         scores = np.asarray(deployment.models[served].predict(inputs))
-        return InvocationResponse(
+        return Scored(
+            served=served,
+            model_name=entity.entity_name,
+            model_version=entity.entity_version,
+            feature_time=as_of,
+            keys=keys,
+            features=[{c: r.get(c) for c in encoding.columns} for r in records],
             predictions=[float(s) for s in scores],
-            served_model_name=served,
-            lookup_missed=[bool(m) for m in misses],
-            lookup_missed_tables=misses,
-        ).model_dump()
+            misses=misses,
+        )
+
+    def log_answer(
+        self,
+        request_id: str,
+        client_id: str | None,
+        received: dt.datetime,
+        started: float,
+        status: int,
+        scored: Scored | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Queue the answer for the inference log (never blocks; see InferenceLogger)."""
+        if self.inference_log is None:
+            return
+        answer = Answer(
+            request_id=request_id,
+            client_request_id=None if client_id is None else client_id[:200],
+            request_time=received,
+            endpoint_name=self.endpoint_name,
+            status_code=status,
+            execution_time_ms=(time.perf_counter() - started) * 1000,
+            error=error,
+        )
+        if scored is not None:
+            answer = dataclasses.replace(
+                answer,
+                feature_time=scored.feature_time,
+                served_entity_name=scored.served,
+                model_name=scored.model_name,
+                model_version=scored.model_version,
+                user_ids=scored.keys,
+                features=scored.features,
+                predictions=scored.predictions,
+                lookup_missed=[bool(m) for m in scored.misses],
+            )
+        self.inference_log.log(answer)
 
     def openapi(self) -> dict[str, object]:
         """The OpenAPI document of what this gateway serves now: the request rows are the
@@ -446,19 +533,28 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
         if name != gateway.endpoint_name:
             message = f"No endpoint {name[:100]!r}; this serves {gateway.endpoint_name!r}."
             return _error("RESOURCE_DOES_NOT_EXIST", message, 404)
+        started, received = time.perf_counter(), dt.datetime.now(dt.UTC)
+        client_id = request.headers.get("x-request-id")
+        request_id = uuid.uuid4().hex  # the log's key; the client's id is logged beside it
         try:
             body = await read_body(request, gateway.max_body_bytes)
             # scoring runs on a small FIFO pool: the event loop keeps reading requests, and
             # under load they are served in arrival order (no starved connections)
-            answer = await asyncio.get_running_loop().run_in_executor(
-                executor, gateway.invoke, body, request.headers.get("x-request-id")
+            scored = await asyncio.get_running_loop().run_in_executor(
+                executor, gateway.score, body, client_id
             )
         except RequestError as exc:
             code = {413: "REQUEST_TOO_LARGE"}.get(exc.status, "BAD_REQUEST")
             if exc.status >= 500:
                 code = "TEMPORARILY_UNAVAILABLE"
+            gateway.log_answer(
+                request_id, client_id, received, started, exc.status, error=str(exc)[:500]
+            )
             return _error(code, str(exc), exc.status)
-        return JSONResponse(answer, headers={"served-model-name": str(answer["served_model_name"])})
+        answer = scored.response()
+        gateway.log_answer(request_id, client_id, received, started, 200, scored)
+        headers = {"served-model-name": scored.served, "x-request-id": request_id}
+        return JSONResponse(answer, headers=headers)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -470,6 +566,8 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
             "served_entities": {} if deployment is None else deployment.endpoint.shares(),
             "last_reload_error": gateway.last_error,
         }
+        if gateway.inference_log is not None:
+            body["inference_log"] = gateway.inference_log.stats()
         return JSONResponse(body, status_code=200 if deployment is not None else 503)
 
     def base_url(request: Request) -> str:
@@ -535,7 +633,15 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
         return _error("RESOURCE_DOES_NOT_EXIST", "No host metadata: this is not a workspace.", 404)
 
     api = "/api/2.0/serving-endpoints"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        if gateway.inference_log is not None:  # a clean shutdown loses no logged answer
+            await asyncio.get_running_loop().run_in_executor(None, gateway.inference_log.close)
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/serving-endpoints/{name}/invocations", invocations, methods=["POST"]),
             Route(api, list_endpoints, methods=["GET"]),
@@ -547,7 +653,7 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
             Route("/ready", ready),
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/", home, methods=["GET"]),
-        ]
+        ],
     )
     app.add_middleware(BearerAuth, gateway=gateway)
     return app
@@ -611,6 +717,8 @@ def gateway_for(settings: Settings, endpoint_name: str = DEFAULT_ENDPOINT) -> Ga
             f"{sorted(ENDPOINTS)} (lib/models/catalog.MODELS)."
         )
     resources = build_resources(settings)
+    deployer = resources["endpoint_deployer"]
+    log_dir = deployer.inference_log_dir(endpoint_name) if settings.serving_inference_log else None
     return Gateway(
         endpoint_name=endpoint_name,
         configs=resources["endpoint_deployer"],
@@ -619,6 +727,7 @@ def gateway_for(settings: Settings, endpoint_name: str = DEFAULT_ENDPOINT) -> Ga
         token=settings.serving_token,
         clock=settings.serving_clock,
         max_body_bytes=settings.serving_max_body_bytes,
+        inference_log=None if log_dir is None else InferenceLogger(log_dir).start(),
     )
 
 
@@ -642,12 +751,13 @@ def main() -> None:
     gateway.reload_if_changed()
     gateway.watch()
     log.info(
-        "gateway for %s on http://%s:%d (auth %s, clock %s)",
+        "gateway for %s on http://%s:%d (auth %s, clock %s, inference log %s)",
         args.endpoint,
         args.host,
         args.port,
         "on" if gateway.token else "off",
         gateway.clock,
+        gateway.inference_log.root if gateway.inference_log else "off",
     )
     uvicorn.run(build_app(gateway), host=args.host, port=args.port, log_level="warning")
 

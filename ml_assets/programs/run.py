@@ -2,11 +2,14 @@
 
 The run goes through the persistent Dagster instance under ``$DAGSTER_HOME``, so it shows up
 in ``make ui`` afterwards with its materializations and check results. All partitions are
-materialized in one run (the raw events backfill policy is single-run).
+materialized in one run (the raw events backfill policy is single-run). Then each endpoint's
+gateway is started and sent replayed traffic (``programs/replay``), and a second run ingests
+what the gateways logged into the inference tables.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -16,9 +19,11 @@ from ml_assets import names
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.metadata import table_key
 from ml_assets.deployments import Settings, build_resources, current_settings
+from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.programs.lanes import engine_lane, main_tables
+from ml_assets.programs.replay import gateway_process, replay
 from ml_assets.programs.reporting import (
     check_rows,
     format_table,
@@ -55,6 +60,53 @@ def run_main_job(
             "dagster/asset_partition_range_end": keys[-1],
         },
         raise_on_error=False,
+    )
+
+
+REPLAYED_REQUESTS = {"demo": 1_000, "tiny": 200}  # per endpoint
+
+
+def serve_traffic(settings: Settings, instance: dg.DagsterInstance) -> tuple[list[str], object]:
+    """Each endpoint's gateway, started, sent replayed traffic and stopped cleanly (its log
+    drained); then a run of the inference-log job ingests what they logged."""
+    resources = build_resources(settings)
+    store = resources["online_store"].process_config_and_initialize()
+    users = sorted(store.read_keys(user_activity.CONTRACT))
+    env = {**os.environ, "ML_ASSETS_HOME": str(settings.home), "ML_ASSETS_SCALE": settings.scale}
+    lines = []
+    for model in MODELS.values():
+        if not resources["endpoint_deployer"].path(model.endpoint).exists():
+            lines.append(f"{model.endpoint}: no endpoint config, no traffic sent")
+            continue
+        log = settings.home / "serving" / f"{model.endpoint}-gateway.log"
+        with gateway_process(model.endpoint, env, log, settings.serving_token) as port:
+            sent = replay(
+                port,
+                model.endpoint,
+                users,
+                REPLAYED_REQUESTS.get(settings.scale, 200),
+                token=settings.serving_token,
+            )
+        lines.append(f"{model.endpoint}: {sent.describe()}")
+    job = build_definitions(settings).resolve_job_def(names.INFERENCE_LOG_JOB)
+    result = job.execute_in_process(
+        instance=instance,
+        tags={"user": "make run", "ml_assets/launched_by": "make run"},
+        raise_on_error=False,
+    )
+    return lines, result
+
+
+def inference_log_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) -> str:
+    logged = materialization_metadata(result, "/".join(model.inference_log_key))
+    if logged is None:
+        return f"{model.inference_log_key[-1]}: not materialized"
+    per_status = ", ".join(f"{s}: {n}" for s, n in logged.get("requests_per_status", {}).items())
+    return (
+        f"inference log {logged['dagster/table_name']}: {logged['rows_ingested']} rows ingested "
+        f"from {logged['files_ingested']} files ({logged['dagster/row_count']} in the table; "
+        f"requests by status {per_status or 'none'}; gateway p50 "
+        f"{logged.get('latency_p50_ms', '-')} ms, p99 {logged.get('latency_p99_ms', '-')} ms)"
     )
 
 
@@ -192,7 +244,8 @@ def main() -> int:
         started = time.perf_counter()
         with dg.DagsterInstance.get() as instance:
             result = run_main_job(settings, instance)
-        elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            traffic, logged = serve_traffic(settings, instance) if result.success else ([], None)
         tables = table_summary(settings)
     checks = run_check_results(result)
     print()
@@ -204,6 +257,11 @@ def main() -> int:
     for model in MODELS.values():
         print()
         print(model_summary(result, model))
+        if logged is not None:
+            print(inference_log_summary(logged, model))
+    if traffic:
+        print()
+        print("replayed traffic: " + "; ".join(traffic))
     print()
     print(format_table(["asset", "check", "severity", "passed", "observed"], check_rows(checks)))
     failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
@@ -212,7 +270,10 @@ def main() -> int:
         f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {elapsed:.1f} s; "
         f"{len(checks)} checks, {len(failed)} failed (ERROR)"
     )
-    return 0 if result.success and not failed else 1
+    logged_ok = logged is None or logged.success
+    if not logged_ok:
+        print("the inference-log run failed: see the Dagster UI (make ui)")
+    return 0 if result.success and not failed and logged_ok else 1
 
 
 if __name__ == "__main__":

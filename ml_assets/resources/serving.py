@@ -50,6 +50,11 @@ class EndpointDeployer(dg.ConfigurableResource, ABC):
         """The deployed config (validated: unknown keys and bad types raise ``ValueError``;
         an endpoint that does not exist raises ``FileNotFoundError``)."""
 
+    def inference_log_dir(self, name: str) -> Path | None:
+        """Where the endpoint's server writes its inference-log files; None when the serving
+        platform writes the inference table itself (Databricks' ``auto_capture_config``)."""
+        return None
+
 
 class LocalEndpointDeployer(EndpointDeployer):
     directory: str
@@ -66,6 +71,10 @@ class LocalEndpointDeployer(EndpointDeployer):
 
     def deployed(self, name: str) -> Endpoint:
         return Endpoint.model_validate_json(self.path(name).read_text())
+
+    def inference_log_dir(self, name: str) -> Path:
+        """The local gateway's inference-log files: ``<directory>/inference_logs/<name>``."""
+        return Path(self.directory) / "inference_logs" / name
 
 
 class DatabricksEndpointDeployer(EndpointDeployer):

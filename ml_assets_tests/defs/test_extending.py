@@ -40,7 +40,7 @@ TINY = SCALES["tiny"]
 # -- Recipe: add a model --------------------------------------------------------------------
 
 
-def compute_return_labels(daily, first_day, last_day):
+def compute_return_labels(daily, first_day, last_day, *, history_days):
     """1: the user logs in again in the 7 days after the observation time."""
     return outcome_labels(
         daily,
@@ -52,6 +52,7 @@ def compute_return_labels(daily, first_day, last_day):
         label="returned",
         outcome=F.col("logins") > 0,
         positive_when=True,
+        history_days=history_days,
     )
 
 
@@ -234,7 +235,8 @@ def test_a_feature_table_recipe_declares_a_contract_and_a_lookup_uses_it(
     )
     labels = RETURNS.labels
     lakehouse.overwrite(
-        labels.table, labels.compute(lakehouse.read(labels.source), TINY.start_date, TINY.end_date)
+        labels.table,
+        with_baskets.compute_labels(lakehouse.read(labels.source), TINY.start_date, TINY.end_date),
     )
     training, _ = with_baskets.build(lakehouse)
     written = training.df

@@ -32,10 +32,10 @@ def test_feature_tables_materialize_with_every_check_passing_and_their_metadata(
     assert failed == []
     daily = materialization_metadata(result, "features/user_daily_activity")
     activity = materialization_metadata(result, "features/user_activity")
-    assert daily["partition_range"] == activity["partition_range"] == "2026-01-01..2026-03-11"
+    assert daily["partition_range"] == activity["partition_range"] == "2025-10-01..2026-03-11"
     assert activity["rows_in_range"] > daily["rows_in_range"] > 1_000  # a row per active day
     assert activity["delta_operation"] == "MERGE"
-    assert activity["daily_rows_read_from"] == "2025-10-04"
+    assert activity["daily_rows_read_from"] == "2025-07-04"
     for key in ("features/user_daily_activity", "features/user_activity"):
         days = partition_metadata(result, key)  # each day its own rows and users
         table = materialization_metadata(result, key)

@@ -8,6 +8,8 @@ feature) after relaxing the model's own thresholds, so that only the gate stands
 
 from __future__ import annotations
 
+import re
+
 import dagster as dg
 import mlflow
 import pandas as pd
@@ -185,13 +187,15 @@ def test_a_model_trained_on_random_labels_is_refused_and_the_champion_stays(home
     lines = message.splitlines()
     breaches = [line for line in lines if line.startswith("  - ")]
     # the champion, scored on the same test set, sets the bar; a model trained on noise can
-    # pass 0.75 by chance on 260 test rows, never the champion's ~0.95 less 0.01
-    assert any(
-        line.startswith("  - roc_auc vs baseline: candidate 0.")
-        and ", baseline 0.9" in line
-        and "(baseline - 0.01)" in line
+    # pass 0.75 by chance on a few hundred test rows, never the champion's ~0.9 less 0.01
+    (vs_baseline,) = [
+        re.fullmatch(r"  - roc_auc vs baseline: candidate (0\.\d+), baseline (0\.\d+), .*", line)
         for line in breaches
-    )
+        if line.startswith("  - roc_auc vs baseline")
+    ]
+    candidate, baseline = float(vs_baseline[1]), float(vs_baseline[2])
+    assert baseline > 0.85 and candidate < baseline - 0.01
+    assert "(baseline - 0.01)" in vs_baseline[0]
     assert all("candidate" in line and "threshold" in line for line in breaches)
     assert lines[-1] == "The champion alias was not moved."
     client = client_for(home)

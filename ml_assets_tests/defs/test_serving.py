@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 import urllib.error
@@ -13,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 from starlette.testclient import TestClient
@@ -22,6 +24,7 @@ from ml_assets.deployments import current_settings
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.serving.api import InvocationResponse, record_model, request_model
+from ml_assets.lib.serving.inference_log import inference_log_table, pending_files, read_files
 from ml_assets.lib.serving.user_features import REQUEST_KEY_TYPES
 from ml_assets.lib.training_sets.users import ENTITY_KEY
 from ml_assets.programs.gateway import build_app, gateway_for
@@ -30,6 +33,7 @@ from ml_assets_tests.churn import (
     PREDICTIONS,
     churn_classifier_version,
     churn_endpoint_config,
+    churn_inference_log,
     churn_predictions,
 )
 from ml_assets_tests.defs.conftest import (
@@ -42,6 +46,7 @@ from ml_assets_tests.gateway_process import get_json, running_gateway
 
 CONFIG = "serving/churn_endpoint_config"
 INVOKE = f"/serving-endpoints/{CHURN_CLASSIFIER.endpoint}/invocations"
+INFERENCE_LOG = inference_log_table(CHURN_CLASSIFIER.inference_log_table, CHURN_CLASSIFIER.endpoint)
 
 
 def materialize(home, resources, assets, config=None) -> dg.ExecuteInProcessResult:
@@ -95,14 +100,14 @@ def test_a_pending_challenger_gets_a_canary_share(home, resources):
     client, _ = client_for(home)
     answered = [
         client.post(
-            INVOKE, json={"dataframe_records": [{"user_id": 7}]}, headers={"X-Request-Id": f"r{i}"}
+            INVOKE, json={"dataframe_records": [{"user_id": 8}]}, headers={"X-Request-Id": f"r{i}"}
         ).json()["served_model_name"]
         for i in range(200)
     ]
     canary = answered.count("churn_classifier-2")
     assert 20 <= canary <= 60  # ~20 % of 200 request ids
     again = client.post(
-        INVOKE, json={"dataframe_records": [{"user_id": 7}]}, headers={"X-Request-Id": "r3"}
+        INVOKE, json={"dataframe_records": [{"user_id": 8}]}, headers={"X-Request-Id": "r3"}
     )
     assert again.json()["served_model_name"] == answered[3]  # the same id, the same entity
 
@@ -186,7 +191,7 @@ def test_batch_predictions_name_the_model_and_feature_versions_and_rerun_idempot
 
 def test_the_gateway_answers_every_invocation_format_and_rejects_bad_input_clearly(ingested):
     client, _ = client_for(ingested[0])
-    records = client.post(INVOKE, json={"dataframe_records": [{"user_id": 7}, {"user_id": 10**9}]})
+    records = client.post(INVOKE, json={"dataframe_records": [{"user_id": 8}, {"user_id": 10**9}]})
     assert (
         records.status_code == 200 and records.headers["served-model-name"] == "churn_classifier-1"
     )
@@ -197,12 +202,12 @@ def test_the_gateway_answers_every_invocation_format_and_rejects_bad_input_clear
         [],
         ["main.features.user_activity", "main.features.user_profile"],
     ]
-    split = client.post(INVOKE, json={"dataframe_split": {"columns": ["user_id"], "data": [[7]]}})
-    inputs = client.post(INVOKE, json={"inputs": {"user_id": [7]}})
+    split = client.post(INVOKE, json={"dataframe_split": {"columns": ["user_id"], "data": [[8]]}})
+    inputs = client.post(INVOKE, json={"inputs": {"user_id": [8]}})
     assert split.json()["predictions"] == inputs.json()["predictions"] == [known]
     engaged = {"events_7d": 90, "logins_7d": 7, "sessions_7d": 7, "days_since_last_login": 0}
     overridden = client.post(
-        INVOKE, json={"dataframe_records": [{"user_id": 7, **engaged}]}
+        INVOKE, json={"dataframe_records": [{"user_id": 8, **engaged}]}
     ).json()["predictions"][0]
     assert overridden != known  # a request may override features
     cases = {
@@ -216,11 +221,11 @@ def test_the_gateway_answers_every_invocation_format_and_rejects_bad_input_clear
             400,
             "user_id must be an integer",
         ),
-        json.dumps({"dataframe_records": [{"user_id": 7, "country": 3}]}).encode(): (
+        json.dumps({"dataframe_records": [{"user_id": 8, "country": 3}]}).encode(): (
             400,
             "country must be a string",
         ),
-        json.dumps({"dataframe_records": [{"user_id": 7}] * 1001}).encode(): (413, "at most 1000"),
+        json.dumps({"dataframe_records": [{"user_id": 8}] * 1001}).encode(): (413, "at most 1000"),
     }
     for body, (status, message) in cases.items():
         answer = client.post(INVOKE, content=body)
@@ -234,7 +239,7 @@ def test_the_gateway_answers_every_invocation_format_and_rejects_bad_input_clear
 
 def test_with_a_token_set_everything_but_health_needs_it_and_reveals_nothing(ingested):
     client, _ = client_for(ingested[0], ML_ASSETS_SERVING_TOKEN="s3cret")
-    body = {"dataframe_records": [{"user_id": 7}]}
+    body = {"dataframe_records": [{"user_id": 8}]}
     for method, path in [
         ("POST", INVOKE),
         ("GET", "/ready"),
@@ -263,11 +268,11 @@ def test_client_mistakes_are_400_naming_the_field_never_500(ingested):
         ),
         json.dumps({"dataframe_records": [{"user_id": 2**63}]}).encode(): "9223372036854775807",
         json.dumps({"dataframe_records": [{"user_id": 1e20}]}).encode(): "user_id must be",
-        json.dumps({"dataframe_records": [{"user_id": 7, "events_7d": [1]}]}).encode(): (
+        json.dumps({"dataframe_records": [{"user_id": 8, "events_7d": [1]}]}).encode(): (
             "events_7d must be a number"
         ),
-        b'{"dataframe_split": {"columns": 3, "data": [[7]]}}': "dataframe_split.columns",
-        b'{"dataframe_split": {"columns": "user_id", "data": [[7]]}}': "dataframe_split.columns",
+        b'{"dataframe_split": {"columns": 3, "data": [[8]]}}': "dataframe_split.columns",
+        b'{"dataframe_split": {"columns": "user_id", "data": [[8]]}}': "dataframe_split.columns",
         b"[" * 100_000 + b"]" * 100_000: "nested too deeply",
         b'{"a":' * 50_000 + b"1" + b"}" * 50_000: "nested too deeply",
     }
@@ -281,7 +286,7 @@ def test_a_body_over_the_limit_is_refused_with_413_before_it_is_parsed(ingested)
     client, gateway = client_for(ingested[0], ML_ASSETS_SERVING_MAX_BODY_BYTES="2048")
     assert gateway.max_body_bytes == 2048
     too_big = json.dumps(
-        {"dataframe_records": [{"user_id": 7, "plan_tier": "p" * 1000}] * 3}
+        {"dataframe_records": [{"user_id": 8, "plan_tier": "p" * 1000}] * 3}
     ).encode()
     declared = client.post(INVOKE, content=too_big)
     assert declared.status_code == 413 and declared.json()["error_code"] == "REQUEST_TOO_LARGE"
@@ -290,12 +295,12 @@ def test_a_body_over_the_limit_is_refused_with_413_before_it_is_parsed(ingested)
     def chunks():  # no Content-Length: the limit is enforced while the body streams in
         yield b'{"dataframe_records": ['
         for _ in range(300):  # 4.5 kB
-            yield b'{"user_id": 7},'
-        yield b'{"user_id": 7}]}'
+            yield b'{"user_id": 8},'
+        yield b'{"user_id": 8}]}'
 
     streamed = client.post(INVOKE, content=chunks())
     assert streamed.status_code == 413
-    small = client.post(INVOKE, json={"dataframe_records": [{"user_id": 7}]})
+    small = client.post(INVOKE, json={"dataframe_records": [{"user_id": 8}]})
     assert small.status_code == 200
 
 
@@ -314,7 +319,7 @@ def test_the_watcher_sees_a_rewrite_that_keeps_the_modification_time(home):
 
 def test_a_bad_config_is_not_loaded_and_the_old_models_keep_serving(home, resources):
     client, gateway = client_for(home)
-    body = {"dataframe_records": [{"user_id": 7}]}
+    body = {"dataframe_records": [{"user_id": 8}]}
     before = client.post(INVOKE, json=body).json()
     path = config_path(home)
     good = path.read_text()
@@ -353,6 +358,8 @@ def _invoke(port: int, user_id: int) -> tuple[int, dict]:
 def test_make_serve_answers_over_http_and_reloads_a_new_config_without_dropping_requests(
     home, resources
 ):
+    log_dir = home / "serving" / "inference_logs" / CHURN_CLASSIFIER.endpoint
+    shutil.rmtree(log_dir, ignore_errors=True)  # other tests' gateways logged to the fixture
     with running_gateway(home) as gateway:
         port = gateway.port
         assert _invoke(port, 7) == (200, _invoke(port, 7)[1])
@@ -382,6 +389,51 @@ def test_make_serve_answers_over_http_and_reloads_a_new_config_without_dropping_
             done.set()
             asker.join(timeout=60)
         assert len(statuses) > 20 and set(statuses) == {200}  # none dropped during the reload
+    # SIGTERM is a clean shutdown: every answer was in the inference log when the process ended
+    logged = read_files(pending_files(log_dir))
+    assert len({r["request_id"] for r in logged.rows}) == 3 + len(statuses)
+    assert {r["served_entity_name"] for r in logged.rows} == {
+        "churn_classifier-1",
+        "churn_classifier-2",
+    }
+
+
+def test_every_answer_is_logged_off_the_request_path_and_ingested_into_delta(home, resources):
+    shutil.rmtree(home / "serving" / "inference_logs", ignore_errors=True)
+    client, gateway = client_for(home)
+    overridden = {"user_id": 10**9, "events_7d": 3}
+    ok = client.post(
+        INVOKE,
+        json={"dataframe_records": [{"user_id": 8}, overridden]},
+        headers={"X-Request-Id": "client-1"},
+    )
+    refused = client.post(INVOKE, json={"dataframe_records": [{"user_id": "8"}]})
+    assert ok.status_code == 200 and refused.status_code == 400
+    assert client.get("/ready").json()["inference_log"]["dropped"] == 0
+    gateway.inference_log.close()  # what the server's shutdown does
+    result = materialize(home, resources, [churn_inference_log])
+    meta = materialization_metadata(result, "serving/churn_inference_log")
+    assert meta["rows_ingested"] == 3 and meta["requests_total"] == 2
+    assert meta["requests_per_status"] == {"200": 1, "400": 1}
+    assert meta["dagster/table_name"] == "main.serving.churn_classifier_inference_log"
+    rows = resources["lakehouse"].read(INFERENCE_LOG).toPandas()
+    scored = rows[rows.status_code == 200].sort_values("row_index")
+    assert scored.user_id.tolist() == [8, 10**9]
+    assert scored.prediction.tolist() == ok.json()["predictions"]
+    assert scored.lookup_missed.tolist() == [False, True]
+    assert json.loads(scored.features.iloc[1])["events_7d"] == 3  # as the model saw it
+    assert set(json.loads(scored.features.iloc[0])) == set(CHURN_CLASSIFIER.encoding.columns)
+    assert set(scored.client_request_id) == {"client-1"}
+    assert scored.request_id.iloc[0] == ok.headers["x-request-id"]  # the caller's join key
+    assert set(scored.model_version) == {"1"} and set(scored.served_entity_name) == {
+        ok.headers["served-model-name"]
+    }
+    (bad,) = rows[rows.status_code == 400].itertuples()
+    assert "user_id" in bad.error and pd.isna(bad.user_id) and pd.isna(bad.prediction)
+    # the files moved to _ingested/: a second run adds nothing and loses nothing
+    again = materialize(home, resources, [churn_inference_log])
+    assert materialization_metadata(again, "serving/churn_inference_log")["rows_ingested"] == 0
+    assert resources["lakehouse"].read(INFERENCE_LOG).count() == 3
 
 
 def test_settings_refuse_an_unknown_clock(tmp_path):
@@ -418,10 +470,10 @@ def test_the_gateway_describes_itself_at_openapi_json_and_a_human_page(ingested)
     # the request model it is generated from, and the answer is built by the response model
     model = request_model(record_model(REQUEST_KEY_TYPES, signature), gateway.max_rows)
     accepted = [
-        {"dataframe_records": [{"user_id": 7}, {"user_id": 8, "events_7d": 3.0}]},
-        {"dataframe_split": {"columns": ["user_id"], "data": [[7]]}},
+        {"dataframe_records": [{"user_id": 8}, {"user_id": 8, "events_7d": 3.0}]},
+        {"dataframe_split": {"columns": ["user_id"], "data": [[8]]}},
         {"inputs": {"user_id": [7, 8]}},
-        {"inputs": [{"user_id": 7, "country": "DE"}], "params": {}},
+        {"inputs": [{"user_id": 8, "country": "DE"}], "params": {}},
     ]
     for body in accepted:
         assert client.post(INVOKE, json=body).status_code == 200, body
@@ -429,10 +481,10 @@ def test_the_gateway_describes_itself_at_openapi_json_and_a_human_page(ingested)
         model.model_validate(body)
     refused = [
         {"records": []},
-        {"dataframe_records": [{"user_id": 7}], "inputs": [{"user_id": 7}]},
+        {"dataframe_records": [{"user_id": 8}], "inputs": [{"user_id": 8}]},
         {"dataframe_records": [{"user": 7}]},
         {"dataframe_records": []},
-        {"dataframe_records": [{"user_id": 7}] * 1001},
+        {"dataframe_records": [{"user_id": 8}] * 1001},
     ]
     for body in refused:
         assert client.post(INVOKE, json=body).status_code in (400, 413), body

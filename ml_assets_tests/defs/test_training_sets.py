@@ -10,8 +10,10 @@ from pyspark.sql import functions as F
 
 from ml_assets.lib.features import user_activity, user_profile
 from ml_assets.lib.raw import USERS
+from ml_assets.lib.source import SCALES
 from ml_assets.lib.training_sets import checks, content_hash
 from ml_assets.lib.training_sets.churn import (
+    CHURN,
     LABEL,
     LABEL_TS,
     LABELS,
@@ -28,6 +30,7 @@ from ml_assets_tests.defs.conftest import evaluate_checks, materialization_metad
 from ml_assets_tests.test_definitions import EXPECTED_CHECKS
 
 ASSET = "training_sets/churn_training_set"
+TINY = SCALES["tiny"]
 ACTIVITY = user_activity.CONTRACT.table_spec
 PROFILE = user_profile.CONTRACT.table_spec
 
@@ -50,6 +53,7 @@ def test_the_training_set_passes_its_checks_and_records_lineage(ingested):
     }
     assert metadata["content_hash"] == lineage.content_hash and len(lineage.content_hash) == 64
     assert metadata["rows_train"] > metadata["rows_validation"] > 0 and metadata["rows_test"] > 0
+    assert 0 <= metadata["train_vs_test_drift_share"] <= 1 and metadata["train_vs_test_drifted"]
     assert metadata["match_rate_user_activity_feature_ts"] == 1.0  # labelled users are active
     assert set(metadata["dagster/column_lineage"].deps_by_column) >= {"events_7d", "plan_tier"}
     labels = materialization_metadata(result, "training_sets/churn_labels")
@@ -144,6 +148,29 @@ def test_lost_and_repeated_rows_fail_one_row_per_spine_row_and_the_reference(hom
     assert found["one_row_per_spine_row"].metadata["rows_extra"].value == 1
     assert not found["matches_reference_join"].passed
     assert not found["key_unique"].passed
+
+
+def test_labels_observed_before_the_longest_window_is_covered_fail_feature_windows_complete(
+    home, resources
+):
+    """Labels computed without the declared history (the old way: from the data's second day)
+    put rows in the training set whose 90-day features cover a few days."""
+    lakehouse = resources["lakehouse"]
+    good = evaluate_checks(home, ASSET)["feature_windows_complete"]
+    assert good.passed and good.metadata["user_activity_feature_ts__truncated_rows"].value == 0
+    assert good.metadata["data_start"].value == str(TINY.start_date)
+    daily = lakehouse.read(CHURN.labels.source)
+    everything = CHURN.labels.compute(daily, TINY.start_date, TINY.end_date, history_days=0)
+    lakehouse.overwrite(LABELS, everything)
+    training, _ = build_churn_training_set(lakehouse)
+    _write(resources, training.df)
+    check = evaluate_checks(home, ASSET)["feature_windows_complete"]
+    assert not check.passed
+    truncated = check.metadata["user_activity_feature_ts__truncated_rows"].value
+    early = training.df.where(F.col(LABEL_TS) < F.lit("2026-01-03").cast("timestamp")).count()
+    assert truncated == early > 100  # every row observed in the warm-up, and only those
+    assert "reach before the data starts (2025-10-01)" in check.description
+    assert "user_activity_feature_ts (90-day window)" in check.description
 
 
 def test_a_changed_feature_value_fails_the_reference_join(home, resources):

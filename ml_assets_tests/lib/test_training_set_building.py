@@ -16,9 +16,10 @@ from ml_assets.lib.training_sets import (
     checks,
     content_hash,
 )
-from ml_assets.lib.training_sets.churn import compute_churn_labels
+from ml_assets.lib.training_sets.churn import CHURN, compute_churn_labels
 from ml_assets.lib.training_sets.declaration import SplitCutoffs, assign_split, default_cutoffs
 from ml_assets.lib.training_sets.labels import LabelConfig, observation_times
+from ml_assets.lib.training_sets.purchase import PURCHASE
 
 T0 = dt.datetime(2026, 2, 2)
 
@@ -213,8 +214,31 @@ def test_labels_observe_active_users_weekly_with_a_whole_outcome_window(spark):
     assert got[(5, d(2026, 1, 12))] == 1  # logs in again on Feb 11, just outside
     assert got[(1, d(2026, 1, 26))] == 1  # last login Jan 20, none in Jan 26 .. Feb 24
     assert (1, d(2026, 2, 23)) not in got  # active within 30 days, but no whole outcome window
-    with pytest.raises(TrainingSetError, match="land more days"):
+    with pytest.raises(TrainingSetError, match="Land more days"):
         compute_churn_labels(spark.createDataFrame(daily, DAILY), first, d(2026, 1, 20))
+
+
+def test_labels_refuse_observation_times_whose_feature_windows_the_data_does_not_cover(spark):
+    first, last = dt.date(2026, 1, 1), dt.date(2026, 3, 10)
+    # 30 days of history needed: Jan 31 is the first day with them; its Monday is Feb 2
+    assert observation_times(first, last, LabelConfig(), history_days=30) == [
+        dt.date(2026, 2, 2),
+        dt.date(2026, 2, 9),
+    ]
+    daily = [(1, dt.date(2026, 1, 2), 1, 0), (1, dt.date(2026, 2, 1), 1, 0)]
+    rows = compute_churn_labels(
+        spark.createDataFrame(daily, DAILY), first, last, history_days=30
+    ).collect()
+    # active on Jan 2 (observable on Jan 5..26: refused) and Feb 1
+    assert {r.label_ts.date() for r in rows} == {dt.date(2026, 2, 2), dt.date(2026, 2, 9)}
+    with pytest.raises(TrainingSetError, match=r"needs 60 days of history .*from 2026-03-02"):
+        compute_churn_labels(spark.createDataFrame(daily, DAILY), first, last, history_days=60)
+
+
+def test_the_declared_history_is_the_longest_window_plus_its_lookback():
+    assert CHURN.feature_windows == {"user_activity_feature_ts": 90}
+    assert CHURN.history_days == 92  # a matched row may be 2 days older than label_ts
+    assert PURCHASE.history_days == 92
 
 
 def test_default_split_is_by_observation_time_and_cutoffs_are_validated(spark):

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from ml_assets.lib.training_sets import PointInTimeJoinError, point_in_time_join
-from ml_assets.lib.training_sets.checks import one_row_per_spine_row
+from ml_assets.lib.training_sets.checks import feature_windows_complete, one_row_per_spine_row
 
 T0 = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
 
@@ -162,3 +162,26 @@ def test_a_repeated_feature_row_breaks_the_precondition_and_the_row_check_catche
     assert not outcome.passed and outcome.observed["rows_extra"] == 1
     # a repeat that no spine row matches is harmless
     assert run(spark, [(2, h(6), 0)], feats) == [(2, h(6), 0, 4.0, "w")]
+
+
+def test_feature_windows_complete_counts_rows_whose_window_reaches_before_the_data(spark):
+    start = dt.date(2026, 1, 1)
+    day = dt.timedelta(days=1)
+    midnight = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    rows = [  # (user, label_ts, matched feature_ts of a 30-day window)
+        (1, midnight + 40 * day, midnight + 30 * day),  # window Jan 1..30: complete
+        (2, midnight + 40 * day, midnight + 29 * day),  # window reaches Dec 31: truncated
+        (3, midnight + 10 * day, midnight + 9 * day),  # truncated
+        (4, midnight + 10 * day, None),  # no match: no window to judge
+    ]
+    df = spark.createDataFrame(rows, "user_id bigint, label_ts timestamp, activity_ts timestamp")
+    bad = feature_windows_complete(df, "label_ts", {"activity_ts": 30}, start)
+    assert not bad.passed
+    assert bad.observed["activity_ts__truncated_rows"] == 2 and bad.observed["rows"] == 4
+    assert bad.observed["first_truncated"].startswith("2026-01-11")
+    assert "activity_ts (30-day window) in 2 rows" in bad.description
+    good = feature_windows_complete(
+        df.where("user_id in (1, 4)"), "label_ts", {"activity_ts": 30}, start
+    )
+    assert good.passed and good.observed["activity_ts__truncated_rows"] == 0
+    assert "inside the data (from 2026-01-01)" in good.description

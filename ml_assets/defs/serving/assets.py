@@ -14,6 +14,7 @@ from pydantic import Field
 from ml_assets import names
 from ml_assets.defs.checks import table_check
 from ml_assets.defs.metadata import check_result, table_asset_spec, write_metadata
+from ml_assets.defs.serving.inference_log import build_inference_log
 from ml_assets.lib.features import user_activity, user_profile
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.models.encoding import request_frame
@@ -289,7 +290,8 @@ def _score(lakehouse: Lakehouse, registry: Registry, model: ModelDeclaration, na
 def build_serving(
     model: ModelDeclaration,
 ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
-    """The endpoint config with its checks, and batch predictions with the champion."""
+    """The endpoint config with its checks, batch predictions with the champion, and the
+    inference log of the gateway's answers."""
     checks = [_config_check(model, *check) for check in CONFIG_CHECKS]
     checks.append(
         table_check(
@@ -303,4 +305,5 @@ def build_serving(
             lambda lakehouse: newest_batch_valid(lakehouse, model),
         )
     )
-    return [build_endpoint_config(model), build_predictions(model)], checks
+    assets = [build_endpoint_config(model), build_predictions(model), build_inference_log(model)]
+    return assets, checks

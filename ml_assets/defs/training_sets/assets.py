@@ -30,11 +30,17 @@ from ml_assets.lib.quality import CheckOutcome
 from ml_assets.lib.training_sets import checks, content_hash
 from ml_assets.lib.training_sets.declaration import (
     SPLITS,
+    Labels,
     Lineage,
     SplitCutoffs,
     TrainingSetDeclaration,
 )
-from ml_assets.lib.training_sets.summary import summarize_labels, summarize_training_set
+from ml_assets.lib.training_sets.lookups import TrainingSetError
+from ml_assets.lib.training_sets.summary import (
+    split_drift,
+    summarize_labels,
+    summarize_training_set,
+)
 from ml_assets.resources.lakehouse import Lakehouse
 
 LEAK_AUC_THRESHOLD = 0.95
@@ -71,6 +77,14 @@ def _rate_key(declaration: TrainingSetDeclaration) -> str:
     return declaration.labels.rate_name.replace(" ", "_")
 
 
+def first_source_day(lakehouse: Lakehouse, labels: Labels) -> dt.date:
+    """The first day of the labels' daily source: where every feature window must start."""
+    day = lakehouse.read(labels.source).select(F.min(labels.source_date)).first()[0]
+    if day is None:
+        raise TrainingSetError(f"{labels.source.name} is empty: materialize it.")
+    return day
+
+
 def build_labels(declaration: TrainingSetDeclaration) -> dg.AssetsDefinition:
     labels = declaration.labels
     key, source_key = table_key(str(labels.table.name)), table_key(str(labels.source.name))
@@ -84,7 +98,12 @@ def build_labels(declaration: TrainingSetDeclaration) -> dg.AssetsDefinition:
         daily = lakehouse.read(labels.source)
         day = F.col(labels.source_date)
         first_day, last_day = daily.select(F.min(day), F.max(day)).first()
-        commit = lakehouse.overwrite(labels.table, labels.compute(daily, first_day, last_day))
+        if first_day is None:
+            raise TrainingSetError(
+                f"{labels.source.name} has no rows to compute labels from: materialize it."
+            )
+        rows = declaration.compute_labels(daily, first_day, last_day)
+        commit = lakehouse.overwrite(labels.table, rows)
         summary = summarize_labels(lakehouse.read(labels.table), labels)
         context.log.info(
             "%s: %d observations at %d times, %s %.3f",
@@ -100,6 +119,7 @@ def build_labels(declaration: TrainingSetDeclaration) -> dg.AssetsDefinition:
             metadata={
                 **write_metadata(labels.table, commit, uri, total_rows=summary.rows),
                 "data_days": f"{first_day}..{last_day}",
+                "history_required_days": declaration.history_days,
                 "observation_times": len(summary.per_time),
                 rate_key: round(summary.rate, 4),
                 "per_observation_time": dg.MetadataValue.md(
@@ -170,6 +190,7 @@ def build_training_set(declaration: TrainingSetDeclaration) -> dg.AssetsDefiniti
                 **_lineage_metadata(lineage),
                 "dagster/column_lineage": _column_lineage(declaration),
                 **_summary_metadata(summary, _rate_key(declaration)),
+                **_skew_metadata(written, declaration),
                 "seconds": round(seconds, 2),
             },
         )
@@ -195,6 +216,18 @@ def _summary_metadata(summary, rate_key: str) -> dict[str, object]:
         **{f"rows_{s}": summary.rows_per_split[s] for s in SPLITS},
         **{f"{rate_key}_{s}": round(summary.rate_per_split[s], 4) for s in SPLITS},
         **{f"match_rate_{c}": round(rate, 4) for c, rate in summary.match_rates.items()},
+    }
+
+
+def _skew_metadata(written, declaration: TrainingSetDeclaration) -> dict[str, object]:
+    """Train-versus-test drift of the model features: what moved between the rows learned
+    from and the rows tested on."""
+    drift = split_drift(written, declaration.model_features)
+    if drift is None:
+        return {}
+    return {
+        "train_vs_test_drift_share": round(drift.share_drifted, 4),
+        "train_vs_test_drifted": ", ".join(drift.drifted_columns) or "none",
     }
 
 
@@ -242,6 +275,19 @@ def build_training_set_checks(
             "lookup's lookback window.",
             lambda lh: checks.no_future_feature_values(
                 lh.read(table), labels.timestamp, declaration.lookbacks
+            ),
+        ),
+        table_check(
+            key,
+            names.CHECK_FEATURE_WINDOWS_COMPLETE,
+            f"No row's windowed features reach before the first day of {labels.source.name} "
+            f"(longest windows {declaration.feature_windows} days): a truncated 90-day count "
+            "is a value serving never sees (training/serving skew).",
+            lambda lh: checks.feature_windows_complete(
+                lh.read(table),
+                labels.timestamp,
+                declaration.feature_windows,
+                first_source_day(lh, labels),
             ),
         ),
         _lineage_check(

@@ -148,6 +148,10 @@ class ModelDeclaration:
         return (names.SERVING, f"{self.stem}_predictions")
 
     @property
+    def inference_log_key(self) -> tuple[str, str]:
+        return (names.SERVING, f"{self.stem}_inference_log")
+
+    @property
     def feature_drift_key(self) -> tuple[str, str]:
         return (names.MONITORING, f"{self.stem}_feature_drift")
 
@@ -159,6 +163,11 @@ class ModelDeclaration:
     def endpoint(self) -> str:
         """The serving endpoint's name (Databricks' convention: the model's short name)."""
         return self.name
+
+    @property
+    def inference_log_table(self) -> str:
+        """Databricks' naming: ``<catalog>.serving.<endpoint>_inference_log``."""
+        return f"{names.CATALOG}.{names.SERVING}.{self.endpoint}_inference_log"
 
     @property
     def predictions_table(self) -> str:

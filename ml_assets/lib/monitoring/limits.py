@@ -3,7 +3,10 @@ that carries them loads anywhere, a Databricks job included).
 
 mlops-stacks' defaults are per metric; these are shares of drifted columns: WARN when the
 latest window is at or above ``warn_at``; ERROR when ``error_at`` is reached in ``k`` of the
-last ``n`` compared windows, the latest included.
+last ``n`` compared windows, the latest included. The error share is 0.4, not a half: every
+model input is compared, a fifth of them 90-day windows that move slowly, so a shift in
+engagement that moves the 7- and 30-day features moves about half of the columns in three
+weeks, and clean windows stay below 0.3 (``make check --inject drift`` and the tests).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ class DriftLimits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     warn_at: float = Field(0.3, gt=0, le=1, description="share of drifted columns: WARN")
-    error_at: float = Field(0.5, gt=0, le=1, description="share of drifted columns: a breach")
+    error_at: float = Field(0.4, gt=0, le=1, description="share of drifted columns: a breach")
     k: int = Field(2, ge=1, description="breaches needed for ERROR ...")
     n: int = Field(5, ge=1, description="... among the last n compared windows")
 

@@ -50,6 +50,57 @@ def no_future_feature_values(
     )
 
 
+def feature_windows_complete(
+    df: DataFrame, timestamp_column: str, windows: Mapping[str, int], data_start: dt.date
+) -> CheckOutcome:
+    """No row's feature window reaches before the first day of the data (``data_start``).
+
+    ``windows`` maps each lookup's matched-timestamp column to its longest feature window in
+    days. A matched ``feature_ts`` closes its window, so a row is truncated when
+    ``feature_ts - window < data_start``: its 90-day counts are counts over fewer days, a
+    value serving never produces. Rows with no match carry no window and are not judged.
+    """
+    start = F.lit(dt.datetime.combine(data_start, dt.time(), dt.UTC).timestamp())
+    aggregates = [
+        F.sum(((F.col(column).cast("double") - F.lit(days * 86_400)) < start).cast("long")).alias(
+            column
+        )
+        for column, days in windows.items()
+    ]
+    truncated = F.lit(False)
+    for column, days in windows.items():
+        truncated = truncated | ((F.col(column).cast("double") - F.lit(days * 86_400)) < start)
+    row = df.select(
+        F.count(F.lit(1)).alias("__rows"),
+        F.min(F.when(truncated, F.col(timestamp_column).cast("double"))).alias("__first"),
+        F.max(F.when(truncated, F.col(timestamp_column).cast("double"))).alias("__last"),
+        *aggregates,
+    ).first()
+    counts = {column: int(row[column] or 0) for column in windows}
+    bad = {c: n for c, n in counts.items() if n}
+    observed: dict[str, object] = {
+        "rows": int(row["__rows"]),
+        "data_start": data_start.isoformat(),
+        **{f"{c}__truncated_rows": n for c, n in counts.items()},
+    }
+    if bad:
+        observed |= {"first_truncated": _iso(row["__first"]), "last_truncated": _iso(row["__last"])}
+        description = (
+            f"Feature windows reach before the data starts ({data_start}): "
+            + "; ".join(f"{c} ({windows[c]}-day window) in {n} rows" for c, n in bad.items())
+            + f"; {timestamp_column} {_iso(row['__first'])}..{_iso(row['__last'])}. Those "
+            "rows' windowed features are computed over fewer days than serving uses: land "
+            "history before them, or drop those observation times (the labels do so when "
+            "computed with the declaration's history_days)."
+        )
+    else:
+        description = (
+            "Every row's feature windows lie inside the data (from "
+            f"{data_start}): " + ", ".join(f"{c} {d} days" for c, d in windows.items())
+        )
+    return CheckOutcome(passed=not bad, description=description, observed=observed)
+
+
 def one_row_per_spine_row(
     spine: DataFrame, training: DataFrame, columns: Sequence[str]
 ) -> CheckOutcome:

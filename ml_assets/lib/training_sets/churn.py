@@ -46,9 +46,15 @@ LABEL = "churned"
 
 
 def compute_churn_labels(
-    daily: DataFrame, first_day: dt.date, last_day: dt.date, config: LabelConfig | None = None
+    daily: DataFrame,
+    first_day: dt.date,
+    last_day: dt.date,
+    config: LabelConfig | None = None,
+    *,
+    history_days: int = 0,
 ) -> DataFrame:
-    """Labels from ``user_daily_activity`` covering ``first_day..last_day`` (inclusive)."""
+    """Labels from ``user_daily_activity`` covering ``first_day..last_day`` (inclusive), at
+    observation times with ``history_days`` of data before them."""
     return outcome_labels(
         daily,
         first_day,
@@ -59,6 +65,7 @@ def compute_churn_labels(
         label=LABEL,
         outcome=(F.col("logins") > 0) | (F.col("purchases") > 0),
         positive_when=False,
+        history_days=history_days,
     )
 
 

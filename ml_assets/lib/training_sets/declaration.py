@@ -12,6 +12,7 @@ validation < test) and the lineage record are shared by every training set.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,8 +37,9 @@ SPLIT = "split"
 SPLITS = ("train", "validation", "test")
 DEFAULT_OWNER = "ml-platform"
 
-# (the daily source, its first day, its last day) -> one row per entity and observation time
-LabelFunction = Callable[[DataFrame, dt.date, dt.date], DataFrame]
+# (the daily source, its first day, its last day, *, history_days) -> one row per entity and
+# observation time, each with at least ``history_days`` of the source's data before it
+LabelFunction = Callable[..., DataFrame]
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,39 @@ class TrainingSetDeclaration:
     def lookbacks(self) -> Mapping[str, dt.timedelta | None]:
         """Matched-timestamp column -> the lookup's lookback window (None: unbounded)."""
         return {lk.matched_timestamp_column: lk.lookback_window for lk in self.lookups}
+
+    @cached_property
+    def feature_windows(self) -> dict[str, int]:
+        """Matched-timestamp column -> the longest window (days) of the model features that
+        lookup brings, for the lookups that bring windowed features."""
+        windows = {}
+        for lookup in self.lookups:
+            days = [
+                int(f.window.removesuffix("d"))
+                for f in self.contract(lookup).features
+                if f.window is not None and lookup.output_name(f.name) in self.model_features
+            ]
+            if days:
+                windows[lookup.matched_timestamp_column] = max(days)
+        return windows
+
+    @cached_property
+    def history_days(self) -> int:
+        """Days of data an observation time needs before it so that every feature window is
+        complete: the longest window plus its lookup's lookback (a matched row may be that
+        much older than the observation time)."""
+        needed = [0]
+        for lookup in self.lookups:
+            window = self.feature_windows.get(lookup.matched_timestamp_column)
+            if window is not None:
+                lookback = lookup.lookback_window or dt.timedelta(0)
+                needed.append(window + math.ceil(lookback / dt.timedelta(days=1)))
+        return max(needed)
+
+    def compute_labels(self, daily: DataFrame, first_day: dt.date, last_day: dt.date):
+        """The label rows from the daily source covering ``first_day..last_day``, at the
+        observation times with ``history_days`` of data before them."""
+        return self.labels.compute(daily, first_day, last_day, history_days=self.history_days)
 
     @property
     def feature_tables(self) -> tuple[str, ...]:

@@ -3,7 +3,10 @@
 At each observation time (a weekday at 00:00 UTC), every user *active* (any row) in the
 ``active_within_days`` before it is observed, and the label says whether an outcome happened
 in the ``outcome_days`` after it. Only observation times whose whole outcome window lies
-inside the data are used, so a label never depends on days not yet seen.
+inside the data are used, so a label never depends on days not yet seen; and only those with
+``history_days`` of data before them (the training set's longest feature window), so no
+feature is computed over a window the data does not cover: a 90-day count on the fifth day
+of the data is a 5-day count, which serving never sees.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ class LabelConfig(BaseModel):
     weekday: int = Field(0, ge=0, le=6)  # Monday
 
 
-def observation_times(first_day: dt.date, last_day: dt.date, config: LabelConfig) -> list[dt.date]:
-    """Weekly observation days after the first day whose outcome window ends by ``last_day``."""
-    day = first_day + dt.timedelta(days=1)
+def observation_times(
+    first_day: dt.date, last_day: dt.date, config: LabelConfig, history_days: int = 0
+) -> list[dt.date]:
+    """Weekly observation days with ``history_days`` of data before them (at least one) and
+    whose outcome window ends by ``last_day``."""
+    day = first_day + dt.timedelta(days=max(1, history_days))
     day += dt.timedelta(days=(config.weekday - day.weekday()) % 7)
     days = []
     while day + dt.timedelta(days=config.outcome_days - 1) <= last_day:
@@ -50,15 +56,20 @@ def outcome_labels(
     label: str,
     outcome: SparkColumn,
     positive_when: bool,
+    history_days: int = 0,
 ) -> DataFrame:
     """One row per user active before each observation time: ``label`` is 1 when some day of
     the outcome window satisfies ``outcome`` (``positive_when=True``), or when none does
-    (``positive_when=False``, e.g. churn: no engagement at all)."""
-    days = observation_times(first_day, last_day, config)
+    (``positive_when=False``, e.g. churn: no engagement at all). Observation times need
+    ``history_days`` of data before them."""
+    days = observation_times(first_day, last_day, config, history_days)
     if not days:
+        earliest = first_day + dt.timedelta(days=max(1, history_days))
         raise TrainingSetError(
-            f"No weekly observation time between {first_day} and {last_day} leaves a whole "
-            f"{config.outcome_days}-day outcome window inside the data: land more days."
+            f"No weekly observation time fits the data {first_day}..{last_day}: one needs "
+            f"{history_days} days of history before it (the longest feature window, so from "
+            f"{earliest}) and a whole {config.outcome_days}-day outcome window after it. "
+            "Land more days of data (or history before the first observation time)."
         )
     spark = daily.sparkSession
     observed = spark.createDataFrame([(d,) for d in days], "label_date date")

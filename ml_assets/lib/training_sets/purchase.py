@@ -34,9 +34,15 @@ CONFIG = LabelConfig(outcome_days=OUTCOME_DAYS, active_within_days=30)
 
 
 def compute_purchase_labels(
-    daily: DataFrame, first_day: dt.date, last_day: dt.date, config: LabelConfig = CONFIG
+    daily: DataFrame,
+    first_day: dt.date,
+    last_day: dt.date,
+    config: LabelConfig = CONFIG,
+    *,
+    history_days: int = 0,
 ) -> DataFrame:
-    """Labels from ``user_daily_activity`` covering ``first_day..last_day`` (inclusive)."""
+    """Labels from ``user_daily_activity`` covering ``first_day..last_day`` (inclusive), at
+    observation times with ``history_days`` of data before them."""
     return outcome_labels(
         daily,
         first_day,
@@ -47,6 +53,7 @@ def compute_purchase_labels(
         label=LABEL,
         outcome=F.col("purchases") > 0,
         positive_when=True,
+        history_days=history_days,
     )
 
 

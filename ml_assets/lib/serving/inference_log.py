@@ -1,0 +1,340 @@
+"""The gateway's inference log, as Databricks inference tables keep one: every answer, off the
+request path.
+
+The request path only puts a record on a bounded in-memory queue (``put_nowait``: it never
+blocks; when the queue is full the record is dropped and counted, and the count is exposed).
+A writer thread takes records in batches and writes each batch as one JSON-lines file under
+``<root>/date=YYYY-MM-DD/`` (by the request's date), written to a ``.tmp`` name and renamed, so
+a reader never sees half a file. ``close()`` drains the queue and flushes: nothing is lost on a
+clean shutdown. The ``serving/<stem>_inference_log`` asset ingests the files into the Delta
+table ``main.serving.<endpoint>_inference_log`` (``INFERENCE_LOG_COLUMNS``), daily-partitioned
+by ``date``.
+
+One row per scored record (the request's ``row_index``), with the features the model received
+(after the online lookup and the request's overrides) as JSON, the prediction, the served entity
+and model version, the status code and the latency; a refused request is one row with its status
+code and no record. ``user_id`` and ``request_id`` join a row to its outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ml_assets.lib.lakehouse import Column, TableId, TableSpec
+
+log = logging.getLogger("ml_assets.lib.serving.inference_log")
+
+QUEUE_CAPACITY = 50_000  # records: minutes of traffic at the gateway's throughput
+BATCH_RECORDS = 2_000  # a file holds at most this many records
+FLUSH_SECONDS = 1.0  # and is written at least this often while records arrive
+
+INFERENCE_LOG_COLUMNS: tuple[Column, ...] = (
+    Column("request_id", "string", False, "The gateway's id of the request (unique)"),
+    Column("client_request_id", "string", True, "The X-Request-Id header the client sent"),
+    Column("row_index", "int", False, "The record's position in the request (0 for a refusal)"),
+    Column("date", "date", False, "Day of request_time (UTC): the table's partition column"),
+    Column("request_time", "timestamp", False, "When the gateway received the request (UTC)"),
+    Column("feature_time", "timestamp", True, "The time the features were looked up as of"),
+    Column("endpoint_name", "string", False, "The serving endpoint"),
+    Column("served_entity_name", "string", True, "The served entity that answered"),
+    Column("model_name", "string", True, "Registered model of the served entity"),
+    Column("model_version", "string", True, "Its registered version"),
+    Column("user_id", "bigint", True, "The entity key of the record: the join key to outcomes"),
+    Column("features", "string", True, "JSON: the model's inputs after lookup and overrides"),
+    Column("lookup_missed", "boolean", True, "A lookup matched no row for this record"),
+    Column("prediction", "double", True, "The answer for this record"),
+    Column("status_code", "int", False, "HTTP status of the answer"),
+    Column("error", "string", True, "The error message of a refused request"),
+    Column("execution_time_ms", "double", False, "Time the gateway took for the request"),
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the gateway answered one request: everything the log needs, nothing serialized
+    yet (the writer thread does that)."""
+
+    request_id: str
+    request_time: dt.datetime
+    endpoint_name: str
+    status_code: int
+    execution_time_ms: float
+    feature_time: dt.datetime | None = None
+    served_entity_name: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    user_ids: Sequence[object] = ()
+    features: Sequence[Mapping[str, object]] = ()
+    predictions: Sequence[float] = ()
+    lookup_missed: Sequence[bool] = ()
+    error: str | None = None
+    client_request_id: str | None = None
+
+    def rows(self) -> list[dict[str, object]]:
+        common = {
+            "request_id": self.request_id,
+            "client_request_id": self.client_request_id,
+            "date": self.request_time.date().isoformat(),
+            "request_time": self.request_time.isoformat(),
+            "feature_time": None if self.feature_time is None else self.feature_time.isoformat(),
+            "endpoint_name": self.endpoint_name,
+            "served_entity_name": self.served_entity_name,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "status_code": self.status_code,
+            "error": self.error,
+            "execution_time_ms": round(self.execution_time_ms, 3),
+        }
+        if not self.predictions:
+            return [
+                common
+                | {"row_index": 0, "user_id": None, "features": None, "lookup_missed": None}
+                | {"prediction": None}
+            ]
+        return [
+            common
+            | {
+                "row_index": i,
+                "user_id": user,
+                "features": json.dumps(_jsonable(features), sort_keys=True),
+                "lookup_missed": missed,
+                "prediction": prediction,
+            }
+            for i, (user, features, prediction, missed) in enumerate(
+                zip(self.user_ids, self.features, self.predictions, self.lookup_missed, strict=True)
+            )
+        ]
+
+
+def _jsonable(record: Mapping[str, object]) -> dict[str, object]:
+    """Feature values as JSON: NaN as null, timestamps as ISO strings, numpy scalars as
+    Python numbers."""
+    out: dict[str, object] = {}
+    for name, value in record.items():
+        if hasattr(value, "item"):  # numpy scalar
+            value = value.item()
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        elif isinstance(value, dt.datetime | dt.date):
+            value = value.isoformat()
+        out[name] = value
+    return out
+
+
+@dataclass
+class InferenceLogger:
+    """A bounded queue of answers and the thread that writes them to ``root`` in batches."""
+
+    root: Path
+    capacity: int = QUEUE_CAPACITY
+    batch_records: int = BATCH_RECORDS
+    flush_seconds: float = FLUSH_SECONDS
+    dropped: int = 0
+    answers_written: int = 0
+    rows_written: int = 0
+    files_written: int = 0
+    write_errors: int = 0
+    answers_lost: int = 0  # in batches that could not be written (disk full, permissions)
+    _queue: queue.Queue = field(init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _sequence: itertools.count = field(default_factory=itertools.count, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1 or self.batch_records < 1 or self.flush_seconds <= 0:
+            raise ValueError(
+                f"InferenceLogger needs a positive capacity, batch and flush interval; got "
+                f"{self.capacity}, {self.batch_records}, {self.flush_seconds}."
+            )
+        self.root = Path(self.root)
+        self._queue = queue.Queue(maxsize=self.capacity)
+
+    def start(self) -> InferenceLogger:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
+        self._thread.start()
+        return self
+
+    def log(self, answer: Answer) -> bool:
+        """Queue one answer; never blocks. False (and counted in ``dropped``) when full."""
+        try:
+            self._queue.put_nowait(answer)
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+            return False
+        return True
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Drain the queue, write what is left and join the writer: a clean shutdown loses
+        nothing."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("inference log writer did not finish in %.0f s", timeout)
+        else:  # never started: write what was queued
+            self._write(self._drain(self.capacity))
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "queued": self._queue.qsize(),
+            "capacity": self.capacity,
+            "dropped": self.dropped,
+            "answers_written": self.answers_written,
+            "rows_written": self.rows_written,
+            "files_written": self.files_written,
+            "write_errors": self.write_errors,
+            "answers_lost": self.answers_lost,
+        }
+
+    # -- the writer thread ----------------------------------------------------------------
+    def _drain(self, limit: int) -> list[Answer]:
+        batch = []
+        while len(batch) < limit:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stopping.is_set()
+            batch: list[Answer] = []
+            deadline = time.monotonic() + self.flush_seconds
+            while len(batch) < self.batch_records and not stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self._queue.get(timeout=min(left, 0.1)))
+                except queue.Empty:
+                    stopping = self._stopping.is_set()
+            batch += self._drain(self.batch_records - len(batch))
+            self._write(batch)
+            if stopping and self._queue.empty():
+                return
+
+    def _write(self, batch: Sequence[Answer]) -> None:
+        if not batch:
+            return
+        by_date: dict[str, list[str]] = {}
+        rows = 0
+        for answer in batch:
+            for row in answer.rows():
+                by_date.setdefault(str(row["date"]), []).append(json.dumps(row))
+                rows += 1
+        try:
+            for day, lines in by_date.items():
+                folder = self.root / f"date={day}"
+                folder.mkdir(parents=True, exist_ok=True)
+                # time first: files sort in the order written; pid and a counter: unique
+                name = f"{time.time_ns()}-{os.getpid()}-{next(self._sequence)}"
+                tmp = folder / f"{name}.jsonl.tmp"
+                tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                os.replace(tmp, folder / f"{name}.jsonl")
+                self.files_written += 1
+        except OSError as exc:  # a full disk must not take the gateway down: counted, logged
+            self.write_errors += 1
+            self.answers_lost += len(batch)
+            log.error("inference log batch of %d answers not written: %s", len(batch), exc)
+            return
+        self.answers_written += len(batch)
+        self.rows_written += rows
+
+
+# -- ingestion: the files into the Delta table ------------------------------------------------
+def inference_log_table(table_name: str, endpoint: str, owner: str = "") -> TableSpec:
+    """``<catalog>.serving.<endpoint>_inference_log``: one row per scored record (or refused
+    request), partitioned by ``date`` as Databricks' inference tables are."""
+    return TableSpec(
+        name=TableId.parse(table_name),
+        columns=INFERENCE_LOG_COLUMNS,
+        partition_by=("date",),
+        primary_key=("request_id", "row_index"),
+        description=f"Every answer of the {endpoint} endpoint: the features the model received "
+        "after lookup and overrides, its prediction, the served entity and version, status "
+        "and latency. Joined to outcomes by user_id (or request_id).",
+        owner=owner,
+    )
+
+
+@dataclass(frozen=True)
+class LoggedFiles:
+    """The log files waiting under ``root``, read: rows to merge and lines that were not."""
+
+    files: tuple[Path, ...]
+    rows: list[dict[str, object]]
+    unreadable: dict[str, int]  # file -> lines that are not a JSON object of the log's fields
+
+
+_FIELDS = frozenset(c.name for c in INFERENCE_LOG_COLUMNS)
+
+
+def pending_files(root: Path) -> list[Path]:
+    """Written files (``date=*/*.jsonl``, never a ``.tmp`` being written), oldest first."""
+    root = Path(root)
+    if not root.exists():
+        return []
+    return sorted(root.glob("date=*/*.jsonl"), key=lambda p: p.name)
+
+
+def read_files(files: Sequence[Path]) -> LoggedFiles:
+    rows: list[dict[str, object]] = []
+    unreadable: dict[str, int] = {}
+    for path in files:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            typed = _typed(row) if isinstance(row, dict) and set(row) == _FIELDS else None
+            if typed is None:
+                unreadable[path.name] = unreadable.get(path.name, 0) + 1
+                continue
+            rows.append(typed)
+    return LoggedFiles(tuple(files), rows, unreadable)
+
+
+def _typed(row: dict[str, object]) -> dict[str, object] | None:
+    """The row with its date and times parsed; None when a value has the wrong type."""
+    try:
+        feature_time = row["feature_time"]
+        return row | {
+            "date": dt.date.fromisoformat(str(row["date"])),
+            "request_time": dt.datetime.fromisoformat(str(row["request_time"])),
+            "feature_time": None
+            if feature_time is None
+            else dt.datetime.fromisoformat(str(feature_time)),
+            "row_index": int(row["row_index"]),  # type: ignore[arg-type]
+            "status_code": int(row["status_code"]),  # type: ignore[arg-type]
+            "execution_time_ms": float(row["execution_time_ms"]),  # type: ignore[arg-type]
+        }
+    except (TypeError, ValueError):
+        return None
+
+
+def done_with(files: LoggedFiles, root: Path) -> None:
+    """After the merge committed: files read whole move to ``_ingested/``, files with an
+    unreadable line to ``_quarantine/`` (kept for a person; counted in the metadata). A crash
+    before this re-reads them next time, and the merge by key writes nothing twice."""
+    for path in files.files:
+        target = Path(root) / ("_quarantine" if path.name in files.unreadable else "_ingested")
+        target = target / path.parent.name
+        target.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target / path.name)
