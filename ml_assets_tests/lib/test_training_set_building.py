@@ -16,7 +16,7 @@ from ml_assets.lib.training_sets import (
     checks,
     content_hash,
 )
-from ml_assets.lib.training_sets.churn import CHURN, compute_churn_labels
+from ml_assets.lib.training_sets.churn import CHURN, compute_churn_labels, realised_churn
 from ml_assets.lib.training_sets.declaration import SplitCutoffs, assign_split, default_cutoffs
 from ml_assets.lib.training_sets.labels import LabelConfig, observation_times
 from ml_assets.lib.training_sets.purchase import PURCHASE
@@ -233,6 +233,35 @@ def test_labels_refuse_observation_times_whose_feature_windows_the_data_does_not
     assert {r.label_ts.date() for r in rows} == {dt.date(2026, 2, 2), dt.date(2026, 2, 9)}
     with pytest.raises(TrainingSetError, match=r"needs 60 days of history .*from 2026-03-02"):
         compute_churn_labels(spark.createDataFrame(daily, DAILY), first, last, history_days=60)
+
+
+def test_realised_outcomes_of_scored_rows_agree_with_the_labels_and_wait_for_their_window(spark):
+    d = dt.date
+    daily = [
+        (1, d(2026, 1, 2), 1, 0),
+        (1, d(2026, 1, 20), 1, 0),
+        (2, d(2026, 1, 4), 0, 0),
+        (4, d(2026, 1, 6), 0, 1),
+        (4, d(2026, 2, 10), 0, 1),
+        (5, d(2026, 1, 6), 1, 0),
+        (5, d(2026, 2, 11), 1, 0),
+    ]
+    frame = spark.createDataFrame(daily, DAILY)
+    last = d(2026, 3, 10)
+    labels = compute_churn_labels(frame, d(2026, 1, 1), last)
+    scored = labels.select("user_id", "label_ts", F.lit(0.5).alias("churn_probability"))
+    realised = realised_churn(frame, scored, last)
+    assert realised.columns == ["user_id", "label_ts", "churn_probability", "churned"]
+    expected = {(r.user_id, r.label_ts): r.churned for r in labels.collect()}
+    assert {(r.user_id, r.label_ts): r.churned for r in realised.collect()} == expected
+    # a score from Feb 20: its 30 days end Mar 21, after the data: not known yet, left out
+    late = spark.createDataFrame(
+        [(1, dt.datetime(2026, 2, 20)), (1, dt.datetime(2026, 2, 9))],
+        "user_id bigint, label_ts timestamp",
+    )
+    assert [r.label_ts.date() for r in realised_churn(frame, late, last).collect()] == [
+        d(2026, 2, 9)
+    ]
 
 
 def test_the_declared_history_is_the_longest_window_plus_its_lookback():

@@ -27,7 +27,12 @@ from ml_assets.lib.training_sets.declaration import (
     TrainingSetDeclaration,
     default_cutoffs,
 )
-from ml_assets.lib.training_sets.labels import ACTIVITY_DATE, LabelConfig, outcome_labels
+from ml_assets.lib.training_sets.labels import (
+    ACTIVITY_DATE,
+    LabelConfig,
+    outcome_labels,
+    realised_outcomes,
+)
 from ml_assets.lib.training_sets.lookups import TableReader, TrainingSet
 from ml_assets.lib.training_sets.users import (
     ACCOUNT_AGE,
@@ -43,6 +48,11 @@ from ml_assets.names import CHURN_LABELS_TABLE, CHURN_TRAINING_SET_TABLE
 
 OWNER = "ml-platform"
 LABEL = "churned"
+
+
+def _engaged():
+    """A day with a login or a purchase: churn is 30 days without one."""
+    return (F.col("logins") > 0) | (F.col("purchases") > 0)
 
 
 def compute_churn_labels(
@@ -63,9 +73,26 @@ def compute_churn_labels(
         entity_key=ENTITY_KEY,
         timestamp=LABEL_TS,
         label=LABEL,
-        outcome=(F.col("logins") > 0) | (F.col("purchases") > 0),
+        outcome=_engaged(),
         positive_when=False,
         history_days=history_days,
+    )
+
+
+def realised_churn(
+    daily: DataFrame, scored: DataFrame, last_day: dt.date, config: LabelConfig | None = None
+) -> DataFrame:
+    """The churn label each scored (user_id, scored time) earned, once its 30 days passed."""
+    return realised_outcomes(
+        daily,
+        scored,
+        last_day,
+        config or LabelConfig(),
+        entity_key=ENTITY_KEY,
+        timestamp=LABEL_TS,
+        label=LABEL,
+        outcome=_engaged(),
+        positive_when=False,
     )
 
 
@@ -136,6 +163,7 @@ __all__ = [
     "SplitCutoffs",
     "build_churn_training_set",
     "compute_churn_labels",
+    "realised_churn",
     "default_cutoffs",
     "rebuild_churn_training_set",
     "with_account_age",

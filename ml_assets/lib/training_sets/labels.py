@@ -95,3 +95,43 @@ def outcome_labels(
         F.col("label_date").cast("timestamp").alias(timestamp),
         (seen if positive_when else ~seen).cast("int").alias(label),
     )
+
+
+def realised_outcomes(
+    daily: DataFrame,
+    scored: DataFrame,
+    last_day: dt.date,
+    config: LabelConfig,
+    *,
+    entity_key: str,
+    timestamp: str,
+    label: str,
+    outcome: SparkColumn,
+    positive_when: bool,
+) -> DataFrame:
+    """The label each scored row earned, by the rule its labels use: for every row of
+    ``scored`` (``entity_key``, ``timestamp`` at 00:00 UTC, any other columns kept) whose
+    whole outcome window (``outcome_days`` from the timestamp's day) ends by ``last_day``,
+    ``label`` is 1 when ``outcome`` happened in it (``positive_when=True``) or did not
+    (``False``). Rows whose window has not passed are left out: their outcome is not known
+    yet, and counting them as negatives would be a lie."""
+    a, day = F.col(ACTIVITY_DATE), F.to_date(F.col(timestamp))
+    matured = scored.where(F.date_add(day, config.outcome_days - 1) <= F.lit(last_day)).withColumn(
+        "_day", day
+    )
+    keys = matured.select(entity_key, "_day").distinct()
+    happened = (
+        daily.where(outcome)
+        .select(entity_key, ACTIVITY_DATE)
+        .join(keys, entity_key)
+        .where((a >= F.col("_day")) & (a < F.date_add(F.col("_day"), config.outcome_days)))
+        .select(entity_key, "_day")
+        .distinct()
+        .withColumn("_happened", F.lit(True))
+    )
+    seen = F.col("_happened").isNotNull()
+    return (
+        matured.join(happened, [entity_key, "_day"], "left")
+        .withColumn(label, (seen if positive_when else ~seen).cast("int"))
+        .drop("_day", "_happened")
+    )
