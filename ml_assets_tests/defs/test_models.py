@@ -84,10 +84,12 @@ def test_a_parent_run_holds_the_trials_the_model_metrics_plots_and_lineage(inges
     assert source["path"].endswith("training_sets/churn_training_set")
     assert str(source["delta_table_version"]) == metadata["training_set_version"]
     assert [t.value for t in dataset_input.tags] == ["training"]
-    # each trial's run is open while the trial fits: its duration is the trial's (0.1-2 s),
-    # not the few ms of writing it afterwards
+    # each trial's run is open while the trial fits: it lasts at least the fit it logs (a run
+    # written afterwards lasts the few ms of writing it, whatever the fit took)
+    for run in children:
+        lasted = (run.info.end_time - run.info.start_time) / 1000
+        assert lasted >= run.data.metrics["fit_seconds"] - 0.002, (lasted, run.data.metrics)
     durations = sorted((r.info.end_time - r.info.start_time) / 1000 for r in children)
-    assert durations[len(durations) // 2] > 0.05, durations
     starts = sorted(r.info.start_time for r in children)
     assert starts[-1] - starts[0] >= 0.8 * sum(durations[:-1]) * 1000
     # Dagster links into the MLflow UI (make mlflow-ui's address)

@@ -8,6 +8,7 @@ reported through a callback so the caller can log it as a nested run.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ class TrialResult:
     params: dict[str, object]
     best_iteration: int
     validation: dict[str, float]
+    fit_seconds: float = 0.0  # the booster's training, early stopping included
 
 
 def fit(params: Mapping[str, object], train: Split, validation: Split) -> xgb.Booster:
@@ -134,7 +136,9 @@ def search(
 
     def run_trial(trial: optuna.Trial) -> float:
         params = params_for(trial, seed)
+        started = time.perf_counter()
         booster = fit(params, train, validation)
+        fit_seconds = time.perf_counter() - started
         scores = predict(booster, validation.features)
         result = TrialResult(
             number=trial.number,
@@ -144,6 +148,7 @@ def search(
                 "validation_roc_auc": float(skm.roc_auc_score(validation.label, scores)),
                 "validation_log_loss": float(skm.log_loss(validation.label, scores)),
             },
+            fit_seconds=fit_seconds,
         )
         results.append(result)
         if on_trial is not None:

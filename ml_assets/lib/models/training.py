@@ -275,7 +275,13 @@ def train(
 
         def log_trial(trial: cc.TrialResult) -> None:  # inside the trial's own open run
             mlflow.log_params(trial.params)
-            mlflow.log_metrics({**trial.validation, "best_iteration": trial.best_iteration})
+            mlflow.log_metrics(
+                {
+                    **trial.validation,
+                    "best_iteration": trial.best_iteration,
+                    "fit_seconds": round(trial.fit_seconds, 4),
+                }
+            )
 
         search = cc.search(
             data["train"],
