@@ -3,6 +3,7 @@ nothing lost on close, unreadable lines quarantined and counted."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -89,6 +90,17 @@ def test_a_batch_that_cannot_be_written_is_counted_and_the_writer_goes_on(tmp_pa
     logger.log(scored(1))
     logger.close()
     assert logger.stats()["write_errors"] == 1 and logger.stats()["answers_lost"] == 1
+
+
+def test_an_answer_json_cannot_hold_is_counted_and_the_others_are_written(tmp_path):
+    logger = InferenceLogger(tmp_path / "log")
+    odd = dataclasses.replace(scored(2), features=[{"tags": {"a"}}, {"tags": {"b"}}])
+    for answer in (scored(1), odd, scored(3)):
+        logger.log(answer)
+    logger.close()
+    assert logger.stats()["answers_lost"] == 1 and logger.stats()["answers_written"] == 2
+    written = read_files(pending_files(tmp_path / "log")).rows
+    assert {r["request_id"] for r in written} == {"r1", "r3"}
 
 
 def test_unreadable_lines_are_quarantined_and_counted_and_partial_files_wait(tmp_path):

@@ -232,11 +232,16 @@ class InferenceLogger:
         if not batch:
             return
         by_date: dict[str, list[str]] = {}
-        rows = 0
+        rows, lost_before = 0, self.answers_lost
         for answer in batch:
-            for row in answer.rows():
-                by_date.setdefault(str(row["date"]), []).append(json.dumps(row))
-                rows += 1
+            try:
+                lines = [json.dumps(row) for row in answer.rows()]
+            except (TypeError, ValueError) as exc:  # a value JSON cannot hold: counted, shown
+                self.answers_lost += 1
+                log.error("inference log: answer %s not serializable: %s", answer.request_id, exc)
+                continue
+            by_date.setdefault(answer.request_time.date().isoformat(), []).extend(lines)
+            rows += len(lines)
         try:
             for day, lines in by_date.items():
                 folder = self.root / f"date={day}"
@@ -249,10 +254,10 @@ class InferenceLogger:
                 self.files_written += 1
         except OSError as exc:  # a full disk must not take the gateway down: counted, logged
             self.write_errors += 1
-            self.answers_lost += len(batch)
+            self.answers_lost = lost_before + len(batch)
             log.error("inference log batch of %d answers not written: %s", len(batch), exc)
             return
-        self.answers_written += len(batch)
+        self.answers_written += len(batch) - (self.answers_lost - lost_before)
         self.rows_written += rows
 
 

@@ -61,15 +61,11 @@ def feature_windows_complete(
     value serving never produces. Rows with no match carry no window and are not judged.
     """
     start = F.lit(dt.datetime.combine(data_start, dt.time(), dt.UTC).timestamp())
-    aggregates = [
-        F.sum(((F.col(column).cast("double") - F.lit(days * 86_400)) < start).cast("long")).alias(
-            column
-        )
-        for column, days in windows.items()
-    ]
+    short = {c: (F.col(c).cast("double") - F.lit(d * 86_400)) < start for c, d in windows.items()}
+    aggregates = [F.sum(cut.cast("long")).alias(c) for c, cut in short.items()]
     truncated = F.lit(False)
-    for column, days in windows.items():
-        truncated = truncated | ((F.col(column).cast("double") - F.lit(days * 86_400)) < start)
+    for cut in short.values():
+        truncated = truncated | cut
     row = df.select(
         F.count(F.lit(1)).alias("__rows"),
         F.min(F.when(truncated, F.col(timestamp_column).cast("double"))).alias("__first"),

@@ -237,7 +237,8 @@ class TrainingSetDeclaration:
     def history_days(self) -> int:
         """Days of data an observation time needs before it so that every feature window is
         complete: the longest window plus its lookup's lookback (a matched row may be that
-        much older than the observation time)."""
+        much older than the observation time). An unbounded lookback adds nothing here (no
+        bound to add); ``feature_windows_complete`` judges the matched rows themselves."""
         needed = [0]
         for lookup in self.lookups:
             window = self.feature_windows.get(lookup.matched_timestamp_column)
