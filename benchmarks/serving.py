@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,15 +42,10 @@ from ml_assets.lib.serving.online import online_frame
 from ml_assets.lib.serving.user_features import LOOKUP_CONTRACTS, user_records
 from ml_assets.names import CHURN_MODEL_NAME
 from ml_assets.programs.gateway import gateway_for
+from ml_assets.programs.replay import free_port
 from ml_assets.resources.online_store import SqlOnlineStore
 
 LEVELS = (1, 8, 32)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(port: int, path: str, process: subprocess.Popen, seconds: float = 180) -> None:

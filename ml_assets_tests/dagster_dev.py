@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from contextlib import contextmanager, suppress
@@ -15,12 +14,7 @@ from pathlib import Path
 import httpx
 
 from ml_assets.deployments import REPO_ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ml_assets.programs.replay import free_port
 
 
 class DagsterDev:

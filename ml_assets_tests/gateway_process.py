@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml_assets.deployments import REPO_ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ml_assets.programs.replay import free_port
 
 
 def get_json(port: int, path: str, headers: dict[str, str] | None = None) -> dict:

@@ -22,13 +22,16 @@ from starlette.testclient import TestClient
 from ml_assets import names
 from ml_assets.deployments import current_settings
 from ml_assets.lib.features import user_activity
+from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.serving.api import InvocationResponse, record_model, request_model
 from ml_assets.lib.serving.inference_log import inference_log_table, pending_files, read_files
 from ml_assets.lib.serving.user_features import REQUEST_KEY_TYPES
 from ml_assets.lib.training_sets.users import ENTITY_KEY
 from ml_assets.programs.gateway import build_app, gateway_for
+from ml_assets.programs.replay import MALFORMED_EVERY
 from ml_assets.programs.reporting import run_check_results
+from ml_assets.programs.run import REPLAYED_REQUESTS, inference_log_summary, serve_traffic
 from ml_assets_tests.churn import (
     PREDICTIONS,
     churn_classifier_version,
@@ -535,3 +538,20 @@ def test_a_batch_with_a_lost_user_and_an_impossible_score_fails_predictions_vali
     assert "1 score(s) null, NaN or outside [0, 1]" in failed.description
     eligible = failed.metadata["eligible_users"].value
     assert f"{eligible - 1} users scored, {eligible} eligible at" in failed.description
+
+
+def test_make_run_replays_traffic_through_each_gateway_process_and_ingests_its_log(home):
+    """What make run does after the job: each endpoint's gateway started as a process, sent
+    seeded traffic, stopped by SIGTERM, and the inference-log job ingesting what it wrote."""
+    shutil.rmtree(home / "serving" / "inference_logs", ignore_errors=True)
+    with instance_at(home) as instance:
+        lines, result = serve_traffic(tiny_settings(home), instance)
+    assert result.success
+    sent = REPLAYED_REQUESTS["tiny"]
+    malformed = sent // MALFORMED_EVERY
+    for model, line in zip(MODELS.values(), lines, strict=True):
+        assert line.startswith(f"{model.endpoint}: {sent} requests")
+        meta = materialization_metadata(result, "/".join(model.inference_log_key))
+        assert meta["rows_ingested"] == meta["dagster/row_count"] == sent
+        assert meta["requests_per_status"] == {"200": sent - malformed, "400": malformed}
+        assert f"{sent} rows ingested" in inference_log_summary(result, model)
