@@ -13,12 +13,14 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from ml_assets import names
 from ml_assets.defs.automation import (
     automation_condition_sensor,
     build_drift_retraining_sensor,
     build_endpoint_config_sensor,
     build_jobs,
     build_landed_events_sensor,
+    build_quality_sensor,
     build_schedules,
     daily_keys,
     weekly_keys,
@@ -35,6 +37,7 @@ from ml_assets.defs.maintenance import build_maintenance, table_assets
 from ml_assets.defs.models.assets import build_model
 from ml_assets.defs.monitoring.assets import build_monitoring
 from ml_assets.defs.monitoring.lakehouse import build_lakehouse_monitor
+from ml_assets.defs.monitoring.quality import build_quality_monitoring
 from ml_assets.defs.partitions import daily_partitions
 from ml_assets.defs.raw.assets import build_raw_checks, build_raw_events, raw_users
 from ml_assets.defs.registry.assets import build_registry, rollback_champion
@@ -60,6 +63,7 @@ def model_definitions(
         build_registry(model),
         build_serving(model),
         build_monitoring(model, days),
+        build_quality_monitoring(model),
     ):
         assets += more_assets
         checks += more_checks
@@ -72,6 +76,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     days = daily_partitions(*settings.calendar)
     models = list(MODELS.values())
     jobs = build_jobs(models)
+    by_name = {job.name: job for job in jobs}
     resources = build_resources(settings)
     freshness = freshness_by_schedule(daily_keys(models), weekly_keys(models))
     model_assets, model_checks = [], []
@@ -109,6 +114,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_landed_events_sensor(days),
             *(build_endpoint_config_sensor(m) for m in models),
             *(build_drift_retraining_sensor(m) for m in models),
+            *(
+                build_quality_sensor(m, by_name[names.RETRAINING_JOB], rollback_champion)
+                for m in models
+            ),
             automation_condition_sensor,
         ],
         resources=resources,

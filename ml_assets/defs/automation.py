@@ -15,6 +15,12 @@
   ``feature_drift_within_limits`` reports an ERROR, that model's line of the retraining job runs
   (through the promotion gate), once per breach: the breach is named by its first window,
   which is the run key and the cursor.
+- ``model_quality_job`` / ``model_quality_schedule`` (daily, 02:00 UTC): every model's quality
+  on the outcomes matured since (predictions and the inference log joined with them).
+- ``<stem>_model_quality_sensor`` (one per declared model): when ``model_quality_within_limits``
+  reports an ERROR, it acts on the diagnosis once per breach: a rollout regression runs
+  ``rollback_champion`` (the registry's audited path), decay runs the model's line of the
+  retraining job. The breach is named by the champion version and its first window.
 - ``automation_condition_sensor``: the declarative conditions on the assets (features and the
   drift window follow a newly materialized raw/events partition; the registry steps run only
   when their upstream blocking checks passed).
@@ -78,6 +84,11 @@ def weekly_keys(models: Sequence[ModelDeclaration]) -> list[dg.AssetKey]:
     return [*SHARED_RETRAINING_KEYS, *(k for m in models for k in retraining_keys(m))]
 
 
+def quality_keys(models: Sequence[ModelDeclaration]) -> list[dg.AssetKey]:
+    """What the model-quality job materializes."""
+    return [dg.AssetKey(m.model_quality_key) for m in models]
+
+
 def build_jobs(models: Sequence[ModelDeclaration]) -> list[dg.UnresolvedAssetJobDefinition]:
     retraining, daily = weekly_keys(models), daily_keys(models)
     return [
@@ -99,6 +110,12 @@ def build_jobs(models: Sequence[ModelDeclaration]) -> list[dg.UnresolvedAssetJob
             description="For every declared model: labels, training set, training, "
             "registration, the promotion gate, the endpoint config and batch predictions; and "
             "the online store.",
+        ),
+        dg.define_asset_job(
+            names.MODEL_QUALITY_JOB,
+            selection=dg.AssetSelection.assets(*quality_keys(models)),
+            description="For every declared model: quality on the outcomes that matured, from "
+            "its batch predictions and inference log.",
         ),
         dg.define_asset_job(
             names.INFERENCE_LOG_JOB,
@@ -126,6 +143,13 @@ def build_schedules(
             cron_schedule="0 3 * * 1",
             execution_timezone="UTC",
             description="Mondays 03:00 UTC: retrain and go through the promotion gate.",
+        ),
+        dg.ScheduleDefinition(
+            name="model_quality_schedule",
+            job=by_name[names.MODEL_QUALITY_JOB],
+            cron_schedule="0 2 * * *",
+            execution_timezone="UTC",
+            description="02:00 UTC: every model's quality on the outcomes matured since.",
         ),
         dg.ScheduleDefinition(
             name="inference_log_schedule",
@@ -272,6 +296,65 @@ def build_drift_retraining_sensor(model: ModelDeclaration) -> dg.SensorDefinitio
             ],
             cursor=started,
         )
+
+    return _sensor
+
+
+def build_quality_sensor(
+    model: ModelDeclaration,
+    retraining_job: dg.UnresolvedAssetJobDefinition,
+    rollback_job: dg.JobDefinition,
+) -> dg.SensorDefinition:
+    check = dg.AssetCheckKey(dg.AssetKey(model.model_quality_key), names.CHECK_MODEL_QUALITY)
+    selection = [*SHARED_RETRAINING_KEYS, *retraining_keys(model)]
+
+    @dg.sensor(
+        name=f"{model.stem}_model_quality_sensor",
+        jobs=[retraining_job, rollback_job],
+        minimum_interval_seconds=300,
+        description=f"{model.name}'s model_quality_within_limits failed with ERROR -> roll the "
+        "champion back (a rollout regression) or retrain (decay), once per breach (named by "
+        "the champion version and the breach's first window).",
+    )
+    def _sensor(context: dg.SensorEvaluationContext):
+        evaluation = latest_evaluation(context.instance, check)
+        if evaluation is None:
+            return dg.SkipReason(f"{check.name} has not been evaluated yet")
+        meta = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+        if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            return dg.SkipReason(
+                f"no quality breach (level {meta.get('level')}): {evaluation.description}"
+            )
+        breach = f"{meta['action']}-v{meta['champion_version']}-{meta['breach_started']}"
+        if breach == context.cursor:
+            return dg.SkipReason(f"the breach {breach} has already been acted on")
+        tags = {
+            "ml_assets/trigger": "model_quality",
+            "ml_assets/model": model.name,
+            "ml_assets/quality_breach": breach,
+        }
+        reason = f"model_quality_within_limits: {evaluation.description}"[:500]
+        if meta["action"] == "rollback":
+            request = dg.RunRequest(
+                run_key=f"quality-{model.stem}-{breach}",
+                job_name=rollback_job.name,
+                run_config={
+                    "ops": {
+                        "rollback_champion_alias": {
+                            "config": {"model": model.name, "reason": reason}
+                        }
+                    }
+                },
+                tags=tags,
+            )
+        else:
+            request = dg.RunRequest(
+                run_key=f"quality-{model.stem}-{breach}",
+                job_name=retraining_job.name,
+                asset_selection=selection,
+                tags=tags,
+            )
+        return dg.SensorResult(run_requests=[request], cursor=breach)
 
     return _sensor
 

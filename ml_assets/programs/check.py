@@ -6,7 +6,8 @@ per check, so CI shows them like tests), and exit non-zero when a check of sever
 failed or a step failed (a promotion gate refusing a model fails its step).
 
     python -m ml_assets.programs.check [--junit test-results/asset-checks.xml] [--config run.yaml]
-                              [--home DIR] [--scale tiny] [--inject drift|leakage]
+                              [--home DIR] [--scale tiny]
+                              [--inject drift|leakage|regression]
                               [--fingerprint test-results/lane-<engine>.json]
 
 The engine lane is ``ML_ASSETS_ENGINE`` (``make check ENGINE=sail|sail-cluster|spark``); the
@@ -19,7 +20,10 @@ and content digests of every table, the training set's hash) is written for
 threshold: ``{"ops": {"models__churn_classifier": {"config": {"min_test_roc_auc": 0.9}}}}``.
 ``--inject drift`` or ``--inject leakage`` makes the demo source drift (sessions thinned from
 three weeks before the end) or leak (plan downgrades backdated before the churn), to see the
-gate fail: ``feature_drift_within_limits`` or ``no_backdated_changes``.
+gate fail: ``feature_drift_within_limits`` or ``no_backdated_changes``. ``--inject regression``
+plays a bad rollout after the run (``programs/rollout``): a churn version trained with its
+engagement features zeroed is promoted by a dry-run gate, ``model_quality_within_limits`` fails
+with ERROR on the outcomes of its scoring days, and the model's quality sensor rolls it back.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from ml_assets.deployments import build_resources, current_settings
 from ml_assets.lib.source import SCALES
 from ml_assets.programs.lanes import engine_lane, fingerprint
 from ml_assets.programs.reporting import check_rows, failed_steps, format_table, run_check_results
+from ml_assets.programs.rollout import bad_rollout
 from ml_assets.programs.run import run_main_job
 
 # three weeks: the 7-day windows and most of the 30-day ones fill with the thinned sessions,
@@ -54,6 +59,7 @@ INJECTIONS = {
         ).isoformat()
     },
     "leakage": lambda scale: {"ML_ASSETS_INJECT_LEAKAGE": "1"},
+    "regression": lambda scale: {},  # a bad rollout after the main job (programs/rollout)
 }
 
 
@@ -108,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="make the demo source bad, to see the checks fail: 'drift' (sessions thinned "
-        "from three weeks before the calendar ends) or 'leakage' (backdated plan downgrades)",
+        "from three weeks before the calendar ends), 'leakage' (backdated plan downgrades) or "
+        "'regression' (a worse churn champion rolled out after the run: caught by "
+        "model_quality_within_limits and rolled back by its sensor)",
     )
     parser.add_argument(
         "--fingerprint",
@@ -131,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         (home / "dagster_home").mkdir(parents=True, exist_ok=True)
         with dg.DagsterInstance.local_temp(str(home / "dagster_home")) as instance:
             result = run_main_job(settings, instance, run_config, launched_by="make check")
+            rollout = (
+                bad_rollout(settings, instance)
+                if "regression" in args.inject and result.success
+                else None
+            )
         seconds = time.perf_counter() - started
         lane = fingerprint(settings, result, build_resources(settings)["lakehouse"], seconds)
     fingerprint_path = Path(args.fingerprint or f"test-results/lane-{settings.engine}.json")
@@ -138,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     fingerprint_path.write_text(json.dumps(lane, indent=1, default=str) + "\n")
     checks = run_check_results(result)
     steps = failed_steps(result)
+    for later in rollout.results if rollout else []:
+        checks += run_check_results(later)
+        steps |= failed_steps(later)
     print()
     print(format_table(["asset", "check", "severity", "passed", "observed"], check_rows(checks)))
     failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
@@ -154,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         junit_path, encoding="utf-8", xml_declaration=True
     )
     print()
+    for line in rollout.lines if rollout else []:
+        print(line)
     for step, message in steps.items():
         print(f"step {step} failed: {message}")
     print(
@@ -162,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         f"MiB: {lane['peak_rss_mib']}); "
         f"JUnit XML: {junit_path}; lane fingerprint: {fingerprint_path}"
     )
-    status = 1 if failed or steps or not result.success else 0
+    ok = result.success and (rollout is None or rollout.success)
+    status = 1 if failed or steps or not ok else 0
     if args.home is None and status == 0:
         shutil.rmtree(home, ignore_errors=True)  # kept when something failed, to look into
     elif status:

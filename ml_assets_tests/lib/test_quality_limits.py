@@ -35,6 +35,16 @@ def test_a_new_version_worse_than_the_previous_on_the_same_rows_is_a_regression(
     assert "0.9100 vs 0.7900" in found.description
 
 
+def test_a_version_above_its_floor_but_behind_the_previous_one_is_still_a_regression():
+    # the floor follows the version's own (worse) test score, so only the comparison with
+    # the previous champion on the same rows can see it
+    found = diagnose(weeks(0.84, 0.83, previous=[0.88, 0.87]), 0.85, LIMITS)
+    assert found.floor == pytest.approx(0.8) and found.level == "error"
+    assert (found.action, found.cause) == ("rollback", "regression")
+    near = diagnose(weeks(0.84, 0.83, previous=[0.85, 0.84]), 0.85, LIMITS)  # within margin
+    assert (near.level, near.action) == ("ok", "none")
+
+
 def test_every_version_degrading_is_decay_and_asks_for_retraining():
     found = diagnose(weeks(0.91, 0.80, 0.79, previous=[None, 0.80, 0.795]), 0.92, LIMITS)
     assert (found.level, found.action, found.cause) == ("error", "retrain", "decay")

@@ -42,6 +42,11 @@ def training_config(model: ModelDeclaration) -> type[dg.Config]:
             gt=0,
             description="test log loss at most this times that of predicting the base rate",
         )
+        ablated_features: list[str] = Field(
+            list(d.ablated_features),
+            description="numeric features set to 0 in every split before training (an "
+            "ablation: what the model is worth without them); recorded on the run",
+        )
 
     ModelTrainingConfig.__name__ = f"{model.name}_training_config"
     return ModelTrainingConfig

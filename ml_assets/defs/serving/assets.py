@@ -5,11 +5,15 @@ predictions with the champion.
 The checks read the config as deployed (the file), so a hand edit is checked too.
 """
 
+import datetime as dt
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 from pydantic import Field
+from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.defs.checks import table_check
@@ -23,10 +27,11 @@ from ml_assets.lib.registry import aliases
 from ml_assets.lib.registry.store import Registry
 from ml_assets.lib.serving.batch import (
     SCORED_AT,
+    eligible_features,
     newest_batch_valid,
-    newest_feature_time,
     predictions_table,
-    scoring_features,
+    scoring_times,
+    test_window_start,
 )
 from ml_assets.lib.serving.endpoint import (
     Endpoint,
@@ -216,9 +221,23 @@ CONFIG_CHECKS = (
 )
 
 
+def predictions_config(model: ModelDeclaration) -> type[dg.Config]:
+    class PredictionsConfig(dg.Config):
+        since_test_start: bool = Field(
+            True,
+            description="Also score every feature time from the champion's test window start "
+            "that this version has not scored yet (days it never trained on, whose outcomes "
+            "mature one by one: what model_quality judges). Off: the newest time only.",
+        )
+
+    PredictionsConfig.__name__ = f"{model.stem}_predictions_config"
+    return PredictionsConfig
+
+
 def build_predictions(model: ModelDeclaration) -> dg.AssetsDefinition:
     table, key = predictions_table(model), dg.AssetKey(model.predictions_key)
     deps = [dg.AssetKey(model.champion_key), ACTIVITY_KEY, PROFILE_KEY]
+    Config = predictions_config(model)
 
     @dg.multi_asset(
         specs=[table_asset_spec(key, table, group=names.SERVING, deps=deps)],
@@ -226,6 +245,7 @@ def build_predictions(model: ModelDeclaration) -> dg.AssetsDefinition:
     )
     def _predictions(
         context: dg.AssetExecutionContext,
+        config: Config,
         lakehouse: Lakehouse,
         spark: SparkResource,
         model_registry: ModelRegistry,
@@ -236,23 +256,43 @@ def build_predictions(model: ModelDeclaration) -> dg.AssetsDefinition:
         champion = registry.by_alias(name, aliases.CHAMPION)
         if champion is None:
             raise dg.Failure(f"{name} has no champion: nothing to score with.")
-        versions, at, scored = _score(lakehouse, registry, model, name, champion.version)
-        rows = spark.get_session().createDataFrame(scored).select(*table.column_names)
-        # merged on (user_id, scored_at): re-scoring the same time rewrites only what changed
-        commit = lakehouse.merge(table, rows)
-        context.log.info(
-            "scored %d users at %s with %s v%s", len(scored), at, name, champion.version
+        since = test_window_start(registry.run(champion).data.tags)
+        batch = _score(
+            lakehouse,
+            registry,
+            model,
+            name,
+            champion.version,
+            since if config.since_test_start else None,
         )
-        scores = scored[model.output]
+        rows = spark.get_session().createDataFrame(batch.scored).select(*table.column_names)
+        # merged on (user_id, scored_at): re-scoring a time rewrites only what changed
+        commit = lakehouse.merge(table, rows)
+        newest = batch.scored[batch.scored[SCORED_AT] == batch.newest]
+        context.log.info(
+            "scored %d rows at %d feature time(s) (newest %s: %d users) with %s v%s",
+            len(batch.scored),
+            len(batch.times),
+            batch.newest,
+            len(newest),
+            name,
+            champion.version,
+        )
+        scores = newest[model.output]
         return dg.MaterializeResult(
             metadata={
                 **write_metadata(
                     table, commit, lakehouse.uri(table), total_rows=lakehouse.read(table).count()
                 ),
-                "users_scored": len(scored),
-                "scored_at": at.isoformat(),
+                "users_scored": len(newest),
+                "scored_at": batch.newest.isoformat(),
+                "rows_scored": len(batch.scored),
+                "scoring_times": len(batch.times),
+                "scored_since": dg.MetadataValue.text(
+                    batch.times[0].date().isoformat() if batch.times else "none"
+                ),
                 "model": f"{name} v{champion.version}",
-                "feature_versions": dg.MetadataValue.json(versions),
+                "feature_versions": dg.MetadataValue.json(batch.versions),
                 f"mean_{model.output}": round(float(scores.mean()), 4),
                 "share_above_0_5": round(float((scores >= 0.5).mean()), 4),
                 "seconds": round(time.perf_counter() - started, 1),
@@ -262,16 +302,42 @@ def build_predictions(model: ModelDeclaration) -> dg.AssetsDefinition:
     return _predictions
 
 
-def _score(lakehouse: Lakehouse, registry: Registry, model: ModelDeclaration, name: str, version):
-    """Every eligible user at the newest feature time, scored by ``version`` (the exact
-    version, not the alias: the alias may move while this runs)."""
+@dataclass(frozen=True)
+class Batch:
+    versions: dict[str, int]
+    times: list[dt.datetime]
+    newest: dt.datetime
+    scored: pd.DataFrame
+
+
+def _score(
+    lakehouse: Lakehouse,
+    registry: Registry,
+    model: ModelDeclaration,
+    name: str,
+    version,
+    since: dt.date | None,
+) -> Batch:
+    """The eligible users at each scoring time (the newest, and from ``since`` the ones this
+    version has not scored), scored by ``version`` (the exact version, not the alias: the
+    alias may move while this runs)."""
     activity, profile = user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec
     versions = {
         str(activity.name): lakehouse.version(activity),
         str(profile.name): lakehouse.version(profile),
     }
-    at = newest_feature_time(lakehouse.read(activity, version=versions[str(activity.name)]))
-    features = scoring_features(lakehouse, at, versions).toPandas()
+    ts = user_activity.CONTRACT.timestamp_key
+    features_at = [
+        r[0]
+        for r in lakehouse.read(activity, version=versions[str(activity.name)])
+        .select(ts)
+        .distinct()
+        .collect()
+    ]
+    if not features_at:
+        raise dg.Failure(f"{activity.name} is empty: there is nobody to score.")
+    times = scoring_times(features_at, since, _scored_by(lakehouse, model, int(version)))
+    features = eligible_features(lakehouse, times, versions).toPandas()
     loaded = registry.load(name, version)
     scores = np.asarray(loaded.predict(request_frame(features, model.encoding)), dtype="float64")
     scored = features[[ENTITY_KEY]].assign(
@@ -284,7 +350,23 @@ def _score(lakehouse: Lakehouse, registry: Registry, model: ModelDeclaration, na
             "user_profile_version": versions[str(profile.name)],
         }
     )
-    return versions, at, scored
+    return Batch(versions, times, max(features_at), scored)
+
+
+def _scored_by(lakehouse: Lakehouse, model: ModelDeclaration, version: int) -> list[dt.datetime]:
+    """The scoring times whose batch ``version`` already scored."""
+    table = predictions_table(model)
+    if lakehouse.version(table) is None:
+        return []
+    return [
+        r[0]
+        for r in lakehouse.read(table)
+        .groupBy(SCORED_AT)
+        .agg(F.min("model_version").alias("lo"), F.max("model_version").alias("hi"))
+        .where((F.col("lo") == version) & (F.col("hi") == version))
+        .select(SCORED_AT)
+        .collect()
+    ]
 
 
 def build_serving(

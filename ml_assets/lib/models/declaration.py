@@ -23,6 +23,7 @@ from ml_assets.lib.models.encoding import FeatureEncoding
 from ml_assets.lib.models.golden import CASES
 from ml_assets.lib.models.thresholds import MetricThreshold
 from ml_assets.lib.monitoring.limits import DriftLimits
+from ml_assets.lib.monitoring.quality_limits import QualityLimits
 from ml_assets.lib.registry.gate import GatePolicy, default_policy
 from ml_assets.lib.training_sets.declaration import SPLIT, TrainingSetDeclaration
 
@@ -37,9 +38,17 @@ class TrainingSettings:
     seed: int = 7
     min_test_roc_auc: float = 0.75
     max_test_log_loss_vs_base_rate: float = 1.0  # times the log loss of the base rate
+    # numeric features set to 0 in every split before training (an ablation: what the model
+    # is worth without them); recorded on the run. Empty for a normal model.
+    ablated_features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
+        ablated = self.ablated_features
+        if isinstance(ablated, str) or not all(isinstance(f, str) for f in ablated):
+            problems.append(f"ablated_features={ablated!r}: expected a list of feature names")
+        else:
+            object.__setattr__(self, "ablated_features", tuple(ablated))
         if not isinstance(self.n_trials, int) or not 1 <= self.n_trials <= 500:
             problems.append(f"n_trials={self.n_trials!r}: expected an integer from 1 to 500")
         if not isinstance(self.seed, int):
@@ -87,6 +96,7 @@ class ModelDeclaration:
     canary_percentage: int = 10  # traffic a pending challenger gets on the endpoint
     gate: GatePolicy | None = None  # None: default_policy(settings.min_test_roc_auc)
     drift_limits: DriftLimits = field(default_factory=DriftLimits)
+    quality_limits: QualityLimits = field(default_factory=QualityLimits)
     # the registered model's card: what it is for (also its ml_assets.use_case tag), and the
     # intended use and limits a consumer reads before relying on a score
     use_case: str = ""
@@ -158,6 +168,14 @@ class ModelDeclaration:
     @property
     def prediction_drift_key(self) -> tuple[str, str]:
         return (names.MONITORING, f"{self.stem}_prediction_drift")
+
+    @property
+    def model_quality_key(self) -> tuple[str, str]:
+        return (names.MONITORING, f"{self.stem}_model_quality")
+
+    @property
+    def canary_verdict_key(self) -> tuple[str, str]:
+        return (names.MONITORING, f"{self.stem}_canary_verdict")
 
     @property
     def endpoint(self) -> str:

@@ -22,7 +22,7 @@ import base64
 import json
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -252,6 +252,20 @@ def _window_tags(frame: pd.DataFrame, timestamp: str) -> dict[str, str]:
     return tags
 
 
+def ablated(frame: pd.DataFrame, model, features: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with ``features`` set to 0 (numeric model features only)."""
+    if not features:
+        return frame
+    numeric = {c for c in model.encoding.columns if c not in model.encoding.categories}
+    wrong = sorted(set(features) - numeric)
+    if wrong:
+        raise TrainingRequestError(
+            f"ablated_features {wrong}: not numeric features of {model.name} (expected some of "
+            f"{sorted(numeric)})."
+        )
+    return frame.assign(**{f: 0 for f in features})
+
+
 def train(
     frame: pd.DataFrame,
     request: TrainingRequest,
@@ -260,6 +274,7 @@ def train(
 ) -> TrainingOutcome:
     """Search, fit, evaluate and log the model; the parent run is FINISHED when this returns."""
     settings, model = request.settings, request.declaration
+    frame = ablated(frame, model, settings.ablated_features)
     data = cc.splits(frame, model.encoding, model.label, SPLIT)
     tags = {
         names.TAG_MODEL: model.name,
@@ -268,6 +283,8 @@ def train(
         **_window_tags(frame, model.timestamp),
         **request.tags,
     }
+    if settings.ablated_features:
+        tags[names.TAG_ABLATED_FEATURES] = ",".join(settings.ablated_features)
     tags[names.NOTE_TAG] = run_description(model, request, tags)
     started = time.perf_counter()
     with tracking.run(request.run_name, tags=tags) as parent:

@@ -2,7 +2,8 @@
 breach gets: a rollout regression (roll back) or gradual decay (retrain).
 
 A window is judged on the champion's realised ROC AUC. It breaches when it falls below
-``min_roc_auc`` or more than ``max_auc_drop`` below the version's own test ROC AUC; the level is
+``min_roc_auc`` or more than ``max_auc_drop`` below the version's own test ROC AUC, or when the
+previous champion, scored on the same rows, does better by ``regression_margin``; the level is
 debounced as drift's is (ERROR when ``k`` of the last ``n`` judged windows breach, the latest
 included; a window with fewer than ``min_rows`` matured rows is not judged). On ERROR:
 
@@ -92,12 +93,27 @@ def diagnose(
             "to judge (outcomes arrive once each prediction's outcome window has passed).",
         )
     recent = judged[-limits.n :]
-    breached = [w for w in recent if w.roc_auc < floor]  # type: ignore[operator]
+
+    def worse(w: WindowQuality) -> bool:
+        return w.previous_roc_auc is not None and (
+            w.previous_roc_auc - w.roc_auc >= limits.regression_margin  # type: ignore[operator]
+        )
+
+    def breaches(w: WindowQuality) -> bool:
+        return w.roc_auc < floor or worse(w)  # type: ignore[operator]
+
+    breached = [w for w in recent if breaches(w)]
     latest = judged[-1]
-    latest_breached = latest.roc_auc < floor  # type: ignore[operator]
+    latest_breached = breaches(latest)
+    behind = (
+        f", previous version {latest.previous_roc_auc:.4f} on the same rows"
+        if latest.previous_roc_auc is not None
+        else ""
+    )
     summary = (
-        f"latest window {latest.window}: ROC AUC {latest.roc_auc:.4f} on {latest.rows} rows, "
-        f"floor {floor:.4f}; {len(breached)} of the last {len(recent)} judged windows below it"
+        f"latest window {latest.window}: ROC AUC {latest.roc_auc:.4f} on {latest.rows} rows"
+        f"{behind}, floor {floor:.4f}; {len(breached)} of the last {len(recent)} judged "
+        "windows breach"
     )
     if not latest_breached or len(breached) < limits.k:
         level = "warn" if latest_breached else "ok"
@@ -105,11 +121,7 @@ def diagnose(
             level, "none", "none", floor, len(judged), tuple(w.window for w in breached), summary
         )
     compared = [w for w in breached if w.previous_roc_auc is not None]
-    better = [
-        w
-        for w in compared
-        if w.previous_roc_auc - w.roc_auc >= limits.regression_margin  # type: ignore[operator]
-    ]
+    better = [w for w in compared if worse(w)]
     if compared and len(better) == len(compared):
         gaps = ", ".join(f"{w.window}: {w.previous_roc_auc:.4f} vs {w.roc_auc:.4f}" for w in better)
         return Diagnosis(

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ml_assets import names
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.models.declaration import ModelDeclaration
@@ -52,6 +53,35 @@ def newest_feature_time(activity: DataFrame) -> dt.datetime:
     if newest is None:
         raise ValueError(f"{user_activity.CONTRACT.name} is empty: there is nobody to score.")
     return newest
+
+
+def test_window_start(run_tags: Mapping[str, str]) -> dt.date | None:
+    """The first observation day of the test split a version was trained with (its run's
+    ``ml_assets.window.test`` tag, ``"YYYY-MM-DD..YYYY-MM-DD"``); None when not recorded."""
+    window = run_tags.get(names.TAG_WINDOW_PREFIX + "test")
+    if not window:
+        return None
+    try:
+        return dt.date.fromisoformat(window.split("..")[0])
+    except ValueError:
+        return None
+
+
+def scoring_times(
+    feature_times: Sequence[dt.datetime],
+    since: dt.date | None,
+    scored_by_version: Sequence[dt.datetime] = (),
+) -> list[dt.datetime]:
+    """The feature times a batch scores: every one from ``since`` (the champion's test window
+    start: days it never trained on, whose outcomes mature one by one) to the newest, less the
+    ones this version already scored; the newest is always (re)scored, as its features may have
+    been restated. Without ``since`` only the newest."""
+    if not feature_times:
+        return []
+    newest = max(feature_times)
+    done = set(scored_by_version)
+    times = {t for t in feature_times if since is not None and t.date() >= since and t not in done}
+    return sorted(times | {newest})
 
 
 def scoring_features(

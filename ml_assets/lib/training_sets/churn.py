@@ -109,6 +109,7 @@ LABELS_DECLARATION = Labels(
     source=user_daily_activity.CONTRACT.table_spec,
     source_date=ACTIVITY_DATE,
     rate_name="churn rate",
+    realise=realised_churn,
 )
 
 CHURN = TrainingSetDeclaration(

@@ -40,6 +40,9 @@ DEFAULT_OWNER = "ml-platform"
 # (the daily source, its first day, its last day, *, history_days) -> one row per entity and
 # observation time, each with at least ``history_days`` of the source's data before it
 LabelFunction = Callable[..., DataFrame]
+# (the daily source, scored rows (entity key, timestamp, ...), the source's last day) -> the
+# scored rows whose outcome window has passed, each with the label it earned (the same rule)
+RealiseFunction = Callable[[DataFrame, DataFrame, dt.date], DataFrame]
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Labels:
     source_date: str
     rate_name: str  # how the mean label reads in a log line, e.g. "churn rate"
     values: tuple[int, ...] = (0, 1)
+    realise: RealiseFunction | None = None  # outcomes of served predictions (model quality)
 
     def __post_init__(self) -> None:
         problems = []

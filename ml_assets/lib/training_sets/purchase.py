@@ -16,7 +16,12 @@ from pyspark.sql import functions as F
 from ml_assets import names
 from ml_assets.lib.features import user_daily_activity
 from ml_assets.lib.training_sets.declaration import Labels, TrainingSetDeclaration
-from ml_assets.lib.training_sets.labels import ACTIVITY_DATE, LabelConfig, outcome_labels
+from ml_assets.lib.training_sets.labels import (
+    ACTIVITY_DATE,
+    LabelConfig,
+    outcome_labels,
+    realised_outcomes,
+)
 from ml_assets.lib.training_sets.users import (
     ACCOUNT_AGE_DERIVED,
     ENTITY_KEY,
@@ -57,6 +62,21 @@ def compute_purchase_labels(
     )
 
 
+def realised_purchases(daily: DataFrame, scored: DataFrame, last_day: dt.date) -> DataFrame:
+    """The purchase label each scored (user_id, scored time) earned, once its 14 days passed."""
+    return realised_outcomes(
+        daily,
+        scored,
+        last_day,
+        CONFIG,
+        entity_key=ENTITY_KEY,
+        timestamp=LABEL_TS,
+        label=LABEL,
+        outcome=F.col("purchases") > 0,
+        positive_when=True,
+    )
+
+
 PURCHASE = TrainingSetDeclaration(
     table_name=TRAINING_SET_TABLE,
     labels=Labels(
@@ -72,6 +92,7 @@ PURCHASE = TrainingSetDeclaration(
         source=user_daily_activity.CONTRACT.table_spec,
         source_date=ACTIVITY_DATE,
         rate_name="purchase rate",
+        realise=realised_purchases,
     ),
     lookups=USER_LOOKUPS,
     derived=(ACCOUNT_AGE_DERIVED,),

@@ -1,0 +1,324 @@
+"""Model quality on delayed labels for every declared model (``build_model_quality(model)``):
+``monitoring/<stem>_model_quality`` joins the predictions made (batch predictions and the
+inference log) with the outcomes realised once their window passed, into
+``main.monitoring.<model>_model_quality`` (lib/monitoring/model_quality); its check
+``model_quality_within_limits`` judges the champion with the model's ``quality_limits``
+(lib/monitoring/quality_limits: debounced as drift, a regression told apart from decay).
+"""
+
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from ml_assets import names
+from ml_assets.defs.metadata import table_asset_spec, write_metadata
+from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
+from ml_assets.lib.models.declaration import ModelDeclaration
+from ml_assets.lib.models.encoding import request_frame
+from ml_assets.lib.monitoring import model_quality as mq
+from ml_assets.lib.monitoring.plots import markdown_image, quality_chart, reliability_chart
+from ml_assets.lib.monitoring.quality_limits import diagnose
+from ml_assets.lib.registry import aliases
+from ml_assets.lib.registry.store import Registry
+from ml_assets.lib.serving.batch import eligible_features, predictions_table
+from ml_assets.lib.serving.inference_log import inference_log_table
+from ml_assets.lib.training_sets.users import ENTITY_KEY, LABEL_TS
+from ml_assets.resources.lakehouse import Lakehouse
+from ml_assets.resources.registry import ModelRegistry
+from ml_assets.resources.spark import SparkResource
+
+DAILY_KEY = dg.AssetKey(names.USER_DAILY_ACTIVITY_KEY)
+
+
+def _inference_log(model: ModelDeclaration):
+    return inference_log_table(model.inference_log_table, model.endpoint)
+
+
+def _read_if_exists(lakehouse: Lakehouse, spec):
+    return lakehouse.read(spec) if lakehouse.version(spec) is not None else None
+
+
+def _versions(registry: Registry, name: str) -> tuple[int | None, int | None, float | None]:
+    """The champion, the version a rollback restores (``previous_champion``), and the
+    champion's test ROC AUC."""
+    champion = registry.by_alias(name, aliases.CHAMPION)
+    previous = registry.by_alias(name, aliases.PREVIOUS_CHAMPION)
+    if champion is None:
+        return None, None, None
+    test_auc = registry.run(champion).data.metrics.get("test_roc_auc")
+    previous_version = None
+    if previous is not None and str(previous.version) != str(champion.version):
+        previous_version = int(previous.version)
+    return int(champion.version), previous_version, test_auc
+
+
+def _rescored(
+    lakehouse: Lakehouse,
+    registry: Registry,
+    model: ModelDeclaration,
+    name: str,
+    version: int,
+    rows: pd.DataFrame,
+    champion: int,
+) -> pd.Series:
+    """``version``'s predictions for the champion's batch rows (features looked up as the
+    batch did, at each row's scoring time), indexed like ``rows``; NaN where it has none."""
+    mine = rows[(rows["model_version"] == champion) & (rows["source"] == mq.BATCH)]
+    out = pd.Series(np.nan, index=rows.index)
+    if mine.empty:
+        return out
+    times = sorted({pd.Timestamp(t).to_pydatetime() for t in mine[LABEL_TS]})
+    activity, profile = user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec
+    versions = {str(s.name): lakehouse.version(s) for s in (activity, profile)}
+    features = eligible_features(lakehouse, times, versions).toPandas()
+    scorer = registry.load(name, version)
+    features["_previous"] = np.asarray(
+        scorer.predict(request_frame(features, model.encoding)), dtype="float64"
+    )
+    keyed = mine[[ENTITY_KEY, LABEL_TS]].reset_index()
+    keyed[LABEL_TS] = pd.to_datetime(keyed[LABEL_TS])
+    features[LABEL_TS] = pd.to_datetime(features[LABEL_TS])
+    joined = keyed.merge(features[[ENTITY_KEY, LABEL_TS, "_previous"]], how="left")
+    out.loc[joined["index"].to_numpy()] = joined["_previous"].to_numpy()
+    return out
+
+
+def build_model_quality(model: ModelDeclaration) -> dg.AssetsDefinition:
+    key, table = dg.AssetKey(model.model_quality_key), mq.model_quality_table(model)
+    deps = [
+        dg.AssetKey(model.predictions_key),
+        dg.AssetKey(model.inference_log_key),
+        DAILY_KEY,
+        dg.AssetKey(model.champion_key),
+    ]
+
+    @dg.multi_asset(
+        specs=[table_asset_spec(key, table, group=names.MONITORING, deps=deps)],
+        name=key.path[-1],
+    )
+    def _model_quality(
+        context: dg.AssetExecutionContext,
+        lakehouse: Lakehouse,
+        spark: SparkResource,
+        model_registry: ModelRegistry,
+    ) -> dg.MaterializeResult:
+        """Every prediction whose outcome window has passed, joined with the outcome it
+        realised, profiled per scoring day, source and model version; the champion's rows
+        also carry the previous champion's quality on the same rows (re-scored)."""
+        started = time.perf_counter()
+        registry = model_registry.open()
+        name = registry.full_name(model.registered_model)
+        champion, previous, test_auc = _versions(registry, name)
+        scored = mq.scored_rows(
+            model,
+            _read_if_exists(lakehouse, predictions_table(model)),
+            _read_if_exists(lakehouse, _inference_log(model)),
+        )
+        if scored is None:
+            raise dg.Failure(
+                f"Nothing was predicted yet: neither {model.predictions_table} nor "
+                f"{model.inference_log_table} exists. Materialize "
+                f"{'/'.join(model.predictions_key)} (or serve traffic and ingest its log)."
+            )
+        daily = lakehouse.read(user_daily_activity.CONTRACT.table_spec)
+        try:
+            rows = mq.matured(model, daily, scored)
+        except ValueError as exc:
+            raise dg.Failure(str(exc)) from None
+        through = rows.attrs["outcomes_through"]
+        pending = scored.count() - len(rows)
+        previous_scores = None
+        if previous is not None and champion is not None and len(rows):
+            previous_scores = (
+                previous,
+                _rescored(lakehouse, registry, model, name, previous, rows, champion),
+            )
+        metrics = mq.profile(
+            model, rows, through, champion_version=champion, previous=previous_scores
+        )
+        metadata: dict[str, object] = {
+            "predictions_matured": len(rows),
+            "predictions_pending_outcome": pending,
+            "outcomes_through": through.isoformat(),
+            "champion_version": dg.MetadataValue.text(str(champion)),
+            "previous_champion_version": dg.MetadataValue.text(str(previous or "none")),
+        }
+        if metrics:
+            frame = spark.get_session().createDataFrame(
+                [tuple(r[c] for c in table.column_names) for r in metrics], table.spark_schema
+            )
+            commit = lakehouse.merge(table, frame)
+            total = lakehouse.read(table).count()
+            metadata |= write_metadata(table, commit, lakehouse.uri(table), total_rows=total)
+            history = lakehouse.read(table).toPandas()
+            metadata |= _quality_metadata(model, history, champion, previous, test_auc)
+        else:
+            metadata["note"] = (
+                f"No prediction's outcome window has passed yet (outcomes through {through}): "
+                "nothing to profile. Rows mature once their outcome window ends."
+            )
+        context.log.info(
+            "model quality: %d matured predictions (%d pending), %d metric rows, outcomes "
+            "through %s",
+            len(rows),
+            pending,
+            len(metrics),
+            through,
+        )
+        metadata["seconds"] = round(time.perf_counter() - started, 1)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _model_quality
+
+
+def _quality_metadata(
+    model: ModelDeclaration,
+    history: pd.DataFrame,
+    champion: int | None,
+    previous: int | None,
+    test_auc: float | None,
+) -> dict[str, object]:
+    floor = model.quality_limits.floor(test_auc)
+    series = {
+        f"v{v} {s}": [
+            (r[mq.WINDOW], float(r["roc_auc"]))
+            for _, r in g.sort_values(mq.WINDOW).iterrows()
+            if not pd.isna(r["roc_auc"])
+        ]
+        for (v, s), g in history.groupby(["model_version", "source"])
+    }
+    mine = history[history["model_version"] == champion] if champion is not None else history
+    if champion is not None and previous is not None:
+        redo = mine.dropna(subset=["previous_roc_auc"]).sort_values(mq.WINDOW)
+        if len(redo):
+            series[f"v{previous} re-scored on v{champion}'s rows"] = [
+                (r[mq.WINDOW], float(r["previous_roc_auc"])) for _, r in redo.iterrows()
+            ]
+    curves = {
+        f"v{v}": mq.pooled_calibration(history, v) for v in sorted(set(history["model_version"]))
+    }
+    table_rows = mine.sort_values(mq.WINDOW).tail(10)
+    metadata: dict[str, object] = {
+        "windows": int(history[mq.WINDOW].nunique()),
+        "floor_roc_auc": dg.MetadataValue.text(f"{floor:.4f}"),
+        "quality_over_time": dg.MetadataValue.md(
+            markdown_image(
+                quality_chart(series, floor=floor, title=f"{model.name}: realised ROC AUC"),
+                "quality",
+            )
+        ),
+        "reliability": dg.MetadataValue.md(
+            markdown_image(
+                reliability_chart(curves, title=f"{model.name}: calibration on outcomes"),
+                "reliability",
+            )
+        ),
+        "champion_windows": dg.MetadataValue.md(
+            "| window | source | rows | positive rate | ROC AUC | PR AUC | log loss | previous "
+            "ROC AUC |\n|---|---|---|---|---|---|---|---|\n"
+            + "\n".join(
+                f"| {r[mq.WINDOW]} | {r['source']} | {r['rows']} | {r['positive_rate']:.3f} | "
+                f"{_fmt(r['roc_auc'])} | {_fmt(r['pr_auc'])} | {r['log_loss']:.4f} | "
+                f"{_fmt(r['previous_roc_auc'])} |"
+                for _, r in table_rows.iterrows()
+            )
+        ),
+    }
+    if len(table_rows):
+        latest = table_rows.iloc[-1]
+        metadata |= {
+            "latest_window": str(latest[mq.WINDOW]),
+            "latest_roc_auc": None
+            if pd.isna(latest["roc_auc"])
+            else round(float(latest["roc_auc"]), 4),
+            "latest_log_loss": round(float(latest["log_loss"]), 4),
+        }
+    return metadata
+
+
+def _fmt(value) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.4f}"
+
+
+def quality_history(lakehouse: Lakehouse, model: ModelDeclaration) -> pd.DataFrame | None:
+    table = mq.model_quality_table(model)
+    if lakehouse.version(table) is None:
+        return None
+    return lakehouse.read(table).toPandas()
+
+
+def build_model_quality_check(model: ModelDeclaration) -> dg.AssetChecksDefinition:
+    limits = model.quality_limits
+    key = dg.AssetKey(model.model_quality_key)
+
+    @dg.asset_check(
+        asset=key,
+        name=names.CHECK_MODEL_QUALITY,
+        blocking=False,
+        description=f"The champion's realised ROC AUC per window against its floor (at least "
+        f"{limits.min_roc_auc}, and at most {limits.max_auc_drop} below its test ROC AUC) and "
+        f"against the previous champion on the same rows (a lead of {limits.regression_margin} "
+        f"is a regression): ERROR when {limits.k} of the last {limits.n} judged windows breach, "
+        "the latest included; the metadata says roll back (regression) or retrain (decay).",
+    )
+    def _within_limits(lakehouse: Lakehouse, model_registry: ModelRegistry) -> dg.AssetCheckResult:
+        registry = model_registry.open()
+        name = registry.full_name(model.registered_model)
+        champion, previous, test_auc = _versions(registry, name)
+        history = quality_history(lakehouse, model)
+        if champion is None or history is None:
+            return dg.AssetCheckResult(
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"Nothing to judge yet: {name} has no champion or "
+                f"{mq.model_quality_table(model).name} does not exist; materialize "
+                f"{key.to_user_string()}.",
+                metadata={"level": "not_judged"},
+            )
+        diagnoses = {
+            source: diagnose(mq.champion_windows(history, champion, source), test_auc, limits)
+            for source in mq.sources(history)
+        }
+        order = ["error", "warn", "not_judged", "ok"]
+        source, worst = min(diagnoses.items(), key=lambda kv: order.index(kv[1].level))
+        judged = {s: d for s, d in diagnoses.items() if d.level != "not_judged"}
+        if worst.level == "not_judged" or (not judged):
+            passed, severity = False, dg.AssetCheckSeverity.WARN
+        else:
+            passed = worst.level == "ok"
+            severity = (
+                dg.AssetCheckSeverity.ERROR
+                if worst.level == "error"
+                else dg.AssetCheckSeverity.WARN
+            )
+        started = min(worst.breaches).isoformat() if worst.breaches else ""
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=severity,
+            description=f"v{champion} ({source}): {worst.description}",
+            metadata={
+                "level": worst.level,
+                "action": worst.action,
+                "cause": worst.cause,
+                "source": source,
+                "champion_version": dg.MetadataValue.text(str(champion)),
+                "previous_champion_version": dg.MetadataValue.text(str(previous or "none")),
+                "floor_roc_auc": dg.MetadataValue.text(f"{worst.floor:.4f}"),
+                "judged_windows": worst.judged,
+                "breach_started": started,
+                "levels_by_source": dg.MetadataValue.json(
+                    {s: d.level for s, d in diagnoses.items()}
+                ),
+                **{k: dg.MetadataValue.text(str(v)) for k, v in limits.model_dump().items()},
+            },
+        )
+
+    return _within_limits
+
+
+def build_quality_monitoring(
+    model: ModelDeclaration,
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    return [build_model_quality(model)], [build_model_quality_check(model)]

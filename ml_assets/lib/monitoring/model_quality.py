@@ -1,0 +1,226 @@
+"""Model quality on delayed labels, as Lakehouse Monitoring's inference-log profile computes it:
+the predictions a model made (batch predictions and the gateway's inference log), joined with
+the outcome each scored user realised once its outcome window passed, profiled per window (a
+scoring day), source and model version.
+
+The metrics table (``model_quality_table``) holds one row per (window, source, model version),
+as a profile metrics table does; rows of the champion also carry the previous champion's
+quality on the same rows (re-scored), which tells a rollout regression from decay
+(``quality_limits.diagnose``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ml_assets import names
+from ml_assets.lib.lakehouse import Column, TableId, TableSpec
+from ml_assets.lib.models.declaration import ModelDeclaration
+from ml_assets.lib.monitoring.quality import quality
+from ml_assets.lib.monitoring.quality_limits import WindowQuality
+from ml_assets.lib.serving.batch import SCORED_AT
+from ml_assets.lib.training_sets.users import ENTITY_KEY, LABEL_TS
+
+BATCH, INFERENCE_LOG = "batch", "inference_log"
+WINDOW = "window_start"
+PREDICTION = "prediction"
+GRANULARITY = "1 day"
+
+
+def model_quality_table(model: ModelDeclaration) -> TableSpec:
+    """``<catalog>.monitoring.<model>_model_quality``."""
+    return TableSpec(
+        name=TableId(names.CATALOG, names.MONITORING, f"{model.name}_model_quality"),
+        columns=(
+            Column(WINDOW, "date", False, "The scoring day the predictions were made for"),
+            Column("granularity", "string", False, "Window length"),
+            Column("source", "string", False, "batch (predictions table) or inference_log"),
+            Column("model_version", "bigint", False, "The version that made the predictions"),
+            Column("rows", "bigint", False, "Predictions whose outcome has matured"),
+            Column("positives", "bigint", False, "Of which the outcome was positive"),
+            Column("positive_rate", "double", False, "positives / rows"),
+            Column("mean_prediction", "double", False, "Mean predicted probability"),
+            Column("roc_auc", "double", True, "ROC AUC (null when one class only)"),
+            Column("pr_auc", "double", True, "Average precision (null when one class only)"),
+            Column("log_loss", "double", False, "Mean log loss"),
+            Column("brier", "double", False, "Brier score"),
+            Column("calibration_error", "double", False, "Expected calibration error"),
+            Column("calibration", "string", False, "JSON: the reliability curve's bins"),
+            Column("previous_version", "bigint", True, "The previous champion, re-scored"),
+            Column("previous_roc_auc", "double", True, "Its ROC AUC on the same rows"),
+            Column("previous_log_loss", "double", True, "Its log loss on the same rows"),
+            Column("outcomes_through", "date", False, "Last day of outcome data used"),
+            Column("computed_at", "timestamp", False, "When this row was computed (UTC)"),
+        ),
+        primary_key=(WINDOW, "source", "model_version"),
+        description=f"{model.name}'s quality on realised outcomes: one row per scoring day, "
+        "source (batch predictions, inference log) and model version, once the outcome window "
+        "of the day's predictions has passed (Lakehouse Monitoring's inference-log profile).",
+        owner=model.training_set.owner,
+    )
+
+
+def scored_rows(
+    model: ModelDeclaration,
+    predictions: DataFrame | None,
+    inference_log: DataFrame | None,
+) -> DataFrame | None:
+    """(source, user_id, label_ts at 00:00 UTC of the features' day, model_version,
+    prediction) of every prediction made: batch rows, and the inference log's answered
+    records (status 200 with a prediction, a user and a feature time)."""
+    frames = []
+    if predictions is not None:
+        frames.append(
+            predictions.select(
+                F.lit(BATCH).alias("source"),
+                F.col(ENTITY_KEY),
+                F.col(SCORED_AT).alias(LABEL_TS),
+                F.col("model_version").cast("bigint").alias("model_version"),
+                F.col(model.output).cast("double").alias(PREDICTION),
+            )
+        )
+    if inference_log is not None:
+        frames.append(
+            inference_log.where(
+                (F.col("status_code") == 200)
+                & F.col(PREDICTION).isNotNull()
+                & F.col(ENTITY_KEY).isNotNull()
+                & F.col("feature_time").isNotNull()
+                & F.col("model_version").isNotNull()
+            ).select(
+                F.lit(INFERENCE_LOG).alias("source"),
+                F.col(ENTITY_KEY),
+                F.date_trunc("day", F.col("feature_time")).alias(LABEL_TS),
+                F.col("model_version").cast("bigint").alias("model_version"),
+                F.col(PREDICTION).cast("double"),
+            )
+        )
+    if not frames:
+        return None
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def matured(model: ModelDeclaration, daily: DataFrame, scored: DataFrame) -> pd.DataFrame:
+    """The scored rows whose outcome window has passed, with the realised label (the labels'
+    own rule, through the data's last day)."""
+    labels = model.training_set.labels
+    if labels.realise is None:
+        raise ValueError(
+            f"{labels.table.name} declares no realise function: the outcome of a served "
+            "prediction cannot be computed. Declare Labels(realise=...) with the label's rule."
+        )
+    last_day = daily.agg(F.max(labels.source_date)).first()[0]
+    if last_day is None:
+        raise ValueError(f"{labels.source.name} is empty: no outcome has been observed yet.")
+    rows = labels.realise(daily, scored, last_day).toPandas()
+    rows[WINDOW] = pd.to_datetime(rows[LABEL_TS]).dt.date
+    rows.attrs["outcomes_through"] = last_day
+    return rows
+
+
+PreviousScorer = Callable[[pd.DataFrame], np.ndarray]
+
+
+def profile(
+    model: ModelDeclaration,
+    rows: pd.DataFrame,
+    outcomes_through: dt.date,
+    *,
+    champion_version: int | None,
+    previous: tuple[int, pd.Series] | None = None,
+    computed_at: dt.datetime | None = None,
+) -> list[dict[str, object]]:
+    """One metrics row per (window, source, model version) of matured ``rows`` (columns
+    source, window_start, model_version, prediction and the label). ``previous`` is (version,
+    its predictions indexed like ``rows``) for the champion's rows: its quality on the same
+    rows goes on the champion's metrics rows."""
+    label = model.label
+    now = computed_at or dt.datetime.now(dt.UTC)
+    out = []
+    for (window, source, version), group in rows.groupby([WINDOW, "source", "model_version"]):
+        q = quality(group[label].to_numpy(), group[PREDICTION].to_numpy())
+        row: dict[str, object] = {
+            WINDOW: window,
+            "granularity": GRANULARITY,
+            "source": source,
+            "model_version": int(version),
+            "rows": q.rows,
+            "positives": q.positives,
+            "positive_rate": q.positive_rate,
+            "mean_prediction": q.mean_prediction,
+            "roc_auc": q.roc_auc,
+            "pr_auc": q.pr_auc,
+            "log_loss": q.log_loss,
+            "brier": q.brier,
+            "calibration_error": q.calibration_error,
+            "calibration": json.dumps(
+                [
+                    {
+                        "lower": b.lower,
+                        "upper": b.upper,
+                        "rows": b.rows,
+                        "mean_prediction": round(b.mean_prediction, 6),
+                        "observed_rate": round(b.observed_rate, 6),
+                    }
+                    for b in q.calibration
+                ]
+            ),
+            "previous_version": None,
+            "previous_roc_auc": None,
+            "previous_log_loss": None,
+            "outcomes_through": outcomes_through,
+            "computed_at": now,
+        }
+        if previous is not None and int(version) == champion_version:
+            previous_version, scores = previous
+            p = quality(group[label].to_numpy(), scores.loc[group.index].to_numpy())
+            row |= {
+                "previous_version": previous_version,
+                "previous_roc_auc": p.roc_auc,
+                "previous_log_loss": p.log_loss,
+            }
+        out.append(row)
+    return out
+
+
+def champion_windows(history: pd.DataFrame, version: int, source: str) -> list[WindowQuality]:
+    """The judged series of one version and source from the metrics table's rows."""
+    mine = history[(history["model_version"] == version) & (history["source"] == source)]
+    return [
+        WindowQuality(
+            window=r[WINDOW],
+            rows=int(r["rows"]),
+            roc_auc=None if pd.isna(r["roc_auc"]) else float(r["roc_auc"]),
+            previous_roc_auc=None
+            if pd.isna(r["previous_roc_auc"])
+            else float(r["previous_roc_auc"]),
+        )
+        for _, r in mine.sort_values(WINDOW).iterrows()
+    ]
+
+
+def pooled_calibration(history: pd.DataFrame, version: int) -> list[tuple[float, float, int]]:
+    """(mean prediction, observed rate, rows) per bin over every window of ``version``: the
+    reliability curve."""
+    bins: dict[float, list[float]] = {}
+    for text in history.loc[history["model_version"] == version, "calibration"]:
+        for b in json.loads(text):
+            acc = bins.setdefault(b["lower"], [0.0, 0.0, 0])
+            acc[0] += b["mean_prediction"] * b["rows"]
+            acc[1] += b["observed_rate"] * b["rows"]
+            acc[2] += b["rows"]
+    return [(p / n, o / n, int(n)) for _, (p, o, n) in sorted(bins.items()) if n]
+
+
+def sources(history: pd.DataFrame) -> Sequence[str]:
+    return sorted(set(history["source"]))
