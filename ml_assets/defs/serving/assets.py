@@ -28,10 +28,10 @@ from ml_assets.lib.registry.store import Registry
 from ml_assets.lib.serving.batch import (
     SCORED_AT,
     eligible_features,
+    held_out_from,
     newest_batch_valid,
     predictions_table,
     scoring_times,
-    test_window_start,
 )
 from ml_assets.lib.serving.endpoint import (
     Endpoint,
@@ -256,7 +256,7 @@ def build_predictions(model: ModelDeclaration) -> dg.AssetsDefinition:
         champion = registry.by_alias(name, aliases.CHAMPION)
         if champion is None:
             raise dg.Failure(f"{name} has no champion: nothing to score with.")
-        since = test_window_start(registry.run(champion).data.tags)
+        since = held_out_from(registry.run(champion).data.tags)
         batch = _score(
             lakehouse,
             registry,

@@ -55,7 +55,7 @@ def newest_feature_time(activity: DataFrame) -> dt.datetime:
     return newest
 
 
-def test_window_start(run_tags: Mapping[str, str]) -> dt.date | None:
+def held_out_from(run_tags: Mapping[str, str]) -> dt.date | None:
     """The first observation day of the test split a version was trained with (its run's
     ``ml_assets.window.test`` tag, ``"YYYY-MM-DD..YYYY-MM-DD"``); None when not recorded."""
     window = run_tags.get(names.TAG_WINDOW_PREFIX + "test")

@@ -1,0 +1,139 @@
+"""Model quality on delayed labels, the lib side: which predictions count (batch rows and the
+inference log's answered records), which have matured, and the profile per window, source and
+version with the previous champion's quality on the same rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
+from ml_assets.lib.monitoring import model_quality as mq
+from ml_assets.lib.serving.batch import held_out_from, scoring_times
+
+DAILY = "user_id bigint, activity_date date, logins bigint, purchases bigint"
+PREDICTIONS = (
+    "user_id bigint, scored_at timestamp, churn_probability double, model_name string, "
+    "model_version bigint, user_activity_version bigint, user_profile_version bigint"
+)
+
+
+def test_scoring_times_cover_the_days_the_champion_never_trained_on_once_per_version():
+    times = [dt.datetime(2026, 3, d) for d in range(1, 11)]
+    assert scoring_times(times, None) == [dt.datetime(2026, 3, 10)]  # the newest only
+    since = scoring_times(times, dt.date(2026, 3, 7))
+    assert since == [dt.datetime(2026, 3, d) for d in (7, 8, 9, 10)]
+    # what this version already scored is not scored again; the newest always is
+    done = [dt.datetime(2026, 3, d) for d in (7, 8, 10)]
+    assert scoring_times(times, dt.date(2026, 3, 7), done) == [
+        dt.datetime(2026, 3, 9),
+        dt.datetime(2026, 3, 10),
+    ]
+    assert scoring_times([], dt.date(2026, 3, 7)) == []
+    assert held_out_from({"ml_assets.window.test": "2026-02-09..2026-02-16"}) == dt.date(2026, 2, 9)
+    assert held_out_from({}) is None
+    assert held_out_from({"ml_assets.window.test": "garbage"}) is None
+
+
+def _inference_log(spark, rows):
+    return spark.createDataFrame(
+        rows,
+        "user_id bigint, feature_time timestamp, model_version string, prediction double, "
+        "status_code int",
+    )
+
+
+def test_matured_predictions_from_both_sources_get_the_outcome_they_realised(spark):
+    d, t = dt.date, dt.datetime
+    daily = spark.createDataFrame(
+        [
+            (1, d(2026, 1, 5), 1, 0),  # user 1 comes back within 30 days of Jan 1: not churned
+            (2, d(2025, 12, 30), 1, 0),  # user 2 never comes back: churned
+            (3, d(2026, 3, 1), 1, 0),
+        ],
+        DAILY,
+    )
+    predictions = spark.createDataFrame(
+        [
+            (1, t(2026, 1, 1), 0.2, "m", 1, 1, 1),
+            (2, t(2026, 1, 1), 0.7, "m", 1, 1, 1),
+            (1, t(2026, 2, 20), 0.3, "m", 1, 1, 1),  # window ends after Mar 1: pending
+        ],
+        PREDICTIONS,
+    )
+    log = _inference_log(
+        spark,
+        [
+            (2, t(2026, 1, 1), "1", 0.9, 200),
+            (1, t(2026, 1, 1), "1", None, 400),  # refused: no prediction, not counted
+            (None, t(2026, 1, 1), "1", 0.5, 200),  # no user: cannot be joined, not counted
+        ],
+    )
+    scored = mq.scored_rows(CHURN_CLASSIFIER, predictions, log)
+    assert scored.count() == 4
+    rows = mq.matured(CHURN_CLASSIFIER, daily, scored)
+    assert rows.attrs["outcomes_through"] == d(2026, 3, 1)
+    got = {(r.source, r.user_id): r.churned for r in rows.itertuples()}
+    assert got == {("batch", 1): 0, ("batch", 2): 1, ("inference_log", 2): 1}
+    assert mq.scored_rows(CHURN_CLASSIFIER, None, None) is None
+
+
+def test_profile_per_window_source_and_version_with_the_previous_version_on_the_same_rows():
+    rng = np.random.default_rng(3)
+    n = 400
+    labels = rng.integers(0, 2, n)
+    good = np.clip(labels * 0.6 + rng.uniform(0, 0.4, n), 0, 1)
+    rows = pd.DataFrame(
+        {
+            "source": "batch",
+            mq.WINDOW: [dt.date(2026, 2, 9)] * (n // 2) + [dt.date(2026, 2, 10)] * (n // 2),
+            "model_version": 2,
+            "prediction": rng.uniform(0, 1, n),  # v2 guesses
+            "churned": labels,
+        }
+    )
+    previous = pd.Series(good, index=rows.index)  # v1 knew
+    out = mq.profile(
+        CHURN_CLASSIFIER,
+        rows,
+        dt.date(2026, 3, 11),
+        champion_version=2,
+        previous=(1, previous),
+        computed_at=dt.datetime(2026, 3, 12, tzinfo=dt.UTC),
+    )
+    assert [(r[mq.WINDOW], r["model_version"], r["rows"]) for r in out] == [
+        (dt.date(2026, 2, 9), 2, 200),
+        (dt.date(2026, 2, 10), 2, 200),
+    ]
+    for r in out:
+        assert r["previous_version"] == 1 and r["previous_roc_auc"] > 0.95
+        assert 0.3 < r["roc_auc"] < 0.7
+        bins = json.loads(r["calibration"])
+        assert sum(b["rows"] for b in bins) == 200
+    table = pd.DataFrame(out)
+    windows = mq.champion_windows(table, 2, "batch")
+    assert [w.previous_roc_auc for w in windows] == [r["previous_roc_auc"] for r in out]
+    curve = mq.pooled_calibration(table, 2)
+    assert sum(b[2] for b in curve) == n and all(0 <= b[0] <= 1 for b in curve)
+    # a version that is not the champion gets no comparison
+    other = mq.profile(CHURN_CLASSIFIER, rows, dt.date(2026, 3, 11), champion_version=3)
+    assert all(r["previous_version"] is None for r in other)
+
+
+def test_a_label_without_a_realise_rule_is_refused_with_the_fix(spark):
+    from dataclasses import replace
+
+    labels = replace(CHURN_CLASSIFIER.training_set.labels, realise=None)
+    model = replace(
+        CHURN_CLASSIFIER, training_set=replace(CHURN_CLASSIFIER.training_set, labels=labels)
+    )
+    daily = spark.createDataFrame([(1, dt.date(2026, 1, 5), 1, 0)], DAILY)
+    scored = mq.scored_rows(
+        model, None, _inference_log(spark, [(1, dt.datetime(2026, 1, 1), "1", 0.5, 200)])
+    )
+    with pytest.raises(ValueError, match=r"declares no realise function.*Labels\(realise=...\)"):
+        mq.matured(model, daily, scored)
