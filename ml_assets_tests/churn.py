@@ -3,6 +3,7 @@ materialize a few of them on their own; and its drift monitor's tables."""
 
 from ml_assets import names
 from ml_assets.defs.models.assets import build_model
+from ml_assets.defs.monitoring.quality import build_quality_monitoring
 from ml_assets.defs.registry.assets import build_champion, build_version
 from ml_assets.defs.serving.assets import build_serving
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
@@ -23,3 +24,7 @@ CHURN_MONITOR = DriftMonitor(CHURN_CLASSIFIER)
 PREDICTIONS = CHURN_MONITOR.predictions
 FEATURE_DRIFT = CHURN_MONITOR.feature_drift
 PREDICTION_DRIFT = CHURN_MONITOR.prediction_drift
+
+(churn_model_quality, churn_canary_verdict), _quality_checks = build_quality_monitoring(
+    CHURN_CLASSIFIER
+)

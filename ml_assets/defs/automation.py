@@ -16,7 +16,8 @@
   (through the promotion gate), once per breach: the breach is named by its first window,
   which is the run key and the cursor.
 - ``model_quality_job`` / ``model_quality_schedule`` (daily, 02:00 UTC): every model's quality
-  on the outcomes matured since (predictions and the inference log joined with them).
+  on the outcomes matured since (predictions and the inference log joined with them), and the
+  verdict on a pending canary or shadow.
 - ``<stem>_model_quality_sensor`` (one per declared model): when ``model_quality_within_limits``
   reports an ERROR, it acts on the diagnosis once per breach: a rollout regression runs
   ``rollback_champion`` (the registry's audited path), decay runs the model's line of the
@@ -86,7 +87,7 @@ def weekly_keys(models: Sequence[ModelDeclaration]) -> list[dg.AssetKey]:
 
 def quality_keys(models: Sequence[ModelDeclaration]) -> list[dg.AssetKey]:
     """What the model-quality job materializes."""
-    return [dg.AssetKey(m.model_quality_key) for m in models]
+    return [dg.AssetKey(k) for m in models for k in (m.model_quality_key, m.canary_verdict_key)]
 
 
 def build_jobs(models: Sequence[ModelDeclaration]) -> list[dg.UnresolvedAssetJobDefinition]:
@@ -115,7 +116,7 @@ def build_jobs(models: Sequence[ModelDeclaration]) -> list[dg.UnresolvedAssetJob
             names.MODEL_QUALITY_JOB,
             selection=dg.AssetSelection.assets(*quality_keys(models)),
             description="For every declared model: quality on the outcomes that matured, from "
-            "its batch predictions and inference log.",
+            "its batch predictions and inference log, and the verdict on a pending canary.",
         ),
         dg.define_asset_job(
             names.INFERENCE_LOG_JOB,

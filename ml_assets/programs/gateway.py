@@ -27,7 +27,10 @@ A request carries entity keys (``user_id``) and may override features. The featu
 from the online store through the training set's lookups (``lib/serving/user_features.py``), at the
 request time: the wall clock, or for the replayed demo data the newest feature time in the
 store (``ML_ASSETS_SERVING_CLOCK``). Each request goes to one served entity by traffic share,
-deterministically for an ``X-Request-Id``; the answer says which.
+deterministically for an ``X-Request-Id``; the answer says which. A served entity routed at
+0 % is a shadow: after the answer, a copy of the request is scored by it on a thread of its own
+(a bounded backlog; a copy beyond it is dropped and counted in ``/ready``), and its prediction
+goes to the inference log (``shadow``), never to the client.
 
 The config file is watched: a change is loaded in the background and swapped in whole, so
 requests in flight finish on the models they started with; if the new config is invalid or
@@ -123,6 +126,7 @@ PUBLIC_PATHS = frozenset({"/health", "/.well-known/databricks-config"})
 ENDPOINTS = {m.endpoint: m for m in MODELS.values()}  # endpoint name -> its declared model
 DEFAULT_ENDPOINT = next(iter(ENDPOINTS))
 SCORING_THREADS = 2  # one per core: scoring holds the GIL most of the time
+SHADOW_BACKLOG = 1_000  # request copies waiting for the shadows; beyond it a copy is dropped
 CLOCK_CACHE_SECONDS = 5.0
 
 
@@ -169,6 +173,58 @@ class Scored:
 
 
 @dataclass
+class ShadowCopies:
+    """Copies of requests for the shadow entities (routed at 0 %), scored on a thread of their
+    own after the answer has been sent: the answer never waits for a shadow. The backlog is
+    bounded; a copy beyond it is dropped and counted, never waited for."""
+
+    backlog: int = SHADOW_BACKLOG
+    pending: int = 0
+    scored: int = 0
+    failed: int = 0
+    dropped: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
+    )
+
+    def submit(self, work) -> bool:
+        with self._lock:
+            if self.pending >= self.backlog:
+                self.dropped += 1
+                return False
+            self.pending += 1
+        self._executor.submit(self._run, work)
+        return True
+
+    def _run(self, work) -> None:
+        ok = False
+        try:
+            ok = work()
+        finally:
+            with self._lock:
+                self.pending -= 1
+                if ok:
+                    self.scored += 1
+                else:
+                    self.failed += 1
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "pending": self.pending,
+                "scored": self.scored,
+                "failed": self.failed,
+                "dropped": self.dropped,
+                "backlog": self.backlog,
+            }
+
+    def close(self) -> None:
+        """Score what is waiting (its answers reach the log before the log closes)."""
+        self._executor.shutdown(wait=True)
+
+
+@dataclass
 class Gateway:
     endpoint_name: str
     configs: LocalEndpointDeployer
@@ -192,6 +248,7 @@ class Gateway:
     _reload: threading.Lock = field(default_factory=threading.Lock)
     _accepting: threading.Lock = field(default_factory=threading.Lock)
     inference_log: InferenceLogger | None = None  # every answer, written off the request path
+    shadow_copies: ShadowCopies = field(default_factory=ShadowCopies)
 
     # -- loading ---------------------------------------------------------------------------
     def load(self, raw: bytes) -> Deployment:
@@ -341,11 +398,18 @@ class Gateway:
     def invoke(self, body: bytes, request_id: str | None) -> dict[str, object]:
         return self.score(body, request_id).response()
 
-    def score(self, body: bytes, request_id: str | None) -> Scored:
-        deployment = self.deployment  # this request's models, whatever reloads meanwhile
+    def score(
+        self,
+        body: bytes,
+        request_id: str | None,
+        served: str | None = None,
+        deployment: Deployment | None = None,
+    ) -> Scored:
+        """The request scored by the served entity its route picks (or ``served``)."""
+        deployment = deployment or self.deployment  # whatever reloads meanwhile
         if deployment is None:
             raise RequestError(f"Not ready: {self.last_error or 'models are loading'}", status=503)
-        served = choose_route(deployment.endpoint, request_id, self._rng)
+        served = served or choose_route(deployment.endpoint, request_id, self._rng)
         entity = deployment.entities[served]
         signature = deployment.inputs[served]
         frame = validate_rows(
@@ -376,6 +440,51 @@ class Gateway:
             misses=misses,
         )
 
+    def copy_to_shadows(
+        self, body: bytes, request_id: str, client_id: str | None, received: dt.datetime
+    ) -> None:
+        """Each shadow entity scores a copy of the request later, on the shadow thread; its
+        answer goes to the inference log only (``shadow``), under the request's id suffixed
+        with ':' and the entity. Without an inference log a shadow's answer would go nowhere:
+        nothing is copied."""
+        deployment = self.deployment
+        if deployment is None or self.inference_log is None:
+            return
+        for served in deployment.endpoint.shadows():
+
+            def work(served: str = served) -> bool:
+                started = time.perf_counter()
+                shadow_id = f"{request_id}:{served}"
+                try:
+                    scored = self.score(body, None, served=served, deployment=deployment)
+                except RequestError as exc:
+                    self.log_answer(
+                        shadow_id,
+                        client_id,
+                        received,
+                        started,
+                        exc.status,
+                        error=str(exc)[:500],
+                        shadow=True,
+                    )
+                    return False
+                except Exception as exc:  # a shadow's failure is its own: logged, counted
+                    log.exception("shadow %s failed on request %s", served, request_id)
+                    self.log_answer(
+                        shadow_id,
+                        client_id,
+                        received,
+                        started,
+                        500,
+                        error=f"shadow failed: {type(exc).__name__}: {exc}"[:500],
+                        shadow=True,
+                    )
+                    return False
+                self.log_answer(shadow_id, client_id, received, started, 200, scored, shadow=True)
+                return True
+
+            self.shadow_copies.submit(work)
+
     def log_answer(
         self,
         request_id: str,
@@ -385,6 +494,7 @@ class Gateway:
         status: int,
         scored: Scored | None = None,
         error: str | None = None,
+        shadow: bool = False,
     ) -> None:
         """Queue the answer for the inference log (never blocks; see InferenceLogger)."""
         if self.inference_log is None:
@@ -397,6 +507,7 @@ class Gateway:
             status_code=status,
             execution_time_ms=(time.perf_counter() - started) * 1000,
             error=error,
+            shadow=shadow,
         )
         if scored is not None:
             answer = dataclasses.replace(
@@ -553,6 +664,7 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
             return _error(code, str(exc), exc.status)
         answer = scored.response()
         gateway.log_answer(request_id, client_id, received, started, 200, scored)
+        gateway.copy_to_shadows(body, request_id, client_id, received)
         headers = {"served-model-name": scored.served, "x-request-id": request_id}
         return JSONResponse(answer, headers=headers)
 
@@ -568,6 +680,8 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
         }
         if gateway.inference_log is not None:
             body["inference_log"] = gateway.inference_log.stats()
+        if deployment is not None and deployment.endpoint.shadows():
+            body["shadow"] = gateway.shadow_copies.stats()
         return JSONResponse(body, status_code=200 if deployment is not None else 503)
 
     def base_url(request: Request) -> str:
@@ -637,8 +751,10 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         yield
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, gateway.shadow_copies.close)  # their answers: logged
         if gateway.inference_log is not None:  # a clean shutdown loses no logged answer
-            await asyncio.get_running_loop().run_in_executor(None, gateway.inference_log.close)
+            await loop.run_in_executor(None, gateway.inference_log.close)
 
     app = Starlette(
         lifespan=lifespan,

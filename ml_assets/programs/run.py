@@ -3,8 +3,9 @@
 The run goes through the persistent Dagster instance under ``$DAGSTER_HOME``, so it shows up
 in ``make ui`` afterwards with its materializations and check results. All partitions are
 materialized in one run (the raw events backfill policy is single-run). Then each endpoint's
-gateway is started and sent replayed traffic (``programs/replay``), and a second run ingests
-what the gateways logged into the inference tables.
+gateway is started and sent replayed traffic (``programs/replay``), a second run ingests what
+the gateways logged into the inference tables, and a third (the model-quality job) profiles
+the predictions whose outcomes matured and gives the canary verdict.
 """
 
 from __future__ import annotations
@@ -88,13 +89,52 @@ def serve_traffic(settings: Settings, instance: dg.DagsterInstance) -> tuple[lis
                 token=settings.serving_token,
             )
         lines.append(f"{model.endpoint}: {sent.describe()}")
-    job = build_definitions(settings).resolve_job_def(names.INFERENCE_LOG_JOB)
-    result = job.execute_in_process(
+    return lines, run_job(settings, instance, names.INFERENCE_LOG_JOB)
+
+
+def run_job(settings: Settings, instance: dg.DagsterInstance, name: str):
+    job = build_definitions(settings).resolve_job_def(name)
+    return job.execute_in_process(
         instance=instance,
         tags={"user": "make run", "ml_assets/launched_by": "make run"},
         raise_on_error=False,
     )
-    return lines, result
+
+
+def quality_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) -> str:
+    """The model-quality table and its check, and the canary verdict."""
+    lines = []
+    quality = materialization_metadata(result, "/".join(model.model_quality_key))
+    if quality is None:
+        lines.append(f"{model.model_quality_key[-1]}: not materialized")
+    elif "dagster/table_name" not in quality:
+        lines.append(f"model quality: {quality.get('note')}")
+    else:
+        lines.append(
+            f"model quality {quality['dagster/table_name']}: {quality['dagster/row_count']} rows "
+            f"({quality['windows']} daily windows); {quality['predictions_matured']} predictions "
+            f"with a matured outcome, {quality['predictions_pending_outcome']} pending (outcomes "
+            f"through {quality['outcomes_through']}); latest champion window "
+            f"{quality.get('latest_window', '-')}: ROC AUC {quality.get('latest_roc_auc', '-')}, "
+            f"log loss {quality.get('latest_log_loss', '-')} (floor {quality['floor_roc_auc']})"
+        )
+    check = next(
+        (
+            c
+            for c in run_check_results(result)
+            if c.check_name == names.CHECK_MODEL_QUALITY
+            and c.asset_key == dg.AssetKey(model.model_quality_key)
+        ),
+        None,
+    )
+    if check is not None:
+        lines.append(
+            f"  {names.CHECK_MODEL_QUALITY}: {check.metadata['level'].value} ({check.description})"
+        )
+    verdict = materialization_metadata(result, "/".join(model.canary_verdict_key))
+    if verdict is not None:
+        lines.append(f"canary verdict: {verdict['verdict']}: {verdict['reason']}")
+    return "\n".join(lines)
 
 
 def inference_log_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) -> str:
@@ -246,6 +286,9 @@ def main() -> int:
             result = run_main_job(settings, instance)
             elapsed = time.perf_counter() - started
             traffic, logged = serve_traffic(settings, instance) if result.success else ([], None)
+            judged = (
+                run_job(settings, instance, names.MODEL_QUALITY_JOB) if logged is not None else None
+            )
         tables = table_summary(settings)
     checks = run_check_results(result)
     print()
@@ -259,6 +302,8 @@ def main() -> int:
         print(model_summary(result, model))
         if logged is not None:
             print(inference_log_summary(logged, model))
+        if judged is not None:
+            print(quality_summary(judged, model))
     if traffic:
         print()
         print("replayed traffic: " + "; ".join(traffic))
@@ -270,10 +315,17 @@ def main() -> int:
         f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {elapsed:.1f} s; "
         f"{len(checks)} checks, {len(failed)} failed (ERROR)"
     )
-    logged_ok = logged is None or logged.success
-    if not logged_ok:
-        print("the inference-log run failed: see the Dagster UI (make ui)")
-    return 0 if result.success and not failed and logged_ok else 1
+    later = [r for r in (logged, judged) if r is not None]
+    later_failed = [
+        c
+        for r in later
+        for c in run_check_results(r)
+        if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    later_ok = all(r.success for r in later) and not later_failed
+    if not later_ok:
+        print("the inference-log or model-quality run failed: see the Dagster UI (make ui)")
+    return 0 if result.success and not failed and later_ok else 1
 
 
 if __name__ == "__main__":

@@ -555,3 +555,62 @@ def test_make_run_replays_traffic_through_each_gateway_process_and_ingests_its_l
         assert meta["rows_ingested"] == meta["dagster/row_count"] == sent
         assert meta["requests_per_status"] == {"200": sent - malformed, "400": malformed}
         assert f"{sent} rows ingested" in inference_log_summary(result, model)
+
+
+class _Held:
+    """A served model whose predictions wait for the test's go: shows that an answer never
+    waits for a shadow."""
+
+    def __init__(self, model) -> None:
+        self.model, self.go = model, threading.Event()
+
+    def predict(self, frame):
+        assert self.go.wait(60), "the test never let the shadow go"
+        return self.model.predict(frame)
+
+
+def test_a_shadow_scores_a_copy_of_every_request_logged_never_returned(home, resources):
+    shutil.rmtree(home / "serving" / "inference_logs", ignore_errors=True)
+    materialize(home, resources, [churn_classifier_version])  # v2, alias challenger
+    result = materialize(
+        home,
+        resources,
+        [churn_endpoint_config],
+        {"ops": {"serving__churn_endpoint_config": {"config": {"shadow": True}}}},
+    )
+    assert materialization_metadata(result, CONFIG)["routes"] == (
+        "churn_classifier-1 100%, churn_classifier-2 0%"
+    )
+    client, gateway = client_for(home)
+    shadow = _Held(gateway.deployment.models["churn_classifier-2"])
+    gateway.deployment.models["churn_classifier-2"] = shadow
+    gateway.shadow_copies.backlog = 3
+    answers = [
+        client.post(INVOKE, json={"dataframe_records": [{"user_id": 8}, {"user_id": 9}]})
+        for _ in range(5)
+    ]
+    # every answer came back from the champion while the shadow was still held: none waited
+    assert {a.json()["served_model_name"] for a in answers} == {"churn_classifier-1"}
+    held = client.get("/ready").json()["shadow"]
+    assert held["scored"] == 0 and held["pending"] + held["dropped"] == 5 and held["dropped"] >= 1
+    shadow.go.set()
+    gateway.shadow_copies.close()  # what the server's shutdown does, before the log closes
+    done = gateway.shadow_copies.stats()
+    assert done["scored"] == 5 - done["dropped"] and done["failed"] == 0
+    gateway.inference_log.close()
+    materialize(home, resources, [churn_inference_log])
+    rows = resources["lakehouse"].read(INFERENCE_LOG).toPandas()
+    shadows, answered = rows[rows.shadow], rows[~rows.shadow]
+    assert set(answered.model_version) == {"1"} and len(answered) == 10
+    assert set(shadows.model_version) == {"2"} and len(shadows) == 2 * done["scored"]
+    assert set(shadows.served_entity_name) == {"churn_classifier-2"}
+    originals = {a.headers["x-request-id"] for a in answers}
+    assert {r.split(":")[0] for r in shadows.request_id} <= originals
+    assert all(r.endswith(":churn_classifier-2") for r in shadows.request_id)
+    # the shadow saw the same features as the champion for the same user
+    first = shadows.sort_values(["request_id", "row_index"]).iloc[0]
+    twin = answered[
+        (answered.request_id == first.request_id.split(":")[0])
+        & (answered.row_index == first.row_index)
+    ].iloc[0]
+    assert json.loads(first.features) == json.loads(twin.features)

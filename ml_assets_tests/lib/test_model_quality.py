@@ -137,3 +137,34 @@ def test_a_label_without_a_realise_rule_is_refused_with_the_fix(spark):
     )
     with pytest.raises(ValueError, match=r"declares no realise function.*Labels\(realise=...\)"):
         mq.matured(model, daily, scored)
+
+
+def test_a_canary_verdict_waits_for_its_sample_then_promotes_or_rolls_back():
+    from ml_assets.lib.monitoring.canary import CanaryLimits, verdict
+
+    rng = np.random.default_rng(5)
+    n = 4_000
+    y = rng.integers(0, 2, n).astype(float)
+    sharp = np.clip(np.where(y == 1, 0.8, 0.2) + rng.normal(0, 0.05, n), 0.01, 0.99)
+    blunt = np.full(n, 0.5)
+    limits = CanaryLimits(min_rows_per_arm=500)
+    few = verdict(("1", y[:100], sharp[:100]), ("2", y[:100], sharp[:100]), limits)
+    assert few.decision == "wait" and few.comparison is None
+    assert "each arm needs 500" in few.reason and few.challenger.rows == 100
+    worse = verdict(("1", y[:2000], sharp[:2000]), ("2", y[2000:], blunt[2000:]), limits)
+    assert worse.decision == "rollback" and worse.comparison.ci_low > 0
+    better = verdict(("1", y[:2000], blunt[:2000]), ("2", y[2000:], sharp[2000:]), limits)
+    assert better.decision == "promote" and better.comparison.ci_high < 0
+    assert better.challenger.roc_auc > 0.9 and better.champion.roc_auc == 0.5
+    with pytest.raises(ValueError, match="greater than or equal to 30"):
+        CanaryLimits(min_rows_per_arm=3)
+
+
+def test_a_shadow_is_routed_at_zero_percent_and_named_as_one():
+    from ml_assets.lib.serving.endpoint import plan_endpoint, route_problems
+
+    canary = plan_endpoint("churn", "main.models.churn", "1", "2", canary_percentage=10)
+    assert canary.shares() == {"churn-1": 90, "churn-2": 10} and canary.shadows() == []
+    shadow = plan_endpoint("churn", "main.models.churn", "1", "2", shadow=True)
+    assert shadow.shares() == {"churn-1": 100, "churn-2": 0}
+    assert shadow.shadows() == ["churn-2"] and route_problems(shadow) == []

@@ -1,9 +1,14 @@
-"""Model quality on delayed labels for every declared model (``build_model_quality(model)``):
+"""Model quality on delayed labels for every declared model (``build_quality_monitoring(model)``):
 ``monitoring/<stem>_model_quality`` joins the predictions made (batch predictions and the
 inference log) with the outcomes realised once their window passed, into
 ``main.monitoring.<model>_model_quality`` (lib/monitoring/model_quality); its check
 ``model_quality_within_limits`` judges the champion with the model's ``quality_limits``
 (lib/monitoring/quality_limits: debounced as drift, a regression told apart from decay).
+
+``monitoring/<stem>_canary_verdict`` judges a pending challenger (served a canary share, or
+as a shadow) on the realised outcomes of the traffic each version answered, from the inference
+log (lib/monitoring/canary): promote, wait or roll back, with the evidence. Acting on it is
+opt-in (``act``), and the aliases move only through lib/registry/aliases (audited).
 """
 
 import time
@@ -11,6 +16,7 @@ import time
 import dagster as dg
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from ml_assets import names
 from ml_assets.defs.metadata import table_asset_spec, write_metadata
@@ -18,6 +24,7 @@ from ml_assets.lib.features import user_activity, user_daily_activity, user_prof
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.monitoring import model_quality as mq
+from ml_assets.lib.monitoring.canary import Arm, CanaryLimits, verdict
 from ml_assets.lib.monitoring.plots import markdown_image, quality_chart, reliability_chart
 from ml_assets.lib.monitoring.quality_limits import diagnose
 from ml_assets.lib.registry import aliases
@@ -318,7 +325,146 @@ def build_model_quality_check(model: ModelDeclaration) -> dg.AssetChecksDefiniti
     return _within_limits
 
 
+def canary_config(model: ModelDeclaration) -> type[dg.Config]:
+    declared = CanaryLimits()
+
+    class CanaryVerdictConfig(dg.Config):
+        act: bool = Field(
+            False,
+            description="act on the verdict: promote the challenger (champion alias) or "
+            "refuse it (its challenger alias removed, so the endpoint stops serving it), "
+            "through the registry's audited path. Off: the verdict is only reported.",
+        )
+        min_rows_per_arm: int = Field(
+            declared.min_rows_per_arm, ge=30, description="matured rows each version needs"
+        )
+        margin: float = Field(
+            declared.margin,
+            ge=0,
+            le=1,
+            description="log loss the challenger may lose and still be promoted",
+        )
+
+        def limits(self) -> CanaryLimits:
+            return CanaryLimits(min_rows_per_arm=self.min_rows_per_arm, margin=self.margin)
+
+    CanaryVerdictConfig.__name__ = f"{model.stem}_canary_verdict_config"
+    return CanaryVerdictConfig
+
+
+def build_canary_verdict(model: ModelDeclaration) -> dg.AssetsDefinition:
+    key = dg.AssetKey(model.canary_verdict_key)
+    Config = canary_config(model)
+
+    @dg.asset(
+        key=key,
+        group_name=names.MONITORING,
+        deps=[dg.AssetKey(model.inference_log_key), DAILY_KEY, dg.AssetKey(model.champion_key)],
+        kinds={"mlflow"},
+        description=f"The verdict on {model.name}'s pending challenger (canary or shadow): its "
+        "realised log loss against the champion's on the traffic each answered (inference "
+        "log), by a bootstrap interval with a minimum sample per version: promote, wait or "
+        "roll back, with the evidence. Acting on it is opt-in (config act).",
+    )
+    def _canary_verdict(
+        context: dg.AssetExecutionContext,
+        config: Config,
+        lakehouse: Lakehouse,
+        model_registry: ModelRegistry,
+    ) -> dg.MaterializeResult:
+        registry = model_registry.open()
+        name = registry.full_name(model.registered_model)
+        champion = registry.by_alias(name, aliases.CHAMPION)
+        challenger = registry.by_alias(name, aliases.CHALLENGER)
+        if champion is None or challenger is None:
+            why = "no champion" if champion is None else "no challenger is pending"
+            context.log.info("%s: %s, no canary to judge", name, why)
+            return dg.MaterializeResult(
+                metadata={"verdict": "none", "reason": f"{name}: {why}: nothing to judge."}
+            )
+        versions = (str(champion.version), str(challenger.version))
+        labels, scores = _arms(lakehouse, model, versions)
+        found = verdict(
+            (versions[0], labels[0], scores[0]),
+            (versions[1], labels[1], scores[1]),
+            config.limits(),
+        )
+        acted = "no (act is off)" if not config.act else "no (nothing to act on)"
+        if config.act and found.decision != "wait":
+            reason = f"canary verdict {found.decision}: {found.reason}"[:500]
+            if found.decision == "promote":
+                aliases.promote(
+                    registry, name, versions[1], reason=reason, dagster_run_id=context.run.run_id
+                )
+            else:
+                aliases.refuse(
+                    registry, name, versions[1], reason=reason, dagster_run_id=context.run.run_id
+                )
+            acted = f"yes: {found.decision}"
+        registry.set_tag(name, versions[1], "ml_assets.canary.verdict", found.decision)
+        registry.set_tag(name, versions[1], "ml_assets.canary.reason", found.reason[:500])
+        context.log.info("%s v%s: %s (%s)", name, versions[1], found.decision, found.reason)
+        return dg.MaterializeResult(metadata=_verdict_metadata(found, acted))
+
+    return _canary_verdict
+
+
+def _arms(lakehouse: Lakehouse, model: ModelDeclaration, versions: tuple[str, str]):
+    """(labels, predictions) of the matured inference-log rows each version answered."""
+    empty = [np.zeros(0), np.zeros(0)]
+    log = _read_if_exists(lakehouse, _inference_log(model))
+    scored = mq.scored_rows(model, None, log)
+    if scored is None:
+        return empty, list(empty)
+    scored = scored.where(scored["model_version"].isin([int(v) for v in versions]))
+    rows = mq.matured(model, lakehouse.read(user_daily_activity.CONTRACT.table_spec), scored)
+    labels, predictions = [], []
+    for version in versions:
+        mine = rows[rows["model_version"] == int(version)]
+        labels.append(mine[model.label].to_numpy(dtype="float64"))
+        predictions.append(mine[mq.PREDICTION].to_numpy(dtype="float64"))
+    return labels, predictions
+
+
+def _arm_row(role: str, arm: Arm) -> str:
+    return (
+        f"| {role} | v{arm.version} | {arm.rows} | {_fmt(arm.log_loss)} | {_fmt(arm.roc_auc)} | "
+        f"{_fmt(arm.positive_rate)} |"
+    )
+
+
+def _verdict_metadata(found, acted: str) -> dict[str, object]:
+    metadata: dict[str, object] = {
+        "verdict": found.decision,
+        "reason": found.reason,
+        "acted": acted,
+        "champion_version": dg.MetadataValue.text(found.champion.version),
+        "challenger_version": dg.MetadataValue.text(found.challenger.version),
+        "champion_rows": found.champion.rows,
+        "challenger_rows": found.challenger.rows,
+        "arms": dg.MetadataValue.md(
+            "| arm | version | matured rows | log loss | ROC AUC | positive rate |\n"
+            "|---|---|---|---|---|---|\n"
+            + "\n".join(
+                [_arm_row("champion", found.champion), _arm_row("challenger", found.challenger)]
+            )
+        ),
+    }
+    if found.comparison is not None:
+        c = found.comparison
+        metadata |= {
+            "log_loss_difference": round(c.difference, 5),
+            "ci_low": round(c.ci_low, 5),
+            "ci_high": round(c.ci_high, 5),
+            "confidence": dg.MetadataValue.text(str(c.confidence)),
+            "min_detectable_difference": round(c.min_detectable_difference, 5),
+        }
+    return metadata
+
+
 def build_quality_monitoring(
     model: ModelDeclaration,
 ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
-    return [build_model_quality(model)], [build_model_quality_check(model)]
+    """Model quality on delayed labels with its check, and the canary verdict."""
+    assets = [build_model_quality(model), build_canary_verdict(model)]
+    return assets, [build_model_quality_check(model)]

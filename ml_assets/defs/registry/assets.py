@@ -228,6 +228,13 @@ def gate_config(model: ModelDeclaration) -> type[dg.Config]:
         latency_calls: int = Field(
             declared.latency_calls, description="single-row predictions timed for the p99"
         )
+        rollout: Literal["immediate", "canary"] = Field(
+            "immediate",
+            description="immediate: a challenger the gate lets through becomes the champion "
+            "now; canary: it keeps the challenger alias and serves the endpoint's canary (or "
+            "shadow) share until monitoring/<stem>_canary_verdict decides (the first version "
+            "of a model, with no champion to compare with, is promoted either way)",
+        )
 
         def policy(self) -> GatePolicy:
             return GatePolicy(
@@ -415,6 +422,30 @@ def build_champion(model: ModelDeclaration) -> dg.AssetsDefinition:
                 metadata={"challenger_version": int(challenger.version), "mode": mode.value}
                 | detail,
             )
+        if config.rollout == "canary" and champion is not None:
+            aliases.hold_for_canary(
+                registry, name, challenger.version, reason=decision.reason, dagster_run_id=run_id
+            )
+            context.log.info(
+                "%s: v%s passed (%s) and serves as the canary; champion stays v%s",
+                name,
+                challenger.version,
+                decision.reason,
+                champion.version,
+            )
+            yield dg.MaterializeResult(
+                metadata={
+                    "registered_model": name,
+                    "champion_version": dg.MetadataValue.text(str(champion.version)),
+                    "challenger_version": dg.MetadataValue.text(str(challenger.version)),
+                    "mode": mode.value,
+                    "rollout": "canary",
+                    "decision": f"{decision.reason}; held as the canary until its verdict",
+                    **detail,
+                }
+            )
+            yield gate_check
+            return
         move = aliases.promote(
             registry, name, challenger.version, reason=decision.reason, dagster_run_id=run_id
         )

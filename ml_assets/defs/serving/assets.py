@@ -61,6 +61,11 @@ def endpoint_config(model: ModelDeclaration) -> type[dg.Config]:
             le=99,
             description="traffic to a pending challenger",
         )
+        shadow: bool = Field(
+            False,
+            description="serve a pending challenger in shadow mode instead: 0 % of the "
+            "traffic, a copy of every request scored and logged, never returned",
+        )
         workload_size: WorkloadSize = Field("Small", description="Databricks workload size")
         scale_to_zero_enabled: bool = Field(True, description="Databricks scale to zero")
 
@@ -102,6 +107,7 @@ def build_endpoint_config(model: ModelDeclaration) -> dg.AssetsDefinition:
             str(champion.version),
             None if challenger is None else str(challenger.version),
             canary_percentage=config.canary_percentage,
+            shadow=config.shadow,
             workload_size=config.workload_size,
             scale_to_zero_enabled=config.scale_to_zero_enabled,
         )

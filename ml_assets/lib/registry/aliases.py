@@ -133,6 +133,14 @@ def _audit(
         registry.set_tag(name, version, f"{AUDIT_PREFIX}.{event}.{key}", value)
 
 
+def hold_for_canary(
+    registry: Registry, name: str, version: str, *, reason: str, dagster_run_id: str
+) -> None:
+    """A challenger that passed the gate keeps ``challenger`` (the endpoint serves it a canary
+    share) instead of becoming the champion; the canary verdict promotes or refuses it."""
+    _audit(registry, name, str(version), "canary", reason, now_utc(), dagster_run_id)
+
+
 def refuse(registry: Registry, name: str, version: str, *, reason: str, dagster_run_id: str):
     """A refused challenger loses the alias (it must not be served as a canary); the version
     and its audit tags stay for inspection."""

@@ -9,7 +9,9 @@ the field the API expects for served entities (``served_model_name``, the field 
 hand-edited config is an error, not an ignored field.
 
 The policy: the champion alone takes 100 % of the traffic; a pending challenger (registered,
-not refused by the gate) gets a canary share and the champion the rest.
+not refused by the gate) gets a canary share and the champion the rest, or, in shadow mode, a
+route of 0 %: the gateway sends it a copy of every request, logs its prediction and never
+returns it (``shadows``).
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ class Endpoint(_Strict):
         """Traffic percentage by served entity name."""
         return {r.target: r.traffic_percentage for r in self.config.traffic_config.routes}
 
+    def shadows(self) -> list[str]:
+        """Served entities routed at 0 %: they score a copy of every request, off the answer."""
+        return [r.target for r in self.config.traffic_config.routes if r.traffic_percentage == 0]
+
     def entity(self, name: str) -> ServedEntity:
         for entity in self.config.served_entities:
             if entity.name == name:
@@ -121,11 +127,12 @@ def plan_endpoint(
     challenger_version: str | None = None,
     *,
     canary_percentage: int = 10,
+    shadow: bool = False,
     workload_size: WorkloadSize = "Small",
     scale_to_zero_enabled: bool = True,
 ) -> Endpoint:
     """Champion only: 100 %. With a pending challenger: ``canary_percentage`` to it, the rest
-    to the champion."""
+    to the champion; in ``shadow`` mode 0 % to it (a copy of every request, never answered)."""
     if not 0 < canary_percentage < 100:
         raise ValueError(f"canary_percentage must be between 1 and 99, found {canary_percentage}.")
     versions = [str(champion_version)]
@@ -141,7 +148,8 @@ def plan_endpoint(
         )
         for v in versions
     ]
-    shares = [100] if len(entities) == 1 else [100 - canary_percentage, canary_percentage]
+    challenger_share = 0 if shadow else canary_percentage
+    shares = [100] if len(entities) == 1 else [100 - challenger_share, challenger_share]
     routes = [
         Route(served_entity_name=e.name, traffic_percentage=share)
         for e, share in zip(entities, shares, strict=True)

@@ -57,6 +57,13 @@ INFERENCE_LOG_COLUMNS: tuple[Column, ...] = (
     Column("status_code", "int", False, "HTTP status of the answer"),
     Column("error", "string", True, "The error message of a refused request"),
     Column("execution_time_ms", "double", False, "Time the gateway took for the request"),
+    Column(
+        "shadow",
+        "boolean",
+        False,
+        "A shadow's answer: scored on a copy of the request, logged, never returned (its "
+        "request_id is the request's, suffixed with ':' and the served entity)",
+    ),
 )
 
 
@@ -80,6 +87,7 @@ class Answer:
     lookup_missed: Sequence[bool] = ()
     error: str | None = None
     client_request_id: str | None = None
+    shadow: bool = False
 
     def rows(self) -> list[dict[str, object]]:
         common = {
@@ -95,6 +103,7 @@ class Answer:
             "status_code": self.status_code,
             "error": self.error,
             "execution_time_ms": round(self.execution_time_ms, 3),
+            "shadow": self.shadow,
         }
         if not self.predictions:
             return [
@@ -329,6 +338,7 @@ def _typed(row: dict[str, object]) -> dict[str, object] | None:
             "row_index": int(row["row_index"]),  # type: ignore[arg-type]
             "status_code": int(row["status_code"]),  # type: ignore[arg-type]
             "execution_time_ms": float(row["execution_time_ms"]),  # type: ignore[arg-type]
+            "shadow": bool(row.get("shadow", False)),  # files written before it existed
         }
     except (TypeError, ValueError):
         return None
