@@ -23,6 +23,7 @@ from ml_assets.defs.automation import (
     build_quality_sensor,
     build_schedules,
     daily_keys,
+    quality_keys,
     weekly_keys,
 )
 from ml_assets.defs.conventions import freshness_by_schedule, with_conventions
@@ -78,7 +79,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     jobs = build_jobs(models)
     by_name = {job.name: job for job in jobs}
     resources = build_resources(settings)
-    freshness = freshness_by_schedule(daily_keys(models), weekly_keys(models))
+    freshness = freshness_by_schedule(
+        [*daily_keys(models), *quality_keys(models)], weekly_keys(models)
+    )
     model_assets, model_checks = [], []
     for model in models:
         assets, checks = model_definitions(

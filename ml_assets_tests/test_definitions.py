@@ -42,6 +42,8 @@ for stem, model in MODEL_LINES:
         f"serving/{stem}_inference_log": "serving",
         f"monitoring/{stem}_feature_drift": "monitoring",
         f"monitoring/{stem}_prediction_drift": "monitoring",
+        f"monitoring/{stem}_model_quality": "monitoring",
+        f"monitoring/{stem}_canary_verdict": "monitoring",
     }
 FEATURE_CHECKS = (
     "schema_matches_contract",
@@ -109,6 +111,7 @@ for stem, model in MODEL_LINES:
         (f"serving/{stem}_predictions", "predictions_valid"),
         (f"monitoring/{stem}_feature_drift", "feature_drift_within_limits"),
         (f"monitoring/{stem}_prediction_drift", "prediction_drift_within_limits"),
+        (f"monitoring/{stem}_model_quality", "model_quality_within_limits"),
     }
 # the gate's own check: when it fails in enabled mode the asset raises instead
 NON_BLOCKING = {
@@ -117,6 +120,7 @@ NON_BLOCKING = {
     "promotion_gate_passed",
     "feature_drift_within_limits",  # monitoring reports; the retraining sensor acts on it
     "prediction_drift_within_limits",
+    "model_quality_within_limits",  # the quality sensor acts on it
 }
 
 
@@ -245,6 +249,12 @@ def test_every_asset_has_owners_stage_and_model_tags_and_scheduled_ones_a_freshn
         "features/user_activity",
         "monitoring/churn_feature_drift",
         "monitoring/purchase_feature_drift",
+        # the model-quality job's, daily at 02:00
+        *(
+            f"monitoring/{stem}_{a}"
+            for stem, _ in MODEL_LINES
+            for a in ("model_quality", "canary_verdict")
+        ),
     }
     unscheduled = set(EXPECTED_ASSETS) - daily - weekly
     # the inference logs run hourly and hold whatever traffic came: no freshness deadline

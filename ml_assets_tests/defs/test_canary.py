@@ -17,6 +17,7 @@ from ml_assets.lib.serving.inference_log import Answer, InferenceLogger
 from ml_assets_tests.churn import (
     PREDICTIONS,
     churn_canary_verdict,
+    churn_classifier_champion,
     churn_classifier_version,
     churn_inference_log,
 )
@@ -107,6 +108,18 @@ def test_a_worse_canary_is_rolled_back_only_when_asked(home, resources):
 
 def test_an_equal_canary_is_promoted_through_the_audited_path(home, resources):
     _materialize(home, resources, [churn_classifier_version])
+    # the gate passes v2 but, in a canary rollout, leaves it the challenger at the canary share
+    gated = _materialize(
+        home,
+        resources,
+        [churn_classifier_champion],
+        {"ops": {"registry__churn_classifier_champion": {"config": {"rollout": "canary"}}}},
+    )
+    held = materialization_metadata(gated, "registry/churn_classifier_champion")
+    assert held["rollout"] == "canary" and held["champion_version"] == "1"
+    registry, name = _registry(resources)
+    assert str(registry.by_alias(name, aliases.CHALLENGER).version) == "2"
+    assert "ml_assets.audit.canary.reason" in registry.version(name, 2).tags
     _past_canary(home, resources, lambda p: p)
     # the same scores on different users: a couple of hundred rows each cannot tell them
     # apart within the default margin of 0.01 (the interval is wider than that)

@@ -108,7 +108,11 @@ def test_the_main_job_runs_it_end_to_end_and_every_check_passes(ingested):
     assert predictions["model"] == f"{MODEL.registered_model} v1"
     lakehouse = build_resources(tiny_settings(home))["lakehouse"]
     rows = lakehouse.read(predictions_table(MODEL)).toPandas()
-    assert len(rows) == predictions["users_scored"] and rows[MODEL.output].between(0, 1).all()
+    newest = rows[rows.scored_at == rows.scored_at.max()]
+    assert len(newest) == predictions["users_scored"] and rows[MODEL.output].between(0, 1).all()
+    # and the scoring days from its test window on, one batch a day
+    assert rows.scored_at.nunique() == predictions["scoring_times"] > 1
+    assert len(rows) == predictions["rows_scored"] == predictions["dagster/row_count"]
     drift = materialization_metadata(result, "monitoring/purchase_feature_drift")
     assert drift["columns_compared"] >= 1
 

@@ -178,10 +178,17 @@ def test_batch_predictions_name_the_model_and_feature_versions_and_rerun_idempot
     activity = lakehouse.read(user_activity.CONTRACT.table_spec).toPandas()
     newest = activity[activity.feature_ts == activity.feature_ts.max()]
     eligible = newest[newest.events_30d > 0]  # the label's population: active in 30 days
-    assert metadata["users_scored"] == metadata["dagster/row_count"] == len(eligible) > 200
+    assert metadata["users_scored"] == len(eligible) > 200
     assert len(newest) > len(eligible)  # users idle for 30 to 90 days are not scored
     assert metadata["model"] == f"{names.CHURN_MODEL_NAME} v1"
     rows = lakehouse.read(PREDICTIONS).toPandas()
+    # the scoring days: every feature time from the champion's test window on, one batch each
+    days = sorted(rows.scored_at.unique())
+    assert len(days) == metadata["scoring_times"] > 20 and len(rows) == metadata["rows_scored"]
+    assert str(pd.Timestamp(days[0]).date()) == metadata["scored_since"]
+    assert metadata["dagster/row_count"] == len(rows)
+    per_day = rows.groupby("scored_at").user_id.count()
+    assert (per_day > 150).all()  # each day's eligible users
     assert set(rows["model_version"]) == {1}
     assert set(rows["user_activity_version"]) == {1} and rows["user_profile_version"].nunique() == 1
     assert rows["churn_probability"].between(0, 1).all()
@@ -527,10 +534,13 @@ def test_a_batch_with_a_lost_user_and_an_impossible_score_fails_predictions_vali
     assert "one per eligible user, one model version" in passed.description
     lakehouse = resources["lakehouse"]
     rows = lakehouse.read(PREDICTIONS)
-    first, second = [r[ENTITY_KEY] for r in rows.select(ENTITY_KEY).limit(2).collect()]
-    broken = rows.where(F.col(ENTITY_KEY) != first).withColumn(
+    newest = F.col("scored_at") == rows.agg(F.max("scored_at")).first()[0]
+    picked = rows.where(newest).select(ENTITY_KEY).orderBy(ENTITY_KEY).limit(2).collect()
+    first, second = [r[ENTITY_KEY] for r in picked]
+    in_newest = newest & (F.col(ENTITY_KEY) == second)
+    broken = rows.where(~(newest & (F.col(ENTITY_KEY) == first))).withColumn(
         CHURN_CLASSIFIER.output,
-        F.when(F.col(ENTITY_KEY) == second, F.lit(1.5)).otherwise(F.col(CHURN_CLASSIFIER.output)),
+        F.when(in_newest, F.lit(1.5)).otherwise(F.col(CHURN_CLASSIFIER.output)),
     )
     lakehouse.overwrite(PREDICTIONS, broken)
     failed = evaluate_checks(home, "serving/churn_predictions")[names.CHECK_PREDICTIONS_VALID]
