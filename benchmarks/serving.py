@@ -8,7 +8,9 @@ Needs a materialized home (`make run`: champion, online store, endpoint config).
 servers on free ports on 127.0.0.1, warms them up, then for concurrency 1, 8 and 32 sends a
 bounded number of single-record requests over keep-alive connections and reports p50/p99
 latency and throughput, and the gateway/MLflow ratios; and the gateway again with its
-inference log off, to measure what logging adds (target: at most 1 ms at p99). Targets:
+inference log off, to measure what logging adds (target: at most 1 ms at p99); and the gateway
+with a shadow (the champion again, routed at 0 %: every request is copied to it and scored after
+the answer), to measure what a shadow adds to the answer. Targets:
 gateway p99 <= 20 ms per single record with the lookup; throughput at least MLflow's. The
 log files of the benchmark's traffic are deleted afterwards. Nothing leaves 127.0.0.1.
 """
@@ -148,6 +150,33 @@ def online_lookup(keys: int, samples: int = 2000) -> dict[str, float]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def shadow_home(home: Path, endpoint: dict) -> Path:
+    """A home that shares everything with ``home`` (links) but its ``serving/``, whose
+    endpoint config adds the champion again as a shadow at 0 %: the shadowed gateway's config
+    and log stay apart from the user's."""
+    bench = Path(tempfile.mkdtemp(prefix="serving_shadow_"))
+    for entry in home.iterdir():
+        if entry.name != "serving":
+            (bench / entry.name).symlink_to(entry)
+    champion = endpoint["config"]["served_entities"][0]
+    shadow = {**champion, "name": f"{champion['name']}-shadow"}
+    endpoint = {
+        **endpoint,
+        "config": {
+            "served_entities": [champion, shadow],
+            "traffic_config": {
+                "routes": [
+                    {"served_entity_name": champion["name"], "traffic_percentage": 100},
+                    {"served_entity_name": shadow["name"], "traffic_percentage": 0},
+                ]
+            },
+        },
+    }
+    (bench / "serving").mkdir()
+    (bench / "serving" / f"{CHURN_CLASSIFIER.endpoint}.json").write_text(json.dumps(endpoint))
+    return bench
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--home", default=str(REPO_ROOT / ".ml_assets"))
@@ -183,6 +212,11 @@ def main() -> None:
     }
     env["MLFLOW_TRACKING_URI"] = tracking.tracking_uri()
     gateway_port, mlflow_port, unlogged_port = free_port(), free_port(), free_port()
+    shadowed_port = free_port()
+    deployed = json.loads(
+        (Path(args.home) / "serving" / f"{CHURN_CLASSIFIER.endpoint}.json").read_text()
+    )
+    shadowed = shadow_home(Path(args.home), deployed)
     log_dir = resources["endpoint_deployer"].inference_log_dir(CHURN_CLASSIFIER.endpoint)
     logged_before = set(pending_files(log_dir))
     servers = [
@@ -192,6 +226,10 @@ def main() -> None:
         start(
             [sys.executable, "-m", "ml_assets.programs.gateway", "--port", str(unlogged_port)],
             {**env, "ML_ASSETS_SERVING_INFERENCE_LOG": "0"},
+        ),
+        start(
+            [sys.executable, "-m", "ml_assets.programs.gateway", "--port", str(shadowed_port)],
+            {**env, "ML_ASSETS_HOME": str(shadowed)},
         ),
         start(
             [
@@ -215,11 +253,13 @@ def main() -> None:
     try:
         wait_ready(gateway_port, "/ready", servers[0])
         wait_ready(unlogged_port, "/ready", servers[1])
-        wait_ready(mlflow_port, "/ping", servers[2])
+        wait_ready(shadowed_port, "/ready", servers[2])
+        wait_ready(mlflow_port, "/ping", servers[3])
         invocations = f"/serving-endpoints/{CHURN_CLASSIFIER.endpoint}/invocations"
         targets = {
             "gateway (with lookup)": (gateway_port, invocations, gateway_bodies),
             "gateway, no inference log": (unlogged_port, invocations, gateway_bodies),
+            "gateway with a shadow": (shadowed_port, invocations, gateway_bodies),
             "mlflow models serve": (mlflow_port, "/invocations", mlflow_bodies),
         }
         for port, path, bodies in targets.values():
@@ -235,6 +275,7 @@ def main() -> None:
             server.wait(timeout=30)
         for path in set(pending_files(log_dir)) - logged_before:  # the benchmark's traffic
             path.unlink()
+        shutil.rmtree(shadowed)  # its links, its config and its log
 
     print(
         f"\nsingle-record requests, {args.requests} per level, scale {settings.scale}, "
@@ -256,6 +297,11 @@ def main() -> None:
         print(
             f"{'':>11}  inference log adds: p50 {g['p50_ms'] - u['p50_ms']:+.2f} ms, "
             f"p99 {g['p99_ms'] - u['p99_ms']:+.2f} ms (target: p99 <= +1 ms)"
+        )
+        h = results[("gateway with a shadow", level)]
+        print(
+            f"{'':>11}  a shadow adds: p50 {h['p50_ms'] - g['p50_ms']:+.2f} ms, "
+            f"p99 {h['p99_ms'] - g['p99_ms']:+.2f} ms, throughput x{h['rps'] / g['rps']:.2f}"
         )
     lookup = online_lookup(args.keys)
     print(

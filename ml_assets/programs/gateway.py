@@ -28,9 +28,9 @@ from the online store through the training set's lookups (``lib/serving/user_fea
 request time: the wall clock, or for the replayed demo data the newest feature time in the
 store (``ML_ASSETS_SERVING_CLOCK``). Each request goes to one served entity by traffic share,
 deterministically for an ``X-Request-Id``; the answer says which. A served entity routed at
-0 % is a shadow: after the answer, a copy of the request is scored by it on a thread of its own
-(a bounded backlog; a copy beyond it is dropped and counted in ``/ready``), and its prediction
-goes to the inference log (``shadow``), never to the client.
+0 % is a shadow: after the answer, a copy of the request is queued for a shadow process (its
+own GIL, at the lowest CPU priority) that scores it and logs the prediction (``shadow``),
+never returned; a bounded backlog, a copy beyond it dropped and counted in ``/ready``.
 
 The config file is watched: a change is loaded in the background and swapped in whole, so
 requests in flight finish on the models they started with; if the new config is invalid or
@@ -64,7 +64,9 @@ import hmac
 import html
 import json
 import logging
+import multiprocessing
 import os
+import queue
 import random
 import threading
 import time
@@ -172,56 +174,102 @@ class Scored:
         ).model_dump()
 
 
-@dataclass
 class ShadowCopies:
-    """Copies of requests for the shadow entities (routed at 0 %), scored on a thread of their
-    own after the answer has been sent: the answer never waits for a shadow. The backlog is
-    bounded; a copy beyond it is dropped and counted, never waited for."""
+    """Copies of requests for the shadow entities (routed at 0 %), scored by a process of its
+    own at the lowest CPU priority (nice 19): the answer never waits for a shadow, and a shadow
+    never takes the GIL or a core from the request path (it gets the CPU the gateway leaves).
+    The process starts with the first copy, loads the same endpoint config and writes its own
+    inference-log files. The backlog is bounded; a copy beyond it is dropped and counted, never
+    waited for; ``close`` lets the process drain what is queued and waits for it."""
 
-    backlog: int = SHADOW_BACKLOG
-    pending: int = 0
-    scored: int = 0
-    failed: int = 0
-    dropped: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
-    )
+    def __init__(
+        self, settings: Settings | None, endpoint_name: str, backlog: int = SHADOW_BACKLOG
+    ):
+        self.settings, self.endpoint_name, self.backlog = settings, endpoint_name, backlog
+        self.dropped = 0
+        self._done = (0, 0)  # scored, failed: the counts of a closed process
+        self._context = multiprocessing.get_context("spawn")
+        self._queue = None
+        self._counts = None
+        self._process = None
+        self._lock = threading.Lock()
 
-    def submit(self, work) -> bool:
+    def submit(self, item: tuple[bytes, str, str | None, str]) -> bool:
         with self._lock:
-            if self.pending >= self.backlog:
+            if self.settings is None:
+                return False
+            if self._process is None:
+                self._queue = self._context.Queue(maxsize=self.backlog)
+                self._counts = self._context.Array("q", 2)  # scored, failed
+                self._process = self._context.Process(
+                    target=shadow_main,
+                    args=(self.settings, self.endpoint_name, self._queue, self._counts),
+                    name=f"shadow-{self.endpoint_name}",
+                    daemon=True,
+                )
+                self._process.start()
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
                 self.dropped += 1
                 return False
-            self.pending += 1
-        self._executor.submit(self._run, work)
-        return True
+            return True
 
-    def _run(self, work) -> None:
-        ok = False
-        try:
-            ok = work()
-        finally:
-            with self._lock:
-                self.pending -= 1
-                if ok:
-                    self.scored += 1
-                else:
-                    self.failed += 1
+    def stats(self) -> dict[str, object]:
+        scored, failed = self._done if self._counts is None else tuple(self._counts[:])
+        pending = 0
+        if self._queue is not None:
+            with contextlib.suppress(NotImplementedError):
+                pending = self._queue.qsize()
+        return {
+            "process": "not started" if self._process is None else self._process.pid,
+            "alive": self._process is not None and self._process.is_alive(),
+            "pending": pending,
+            "scored": scored,
+            "failed": failed,
+            "dropped": self.dropped,
+            "backlog": self.backlog,
+        }
 
-    def stats(self) -> dict[str, int]:
+    def close(self, timeout: float = 120.0) -> None:
+        """The queued copies are scored and logged, then the process ends."""
         with self._lock:
-            return {
-                "pending": self.pending,
-                "scored": self.scored,
-                "failed": self.failed,
-                "dropped": self.dropped,
-                "backlog": self.backlog,
-            }
+            process, self._process = self._process, None
+        if process is None:
+            return
+        self._queue.put(None, timeout=timeout)
+        process.join(timeout)
+        if process.is_alive():
+            log.error("the shadow process did not finish in %.0f s: stopped", timeout)
+            process.terminate()
+            process.join(10)
+        self._done = tuple(self._counts[:])
+        # released here, not by a later garbage collection: multiprocessing's finalizers then
+        # run now (Python 3.11's AST parser fails if one runs in the middle of a parse)
+        self._queue.close()
+        self._queue.join_thread()
+        process.close()
+        self._queue = self._counts = None
 
-    def close(self) -> None:
-        """Score what is waiting (its answers reach the log before the log closes)."""
-        self._executor.shutdown(wait=True)
+
+def shadow_main(settings: Settings, endpoint_name: str, copies, counts) -> None:
+    """The shadow process: score each copied request with every shadow entity of the
+    endpoint's current config and log the answer (``shadow``), until the ``None`` sentinel."""
+    with contextlib.suppress(OSError):
+        os.nice(19)
+    gateway = gateway_for(settings, endpoint_name)
+    try:
+        while (item := copies.get()) is not None:
+            body, request_id, client_id, received = item
+            gateway.reload_if_changed()
+            ok = gateway.score_shadows(
+                body, request_id, client_id, dt.datetime.fromisoformat(received)
+            )
+            with counts.get_lock():
+                counts[0 if ok else 1] += 1
+    finally:
+        if gateway.inference_log is not None:
+            gateway.inference_log.close()
 
 
 @dataclass
@@ -248,7 +296,7 @@ class Gateway:
     _reload: threading.Lock = field(default_factory=threading.Lock)
     _accepting: threading.Lock = field(default_factory=threading.Lock)
     inference_log: InferenceLogger | None = None  # every answer, written off the request path
-    shadow_copies: ShadowCopies = field(default_factory=ShadowCopies)
+    shadow_copies: ShadowCopies | None = None  # the shadow process (gateway_for sets it)
 
     # -- loading ---------------------------------------------------------------------------
     def load(self, raw: bytes) -> Deployment:
@@ -443,47 +491,60 @@ class Gateway:
     def copy_to_shadows(
         self, body: bytes, request_id: str, client_id: str | None, received: dt.datetime
     ) -> None:
-        """Each shadow entity scores a copy of the request later, on the shadow thread; its
-        answer goes to the inference log only (``shadow``), under the request's id suffixed
-        with ':' and the entity. Without an inference log a shadow's answer would go nowhere:
-        nothing is copied."""
+        """Queue a copy of the request for the shadow process when the config has a shadow.
+        Without an inference log a shadow's answer would go nowhere: nothing is copied."""
         deployment = self.deployment
-        if deployment is None or self.inference_log is None:
+        if (
+            deployment is None
+            or self.inference_log is None
+            or self.shadow_copies is None
+            or not deployment.endpoint.shadows()
+        ):
             return
+        self.shadow_copies.submit((body, request_id, client_id, received.isoformat()))
+
+    def score_shadows(
+        self, body: bytes, request_id: str, client_id: str | None, received: dt.datetime
+    ) -> bool:
+        """In the shadow process: each shadow entity scores the copy; its answer goes to the
+        inference log only (``shadow``), under the request's id suffixed with ':' and the
+        entity. True when every shadow answered."""
+        deployment = self.deployment
+        if deployment is None:
+            return False
+        ok = True
         for served in deployment.endpoint.shadows():
-
-            def work(served: str = served) -> bool:
-                started = time.perf_counter()
-                shadow_id = f"{request_id}:{served}"
-                try:
-                    scored = self.score(body, None, served=served, deployment=deployment)
-                except RequestError as exc:
-                    self.log_answer(
-                        shadow_id,
-                        client_id,
-                        received,
-                        started,
-                        exc.status,
-                        error=str(exc)[:500],
-                        shadow=True,
-                    )
-                    return False
-                except Exception as exc:  # a shadow's failure is its own: logged, counted
-                    log.exception("shadow %s failed on request %s", served, request_id)
-                    self.log_answer(
-                        shadow_id,
-                        client_id,
-                        received,
-                        started,
-                        500,
-                        error=f"shadow failed: {type(exc).__name__}: {exc}"[:500],
-                        shadow=True,
-                    )
-                    return False
-                self.log_answer(shadow_id, client_id, received, started, 200, scored, shadow=True)
-                return True
-
-            self.shadow_copies.submit(work)
+            started = time.perf_counter()
+            shadow_id = f"{request_id}:{served}"
+            try:
+                scored = self.score(body, None, served=served, deployment=deployment)
+            except RequestError as exc:
+                self.log_answer(
+                    shadow_id,
+                    client_id,
+                    received,
+                    started,
+                    exc.status,
+                    error=str(exc)[:500],
+                    shadow=True,
+                )
+                ok = False
+                continue
+            except Exception as exc:  # a shadow's failure is its own: logged and counted
+                log.exception("shadow %s failed on request %s", served, request_id)
+                self.log_answer(
+                    shadow_id,
+                    client_id,
+                    received,
+                    started,
+                    500,
+                    error=f"shadow failed: {type(exc).__name__}: {exc}"[:500],
+                    shadow=True,
+                )
+                ok = False
+                continue
+            self.log_answer(shadow_id, client_id, received, started, 200, scored, shadow=True)
+        return ok
 
     def log_answer(
         self,
@@ -680,7 +741,7 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
         }
         if gateway.inference_log is not None:
             body["inference_log"] = gateway.inference_log.stats()
-        if deployment is not None and deployment.endpoint.shadows():
+        if deployment is not None and deployment.endpoint.shadows() and gateway.shadow_copies:
             body["shadow"] = gateway.shadow_copies.stats()
         return JSONResponse(body, status_code=200 if deployment is not None else 503)
 
@@ -752,7 +813,8 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
     async def lifespan(app: Starlette):
         yield
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, gateway.shadow_copies.close)  # their answers: logged
+        if gateway.shadow_copies is not None:  # the shadow process logs what it has queued
+            await loop.run_in_executor(None, gateway.shadow_copies.close)
         if gateway.inference_log is not None:  # a clean shutdown loses no logged answer
             await loop.run_in_executor(None, gateway.inference_log.close)
 
@@ -844,6 +906,7 @@ def gateway_for(settings: Settings, endpoint_name: str = DEFAULT_ENDPOINT) -> Ga
         clock=settings.serving_clock,
         max_body_bytes=settings.serving_max_body_bytes,
         inference_log=None if log_dir is None else InferenceLogger(log_dir).start(),
+        shadow_copies=ShadowCopies(settings, endpoint_name),
     )
 
 

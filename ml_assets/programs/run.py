@@ -107,13 +107,14 @@ def quality_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) 
     quality = materialization_metadata(result, "/".join(model.model_quality_key))
     if quality is None:
         lines.append(f"{model.model_quality_key[-1]}: not materialized")
-    elif "dagster/table_name" not in quality:
+    elif "windows" not in quality:
         lines.append(f"model quality: {quality.get('note')}")
     else:
         lines.append(
-            f"model quality {quality['dagster/table_name']}: {quality['dagster/row_count']} rows "
-            f"({quality['windows']} daily windows); {quality['predictions_matured']} predictions "
-            f"with a matured outcome, {quality['predictions_pending_outcome']} pending (outcomes "
+            f"model quality {model.model_quality_table}: {quality['windows']} daily windows, "
+            f"{quality['predictions_profiled']} predictions with a matured outcome "
+            f"({quality['predictions_profiled_now']} new), {quality['predictions_pending_outcome']}"
+            f" pending (outcomes "
             f"through {quality['outcomes_through']}); latest champion window "
             f"{quality.get('latest_window', '-')}: ROC AUC {quality.get('latest_roc_auc', '-')}, "
             f"log loss {quality.get('latest_log_loss', '-')} (floor {quality['floor_roc_auc']})"

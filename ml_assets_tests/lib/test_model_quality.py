@@ -75,6 +75,13 @@ def test_matured_predictions_from_both_sources_get_the_outcome_they_realised(spa
     )
     scored = mq.scored_rows(CHURN_CLASSIFIER, predictions, log)
     assert scored.count() == 4
+    # a (window, source, version) already in the metrics table is not read again
+    profiled = spark.createDataFrame(
+        [(d(2026, 1, 1), "inference_log", 1)],
+        "window_start date, source string, model_version bigint",
+    )
+    assert mq.not_profiled(scored, profiled).count() == 3
+    assert mq.not_profiled(scored, None).count() == 4
     rows = mq.matured(CHURN_CLASSIFIER, daily, scored)
     assert rows.attrs["outcomes_through"] == d(2026, 3, 1)
     got = {(r.source, r.user_id): r.churned for r in rows.itertuples()}

@@ -129,6 +129,7 @@ def build_model_quality(model: ModelDeclaration) -> dg.AssetsDefinition:
                 f"{model.inference_log_table} exists. Materialize "
                 f"{'/'.join(model.predictions_key)} (or serve traffic and ingest its log)."
             )
+        scored = mq.not_profiled(scored, _read_if_exists(lakehouse, table))
         daily = lakehouse.read(user_daily_activity.CONTRACT.table_spec)
         try:
             rows = mq.matured(model, daily, scored)
@@ -146,7 +147,7 @@ def build_model_quality(model: ModelDeclaration) -> dg.AssetsDefinition:
             model, rows, through, champion_version=champion, previous=previous_scores
         )
         metadata: dict[str, object] = {
-            "predictions_matured": len(rows),
+            "predictions_profiled_now": len(rows),
             "predictions_pending_outcome": pending,
             "outcomes_through": through.isoformat(),
             "champion_version": dg.MetadataValue.text(str(champion)),
@@ -159,7 +160,9 @@ def build_model_quality(model: ModelDeclaration) -> dg.AssetsDefinition:
             commit = lakehouse.merge(table, frame)
             total = lakehouse.read(table).count()
             metadata |= write_metadata(table, commit, lakehouse.uri(table), total_rows=total)
-            history = lakehouse.read(table).toPandas()
+        history = quality_history(lakehouse, model)
+        if history is not None and len(history):
+            metadata["predictions_profiled"] = int(history["rows"].sum())
             metadata |= _quality_metadata(model, history, champion, previous, test_auc)
         else:
             metadata["note"] = (
@@ -289,9 +292,11 @@ def build_model_quality_check(model: ModelDeclaration) -> dg.AssetChecksDefiniti
             for source in mq.sources(history)
         }
         order = ["error", "warn", "not_judged", "ok"]
-        source, worst = min(diagnoses.items(), key=lambda kv: order.index(kv[1].level))
+        # a source with too few matured rows does not outweigh one that was judged
         judged = {s: d for s, d in diagnoses.items() if d.level != "not_judged"}
-        if worst.level == "not_judged" or (not judged):
+        pool = judged or diagnoses
+        source, worst = min(pool.items(), key=lambda kv: order.index(kv[1].level))
+        if worst.level == "not_judged":
             passed, severity = False, dg.AssetCheckSeverity.WARN
         else:
             passed = worst.level == "ok"

@@ -66,7 +66,8 @@ def build_inference_log(model: ModelDeclaration) -> dg.AssetsDefinition:
             sum(logged.unreadable.values()),
         )
         totals = lakehouse.read(table).agg(
-            F.count(F.lit(1)).alias("rows"), F.countDistinct("request_id").alias("requests")
+            F.count(F.lit(1)).alias("rows"),
+            F.countDistinct(F.when(~F.col("shadow"), F.col("request_id"))).alias("requests"),
         )
         total = totals.first()
         return dg.MaterializeResult(
@@ -87,10 +88,13 @@ def build_inference_log(model: ModelDeclaration) -> dg.AssetsDefinition:
 
 
 def _run_summary(frame: pd.DataFrame) -> dict[str, object]:
-    """What this run ingested: per served entity, status codes, latency, the days."""
+    """What this run ingested: per served entity, status codes and latency of the requests
+    answered (a shadow's copies are counted apart: the client never waited for them), the
+    days."""
     if frame.empty:
         return {}
-    requests = frame.drop_duplicates("request_id")
+    shadow = frame[frame["shadow"]]
+    requests = frame[~frame["shadow"]].drop_duplicates("request_id")
     scored = frame[frame["status_code"] == 200]
     per_entity = scored.groupby(["served_entity_name", "model_version"]).size()
     latency = requests["execution_time_ms"]
@@ -101,6 +105,7 @@ def _run_summary(frame: pd.DataFrame) -> dict[str, object]:
         "requests_per_status": dg.MetadataValue.json(
             {str(s): int(n) for s, n in requests["status_code"].value_counts().items()}
         ),
+        "shadow_rows": len(shadow),
         "latency_p50_ms": round(float(latency.quantile(0.5)), 2),
         "latency_p99_ms": round(float(latency.quantile(0.99)), 2),
         "days": f"{min(frame['date'])}..{max(frame['date'])}",

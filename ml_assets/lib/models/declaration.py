@@ -188,6 +188,11 @@ class ModelDeclaration:
         return f"{names.CATALOG}.{names.SERVING}.{self.endpoint}_inference_log"
 
     @property
+    def model_quality_table(self) -> str:
+        """Lakehouse Monitoring's naming of a profile metrics table, per model."""
+        return f"{names.CATALOG}.{names.MONITORING}.{self.name}_model_quality"
+
+    @property
     def predictions_table(self) -> str:
         return f"{names.CATALOG}.{names.SERVING}.{self.stem}_predictions"
 

@@ -20,7 +20,6 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ml_assets import names
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.monitoring.quality import quality
@@ -37,7 +36,7 @@ GRANULARITY = "1 day"
 def model_quality_table(model: ModelDeclaration) -> TableSpec:
     """``<catalog>.monitoring.<model>_model_quality``."""
     return TableSpec(
-        name=TableId(names.CATALOG, names.MONITORING, f"{model.name}_model_quality"),
+        name=TableId.parse(model.model_quality_table),
         columns=(
             Column(WINDOW, "date", False, "The scoring day the predictions were made for"),
             Column("granularity", "string", False, "Window length"),
@@ -108,6 +107,25 @@ def scored_rows(
     for frame in frames[1:]:
         out = out.unionByName(frame)
     return out
+
+
+def not_profiled(scored: DataFrame, profiled: DataFrame | None) -> DataFrame:
+    """The scored rows whose (window, source, version) has no metrics row yet: a window's
+    outcomes mature all at once, so a profiled window never changes and is not read again
+    (the daily run costs the new windows, not the whole history)."""
+    if profiled is None:
+        return scored
+    done = profiled.select(
+        F.col(WINDOW).alias("_window"), F.col("source").alias("_source"), "model_version"
+    ).withColumnRenamed("model_version", "_version")
+    keyed = scored.withColumn("_window", F.to_date(F.col(LABEL_TS)))
+    return keyed.join(
+        done,
+        (keyed["_window"] == done["_window"])
+        & (keyed["source"] == done["_source"])
+        & (keyed["model_version"] == done["_version"]),
+        "left_anti",
+    ).drop("_window")
 
 
 def matured(model: ModelDeclaration, daily: DataFrame, scored: DataFrame) -> pd.DataFrame:
