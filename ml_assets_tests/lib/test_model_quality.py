@@ -126,6 +126,15 @@ def test_profile_per_window_source_and_version_with_the_previous_version_on_the_
     assert [w.previous_roc_auc for w in windows] == [r["previous_roc_auc"] for r in out]
     curve = mq.pooled_calibration(table, 2)
     assert sum(b[2] for b in curve) == n and all(0 <= b[0] <= 1 for b in curve)
+    # an inference-log group the previous version did not score gets no comparison, no error
+    logged = rows.assign(source="inference_log")
+    both = pd.concat([rows, logged], ignore_index=True)
+    unscored = pd.Series(np.r_[good, np.full(n, np.nan)], index=both.index)
+    mixed = mq.profile(
+        CHURN_CLASSIFIER, both, dt.date(2026, 3, 11), champion_version=2, previous=(1, unscored)
+    )
+    assert [r["previous_version"] for r in mixed if r["source"] == "batch"] == [1, 1]
+    assert [r["previous_version"] for r in mixed if r["source"] == "inference_log"] == [None] * 2
     # a version that is not the champion gets no comparison
     other = mq.profile(CHURN_CLASSIFIER, rows, dt.date(2026, 3, 11), champion_version=3)
     assert all(r["previous_version"] is None for r in other)

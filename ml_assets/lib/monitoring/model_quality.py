@@ -160,8 +160,8 @@ def profile(
 ) -> list[dict[str, object]]:
     """One metrics row per (window, source, model version) of matured ``rows`` (columns
     source, window_start, model_version, prediction and the label). ``previous`` is (version,
-    its predictions indexed like ``rows``) for the champion's rows: its quality on the same
-    rows goes on the champion's metrics rows."""
+    its predictions indexed like ``rows``, NaN where it has none) for the champion's rows: its
+    quality on the same rows goes on the champion's metrics rows of a group it scored whole."""
     label = model.label
     now = computed_at or dt.datetime.now(dt.UTC)
     out = []
@@ -199,9 +199,12 @@ def profile(
             "outcomes_through": outcomes_through,
             "computed_at": now,
         }
-        if previous is not None and int(version) == champion_version:
-            previous_version, scores = previous
-            p = quality(group[label].to_numpy(), scores.loc[group.index].to_numpy())
+        same_rows = None if previous is None else previous[1].loc[group.index]
+        # compared only where the previous version scored every row of the group (the batch
+        # rows: an inference-log row's features are not looked up again)
+        if same_rows is not None and int(version) == champion_version and same_rows.notna().all():
+            previous_version = previous[0]
+            p = quality(group[label].to_numpy(), same_rows.to_numpy())
             row |= {
                 "previous_version": previous_version,
                 "previous_roc_auc": p.roc_auc,
