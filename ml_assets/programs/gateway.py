@@ -176,8 +176,9 @@ class Scored:
 
 class ShadowCopies:
     """Copies of requests for the shadow entities (routed at 0 %), scored by a process of its
-    own at the lowest CPU priority (nice 19): the answer never waits for a shadow, and a shadow
-    never takes the GIL or a core from the request path (it gets the CPU the gateway leaves).
+    own at the lowest CPU priority (nice 19): the answer never waits for a shadow, a shadow
+    never takes the gateway's GIL, and the request path gets the CPU first (on a saturated
+    machine a shadow still costs some: the serving benchmark measures it).
     The process starts with the first copy, loads the same endpoint config and writes its own
     inference-log files. The backlog is bounded; a copy beyond it is dropped and counted, never
     waited for; ``close`` lets the process drain what is queued and waits for it."""
@@ -187,6 +188,7 @@ class ShadowCopies:
     ):
         self.settings, self.endpoint_name, self.backlog = settings, endpoint_name, backlog
         self.dropped = 0
+        self.start_error: str | None = None
         self._done = (0, 0)  # scored, failed: the counts of a closed process
         self._context = multiprocessing.get_context("spawn")
         self._queue = None
@@ -198,16 +200,26 @@ class ShadowCopies:
         with self._lock:
             if self.settings is None:
                 return False
+            if self.start_error is not None:  # it could not start: the copies are dropped
+                self.dropped += 1
+                return False
             if self._process is None:
                 self._queue = self._context.Queue(maxsize=self.backlog)
                 self._counts = self._context.Array("q", 2)  # scored, failed
-                self._process = self._context.Process(
+                process = self._context.Process(
                     target=shadow_main,
                     args=(self.settings, self.endpoint_name, self._queue, self._counts),
                     name=f"shadow-{self.endpoint_name}",
                     daemon=True,
                 )
-                self._process.start()
+                try:
+                    process.start()
+                except Exception as exc:  # the answer is unaffected; /ready says why
+                    log.exception("the shadow process of %s did not start", self.endpoint_name)
+                    self.start_error = f"{type(exc).__name__}: {exc}"[:300]
+                    self.dropped += 1
+                    return False
+                self._process = process
             try:
                 self._queue.put_nowait(item)
             except queue.Full:
@@ -229,6 +241,7 @@ class ShadowCopies:
             "failed": failed,
             "dropped": self.dropped,
             "backlog": self.backlog,
+            "start_error": self.start_error,
         }
 
     def close(self, timeout: float = 120.0) -> None:

@@ -616,3 +616,15 @@ def test_a_shadow_scores_a_copy_of_every_request_logged_never_returned(home, res
         & (answered.row_index == first.row_index)
     ].iloc[0]
     assert json.loads(first.features) == json.loads(twin.features)
+
+
+def test_a_shadow_process_that_cannot_start_drops_its_copies_and_says_why():
+    from ml_assets.programs.gateway import ShadowCopies
+
+    copies = ShadowCopies(settings=lambda: None, endpoint_name="churn_classifier")  # unpicklable
+    assert not copies.submit((b"{}", "r1", None, "2026-03-12T00:00:00+00:00"))
+    assert not copies.submit((b"{}", "r2", None, "2026-03-12T00:00:00+00:00"))
+    stats = copies.stats()
+    assert stats["dropped"] == 2 and stats["process"] == "not started"
+    assert "pickle" in stats["start_error"].lower()
+    copies.close()  # nothing to wait for
