@@ -112,7 +112,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             every_requested_day_landed,
         ],
         jobs=[*jobs, rollback_champion, maintenance_job],
-        schedules=[*build_schedules(jobs), maintenance_schedule],
+        schedules=[*build_schedules(jobs, models), maintenance_schedule],
         sensors=[
             build_landed_events_sensor(days),
             *(build_endpoint_config_sensor(m) for m in models),

@@ -17,7 +17,8 @@
   which is the run key and the cursor.
 - ``model_quality_job`` / ``model_quality_schedule`` (daily, 02:00 UTC): every model's quality
   on the outcomes matured since (predictions and the inference log joined with them), and the
-  verdict on a pending canary or shadow.
+  verdict on a pending canary or shadow (reported only). ``canary_autopilot_schedule`` (02:30
+  UTC) is the opt-in automation: the same job with the verdicts' ``act: true``.
 - ``<stem>_model_quality_sensor`` (one per declared model): when ``model_quality_within_limits``
   reports an ERROR, it acts on the diagnosis once per breach: a rollout regression runs
   ``rollback_champion`` (the registry's audited path), decay runs the model's line of the
@@ -128,9 +129,10 @@ def build_jobs(models: Sequence[ModelDeclaration]) -> list[dg.UnresolvedAssetJob
 
 
 def build_schedules(
-    jobs: list[dg.UnresolvedAssetJobDefinition],
+    jobs: list[dg.UnresolvedAssetJobDefinition], models: Sequence[ModelDeclaration]
 ) -> list[dg.ScheduleDefinition]:
     by_name = {job.name: job for job in jobs}
+    act = {"config": {"act": True}}
     return [
         dg.build_schedule_from_partitioned_job(
             by_name[names.DAILY_FEATURES_JOB],
@@ -151,6 +153,16 @@ def build_schedules(
             cron_schedule="0 2 * * *",
             execution_timezone="UTC",
             description="02:00 UTC: every model's quality on the outcomes matured since.",
+        ),
+        dg.ScheduleDefinition(
+            name="canary_autopilot_schedule",
+            job=by_name[names.MODEL_QUALITY_JOB],
+            cron_schedule="30 2 * * *",
+            execution_timezone="UTC",
+            run_config={"ops": {"__".join(m.canary_verdict_key): act for m in models}},
+            description="Opt-in (off until turned on, as every schedule): 02:30 UTC, the "
+            "canary verdicts with act: true: a verdict to promote moves the champion alias, "
+            "one to roll back refuses the challenger, both through the audited path.",
         ),
         dg.ScheduleDefinition(
             name="inference_log_schedule",

@@ -79,6 +79,17 @@ def test_the_daily_schedule_runs_yesterdays_partition_and_the_weekly_one_retrain
     assert (
         dg.AssetKey(CHURN_CLASSIFIER.champion_key) in retraining.asset_layer.executable_asset_keys
     )
+    # model quality daily, and the opt-in autopilot: the same job, acting on the verdicts
+    quality = defs.get_schedule_def("model_quality_schedule")
+    assert quality.job_name == names.MODEL_QUALITY_JOB and quality.cron_schedule == "0 2 * * *"
+    autopilot = defs.get_schedule_def("canary_autopilot_schedule")
+    assert autopilot.job_name == names.MODEL_QUALITY_JOB
+    (request,) = autopilot.evaluate_tick(dg.build_schedule_context()).run_requests
+    assert request.run_config["ops"] == {
+        "monitoring__churn_canary_verdict": {"config": {"act": True}},
+        "monitoring__purchase_canary_verdict": {"config": {"act": True}},
+    }
+    assert quality.evaluate_tick(dg.build_schedule_context()).run_requests[0].run_config == {}
 
 
 def test_the_endpoint_sensor_fires_when_an_alias_moves_and_only_then(home, resources):
