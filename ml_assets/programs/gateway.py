@@ -218,6 +218,8 @@ class ShadowCopies:
                     log.exception("the shadow process of %s did not start", self.endpoint_name)
                     self.start_error = f"{type(exc).__name__}: {exc}"[:300]
                     self.dropped += 1
+                    self._queue.close()  # released now (see close)
+                    self._queue = self._counts = None
                     return False
                 self._process = process
             try:
