@@ -222,6 +222,10 @@ class ShadowCopies:
                     self._queue = self._counts = None
                     return False
                 self._process = process
+            elif not self._process.is_alive():  # it died (a bad config, a crash): say so
+                self.start_error = f"the shadow process exited with {self._process.exitcode}"
+                self.dropped += 1
+                return False
             try:
                 self._queue.put_nowait(item)
             except queue.Full:
@@ -252,8 +256,12 @@ class ShadowCopies:
             process, self._process = self._process, None
         if process is None:
             return
-        self._queue.put(None, timeout=timeout)
-        process.join(timeout)
+        try:
+            if process.is_alive():
+                self._queue.put(None, timeout=timeout)
+                process.join(timeout)
+        except queue.Full:
+            log.error("the shadow process took no copy in %.0f s", timeout)
         if process.is_alive():
             log.error("the shadow process did not finish in %.0f s: stopped", timeout)
             process.terminate()
@@ -261,6 +269,8 @@ class ShadowCopies:
         self._done = tuple(self._counts[:])
         # released here, not by a later garbage collection: multiprocessing's finalizers then
         # run now (Python 3.11's AST parser fails if one runs in the middle of a parse)
+        if process.exitcode != 0:  # nobody reads the pipe: copies still buffered are lost
+            self._queue.cancel_join_thread()
         self._queue.close()
         self._queue.join_thread()
         process.close()

@@ -628,3 +628,19 @@ def test_a_shadow_process_that_cannot_start_drops_its_copies_and_says_why():
     assert stats["dropped"] == 2 and stats["process"] == "not started"
     assert "pickle" in stats["start_error"].lower()
     copies.close()  # nothing to wait for
+
+
+def test_a_shadow_process_that_dies_is_reported_and_its_copies_dropped(tmp_path):
+    from ml_assets.programs.gateway import ShadowCopies
+
+    copies = ShadowCopies(tiny_settings(tmp_path), endpoint_name="no_such_endpoint")
+    assert copies.submit((b"{}", "r1", None, "2026-03-12T00:00:00+00:00"))  # it starts
+    deadline = time.monotonic() + 120
+    while copies.stats()["alive"] and time.monotonic() < deadline:
+        time.sleep(0.2)  # the child fails in gateway_for: no endpoint of that name
+    assert not copies.stats()["alive"]
+    assert not copies.submit((b"{}", "r2", None, "2026-03-12T00:00:00+00:00"))
+    stats = copies.stats()
+    assert stats["dropped"] == 1 and "exited with 1" in stats["start_error"]
+    copies.close()  # returns at once: nothing to wait for
+    assert copies.stats()["scored"] == 0
