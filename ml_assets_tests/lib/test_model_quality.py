@@ -184,3 +184,38 @@ def test_a_shadow_is_routed_at_zero_percent_and_named_as_one():
     shadow = plan_endpoint("churn", "main.models.churn", "1", "2", shadow=True)
     assert shadow.shares() == {"churn-1": 100, "churn-2": 0}
     assert shadow.shadows() == ["churn-2"] and route_problems(shadow) == []
+
+
+def test_the_check_reports_the_worst_judged_source_and_a_thin_one_does_not_outweigh_it():
+    from ml_assets.lib.monitoring.quality_limits import QualityLimits
+
+    def row(day, source, auc, rows=500, previous=None):
+        return {
+            mq.WINDOW: dt.date(2026, 3, day),
+            "source": source,
+            "model_version": 2,
+            "rows": rows,
+            "roc_auc": auc,
+            "previous_roc_auc": previous,
+        }
+
+    history = pd.DataFrame(
+        [row(2, "batch", 0.91), row(3, "batch", 0.90), row(3, "inference_log", 0.5, rows=20)]
+    )
+    source, worst, levels = mq.judge(history, 2, 0.92, QualityLimits())
+    assert (source, worst.level) == ("batch", "ok")
+    assert levels == {"batch": "ok", "inference_log": "not_judged"}
+    bad = pd.concat(
+        [history, pd.DataFrame([row(4, "inference_log", 0.6), row(5, "inference_log", 0.6)])]
+    )
+    source, worst, _ = mq.judge(bad, 2, 0.92, QualityLimits())
+    assert (source, worst.level, worst.action) == ("inference_log", "error", "retrain")
+    regressed = pd.DataFrame(
+        [row(2, "batch", 0.84, previous=0.9), row(3, "batch", 0.83, previous=0.9)]
+    )
+    series = mq.auc_series(regressed, 2, 1)
+    assert series["v1 re-scored on v2's rows"] == [
+        (dt.date(2026, 3, 2), 0.9),
+        (dt.date(2026, 3, 3), 0.9),
+    ]
+    assert [v for _, v in series["v2 batch"]] == [0.84, 0.83]

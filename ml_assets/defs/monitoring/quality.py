@@ -26,7 +26,6 @@ from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.monitoring import model_quality as mq
 from ml_assets.lib.monitoring.canary import Arm, CanaryLimits, verdict
 from ml_assets.lib.monitoring.plots import markdown_image, quality_chart, reliability_chart
-from ml_assets.lib.monitoring.quality_limits import diagnose
 from ml_assets.lib.registry import aliases
 from ml_assets.lib.registry.store import Registry
 from ml_assets.lib.serving.batch import eligible_features, predictions_table
@@ -191,21 +190,8 @@ def _quality_metadata(
     test_auc: float | None,
 ) -> dict[str, object]:
     floor = model.quality_limits.floor(test_auc)
-    series = {
-        f"v{v} {s}": [
-            (r[mq.WINDOW], float(r["roc_auc"]))
-            for _, r in g.sort_values(mq.WINDOW).iterrows()
-            if not pd.isna(r["roc_auc"])
-        ]
-        for (v, s), g in history.groupby(["model_version", "source"])
-    }
+    series = mq.auc_series(history, champion, previous)
     mine = history[history["model_version"] == champion] if champion is not None else history
-    if champion is not None and previous is not None:
-        redo = mine.dropna(subset=["previous_roc_auc"]).sort_values(mq.WINDOW)
-        if len(redo):
-            series[f"v{previous} re-scored on v{champion}'s rows"] = [
-                (r[mq.WINDOW], float(r["previous_roc_auc"])) for _, r in redo.iterrows()
-            ]
     curves = {
         f"v{v}": mq.pooled_calibration(history, v) for v in sorted(set(history["model_version"]))
     }
@@ -287,28 +273,12 @@ def build_model_quality_check(model: ModelDeclaration) -> dg.AssetChecksDefiniti
                 f"{key.to_user_string()}.",
                 metadata={"level": "not_judged"},
             )
-        diagnoses = {
-            source: diagnose(mq.champion_windows(history, champion, source), test_auc, limits)
-            for source in mq.sources(history)
-        }
-        order = ["error", "warn", "not_judged", "ok"]
-        # a source with too few matured rows does not outweigh one that was judged
-        judged = {s: d for s, d in diagnoses.items() if d.level != "not_judged"}
-        pool = judged or diagnoses
-        source, worst = min(pool.items(), key=lambda kv: order.index(kv[1].level))
-        if worst.level == "not_judged":
-            passed, severity = False, dg.AssetCheckSeverity.WARN
-        else:
-            passed = worst.level == "ok"
-            severity = (
-                dg.AssetCheckSeverity.ERROR
-                if worst.level == "error"
-                else dg.AssetCheckSeverity.WARN
-            )
+        source, worst, levels = mq.judge(history, champion, test_auc, limits)
+        error = worst.level == "error"
         started = min(worst.breaches).isoformat() if worst.breaches else ""
         return dg.AssetCheckResult(
-            passed=passed,
-            severity=severity,
+            passed=worst.level == "ok",
+            severity=dg.AssetCheckSeverity.ERROR if error else dg.AssetCheckSeverity.WARN,
             description=f"v{champion} ({source}): {worst.description}",
             metadata={
                 "level": worst.level,
@@ -320,9 +290,7 @@ def build_model_quality_check(model: ModelDeclaration) -> dg.AssetChecksDefiniti
                 "floor_roc_auc": dg.MetadataValue.text(f"{worst.floor:.4f}"),
                 "judged_windows": worst.judged,
                 "breach_started": started,
-                "levels_by_source": dg.MetadataValue.json(
-                    {s: d.level for s, d in diagnoses.items()}
-                ),
+                "levels_by_source": dg.MetadataValue.json(levels),
                 **{k: dg.MetadataValue.text(str(v)) for k, v in limits.model_dump().items()},
             },
         )

@@ -23,7 +23,12 @@ from pyspark.sql import functions as F
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.monitoring.quality import quality
-from ml_assets.lib.monitoring.quality_limits import WindowQuality
+from ml_assets.lib.monitoring.quality_limits import (
+    Diagnosis,
+    QualityLimits,
+    WindowQuality,
+    diagnose,
+)
 from ml_assets.lib.serving.batch import SCORED_AT
 from ml_assets.lib.training_sets.users import ENTITY_KEY, LABEL_TS
 
@@ -245,3 +250,46 @@ def pooled_calibration(history: pd.DataFrame, version: int) -> list[tuple[float,
 
 def sources(history: pd.DataFrame) -> Sequence[str]:
     return sorted(set(history["source"]))
+
+
+LEVEL_ORDER = ("error", "warn", "not_judged", "ok")  # worst first
+
+
+def judge(
+    history: pd.DataFrame, champion: int, test_roc_auc: float | None, limits: QualityLimits
+) -> tuple[str, Diagnosis, dict[str, str]]:
+    """The champion's diagnosis per source, and the one the check reports: the worst among
+    the judged sources (a source with too few matured rows does not outweigh one that was
+    judged). Returns (its source, its diagnosis, the level of every source)."""
+    diagnoses = {
+        source: diagnose(champion_windows(history, champion, source), test_roc_auc, limits)
+        for source in sources(history)
+    }
+    judged = {s: d for s, d in diagnoses.items() if d.level != "not_judged"}
+    source, worst = min(
+        (judged or diagnoses).items(), key=lambda kv: LEVEL_ORDER.index(kv[1].level)
+    )
+    return source, worst, {s: d.level for s, d in diagnoses.items()}
+
+
+def auc_series(
+    history: pd.DataFrame, champion: int | None, previous: int | None
+) -> dict[str, list[tuple[dt.date, float]]]:
+    """Realised ROC AUC per window of every (version, source), and of the previous version
+    re-scored on the champion's rows: the lines of the quality chart."""
+    series = {
+        f"v{v} {s}": [
+            (r[WINDOW], float(r["roc_auc"]))
+            for _, r in g.sort_values(WINDOW).iterrows()
+            if not pd.isna(r["roc_auc"])
+        ]
+        for (v, s), g in history.groupby(["model_version", "source"])
+    }
+    if champion is not None and previous is not None:
+        mine = history[history["model_version"] == champion]
+        redo = mine.dropna(subset=["previous_roc_auc"]).sort_values(WINDOW)
+        if len(redo):
+            series[f"v{previous} re-scored on v{champion}'s rows"] = [
+                (r[WINDOW], float(r["previous_roc_auc"])) for _, r in redo.iterrows()
+            ]
+    return series
