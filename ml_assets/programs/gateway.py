@@ -188,6 +188,7 @@ class ShadowCopies:
     ):
         self.settings, self.endpoint_name, self.backlog = settings, endpoint_name, backlog
         self.dropped = 0
+        self.submitted = 0  # copies queued; the process counts them scored or failed
         self.start_error: str | None = None
         self._done = (0, 0)  # scored, failed: the counts of a closed process
         self._context = multiprocessing.get_context("spawn")
@@ -196,7 +197,7 @@ class ShadowCopies:
         self._process = None
         self._lock = threading.Lock()
 
-    def submit(self, item: tuple[bytes, str, str | None, str]) -> bool:
+    def submit(self, item: tuple[bytes, str, str | None, str, str]) -> bool:
         with self._lock:
             if self.settings is None:
                 return False
@@ -231,6 +232,7 @@ class ShadowCopies:
             except queue.Full:
                 self.dropped += 1
                 return False
+            self.submitted += 1
             return True
 
     def stats(self) -> dict[str, object]:
@@ -243,6 +245,7 @@ class ShadowCopies:
             "process": "not started" if self._process is None else self._process.pid,
             "alive": self._process is not None and self._process.is_alive(),
             "pending": pending,
+            "submitted": self.submitted,
             "scored": scored,
             "failed": failed,
             "dropped": self.dropped,
@@ -279,16 +282,37 @@ class ShadowCopies:
 
 def shadow_main(settings: Settings, endpoint_name: str, copies, counts) -> None:
     """The shadow process: score each copied request with every shadow entity of the
-    endpoint's current config and log the answer (``shadow``), until the ``None`` sentinel."""
+    endpoint's current config and log the answer (``shadow``), until the ``None`` sentinel.
+
+    Its lifetime is the gateway's: in a process group of its own, so a signal sent to the
+    gateway's group (a supervisor's SIGTERM) does not cut it short before the gateway's
+    shutdown has sent it the sentinel and it has written its log; and it ends by itself
+    within a second should the gateway die without one."""
     with contextlib.suppress(OSError):
         os.nice(19)
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    parent = multiprocessing.parent_process()
     gateway = gateway_for(settings, endpoint_name)
     try:
-        while (item := copies.get()) is not None:
-            body, request_id, client_id, received = item
+        while True:
+            try:
+                item = copies.get(timeout=1.0)
+            except queue.Empty:
+                if parent is not None and not parent.is_alive():
+                    log.error("the gateway is gone: the shadow process ends")
+                    return
+                continue
+            if item is None:
+                break
+            body, request_id, client_id, received, as_of = item
             gateway.reload_if_changed()
             ok = gateway.score_shadows(
-                body, request_id, client_id, dt.datetime.fromisoformat(received)
+                body,
+                request_id,
+                client_id,
+                dt.datetime.fromisoformat(received),
+                dt.datetime.fromisoformat(as_of),
             )
             with counts.get_lock():
                 counts[0 if ok else 1] += 1
@@ -383,10 +407,13 @@ class Gateway:
         return True
 
     def watch(self, poll_seconds: float = 1.0) -> threading.Thread:
+        """Each poll: a changed config is loaded, and the data clock follows the store."""
+
         def loop() -> None:
             while True:
                 time.sleep(poll_seconds)
                 self.reload_if_changed()
+                self.refresh_clock()
 
         thread = threading.Thread(target=loop, name="config-watcher", daemon=True)
         thread.start()
@@ -450,15 +477,30 @@ class Gateway:
 
     # -- requests --------------------------------------------------------------------------
     def as_of(self) -> dt.datetime:
+        """The request time: the wall clock, or the newest feature time in the store, read at
+        most every ``CLOCK_CACHE_SECONDS`` on the request path (the watcher refreshes it each
+        poll, so a publish is seen within a poll and a request rarely pays for the query)."""
         if self.clock == "wall":
             return dt.datetime.now(dt.UTC)
-        now = time.monotonic()
-        if self._clock_cache is None or now - self._clock_cache[0] > CLOCK_CACHE_SECONDS:
-            newest = self.store.newest_feature_time(user_activity.CONTRACT)
-            if newest is None:
+        cached = self._clock_cache
+        if cached is None or time.monotonic() - cached[0] > CLOCK_CACHE_SECONDS:
+            if self.refresh_clock() is None:
                 raise RequestError("The online store holds no features yet.", status=503)
-            self._clock_cache = (now, newest)
-        return self._clock_cache[1]
+            cached = self._clock_cache
+        return cached[1]
+
+    def refresh_clock(self) -> dt.datetime | None:
+        """Re-read the data clock from the store (None when it is empty or unreadable)."""
+        if self.clock == "wall":
+            return None
+        try:
+            newest = self.store.newest_feature_time(user_activity.CONTRACT)
+        except Exception:  # the request path raises its own error; the watcher keeps going
+            log.exception("the online store's newest feature time could not be read")
+            return None
+        if newest is not None:
+            self._clock_cache = (time.monotonic(), newest)
+        return newest
 
     def authorized(self, header: str | None) -> bool:
         """``Authorization: Bearer <token>``; the scheme is case-insensitive (RFC 7235)."""
@@ -477,8 +519,10 @@ class Gateway:
         request_id: str | None,
         served: str | None = None,
         deployment: Deployment | None = None,
+        as_of: dt.datetime | None = None,
     ) -> Scored:
-        """The request scored by the served entity its route picks (or ``served``)."""
+        """The request scored by the served entity its route picks (or ``served``), with the
+        features as of the request time (``as_of``, default the clock's now)."""
         deployment = deployment or self.deployment  # whatever reloads meanwhile
         if deployment is None:
             raise RequestError(f"Not ready: {self.last_error or 'models are loading'}", status=503)
@@ -491,7 +535,7 @@ class Gateway:
         keys = frame[ENTITY_KEY].tolist()
         unique = list(dict.fromkeys(keys))
         rows = {str(c.name): self.store.read(c, unique) for c in LOOKUP_CONTRACTS}
-        as_of = self.as_of()
+        as_of = as_of or self.as_of()
         records = user_records(keys, as_of, rows)
         overrides = [c for c in frame.columns if c in signature]
         if overrides:  # a given, non-null value replaces the looked-up one
@@ -514,10 +558,17 @@ class Gateway:
         )
 
     def copy_to_shadows(
-        self, body: bytes, request_id: str, client_id: str | None, received: dt.datetime
+        self,
+        body: bytes,
+        request_id: str,
+        client_id: str | None,
+        received: dt.datetime,
+        as_of: dt.datetime,
     ) -> None:
-        """Queue a copy of the request for the shadow process when the config has a shadow.
-        Without an inference log a shadow's answer would go nowhere: nothing is copied."""
+        """Queue a copy of the request for the shadow process when the config has a shadow,
+        with the time its answer's features were looked up as of (the shadow scores the same
+        request time). Without an inference log a shadow's answer would go nowhere: nothing
+        is copied."""
         deployment = self.deployment
         if (
             deployment is None
@@ -526,14 +577,21 @@ class Gateway:
             or not deployment.endpoint.shadows()
         ):
             return
-        self.shadow_copies.submit((body, request_id, client_id, received.isoformat()))
+        self.shadow_copies.submit(
+            (body, request_id, client_id, received.isoformat(), as_of.isoformat())
+        )
 
     def score_shadows(
-        self, body: bytes, request_id: str, client_id: str | None, received: dt.datetime
+        self,
+        body: bytes,
+        request_id: str,
+        client_id: str | None,
+        received: dt.datetime,
+        as_of: dt.datetime | None = None,
     ) -> bool:
-        """In the shadow process: each shadow entity scores the copy; its answer goes to the
-        inference log only (``shadow``), under the request's id suffixed with ':' and the
-        entity. True when every shadow answered."""
+        """In the shadow process: each shadow entity scores the copy as of the answer's
+        request time; its answer goes to the inference log only (``shadow``), under the
+        request's id suffixed with ':' and the entity. True when every shadow answered."""
         deployment = self.deployment
         if deployment is None:
             return False
@@ -542,7 +600,7 @@ class Gateway:
             started = time.perf_counter()
             shadow_id = f"{request_id}:{served}"
             try:
-                scored = self.score(body, None, served=served, deployment=deployment)
+                scored = self.score(body, None, served=served, deployment=deployment, as_of=as_of)
             except RequestError as exc:
                 self.log_answer(
                     shadow_id,
@@ -750,7 +808,7 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
             return _error(code, str(exc), exc.status)
         answer = scored.response()
         gateway.log_answer(request_id, client_id, received, started, 200, scored)
-        gateway.copy_to_shadows(body, request_id, client_id, received)
+        gateway.copy_to_shadows(body, request_id, client_id, received, scored.feature_time)
         headers = {"served-model-name": scored.served, "x-request-id": request_id}
         return JSONResponse(answer, headers=headers)
 
@@ -763,7 +821,10 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
             "ready": deployment is not None,
             "served_entities": {} if deployment is None else deployment.endpoint.shares(),
             "last_reload_error": gateway.last_error,
+            "clock": gateway.clock,
         }
+        with contextlib.suppress(RequestError):  # the request time a request would get now
+            body["as_of"] = gateway.as_of().isoformat()
         if gateway.inference_log is not None:
             body["inference_log"] = gateway.inference_log.stats()
         if deployment is not None and deployment.endpoint.shadows() and gateway.shadow_copies:

@@ -1,6 +1,14 @@
-"""A bad rollout, played through the real path, for ``make check --inject regression``.
+"""Rollouts played through the real path: the challengers ``make run`` serves (a canary and a
+shadow), and a bad rollout for ``make check --inject regression``.
 
-After the main job made a good champion, the churn model is retrained with its engagement
+``stage_challengers``: after the main job, each model is retrained with a new seed (its tuning
+sweep explores other trees) and passed through the gate with ``rollout: canary``: a
+challenger the gate lets through keeps the ``challenger`` alias and the endpoint config serves
+it, churn as a 10 % canary and purchase propensity as a shadow, so the replayed traffic gives
+the canary verdict real rows on both kinds.
+
+``bad_rollout``:
+after the main job made a good champion, the churn model is retrained with its engagement
 features zeroed (a broken upstream join nobody noticed: ``ablated_features``) and promoted with
 the gate in ``dry_run`` (a gate that only reports), so the worse version becomes the champion.
 It then scores the scoring days, the model-quality job judges it on the outcomes that matured,
@@ -44,6 +52,59 @@ class Rollout:
     @property
     def success(self) -> bool:
         return all(r.success for r in self.results)
+
+
+# how make run serves each model's challenger: endpoint config (a canary share, or a shadow)
+STAGED = {"churn_classifier": {}, "purchase_propensity": {"shadow": True}}
+
+
+def stage_challengers(
+    settings: Settings, instance: dg.DagsterInstance
+) -> tuple[list[str], dg.ExecuteInProcessResult]:
+    """One run of the retraining job over every model's line from training to the endpoint
+    config: a reseeded challenger per model, held as the canary or the shadow when the gate
+    passes it (a refused one is reported; the champion serves alone)."""
+    from ml_assets.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    registry = build_resources(settings)["model_registry"].open()
+    keys, ops = [], {}
+    for name, endpoint_config in STAGED.items():
+        model = model_named(name)
+        keys += [
+            dg.AssetKey(k)
+            for k in (model.model_key, model.version_key, model.champion_key)
+            + (model.endpoint_config_key,)
+        ]
+        ops[_op(model.model_key)] = {"config": {"seed": model.settings.seed + 1}}
+        ops[_op(model.champion_key)] = {"config": {"rollout": "canary"}}
+        ops[_op(model.endpoint_config_key)] = {"config": endpoint_config}
+    result = defs.resolve_job_def(names.RETRAINING_JOB).execute_in_process(
+        instance=instance,
+        asset_selection=keys,
+        run_config={"ops": ops},
+        tags={"user": "make run", "ml_assets/launched_by": "make run: canary and shadow"},
+        raise_on_error=False,
+    )
+    lines = []
+    for name, endpoint_config in STAGED.items():
+        model = model_named(name)
+        full = registry.full_name(model.registered_model)
+        champion = registry.by_alias(full, aliases.CHAMPION)
+        challenger = registry.by_alias(full, aliases.CHALLENGER)
+        how = (
+            "as a shadow (0 %)"
+            if endpoint_config.get("shadow")
+            else (f"as a {model.canary_percentage} % canary")
+        )
+        lines.append(
+            f"{full}: challenger v{challenger.version} (seed {model.settings.seed + 1}) served "
+            f"{how} beside champion v{champion.version if champion else '-'}"
+            if challenger is not None
+            else f"{full}: no challenger served (the gate refused it, or the run failed: see "
+            "the Dagster UI)"
+        )
+    return lines, result
 
 
 def bad_rollout(settings: Settings, instance: dg.DagsterInstance) -> Rollout:

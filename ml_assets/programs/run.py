@@ -2,10 +2,15 @@
 
 The run goes through the persistent Dagster instance under ``$DAGSTER_HOME``, so it shows up
 in ``make ui`` afterwards with its materializations and check results. All partitions are
-materialized in one run (the raw events backfill policy is single-run). Then each endpoint's
-gateway is started and sent replayed traffic (``programs/replay``), a second run ingests what
-the gateways logged into the inference tables, and a third (the model-quality job) profiles
-the predictions whose outcomes matured and gives the canary verdict.
+materialized in one run (the raw events backfill policy is single-run). Then:
+
+- a retraining run stages a reseeded challenger per model (``programs/rollout``): churn's
+  served as a 10 % canary, purchase propensity's as a shadow;
+- each endpoint's gateway is started and sent replayed traffic for the scoring days
+  (``programs/replay``: the store published day by day as it stood then);
+- a run of the inference-log job ingests what the gateways logged;
+- the model-quality job profiles the predictions whose outcomes matured (batch and served)
+  and gives each canary verdict (reported only: acting is the opt-in autopilot's).
 """
 
 from __future__ import annotations
@@ -20,11 +25,17 @@ from ml_assets import names
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.metadata import table_key
 from ml_assets.deployments import Settings, build_resources, current_settings
-from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.models.declaration import ModelDeclaration
+from ml_assets.lib.serving.batch import predictions_table
 from ml_assets.programs.lanes import engine_lane, main_tables
-from ml_assets.programs.replay import gateway_process, replay
+from ml_assets.programs.replay import (
+    ReplayStore,
+    gateway_process,
+    replay_days,
+    replay_past_days,
+    scoring_days,
+)
 from ml_assets.programs.reporting import (
     check_rows,
     format_table,
@@ -33,6 +44,8 @@ from ml_assets.programs.reporting import (
     run_check_results,
     step_failure,
 )
+from ml_assets.programs.rollout import stage_challengers
+from ml_assets.resources.online_store import SqlOnlineStore
 
 
 def run_main_job(
@@ -64,27 +77,43 @@ def run_main_job(
     )
 
 
-REPLAYED_REQUESTS = {"demo": 1_000, "tiny": 200}  # per endpoint
+REPLAYED_REQUESTS = {"demo": 3_000, "tiny": 200}  # per endpoint, over its replayed days
+REPLAYED_DAYS = {"demo": 10, "tiny": 4}
 
 
 def serve_traffic(settings: Settings, instance: dg.DagsterInstance) -> tuple[list[str], object]:
-    """Each endpoint's gateway, started, sent replayed traffic and stopped cleanly (its log
-    drained); then a run of the inference-log job ingests what they logged."""
+    """Each endpoint's gateway, started on a replay store of its own, sent traffic for the
+    model's scoring days and stopped cleanly (its log drained); then a run of the
+    inference-log job ingests what they logged."""
     resources = build_resources(settings)
-    store = resources["online_store"].process_config_and_initialize()
-    users = sorted(store.read_keys(user_activity.CONTRACT))
-    env = {**os.environ, "ML_ASSETS_HOME": str(settings.home), "ML_ASSETS_SCALE": settings.scale}
+    lakehouse = resources["lakehouse"]
+    database = settings.home / "serving" / "replay-online.db"
+    database.unlink(missing_ok=True)  # a replay starts from an empty store
+    replay_store = SqlOnlineStore(database_url=f"sqlite:///{database}")
+    env = {
+        **os.environ,
+        "ML_ASSETS_HOME": str(settings.home),
+        "ML_ASSETS_SCALE": settings.scale,
+        "ML_ASSETS_ONLINE_STORE_URL": replay_store.database_url,
+        "ML_ASSETS_SERVING_CLOCK": "data",
+    }
     lines = []
     for model in MODELS.values():
         if not resources["endpoint_deployer"].path(model.endpoint).exists():
             lines.append(f"{model.endpoint}: no endpoint config, no traffic sent")
             continue
+        days = replay_days(
+            scoring_days(predictions_table(model), lakehouse), REPLAYED_DAYS.get(settings.scale, 4)
+        )
+        store = ReplayStore.read(replay_store, lakehouse, days)
+        store.publish(days[0])  # the gateway is ready on a store that is not empty
         log = settings.home / "serving" / f"{model.endpoint}-gateway.log"
         with gateway_process(model.endpoint, env, log, settings.serving_token) as port:
-            sent = replay(
+            sent = replay_past_days(
                 port,
                 model.endpoint,
-                users,
+                store,
+                days,
                 REPLAYED_REQUESTS.get(settings.scale, 200),
                 token=settings.serving_token,
             )
@@ -286,6 +315,9 @@ def main() -> int:
         with dg.DagsterInstance.get() as instance:
             result = run_main_job(settings, instance)
             elapsed = time.perf_counter() - started
+            staged, challengers = (
+                stage_challengers(settings, instance) if result.success else ([], None)
+            )
             traffic, logged = serve_traffic(settings, instance) if result.success else ([], None)
             judged = (
                 run_job(settings, instance, names.MODEL_QUALITY_JOB) if logged is not None else None
@@ -305,6 +337,9 @@ def main() -> int:
             print(inference_log_summary(logged, model))
         if judged is not None:
             print(quality_summary(judged, model))
+    if staged:
+        print()
+        print("challengers: " + "; ".join(staged))
     if traffic:
         print()
         print("replayed traffic: " + "; ".join(traffic))
@@ -316,7 +351,7 @@ def main() -> int:
         f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {elapsed:.1f} s; "
         f"{len(checks)} checks, {len(failed)} failed (ERROR)"
     )
-    later = [r for r in (logged, judged) if r is not None]
+    later = [r for r in (challengers, logged, judged) if r is not None]
     later_failed = [
         c
         for r in later
@@ -325,7 +360,10 @@ def main() -> int:
     ]
     later_ok = all(r.success for r in later) and not later_failed
     if not later_ok:
-        print("the inference-log or model-quality run failed: see the Dagster UI (make ui)")
+        print(
+            "the challengers', inference-log or model-quality run failed: see the Dagster UI "
+            "(make ui)"
+        )
     return 0 if result.success and not failed and later_ok else 1
 
 

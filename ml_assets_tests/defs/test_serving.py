@@ -25,13 +25,21 @@ from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.serving.api import InvocationResponse, record_model, request_model
+from ml_assets.lib.serving.batch import predictions_table
 from ml_assets.lib.serving.inference_log import inference_log_table, pending_files, read_files
 from ml_assets.lib.serving.user_features import REQUEST_KEY_TYPES
 from ml_assets.lib.training_sets.users import ENTITY_KEY
 from ml_assets.programs.gateway import build_app, gateway_for
-from ml_assets.programs.replay import MALFORMED_EVERY
+from ml_assets.programs.replay import MALFORMED_EVERY, replay_days, scoring_days
 from ml_assets.programs.reporting import run_check_results
-from ml_assets.programs.run import REPLAYED_REQUESTS, inference_log_summary, serve_traffic
+from ml_assets.programs.rollout import stage_challengers
+from ml_assets.programs.run import (
+    REPLAYED_DAYS,
+    REPLAYED_REQUESTS,
+    inference_log_summary,
+    run_job,
+    serve_traffic,
+)
 from ml_assets_tests.churn import (
     PREDICTIONS,
     churn_classifier_version,
@@ -550,21 +558,50 @@ def test_a_batch_with_a_lost_user_and_an_impossible_score_fails_predictions_vali
     assert f"{eligible - 1} users scored, {eligible} eligible at" in failed.description
 
 
-def test_make_run_replays_traffic_through_each_gateway_process_and_ingests_its_log(home):
-    """What make run does after the job: each endpoint's gateway started as a process, sent
-    seeded traffic, stopped by SIGTERM, and the inference-log job ingesting what it wrote."""
+def test_make_run_stages_a_canary_and_a_shadow_and_replays_the_scoring_days(home, resources):
+    """What make run does after the job: a reseeded challenger per model (churn's a canary,
+    purchase's a shadow); each endpoint's gateway started as a process on a replay store,
+    sent seeded traffic day by day over the scoring days, stopped by SIGTERM to its process
+    group; the inference-log job ingesting what it wrote (every shadow copy included), and
+    the canary verdicts judging the logged arms."""
     shutil.rmtree(home / "serving" / "inference_logs", ignore_errors=True)
+    settings = tiny_settings(home)
     with instance_at(home) as instance:
-        lines, result = serve_traffic(tiny_settings(home), instance)
-    assert result.success
+        staged, challengers = stage_challengers(settings, instance)
+        assert challengers.success
+        lines, result = serve_traffic(settings, instance)
+        judged = run_job(settings, instance, names.MODEL_QUALITY_JOB)
+    assert result.success and judged.success
+    assert "challenger v2 (seed 8) served as a 10 % canary beside champion v1" in staged[0]
+    assert "challenger v2 (seed 12) served as a shadow (0 %) beside champion v1" in staged[1]
     sent = REPLAYED_REQUESTS["tiny"]
     malformed = sent // MALFORMED_EVERY
+    lakehouse = resources["lakehouse"]
     for model, line in zip(MODELS.values(), lines, strict=True):
-        assert line.startswith(f"{model.endpoint}: {sent} requests")
+        days = replay_days(scoring_days(predictions_table(model), lakehouse), REPLAYED_DAYS["tiny"])
+        assert len(days) == REPLAYED_DAYS["tiny"]
+        assert line.startswith(f"{model.endpoint}: {sent} requests over {len(days)} days")
         meta = materialization_metadata(result, "/".join(model.inference_log_key))
-        assert meta["rows_ingested"] == meta["dagster/row_count"] == sent
         assert meta["requests_per_status"] == {"200": sent - malformed, "400": malformed}
-        assert f"{sent} rows ingested" in inference_log_summary(result, model)
+        assert f"{meta['rows_ingested']} rows ingested" in inference_log_summary(result, model)
+        logged = lakehouse.read(inference_log_table(model.inference_log_table, model.endpoint))
+        rows = logged.toPandas()
+        answered = rows[(rows.status_code == 200) & ~rows.shadow]
+        # each answer's features were looked up as of its replayed day, the store as it was
+        assert set(pd.to_datetime(answered.feature_time, utc=True)) == set(days)
+        assert answered.groupby("feature_time").size().min() >= sent // len(days) - malformed
+        assert not answered.lookup_missed.any()  # the day's active users, all found
+        verdict = materialization_metadata(judged, "/".join(model.canary_verdict_key))
+        assert verdict["verdict"] == "wait" and "each arm needs 500" in verdict["reason"]
+        shadows = rows[rows.shadow]
+        if model.name == "churn_classifier":  # the canary: both versions answer, no shadow
+            assert set(answered.model_version) == {"1", "2"} and shadows.empty
+            assert meta["rows_ingested"] == sent
+        else:  # the shadow: every answer has its copy, logged after the group's SIGTERM
+            assert set(answered.model_version) == {"1"} and set(shadows.model_version) == {"2"}
+            assert len(shadows) == len(answered) and (shadows.status_code == 200).all()
+            assert meta["rows_ingested"] == sent + len(answered)
+            assert {r.split(":")[0] for r in shadows.request_id} == set(answered.request_id)
 
 
 def test_a_shadow_scores_a_copy_of_every_request_logged_never_returned(home, resources):
@@ -618,12 +655,15 @@ def test_a_shadow_scores_a_copy_of_every_request_logged_never_returned(home, res
     assert json.loads(first.features) == json.loads(twin.features)
 
 
+AT = "2026-03-12T00:00:00+00:00"  # a copy's request time and feature time
+
+
 def test_a_shadow_process_that_cannot_start_drops_its_copies_and_says_why():
     from ml_assets.programs.gateway import ShadowCopies
 
     copies = ShadowCopies(settings=lambda: None, endpoint_name="churn_classifier")  # unpicklable
-    assert not copies.submit((b"{}", "r1", None, "2026-03-12T00:00:00+00:00"))
-    assert not copies.submit((b"{}", "r2", None, "2026-03-12T00:00:00+00:00"))
+    assert not copies.submit((b"{}", "r1", None, AT, AT))
+    assert not copies.submit((b"{}", "r2", None, AT, AT))
     stats = copies.stats()
     assert stats["dropped"] == 2 and stats["process"] == "not started"
     assert "pickle" in stats["start_error"].lower()
@@ -634,12 +674,12 @@ def test_a_shadow_process_that_dies_is_reported_and_its_copies_dropped(tmp_path)
     from ml_assets.programs.gateway import ShadowCopies
 
     copies = ShadowCopies(tiny_settings(tmp_path), endpoint_name="no_such_endpoint")
-    assert copies.submit((b"{}", "r1", None, "2026-03-12T00:00:00+00:00"))  # it starts
+    assert copies.submit((b"{}", "r1", None, AT, AT))  # it starts
     deadline = time.monotonic() + 120
     while copies.stats()["alive"] and time.monotonic() < deadline:
         time.sleep(0.2)  # the child fails in gateway_for: no endpoint of that name
     assert not copies.stats()["alive"]
-    assert not copies.submit((b"{}", "r2", None, "2026-03-12T00:00:00+00:00"))
+    assert not copies.submit((b"{}", "r2", None, AT, AT))
     stats = copies.stats()
     assert stats["dropped"] == 1 and "exited with 1" in stats["start_error"]
     copies.close()  # returns at once: nothing to wait for

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from ml_assets.lib.features import user_activity, user_profile
 from ml_assets.lib.serving.checks import online_matches_offline
 from ml_assets.lib.serving.endpoint import Endpoint, plan_endpoint, route_problems
-from ml_assets.lib.serving.online import online_frame, plan_publish
+from ml_assets.lib.serving.online import online_frame, plan_publish, rows_as_of
 from ml_assets.lib.serving.user_features import user_features
 
 AT = pd.Timestamp("2026-03-10", tz="UTC")
@@ -141,6 +141,24 @@ def test_a_publish_plan_sorts_rows_into_new_changed_gone_and_unchanged():
     assert (plan.inserted, plan.updated, plan.unchanged) == (1, 1, 1)
     assert sorted(plan.upserts["user_id"]) == [2, 4]
     assert plan.deletes["user_id"].tolist() == [3]
+
+
+def test_a_past_day_publishes_each_entitys_newest_row_at_or_before_it():
+    day = pd.Timestamp("2026-03-10")
+    rows = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2, 3],
+            "feature_ts": [day - pd.Timedelta(days=1), day, day + pd.Timedelta(days=1)]
+            + [day - pd.Timedelta(days=5), day - pd.Timedelta(days=2)]
+            + [day + pd.Timedelta(hours=1)],
+            "plan_tier": ["a", "b", "c", "d", "e", "f"],
+        }
+    )
+    then = rows_as_of(rows, user_profile.CONTRACT, day.to_pydatetime())
+    assert dict(zip(then.user_id, then.plan_tier, strict=True)) == {1: "b", 2: "e"}  # 3 is later
+    aware = rows_as_of(rows, user_profile.CONTRACT, day.tz_localize("UTC").to_pydatetime())
+    assert aware.equals(then)  # a zone-aware time is the same UTC instant
+    assert rows_as_of(rows, user_profile.CONTRACT, (day - pd.Timedelta(days=9))).empty
 
 
 def test_skew_comparison_names_the_first_differences():

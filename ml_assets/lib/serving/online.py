@@ -7,11 +7,13 @@ values, so a later publish writes only the keys whose row changed. Reading appli
 the request time and within the lookback (a stale row is treated as no match), then the
 contract's defaults fill the gaps, exactly as ``build_training_set`` does offline. What the
 store cannot do is look into the past: it holds only the newest row, so a request time
-before that row's time finds nothing (the offline join would find an older row).
+before that row's time finds nothing (the offline join would find an older row); a replay of
+past days publishes each day's rows first (``rows_as_of``), as the daily publish did then.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -36,6 +38,22 @@ def latest_rows(table: DataFrame, contract: FeatureTableContract) -> DataFrame:
         .where(F.col("_rank") == 1)
         .drop("_rank")
     )
+
+
+def rows_as_of(rows: pd.DataFrame, contract: FeatureTableContract, as_of: dt.datetime):
+    """What a publish at ``as_of`` stored (``latest_rows`` of the table as it stood then): per
+    entity, the row with the greatest feature time at or before ``as_of``. For replaying past
+    days against a store that holds one row per entity; ``rows`` may be any superset of the
+    candidates (e.g. the rows within the lookback before the first replayed day)."""
+    times = pd.to_datetime(rows[contract.timestamp_key], utc=True)
+    cutoff = pd.Timestamp(as_of)
+    cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
+    before = rows[times <= cutoff]
+    if before.empty:
+        return before
+    keys = list(contract.entity_keys)
+    newest = times[times <= cutoff].groupby([before[k] for k in keys]).idxmax()
+    return before.loc[newest.to_numpy()].reset_index(drop=True)
 
 
 def online_frame(rows: pd.DataFrame, contract: FeatureTableContract) -> pd.DataFrame:
