@@ -39,12 +39,11 @@ from ml_assets.deployments import REPO_ROOT, build_resources, current_settings
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER, ENCODING
 from ml_assets.lib.models.encoding import records_frame
-from ml_assets.lib.serving.inference_log import pending_files
 from ml_assets.lib.serving.online import online_frame
 from ml_assets.lib.serving.user_features import LOOKUP_CONTRACTS, user_records
 from ml_assets.names import CHURN_MODEL_NAME
 from ml_assets.programs.gateway import gateway_for
-from ml_assets.programs.replay import free_port
+from ml_assets.programs.replay import free_port, shadow_drained, wait_for
 from ml_assets.resources.online_store import SqlOnlineStore
 
 LEVELS = (1, 8, 32)
@@ -64,20 +63,6 @@ def wait_ready(port: int, path: str, process: subprocess.Popen, seconds: float =
             pass
         time.sleep(0.5)
     raise RuntimeError(f"server on {port} not ready after {seconds} s")
-
-
-def shadow_drained(port: int, seconds: float = 300) -> None:
-    """Wait until the shadowed gateway's shadow process has scored its backlog, so that its
-    work does not run under the next measurement."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        connection.request("GET", "/ready")
-        shadow = json.loads(connection.getresponse().read()).get("shadow", {})
-        if shadow.get("pending", 0) == 0:
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"the shadow of the gateway on {port} did not drain in {seconds} s")
 
 
 def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -164,26 +149,25 @@ def online_lookup(keys: int, samples: int = 2000) -> dict[str, float]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def shadow_home(home: Path, endpoint: dict) -> Path:
+def bench_home(home: Path, endpoint: dict, shadow: bool) -> Path:
     """A home that shares everything with ``home`` (links) but its ``serving/``, whose
-    endpoint config adds the champion again as a shadow at 0 %: the shadowed gateway's config
-    and log stay apart from the user's."""
-    bench = Path(tempfile.mkdtemp(prefix="serving_shadow_"))
+    endpoint config serves the champion alone (whatever canary the user's config has), and
+    with ``shadow`` the champion again as a shadow at 0 %: the benchmark's configs and logs
+    stay apart from the user's."""
+    bench = Path(tempfile.mkdtemp(prefix="serving_bench_"))
     for entry in home.iterdir():
         if entry.name != "serving":
             (bench / entry.name).symlink_to(entry)
     champion = endpoint["config"]["served_entities"][0]
-    shadow = {**champion, "name": f"{champion['name']}-shadow"}
+    copy = {**champion, "name": f"{champion['name']}-shadow"}
+    routes = [{"served_entity_name": champion["name"], "traffic_percentage": 100}]
+    if shadow:
+        routes.append({"served_entity_name": copy["name"], "traffic_percentage": 0})
     endpoint = {
         **endpoint,
         "config": {
-            "served_entities": [champion, shadow],
-            "traffic_config": {
-                "routes": [
-                    {"served_entity_name": champion["name"], "traffic_percentage": 100},
-                    {"served_entity_name": shadow["name"], "traffic_percentage": 0},
-                ]
-            },
+            "served_entities": [champion, copy] if shadow else [champion],
+            "traffic_config": {"routes": routes},
         },
     }
     (bench / "serving").mkdir()
@@ -230,16 +214,16 @@ def main() -> None:
     deployed = json.loads(
         (Path(args.home) / "serving" / f"{CHURN_CLASSIFIER.endpoint}.json").read_text()
     )
-    shadowed = shadow_home(Path(args.home), deployed)
-    log_dir = resources["endpoint_deployer"].inference_log_dir(CHURN_CLASSIFIER.endpoint)
-    logged_before = set(pending_files(log_dir))
+    plain = bench_home(Path(args.home), deployed, shadow=False)
+    shadowed = bench_home(Path(args.home), deployed, shadow=True)
     servers = [
         start(
-            [sys.executable, "-m", "ml_assets.programs.gateway", "--port", str(gateway_port)], env
+            [sys.executable, "-m", "ml_assets.programs.gateway", "--port", str(gateway_port)],
+            {**env, "ML_ASSETS_HOME": str(plain)},
         ),
         start(
             [sys.executable, "-m", "ml_assets.programs.gateway", "--port", str(unlogged_port)],
-            {**env, "ML_ASSETS_SERVING_INFERENCE_LOG": "0"},
+            {**env, "ML_ASSETS_HOME": str(plain), "ML_ASSETS_SERVING_INFERENCE_LOG": "0"},
         ),
         start(
             [sys.executable, "-m", "ml_assets.programs.gateway", "--port", str(shadowed_port)],
@@ -281,15 +265,15 @@ def main() -> None:
         results = {}
         for level in LEVELS:
             for name, (port, path, bodies) in targets.items():
-                shadow_drained(shadowed_port)  # no shadow work under another measurement
+                # no shadow work under another measurement
+                wait_for(shadowed_port, shadow_drained, "its shadow drained")
                 results[(name, level)] = load(port, path, bodies, level)
     finally:
         for server in servers:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-        for path in set(pending_files(log_dir)) - logged_before:  # the benchmark's traffic
-            path.unlink()
-        shutil.rmtree(shadowed)  # its links, its config and its log
+        for bench in (plain, shadowed):
+            shutil.rmtree(bench)  # its links, its config and its log
 
     print(
         f"\nsingle-record requests, {args.requests} per level, scale {settings.scale}, "

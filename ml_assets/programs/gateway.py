@@ -26,11 +26,13 @@ endpoint (``--endpoint``); other names are 404 (and 400 to create).
 A request carries entity keys (``user_id``) and may override features. The features come
 from the online store through the training set's lookups (``lib/serving/user_features.py``), at the
 request time: the wall clock, or for the replayed demo data the newest feature time in the
-store (``ML_ASSETS_SERVING_CLOCK``). Each request goes to one served entity by traffic share,
-deterministically for an ``X-Request-Id``; the answer says which. A served entity routed at
-0 % is a shadow: after the answer, a copy of the request is queued for a shadow process (its
-own GIL, at the lowest CPU priority) that scores it and logs the prediction (``shadow``),
-never returned; a bounded backlog, a copy beyond it dropped and counted in ``/ready``.
+store (``ML_ASSETS_SERVING_CLOCK``; the watcher re-reads it each second, ``/ready`` shows it as
+``as_of``). Each request goes to one served entity by traffic share, deterministically for an
+``X-Request-Id``; the answer says which. A served entity routed at 0 % is a shadow: after the
+answer, a copy of the request is queued for a shadow process (its own GIL, at the lowest CPU
+priority) that scores it as of the answer's request time and logs the prediction
+(``shadow``), never returned; a bounded backlog, a copy beyond it dropped and counted in
+``/ready``.
 
 The config file is watched: a change is loaded in the background and swapped in whole, so
 requests in flight finish on the models they started with; if the new config is invalid or
@@ -176,9 +178,10 @@ class Scored:
 
 class ShadowCopies:
     """Copies of requests for the shadow entities (routed at 0 %), scored by a process of its
-    own at the lowest CPU priority (nice 19): the answer never waits for a shadow, a shadow
-    never takes the gateway's GIL, and the request path gets the CPU first (on a saturated
-    machine a shadow still costs some: the serving benchmark measures it).
+    own at the lowest CPU priority (Linux's SCHED_IDLE, and nice 19): the answer never waits
+    for a shadow, a shadow never takes the gateway's GIL, and the request path gets the CPU
+    first (on a saturated machine a shadow still costs some: the serving benchmark measures
+    it).
     The process starts with the first copy, loads the same endpoint config and writes its own
     inference-log files. The backlog is bounded; a copy beyond it is dropped and counted, never
     waited for; ``close`` lets the process drain what is queued and waits for it."""
@@ -290,6 +293,8 @@ def shadow_main(settings: Settings, endpoint_name: str, copies, counts) -> None:
     within a second should the gateway die without one."""
     with contextlib.suppress(OSError):
         os.nice(19)
+    with contextlib.suppress(OSError, AttributeError):  # Linux: run only on an idle CPU
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     parent = multiprocessing.parent_process()
