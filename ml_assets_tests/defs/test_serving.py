@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 import urllib.error
@@ -30,7 +31,14 @@ from ml_assets.lib.serving.inference_log import inference_log_table, pending_fil
 from ml_assets.lib.serving.user_features import REQUEST_KEY_TYPES
 from ml_assets.lib.training_sets.users import ENTITY_KEY
 from ml_assets.programs.gateway import build_app, gateway_for
-from ml_assets.programs.replay import MALFORMED_EVERY, replay_days, scoring_days
+from ml_assets.programs.replay import (
+    MALFORMED_EVERY,
+    gateway_process,
+    replay,
+    replay_days,
+    scoring_days,
+    wait_for,
+)
 from ml_assets.programs.reporting import run_check_results
 from ml_assets.programs.rollout import stage_challengers
 from ml_assets.programs.run import (
@@ -602,6 +610,30 @@ def test_make_run_stages_a_canary_and_a_shadow_and_replays_the_scoring_days(home
             assert len(shadows) == len(answered) and (shadows.status_code == 200).all()
             assert meta["rows_ingested"] == sent + len(answered)
             assert {r.split(":")[0] for r in shadows.request_id} == set(answered.request_id)
+    # a gateway killed without a shutdown leaves no shadow process behind (it watches it)
+    purchase = list(MODELS.values())[1]
+    env = {**os.environ, "ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": "tiny"}
+    log = home / "serving" / "killed-gateway.log"
+    with gateway_process(purchase.endpoint, env, log) as port:
+        replay(port, purchase.endpoint, [int(answered.user_id.iloc[0])], 1)
+        state = wait_for(port, lambda s: s["shadow"]["scored"] == 1, "the shadow's copy")
+        shadow_pid = state["shadow"]["process"]
+        with open(f"/proc/{shadow_pid}/stat") as stat:
+            gateway_pid = int(stat.read().split(") ")[-1].split()[1])  # its parent
+        os.killpg(gateway_pid, signal.SIGKILL)  # the gateway's group: the shadow is not in it
+        deadline = time.monotonic() + 30
+        while pid_alive(shadow_pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not pid_alive(shadow_pid), "the shadow process outlived its gateway"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie (exited, not yet reaped) is gone
+        return stat.read().split(") ")[-1][0] != "Z"
 
 
 def test_a_shadow_scores_a_copy_of_every_request_logged_never_returned(home, resources):
