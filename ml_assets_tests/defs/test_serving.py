@@ -716,3 +716,38 @@ def test_a_shadow_process_that_dies_is_reported_and_its_copies_dropped(tmp_path)
     assert stats["dropped"] == 1 and "exited with 1" in stats["start_error"]
     copies.close()  # returns at once: nothing to wait for
     assert copies.stats()["scored"] == 0
+
+
+def test_the_gateway_scores_the_project_model_as_pyfunc_does_without_repeating_its_checks(
+    ingested,
+):
+    """The project's ProbabilityModel is called directly (the gateway has validated and typed
+    the frame against the signature already); its answers are pyfunc's, to the last bit, and
+    a model of another kind still goes through pyfunc's predict."""
+    from ml_assets.lib.models.encoding import records_frame
+    from ml_assets.programs.gateway import scorer
+
+    home, _ = ingested
+    _, gateway = client_for(home)
+    deployment = gateway.deployment
+    served = "churn_classifier-1"
+    direct = deployment.scorers[served]
+    pyfunc = deployment.models[served]
+    assert direct != pyfunc.predict  # the direct path was chosen
+    users = sorted(gateway.store.read_keys(user_activity.CONTRACT))[:50]
+    records = [
+        gateway.score(json.dumps({"inputs": {"user_id": [u]}}).encode(), None, served)
+        for u in users
+    ]
+    frame = records_frame([f for r in records for f in r.features], deployment.encodings[served])
+    assert list(direct(frame)) == list(pyfunc.predict(frame))
+
+    class Other:
+        def unwrap_python_model(self):
+            raise ValueError("not a PythonModel")
+
+        def predict(self, frame):
+            return frame
+
+    other = Other()
+    assert scorer(other) == other.predict
