@@ -436,8 +436,9 @@ class Gateway:
         log.info("serving %s", loaded.endpoint.shares())
         # the loaded models are hundreds of thousands of long-lived objects: moved out of the
         # collector's reach, a full collection no longer walks them mid-request (it paused
-        # answers for 200-300 ms; a replaced deployment's objects stay, a bounded leak per
-        # config change)
+        # answers for 200-300 ms). Unfrozen first, so that the replaced deployment's cycles are
+        # collected now: one such pause per config change, on the watcher's thread.
+        gc.unfreeze()
         gc.collect()
         gc.freeze()
         return True

@@ -145,7 +145,9 @@ def quality_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) 
             f"({quality['predictions_profiled_now']} new), {quality['predictions_pending_outcome']}"
             f" pending (outcomes "
             f"through {quality['outcomes_through']}); latest champion window "
-            f"{quality.get('latest_window', '-')}: ROC AUC {quality.get('latest_roc_auc', '-')}, "
+            f"{quality.get('latest_window', '-')} ({quality.get('latest_source', '-')}, "
+            f"{quality.get('latest_rows', '-')} rows): ROC AUC "
+            f"{quality.get('latest_roc_auc', '-')}, "
             f"log loss {quality.get('latest_log_loss', '-')} (floor {quality['floor_roc_auc']})"
         )
     check = next(

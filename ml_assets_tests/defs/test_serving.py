@@ -599,6 +599,9 @@ def test_make_run_stages_a_canary_and_a_shadow_and_replays_the_scoring_days(home
         assert set(pd.to_datetime(answered.feature_time, utc=True)) == set(days)
         assert answered.groupby("feature_time").size().min() >= sent // len(days) - malformed
         assert not answered.lookup_missed.any()  # the day's active users, all found
+        quality = materialization_metadata(judged, "/".join(model.model_quality_key))
+        assert quality["latest_source"] in {"batch", "inference_log"}
+        assert quality["latest_rows"] > 0 and quality["latest_roc_auc"] is not None
         verdict = materialization_metadata(judged, "/".join(model.canary_verdict_key))
         assert verdict["verdict"] == "wait" and "each arm needs 500" in verdict["reason"]
         shadows = rows[rows.shadow]

@@ -195,7 +195,7 @@ def _quality_metadata(
     curves = {
         f"v{v}": mq.pooled_calibration(history, v) for v in sorted(set(history["model_version"]))
     }
-    table_rows = mine.sort_values(mq.WINDOW).tail(10)
+    table_rows = mine.sort_values([mq.WINDOW, "source"]).tail(10)
     metadata: dict[str, object] = {
         "windows": int(history[mq.WINDOW].nunique()),
         "floor_roc_auc": dg.MetadataValue.text(f"{floor:.4f}"),
@@ -226,6 +226,8 @@ def _quality_metadata(
         latest = table_rows.iloc[-1]
         metadata |= {
             "latest_window": str(latest[mq.WINDOW]),
+            "latest_source": str(latest["source"]),
+            "latest_rows": int(latest["rows"]),
             "latest_roc_auc": None
             if pd.isna(latest["roc_auc"])
             else round(float(latest["roc_auc"]), 4),
