@@ -19,6 +19,7 @@ sensor to roll the champion back through ``rollback_champion`` (the registry's a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -28,6 +29,7 @@ from ml_assets.defs.automation import retraining_keys
 from ml_assets.deployments import Settings, build_resources
 from ml_assets.lib.models.catalog import model_named
 from ml_assets.lib.registry import aliases
+from ml_assets.programs.reporting import failed_steps, run_check_results
 
 MODEL = "churn_classifier"
 # the engagement signal: what a broken join of the activity table would leave at zero
@@ -58,18 +60,49 @@ class Rollout:
 STAGED = {"churn_classifier": {}, "purchase_propensity": {"shadow": True}}
 
 
+@dataclass
+class Staged:
+    lines: list[str]
+    result: dg.ExecuteInProcessResult
+    refused: list[str]  # the models whose challenger the gate refused
+
+    @property
+    def ok(self) -> bool:
+        """The run did what it should: it succeeded, or its only failures are the gate's
+        refusals (a failed champion step and its ``promotion_gate_passed``), which are an
+        outcome, not an error: that model's champion serves alone."""
+        if self.result.success:
+            return True
+        gates = {_op(model_named(n).champion_key) for n in self.refused}
+        failed = set(failed_steps(self.result))
+        checks = [
+            c
+            for c in run_check_results(self.result)
+            if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
+        ]
+        return (
+            bool(failed)
+            and failed <= gates
+            and all(c.check_name == names.CHECK_GATE_PASSED for c in checks)
+        )
+
+
 def stage_challengers(
-    settings: Settings, instance: dg.DagsterInstance
-) -> tuple[list[str], dg.ExecuteInProcessResult]:
-    """One run of the retraining job over every model's line from training to the endpoint
-    config: a reseeded challenger per model, held as the canary or the shadow when the gate
-    passes it (a refused one is reported; the champion serves alone)."""
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    models: Mapping[str, Mapping[str, object]] = STAGED,
+    gate: Mapping[str, object] | None = None,
+) -> Staged:
+    """One run of the retraining job over each model's line from training to the endpoint
+    config (``models``: name -> endpoint config): a reseeded challenger per model, held as the
+    canary or the shadow when the gate (its declared policy, or ``gate``'s settings) passes it;
+    a refused one is reported, and its champion serves alone."""
     from ml_assets.definitions import build_definitions
 
     defs = build_definitions(settings)
     registry = build_resources(settings)["model_registry"].open()
     keys, ops = [], {}
-    for name, endpoint_config in STAGED.items():
+    for name, endpoint_config in models.items():
         model = model_named(name)
         keys += [
             dg.AssetKey(k)
@@ -77,7 +110,7 @@ def stage_challengers(
             + (model.endpoint_config_key,)
         ]
         ops[_op(model.model_key)] = {"config": {"seed": model.settings.seed + 1}}
-        ops[_op(model.champion_key)] = {"config": {"rollout": "canary"}}
+        ops[_op(model.champion_key)] = {"config": {**(gate or {}), "rollout": "canary"}}
         ops[_op(model.endpoint_config_key)] = {"config": endpoint_config}
     result = defs.resolve_job_def(names.RETRAINING_JOB).execute_in_process(
         instance=instance,
@@ -86,12 +119,21 @@ def stage_challengers(
         tags={"user": "make run", "ml_assets/launched_by": "make run: canary and shadow"},
         raise_on_error=False,
     )
-    lines = []
-    for name, endpoint_config in STAGED.items():
+    lines, refused = [], []
+    failed = failed_steps(result)
+    for name, endpoint_config in models.items():
         model = model_named(name)
         full = registry.full_name(model.registered_model)
         champion = registry.by_alias(full, aliases.CHAMPION)
         challenger = registry.by_alias(full, aliases.CHALLENGER)
+        if _op(model.champion_key) in failed:
+            refused.append(name)
+            lines.append(
+                f"{full}: the gate refused the reseeded challenger, champion "
+                f"v{champion.version if champion else '-'} serves alone: "
+                f"{failed[_op(model.champion_key)][:300]}"
+            )
+            continue
         how = (
             "as a shadow (0 %)"
             if endpoint_config.get("shadow")
@@ -101,10 +143,9 @@ def stage_challengers(
             f"{full}: challenger v{challenger.version} (seed {model.settings.seed + 1}) served "
             f"{how} beside champion v{champion.version if champion else '-'}"
             if challenger is not None
-            else f"{full}: no challenger served (the gate refused it, or the run failed: see "
-            "the Dagster UI)"
+            else f"{full}: no challenger served (the run failed: see the Dagster UI)"
         )
-    return lines, result
+    return Staged(lines, result, refused)
 
 
 def bad_rollout(settings: Settings, instance: dg.DagsterInstance) -> Rollout:

@@ -102,9 +102,11 @@ def serve_traffic(settings: Settings, instance: dg.DagsterInstance) -> tuple[lis
         if not resources["endpoint_deployer"].path(model.endpoint).exists():
             lines.append(f"{model.endpoint}: no endpoint config, no traffic sent")
             continue
-        days = replay_days(
-            scoring_days(predictions_table(model), lakehouse), REPLAYED_DAYS.get(settings.scale, 4)
-        )
+        scored = scoring_days(predictions_table(model), lakehouse)
+        if not scored:
+            lines.append(f"{model.endpoint}: the batch scored no day yet, no traffic sent")
+            continue
+        days = replay_days(scored, REPLAYED_DAYS.get(settings.scale, 4))
         store = ReplayStore.read(replay_store, lakehouse, days)
         store.publish(days[0])  # the gateway is ready on a store that is not empty
         log = settings.home / "serving" / f"{model.endpoint}-gateway.log"
@@ -317,9 +319,7 @@ def main() -> int:
         with dg.DagsterInstance.get() as instance:
             result = run_main_job(settings, instance)
             elapsed = time.perf_counter() - started
-            staged, challengers = (
-                stage_challengers(settings, instance) if result.success else ([], None)
-            )
+            staged = stage_challengers(settings, instance) if result.success else None
             traffic, logged = serve_traffic(settings, instance) if result.success else ([], None)
             judged = (
                 run_job(settings, instance, names.MODEL_QUALITY_JOB) if logged is not None else None
@@ -339,9 +339,9 @@ def main() -> int:
             print(inference_log_summary(logged, model))
         if judged is not None:
             print(quality_summary(judged, model))
-    if staged:
+    if staged is not None:
         print()
-        print("challengers: " + "; ".join(staged))
+        print("challengers: " + "; ".join(staged.lines))
     if traffic:
         print()
         print("replayed traffic: " + "; ".join(traffic))
@@ -353,7 +353,7 @@ def main() -> int:
         f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {elapsed:.1f} s; "
         f"{len(checks)} checks, {len(failed)} failed (ERROR)"
     )
-    later = [r for r in (challengers, logged, judged) if r is not None]
+    later = [r for r in (logged, judged) if r is not None]
     later_failed = [
         c
         for r in later
@@ -361,6 +361,7 @@ def main() -> int:
         if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
     ]
     later_ok = all(r.success for r in later) and not later_failed
+    later_ok = later_ok and (staged is None or staged.ok)
     if not later_ok:
         print(
             "the challengers', inference-log or model-quality run failed: see the Dagster UI "

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from starlette.testclient import TestClient
 
 from ml_assets import names
-from ml_assets.deployments import current_settings
+from ml_assets.deployments import build_resources, current_settings
 from ml_assets.lib.features import user_activity
 from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
@@ -575,13 +575,13 @@ def test_make_run_stages_a_canary_and_a_shadow_and_replays_the_scoring_days(home
     shutil.rmtree(home / "serving" / "inference_logs", ignore_errors=True)
     settings = tiny_settings(home)
     with instance_at(home) as instance:
-        staged, challengers = stage_challengers(settings, instance)
-        assert challengers.success
+        staged = stage_challengers(settings, instance)
+        assert staged.result.success and staged.ok and not staged.refused
         lines, result = serve_traffic(settings, instance)
         judged = run_job(settings, instance, names.MODEL_QUALITY_JOB)
     assert result.success and judged.success
-    assert "challenger v2 (seed 8) served as a 10 % canary beside champion v1" in staged[0]
-    assert "challenger v2 (seed 12) served as a shadow (0 %) beside champion v1" in staged[1]
+    assert "challenger v2 (seed 8) served as a 10 % canary beside champion v1" in staged.lines[0]
+    assert "challenger v2 (seed 12) served as a shadow (0 %) beside champion v1" in staged.lines[1]
     sent = REPLAYED_REQUESTS["tiny"]
     malformed = sent // MALFORMED_EVERY
     lakehouse = resources["lakehouse"]
@@ -719,6 +719,28 @@ def test_a_shadow_process_that_dies_is_reported_and_its_copies_dropped(tmp_path)
     assert stats["dropped"] == 1 and "exited with 1" in stats["start_error"]
     copies.close()  # returns at once: nothing to wait for
     assert copies.stats()["scored"] == 0
+
+
+def test_a_challenger_the_gate_refuses_is_reported_and_make_run_goes_on(home):
+    """A refusal is an outcome: the champion serves alone, the run's only failures are the
+    gate's, and make run treats it as such (``Staged.ok``)."""
+    settings = tiny_settings(home)
+    with instance_at(home) as instance:
+        staged = stage_challengers(
+            settings,
+            instance,
+            models={"purchase_propensity": {"shadow": True}},
+            gate={"thresholds": [{"metric": "roc_auc", "threshold": 0.9999}]},
+        )
+    assert not staged.result.success and staged.ok
+    assert staged.refused == ["purchase_propensity"]
+    assert "the gate refused the reseeded challenger, champion v1 serves alone" in staged.lines[0]
+    registry = build_resources(settings)["model_registry"].open()
+    name = registry.full_name(list(MODELS.values())[1].registered_model)
+    assert registry.by_alias(name, "champion").version == "1"
+    assert registry.by_alias(name, "challenger") is None
+    config = json.loads((home / "serving" / "purchase_propensity.json").read_text())
+    assert [e["entity_version"] for e in config["config"]["served_entities"]] == ["1"]
 
 
 def test_the_gateway_scores_the_project_model_as_pyfunc_does_without_repeating_its_checks(
