@@ -1,0 +1,178 @@
+"""Cost as work grows: the heavy path at several numbers of users, time and peak memory per
+size, and the fitted exponent per step.
+
+    .venv/bin/python benchmarks/scale.py [--users 5000 20000 80000] [--model churn_classifier]
+
+Each size runs in a process of its own (so that its peak resident memory is its own: the
+embedded engine runs in that process) on a fresh home: the demo source's calendar at that
+many users is landed, then one Dagster run of the main job materializes the heavy path of one
+model: raw users and events (every day), the daily and windowed features, the profile, the
+labels and the training set, training, registration, the promotion gate and the batch
+predictions, with their asset checks. Reported per size: landed events, the run's wall time,
+each step's time, and the peak RSS; then each step's exponent ``b`` in ``time ~ users^b``
+(least squares on the logs). A step with ``b`` well above 1 grows faster than its input;
+``b`` near 0 is a fixed cost. The anchor is the size itself: linear growth is ``b = 1``.
+Steps under a second at the largest size (mostly asset checks) are summed. Each size's home is
+deleted afterwards unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SUPERLINEAR = 1.15  # an exponent above this is named
+MIN_STEP_S = 1.0  # steps shorter than this at the largest size are summed, not fitted
+
+
+def heavy_path(model_name: str) -> list:
+    import dagster as dg
+
+    from ml_assets import names
+    from ml_assets.defs.metadata import table_key
+    from ml_assets.lib.models.catalog import model_named
+
+    model = model_named(model_name)
+    training_set = model.training_set
+    shared = (
+        names.RAW_USERS_KEY,
+        names.RAW_USERS_QUARANTINE_KEY,
+        names.RAW_EVENTS_KEY,
+        names.RAW_EVENTS_QUARANTINE_KEY,
+        names.USER_DAILY_ACTIVITY_KEY,
+        names.USER_ACTIVITY_KEY,
+        names.USER_PROFILE_KEY,
+    )
+    return [
+        *(dg.AssetKey(k) for k in shared),
+        table_key(str(training_set.labels.table.name)),
+        table_key(training_set.table_name),
+        *(
+            dg.AssetKey(k)
+            for k in (
+                model.model_key,
+                model.version_key,
+                model.champion_key,
+                model.predictions_key,
+            )
+        ),
+    ]
+
+
+def one_size(users: int, model_name: str) -> dict:
+    """In this process: land ``users`` users over the demo calendar, run the heavy path."""
+    import dagster as dg
+
+    from ml_assets import names
+    from ml_assets.definitions import build_definitions
+    from ml_assets.deployments import current_settings
+    from ml_assets.lib.source import SCALES, land
+
+    home = Path(tempfile.mkdtemp(prefix=f"ml_assets_scale_{users}_"))
+    settings = current_settings({**os.environ, "ML_ASSETS_HOME": str(home)})
+    source = SCALES["demo"].model_copy(update={"users": users})
+    started = time.perf_counter()
+    landed = land(source, settings.landing_dir)
+    land_s = time.perf_counter() - started
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(names.MAIN_JOB)
+    keys = job.partitions_def.get_partition_keys()
+    started = time.perf_counter()
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=heavy_path(model_name),
+            tags={
+                "dagster/asset_partition_range_start": keys[0],
+                "dagster/asset_partition_range_end": keys[-1],
+            },
+            raise_on_error=False,
+        )
+    run_s = time.perf_counter() - started
+    if not result.success:
+        raise SystemExit(f"the heavy path failed at {users} users (home kept: {home})")
+    steps = {
+        e.step_key: e.event_specific_data.duration_ms / 1000
+        for e in result.all_events
+        if e.event_type_value == "STEP_SUCCESS"
+    }
+    return {
+        "users": users,
+        "events": landed.event_lines,
+        "land_s": land_s,
+        "run_s": run_s,
+        "steps": steps,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "home": str(home),
+    }
+
+
+def exponent(sizes: list[int], seconds: list[float]) -> float:
+    return float(np.polyfit(np.log(sizes), np.log(np.maximum(seconds, 1e-3)), 1)[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[5_000, 20_000, 80_000])
+    parser.add_argument("--model", default="churn_classifier")
+    parser.add_argument("--keep", action="store_true", help="keep each size's home")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child's size
+    args = parser.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(one_size(args.one, args.model)), flush=True)
+        return
+    runs = []
+    for users in sorted(args.users):
+        child = subprocess.run(
+            [sys.executable, __file__, "--one", str(users), "--model", args.model],
+            capture_output=True,
+            text=True,
+        )
+        found = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
+        if child.returncode != 0 or not found:
+            sys.exit(f"{users} users failed ({child.returncode}): {child.stderr[-3000:]}")
+        run = json.loads(found[-1].removeprefix("RESULT "))
+        runs.append(run)
+        print(
+            f"{users:>7,} users: {run['events']:>11,} events; landing {run['land_s']:6.1f} s, "
+            f"heavy path {run['run_s']:6.1f} s, peak RSS {run['peak_rss_mib']:,.0f} MiB",
+            flush=True,
+        )
+    if len(runs) < 2:
+        return
+    sizes = [r["users"] for r in runs]
+    print(f"\nexponent b in time ~ users^b over {sizes} users ({args.model}):")
+    rows = [("heavy path (the run), s", [r["run_s"] for r in runs])]
+    rows.append(("peak RSS, MiB", [r["peak_rss_mib"] for r in runs]))
+    steps = [s for s in runs[-1]["steps"] if all(s in r["steps"] for r in runs)]
+    timed = sorted(steps, key=lambda s: -runs[-1]["steps"][s])
+    big = [s for s in timed if runs[-1]["steps"][s] >= MIN_STEP_S]
+    rows += [(f"{s}, s", [r["steps"][s] for r in runs]) for s in big]
+    small = [s for s in timed if s not in big]
+    if small:
+        totals = [sum(r["steps"][s] for s in small) for r in runs]
+        rows.append((f"{len(small)} steps under {MIN_STEP_S} s each (checks), s", totals))
+    for name, values in rows:
+        b = exponent(sizes, values)
+        flag = "  <- faster than linear" if b > SUPERLINEAR else ""
+        shown = "  ".join(f"{v:9.1f}" for v in values)
+        print(f"  {name:64s} {shown}   b = {b:5.2f}{flag}")
+    if args.keep:
+        print("\n(homes kept for inspection: " + ", ".join(r["home"] for r in runs) + ")")
+    else:
+        for run in runs:
+            shutil.rmtree(run["home"], ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
