@@ -365,6 +365,7 @@ class Gateway:
     last_error: str | None = None
     _rng: random.Random = field(default_factory=random.Random)
     _clock_cache: tuple[float, dt.datetime] | None = None
+    _published: dict[str, object] | None = None  # the publication the clock was read at
     _attempted: tuple[int, int, str] | None = None  # size, mtime, sha256 last loaded or tried
     # the serving-endpoints API's view: a config accepted and not yet loaded, the last load's
     # outcome, how many configs have served, when the last one started to
@@ -527,16 +528,23 @@ class Gateway:
         return cached[1]
 
     def refresh_clock(self) -> dt.datetime | None:
-        """Re-read the data clock from the store (None when it is empty or unreadable)."""
+        """Re-read the data clock from the store (None when it is empty or unreadable). The
+        newest feature time is a scan of the table, so it is read again only when the store's
+        publication record of the table changed (a key lookup)."""
         if self.clock == "wall":
             return None
         try:
+            published = self.store.publication(user_activity.CONTRACT)
+            cached = self._clock_cache
+            if cached is not None and published is not None and published == self._published:
+                self._clock_cache = (time.monotonic(), cached[1])
+                return cached[1]
             newest = self.store.newest_feature_time(user_activity.CONTRACT)
         except Exception:  # the request path raises its own error; the watcher keeps going
             log.exception("the online store's newest feature time could not be read")
             return None
         if newest is not None:
-            self._clock_cache = (time.monotonic(), newest)
+            self._clock_cache, self._published = (time.monotonic(), newest), published
         return newest
 
     def authorized(self, header: str | None) -> bool:
