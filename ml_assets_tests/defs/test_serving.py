@@ -737,7 +737,7 @@ def test_a_challenger_the_gate_refuses_is_reported_and_make_run_goes_on(home):
     assert "the gate refused the reseeded challenger, champion v1 serves alone" in staged.lines[0]
     registry = build_resources(settings)["model_registry"].open()
     name = registry.full_name(list(MODELS.values())[1].registered_model)
-    assert registry.by_alias(name, "champion").version == "1"
+    assert str(registry.by_alias(name, "champion").version) == "1"
     assert registry.by_alias(name, "challenger") is None
     config = json.loads((home / "serving" / "purchase_propensity.json").read_text())
     assert [e["entity_version"] for e in config["config"]["served_entities"]] == ["1"]
