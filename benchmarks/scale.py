@@ -36,36 +36,22 @@ MIN_STEP_S = 1.0  # steps shorter than this at the largest size are summed, not 
 
 
 def heavy_path(model_name: str) -> list:
+    """The daily features' line and the model's retraining line (``defs/automation``), less
+    the endpoint config and the prediction drift: ingestion to batch predictions."""
     import dagster as dg
 
     from ml_assets import names
-    from ml_assets.defs.metadata import table_key
+    from ml_assets.defs.automation import DAILY_FEATURE_KEYS, retraining_keys
     from ml_assets.lib.models.catalog import model_named
 
     model = model_named(model_name)
-    training_set = model.training_set
-    shared = (
-        names.RAW_USERS_KEY,
-        names.RAW_USERS_QUARANTINE_KEY,
-        names.RAW_EVENTS_KEY,
-        names.RAW_EVENTS_QUARANTINE_KEY,
-        names.USER_DAILY_ACTIVITY_KEY,
-        names.USER_ACTIVITY_KEY,
-        names.USER_PROFILE_KEY,
-    )
+    left_out = {dg.AssetKey(model.endpoint_config_key), dg.AssetKey(model.prediction_drift_key)}
     return [
-        *(dg.AssetKey(k) for k in shared),
-        table_key(str(training_set.labels.table.name)),
-        table_key(training_set.table_name),
-        *(
-            dg.AssetKey(k)
-            for k in (
-                model.model_key,
-                model.version_key,
-                model.champion_key,
-                model.predictions_key,
-            )
-        ),
+        dg.AssetKey(names.RAW_USERS_KEY),
+        dg.AssetKey(names.RAW_USERS_QUARANTINE_KEY),
+        dg.AssetKey(names.USER_PROFILE_KEY),
+        *DAILY_FEATURE_KEYS,
+        *(k for k in retraining_keys(model) if k not in left_out),
     ]
 
 
