@@ -12,7 +12,6 @@ from ml_assets.resources.spark import EmbeddedSailSpark
 from ml_assets_tests import postgres
 from ml_assets_tests.lanes import spark_lane  # noqa: F401  (the spark lane's cluster fixture)
 
-
 # Test homes (Delta tables, SQLite stores, a copy of the tiny graph per test) in memory when the
 # machine has room: on disk, the ~60 copies of the 110 MB tiny graph and the stores' fsyncs
 # outrun writeback, and each copy slows from 0.3 s to over 2 s as the session goes on.

@@ -24,15 +24,15 @@ update while one is in progress is refused with 409, as Databricks does. The gat
 endpoint (``--endpoint``); other names are 404 (and 400 to create).
 
 A request carries entity keys (``user_id``) and may override features. The features come
-from the online store through the training set's lookups (``lib/serving/user_features.py``), at the
-request time: the wall clock, or for the replayed demo data the newest feature time in the
-store (``ML_ASSETS_SERVING_CLOCK``; the watcher re-reads it each second the store's publication
-record changed, ``/ready`` shows it as ``as_of``). Each request goes to one served entity by traffic share, deterministically for an
-``X-Request-Id``; the answer says which. A served entity routed at 0 % is a shadow: after the
-answer, a copy of the request is queued for a shadow process (its own GIL, at the lowest CPU
-priority) that scores it as of the answer's request time and logs the prediction
-(``shadow``), never returned; a bounded backlog, a copy beyond it dropped and counted in
-``/ready``.
+from the online store through the training set's lookups (``lib/serving/user_features.py``),
+at the request time: the wall clock, or for the replayed demo data the newest feature time in
+the store (``ML_ASSETS_SERVING_CLOCK``; the watcher re-reads it each second the store's
+publication record changed, ``/ready`` shows it as ``as_of``). Each request goes to one
+served entity by traffic share, deterministically for an ``X-Request-Id``; the answer says
+which. A served entity routed at 0 % is a shadow: after the answer, a copy of the request is
+queued for a shadow process (its own GIL, at the lowest CPU priority) that scores it as of the
+answer's request time and logs the prediction (``shadow``), never returned; a bounded
+backlog, a copy beyond it dropped and counted in ``/ready``.
 
 The config file is watched: a change is loaded in the background and swapped in whole, so
 requests in flight finish on the models they started with; if the new config is invalid or

@@ -172,6 +172,41 @@ def test_duplicates_keep_the_first_landed_copy_and_are_counted_not_quarantined(s
     assert counts.by_reason == {"null_user_id": 1}
 
 
+def test_only_repeated_ids_are_ranked_and_every_line_gets_one_outcome(spark):
+    """The ranking covers the ids that repeat among valid lines; lines of other ids, invalid
+    copies of a repeated id and lines without an id each keep their own outcome."""
+    later = dt.date(2026, 1, 11)
+    copy = ev("e1")
+    rows = [
+        (copy, later),  # landed later: a duplicate of the two below
+        (copy, D),  # the same text twice on the same day: one kept, one duplicate
+        (copy, D),
+        (ev("e1", session_id="s2"), D),  # same id and day, text sorting after: a duplicate
+        (ev("e1", user_id=None), D),  # invalid copy: quarantined, not ranked
+        (ev("e2"), D),  # once: kept
+        (ev("e3", user_id=None), D),  # once, invalid
+        (json.dumps({"user_id": 1, "event_ts": "2026-01-10T10:00:00Z"}), D),  # no id
+    ]
+    classified = classify_events(
+        landed(spark, rows), spark.createDataFrame([(1,)], "user_id bigint"), late_arrival_days=3
+    )
+    outcomes = sorted(
+        (r.event_id or "", r.landing_date, r.outcome, r.reason or "") for r in classified.collect()
+    )
+    assert outcomes == [
+        ("", D, "quarantined", "missing_event_id"),
+        ("e1", D, "duplicate", ""),
+        ("e1", D, "duplicate", ""),
+        ("e1", D, "kept", ""),
+        ("e1", D, "quarantined", "null_user_id"),
+        ("e1", later, "duplicate", ""),
+        ("e2", D, "kept", ""),
+        ("e3", D, "quarantined", "null_user_id"),
+    ]
+    kept = {r.event_id: r.session_id for r in kept_events(classified).collect()}
+    assert kept == {"e1": "s1", "e2": "s1"}
+
+
 def change(
     cid="c1",
     user_id=1,
