@@ -29,6 +29,7 @@ from ml_assets.lib.models.catalog import MODELS
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.serving.batch import predictions_table
 from ml_assets.programs.lanes import engine_lane, main_tables
+from ml_assets.programs.memory import PeakMemory
 from ml_assets.programs.replay import (
     ReplayStore,
     gateway_process,
@@ -314,10 +315,11 @@ def main() -> int:
         f"ml_assets: deployment={settings.deployment} engine={settings.engine} "
         f"scale={settings.scale} home={settings.home}"
     )
-    with engine_lane(settings):
+    with engine_lane(settings), PeakMemory() as memory:
         started = time.perf_counter()
         with dg.DagsterInstance.get() as instance:
-            result = run_main_job(settings, instance)
+            with PeakMemory() as job_memory:
+                result = run_main_job(settings, instance)
             elapsed = time.perf_counter() - started
             staged = stage_challengers(settings, instance) if result.success else None
             traffic, logged = serve_traffic(settings, instance) if result.success else ([], None)
@@ -351,8 +353,9 @@ def main() -> int:
     print()
     print(
         f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {elapsed:.1f} s; "
-        f"{len(checks)} checks, {len(failed)} failed (ERROR)"
+        f"{len(checks)} checks, {len(failed)} failed (ERROR); {job_memory.result().describe()}"
     )
+    print(f"make run as a whole: {memory.result().describe()}")
     later = [r for r in (logged, judged) if r is not None]
     later_failed = [
         c
