@@ -9,11 +9,12 @@ many users is landed, then one Dagster run of the main job materializes the heav
 model: raw users and events (every day), the daily and windowed features, the profile, the
 labels and the training set, training, registration, the promotion gate and the batch
 predictions, with their asset checks. Reported per size: landed events, the run's wall time,
-each step's time, and the peak RSS; then each step's exponent ``b`` in ``time ~ users^b``
-(least squares on the logs). A step with ``b`` well above 1 grows faster than its input;
-``b`` near 0 is a fixed cost. The anchor is the size itself: linear growth is ``b = 1``.
-Steps under a second at the largest size (mostly asset checks) are summed. Each size's home is
-deleted afterwards unless ``--keep``.
+each step's time, the peak RSS and the steps that raised it most (RSS sampled every 0.1 s,
+read against the steps' start and end in the run's event log); then each step's exponent
+``b`` in ``time ~ users^b`` (least squares on the logs). A step with ``b`` well above 1
+grows faster than its input; ``b`` near 0 is a fixed cost. The anchor is the size itself:
+linear growth is ``b = 1``. Steps under a second at the largest size (mostly asset checks)
+are summed. Each size's home is deleted afterwards unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -74,7 +76,7 @@ def one_size(users: int, model_name: str) -> dict:
     job = defs.resolve_job_def(names.MAIN_JOB)
     keys = job.partitions_def.get_partition_keys()
     started = time.perf_counter()
-    with dg.DagsterInstance.ephemeral() as instance:
+    with dg.DagsterInstance.ephemeral() as instance, RssTimeline() as timeline:
         result = job.execute_in_process(
             instance=instance,
             asset_selection=heavy_path(model_name),
@@ -84,6 +86,7 @@ def one_size(users: int, model_name: str) -> dict:
             },
             raise_on_error=False,
         )
+        windows = step_windows(instance, result.run_id)
     run_s = time.perf_counter() - started
     if not result.success:
         raise SystemExit(f"the heavy path failed at {users} users (home kept: {home})")
@@ -99,8 +102,58 @@ def one_size(users: int, model_name: str) -> dict:
         "run_s": run_s,
         "steps": steps,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "step_rss_rise_mib": timeline.rises(windows),
         "home": str(home),
     }
+
+
+class RssTimeline:
+    """This process's resident memory sampled every ``interval`` seconds, with wall times, so
+    that each step's peak can be read off its start and end (the engine runs in-process)."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval, self.samples = interval, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from ml_assets.programs.memory import tree_rss
+
+        while not self._stop.wait(self.interval):
+            self.samples.append((time.time(), tree_rss(os.getpid())[0] / 2**20))
+
+    def __enter__(self) -> RssTimeline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def rises(self, windows: dict[str, tuple[float, float]]) -> dict[str, float]:
+        """How far each step raised the process's high-water mark, in MiB: its highest sample
+        less the highest before it started. (Its plain peak would credit every later step with
+        the memory an earlier one left resident.)"""
+        raised = {}
+        for step, (start, end) in windows.items():
+            before = max((rss for t, rss in self.samples if t < start), default=0.0)
+            during = max((rss for t, rss in self.samples if start <= t <= end), default=0.0)
+            raised[step] = max(0.0, during - before)
+        return raised
+
+
+def step_windows(instance, run_id: str) -> dict[str, tuple[float, float]]:
+    """Each step's start and end (wall clock), from the run's event log."""
+    starts, windows = {}, {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not event.step_key:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            windows[event.step_key] = (starts.get(event.step_key, entry.timestamp), entry.timestamp)
+    return windows
 
 
 def exponent(sizes: list[int], seconds: list[float]) -> float:
@@ -129,9 +182,11 @@ def main() -> None:
             sys.exit(f"{users} users failed ({child.returncode}): {child.stderr[-3000:]}")
         run = json.loads(found[-1].removeprefix("RESULT "))
         runs.append(run)
+        top = sorted(run["step_rss_rise_mib"].items(), key=lambda kv: -kv[1])[:3]
         print(
             f"{users:>7,} users: {run['events']:>11,} events; landing {run['land_s']:6.1f} s, "
-            f"heavy path {run['run_s']:6.1f} s, peak RSS {run['peak_rss_mib']:,.0f} MiB",
+            f"heavy path {run['run_s']:6.1f} s, peak RSS {run['peak_rss_mib']:,.0f} MiB; "
+            "raised by: " + ", ".join(f"{step} +{mib:,.0f} MiB" for step, mib in top),
             flush=True,
         )
     if len(runs) < 2:

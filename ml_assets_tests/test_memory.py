@@ -28,12 +28,11 @@ def test_the_peak_is_the_sum_over_the_tree_not_one_process():
             [sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         assert proc.stdout.readline().strip() == "ready"
-        during, largest = tree_rss(os.getpid())
+        during = tree_rss(os.getpid())[0]
         time.sleep(0.3)  # six sampling intervals with the child at its peak
         proc.communicate("\n", timeout=30)
     result = peak.result()
     assert result.sampled
     assert during >= own + 250 * MIB  # the child's touched block is resident, and counted
     assert result.tree_bytes >= during - 16 * MIB  # sampled at least as high as seen here
-    assert result.largest_bytes <= result.tree_bytes
     assert "process tree" in result.describe()

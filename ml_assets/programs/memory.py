@@ -3,8 +3,8 @@
 The embedded engine runs inside this process, the gateways and their shadows in children, so
 the figure a machine must hold is the sum over the process tree at its worst moment, not any
 one process's peak. On Linux a thread samples ``/proc`` every ``interval`` seconds (a peak
-shorter than that can be missed); elsewhere only this process's own peak is known
-(``getrusage``), and the report says so.
+shorter than that can be missed); elsewhere, or on a kernel without ``/proc``'s children
+lists, only this process's own peak is known (``getrusage``), and the report says so.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ class PeakMemory:
 
     def __init__(self, interval: float = 0.25) -> None:
         self.interval = interval
-        self._sampled = (PROC / str(os.getpid()) / "status").exists()
+        pid = str(os.getpid())
+        # the children lists need a kernel built with them (CONFIG_PROC_CHILDREN)
+        self._sampled = (PROC / pid / "task" / pid / "children").exists()
         self._tree = self._largest = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)

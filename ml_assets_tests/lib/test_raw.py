@@ -172,9 +172,10 @@ def test_duplicates_keep_the_first_landed_copy_and_are_counted_not_quarantined(s
     assert counts.by_reason == {"null_user_id": 1}
 
 
-def test_only_repeated_ids_are_ranked_and_every_line_gets_one_outcome(spark):
-    """The ranking covers the ids that repeat among valid lines; lines of other ids, invalid
-    copies of a repeated id and lines without an id each keep their own outcome."""
+def test_every_copy_of_a_repeated_id_gets_one_outcome_and_the_first_landed_is_kept(spark):
+    """Valid copies of one event id: the first landed is kept (same day: the line text breaks
+    the tie), the others are duplicates, an exact copy included; an invalid copy is
+    quarantined, not ranked; ids seen once and lines without an id keep their own outcome."""
     later = dt.date(2026, 1, 11)
     copy = ev("e1")
     rows = [
