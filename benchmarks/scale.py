@@ -22,12 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -65,6 +63,7 @@ def one_size(users: int, model_name: str) -> dict:
     from ml_assets.definitions import build_definitions
     from ml_assets.deployments import current_settings
     from ml_assets.lib.source import SCALES, land
+    from ml_assets.programs.memory import PeakMemory
 
     home = Path(tempfile.mkdtemp(prefix=f"ml_assets_scale_{users}_"))
     settings = current_settings({**os.environ, "ML_ASSETS_HOME": str(home)})
@@ -76,7 +75,7 @@ def one_size(users: int, model_name: str) -> dict:
     job = defs.resolve_job_def(names.MAIN_JOB)
     keys = job.partitions_def.get_partition_keys()
     started = time.perf_counter()
-    with dg.DagsterInstance.ephemeral() as instance, RssTimeline() as timeline:
+    with dg.DagsterInstance.ephemeral() as instance, PeakMemory(interval=0.1) as memory:
         result = job.execute_in_process(
             instance=instance,
             asset_selection=heavy_path(model_name),
@@ -101,45 +100,10 @@ def one_size(users: int, model_name: str) -> dict:
         "land_s": land_s,
         "run_s": run_s,
         "steps": steps,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "step_rss_rise_mib": timeline.rises(windows),
+        "peak_rss_mib": memory.result().tree_bytes / 2**20,
+        "step_rss_rise_mib": {s: b / 2**20 for s, b in memory.rises(windows).items()},
         "home": str(home),
     }
-
-
-class RssTimeline:
-    """This process's resident memory sampled every ``interval`` seconds, with wall times, so
-    that each step's peak can be read off its start and end (the engine runs in-process)."""
-
-    def __init__(self, interval: float = 0.1) -> None:
-        self.interval, self.samples = interval, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        from ml_assets.programs.memory import tree_rss
-
-        while not self._stop.wait(self.interval):
-            self.samples.append((time.time(), tree_rss(os.getpid())[0] / 2**20))
-
-    def __enter__(self) -> RssTimeline:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def rises(self, windows: dict[str, tuple[float, float]]) -> dict[str, float]:
-        """How far each step raised the process's high-water mark, in MiB: its highest sample
-        less the highest before it started. (Its plain peak would credit every later step with
-        the memory an earlier one left resident.)"""
-        raised = {}
-        for step, (start, end) in windows.items():
-            before = max((rss for t, rss in self.samples if t < start), default=0.0)
-            during = max((rss for t, rss in self.samples if start <= t <= end), default=0.0)
-            raised[step] = max(0.0, during - before)
-        return raised
 
 
 def step_windows(instance, run_id: str) -> dict[str, tuple[float, float]]:

@@ -36,3 +36,32 @@ def test_the_peak_is_the_sum_over_the_tree_not_one_process():
     assert during >= own + 250 * MIB  # the child's touched block is resident, and counted
     assert result.tree_bytes >= during - 16 * MIB  # sampled at least as high as seen here
     assert "process tree" in result.describe()
+
+
+def test_each_window_is_credited_only_with_what_it_raised_the_high_water_mark_by():
+    # two children in turn, 192 then 64 MiB: the second window stays under the first's peak
+    child = (
+        "import sys; mib = int(sys.argv[1]); block = bytearray(mib * 2**20); "
+        "block[::4096] = b'x' * (mib * 256); print('ready', flush=True); sys.stdin.readline()"
+    )
+    windows = {}
+    with PeakMemory(interval=0.02) as memory:
+        for name, mib in (("big", 192), ("small", 64)):
+            start = time.time()
+            proc = subprocess.Popen(
+                [sys.executable, "-c", child, str(mib)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(0.2)  # ten sampling intervals at the child's peak
+            proc.communicate("\n", timeout=30)
+            time.sleep(0.1)
+            windows[name] = (start, time.time())
+    rises = memory.rises(windows)
+    assert set(rises) == {"big", "small"}
+    assert rises["big"] >= 180 * MIB  # the big child's block, counted where it happened
+    assert rises["small"] < 32 * MIB  # below the mark the big one set: it raised nothing
+    assert len(memory.samples) >= 20
+    assert memory.result().tree_bytes >= max(total for _, total in memory.samples)

@@ -13,6 +13,8 @@ import os
 import resource
 import sys
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,33 +74,36 @@ class Peak:
 
 
 class PeakMemory:
-    """``with PeakMemory() as peak: ...`` then ``peak.result()``."""
+    """``with PeakMemory() as memory: ...`` then ``memory.result()``: the peak; and, from the
+    same samples, ``memory.rises(windows)``: how far each window (a step) raised it."""
 
     def __init__(self, interval: float = 0.25) -> None:
         self.interval = interval
         pid = str(os.getpid())
         # the children lists need a kernel built with them (CONFIG_PROC_CHILDREN)
-        self._sampled = (PROC / pid / "task" / pid / "children").exists()
-        self._tree = self._largest = 0
+        self.sampled = (PROC / pid / "task" / pid / "children").exists()
+        self.samples: list[tuple[float, int]] = []  # (wall-clock time, tree bytes)
+        self._largest = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
 
     def _sample(self) -> None:
         total, largest = tree_rss(os.getpid())
-        self._tree, self._largest = max(self._tree, total), max(self._largest, largest)
+        self.samples.append((time.time(), total))
+        self._largest = max(self._largest, largest)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
 
     def __enter__(self) -> PeakMemory:
-        if self._sampled:
+        if self.sampled:
             self._sample()
             self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._sampled:
+        if self.sampled:
             self._stop.set()
             self._thread.join()
             self._sample()
@@ -106,8 +111,21 @@ class PeakMemory:
     def result(self) -> Peak:
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         own_bytes = own if sys.platform == "darwin" else own * 1024  # bytes on macOS, KiB here
-        if not self._sampled:
+        if not self.sampled:
             return Peak(own_bytes, own_bytes, sampled=False)
         # the kernel's own high-water mark of this process beats a sample that missed it
         largest = max(self._largest, own_bytes)
-        return Peak(max(self._tree, largest), largest, sampled=True)
+        tree = max((total for _, total in self.samples), default=0)
+        return Peak(max(tree, largest), largest, sampled=True)
+
+    def rises(self, windows: Mapping[str, tuple[float, float]]) -> dict[str, int]:
+        """How far each window (``name -> (start, end)``, wall-clock seconds) raised the tree's
+        high-water mark, in bytes: its highest sample less the highest before it started. A
+        window's plain peak would credit every later step with the memory an earlier one left
+        resident. Without samples (``sampled`` False) nothing can be said: an empty dict."""
+        raised = {}
+        for name, (start, end) in windows.items():
+            before = max((rss for t, rss in self.samples if t < start), default=0)
+            during = max((rss for t, rss in self.samples if start <= t <= end), default=0)
+            raised[name] = max(0, during - before)
+        return raised
