@@ -5,6 +5,7 @@ process on a free port)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
@@ -743,36 +745,74 @@ def test_a_challenger_the_gate_refuses_is_reported_and_make_run_goes_on(home):
     assert [e["entity_version"] for e in config["config"]["served_entities"]] == ["1"]
 
 
-def test_the_gateway_scores_the_project_model_as_pyfunc_does_without_repeating_its_checks(
-    ingested,
+def test_the_gateway_scores_the_project_model_as_pyfunc_does_without_pandas_or_its_checks(
+    ingested, caplog
 ):
-    """The project's ProbabilityModel is called directly (the gateway has validated and typed
-    the frame against the signature already); its answers are pyfunc's, to the last bit, and
-    a model of another kind still goes through pyfunc's predict."""
-    from ml_assets.lib.models.encoding import records_frame
+    """The project's ProbabilityModel is scored straight from the request's records (the
+    gateway has validated and typed them against the signature already): its answers are
+    pyfunc's, to the last bit, on looked-up features and on overrides pyfunc must handle. A
+    version whose own code encodes differently is scored by its own code; a model of another
+    kind goes through pyfunc's predict on the signature's frame."""
+    import copy
+
+    from ml_assets.lib.models.encoding import FeatureEncoding, records_frame
     from ml_assets.programs.gateway import scorer
 
     home, _ = ingested
     _, gateway = client_for(home)
     deployment = gateway.deployment
     served = "churn_classifier-1"
-    direct = deployment.scorers[served]
+    direct, encoding = deployment.scorers[served], deployment.encodings[served]
     pyfunc = deployment.models[served]
-    assert direct != pyfunc.predict  # the direct path was chosen
     users = sorted(gateway.store.read_keys(user_activity.CONTRACT))[:50]
     records = [
-        gateway.score(json.dumps({"inputs": {"user_id": [u]}}).encode(), None, served)
+        feature
         for u in users
+        for feature in gateway.score(
+            json.dumps({"inputs": {"user_id": [u]}}).encode(), None, served
+        ).features
     ]
-    frame = records_frame([f for r in records for f in r.features], deployment.encodings[served])
-    assert list(direct(frame)) == list(pyfunc.predict(frame))
+    numbers = [c for c in encoding.columns if c not in encoding.categories]
+    levels = list(encoding.categories)
+    assert numbers and levels
+    records[0] = records[0] | {numbers[0]: None, levels[0]: "a level never seen"}
+    records[1] = records[1] | {numbers[-1]: 1e9, levels[-1]: None}
+    expected = list(pyfunc.predict(records_frame(records, encoding)))  # schema enforced
+    assert list(direct(records)) == expected
+    assert len(set(expected)) > 10  # the records differ, and so do their scores
+
+    # a version logged with code that encodes differently: its own predict answers
+    class Shifted(FeatureEncoding):
+        def encode(self, frame):
+            return super().encode(frame) + 1.0
+
+    own = copy.copy(pyfunc.unwrap_python_model())
+    own.encoding = Shifted(tuple(own.encoding.columns), dict(own.encoding.categories))
+
+    class Logged:
+        def unwrap_python_model(self):
+            return own
+
+        def predict(self, frame):
+            raise AssertionError("the version's own predict answers, not pyfunc's")
+
+    with caplog.at_level(logging.WARNING, logger="ml_assets.programs.gateway"):
+        shifted = scorer(Logged(), encoding)
+    assert "disagrees with the model's own predict" in caplog.text
+    answer = list(shifted(records))
+    assert answer == list(own.predict(None, records_frame(records, encoding)))
+    assert answer != expected
 
     class Other:
+        seen: list = []
+
         def unwrap_python_model(self):
             raise ValueError("not a PythonModel")
 
         def predict(self, frame):
-            return frame
+            self.seen.append(frame)
+            return np.arange(len(frame), dtype="float64")
 
     other = Other()
-    assert scorer(other) == other.predict
+    assert list(scorer(other, encoding)(records[:3])) == [0.0, 1.0, 2.0]
+    assert list(other.seen[0].columns) == list(encoding.columns)  # the signature's frame

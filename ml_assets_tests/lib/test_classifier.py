@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from ml_assets.lib.models import classifier as cc
-from ml_assets.lib.models.encoding import FeatureEncoding, ModelInputError, request_frame
+from ml_assets.lib.models.encoding import (
+    FeatureEncoding,
+    ModelInputError,
+    records_frame,
+    request_frame,
+)
 from ml_assets.lib.models.thresholds import MetricThreshold, ThresholdError, metric_breaches
 
 ENCODING = FeatureEncoding(("x", "plan_tier"), {"plan_tier": ("free", "premium")})
@@ -45,6 +50,31 @@ def test_encoding_fixes_column_order_and_levels_and_names_missing_or_non_numeric
         FeatureEncoding(("x",), {"tier": ("a",)})
     request = request_frame(pd.DataFrame({"plan_tier": ["free"], "x": [3]}), ENCODING)
     assert list(request.columns) == ["x", "plan_tier"] and request["x"].dtype == "float64"
+
+
+def test_records_encode_to_the_same_matrix_as_their_request_frame_cell_for_cell():
+    """The gateway's path (records straight to the matrix) against the frame path, on what a
+    request can hold: known and unseen levels, missing values, a non-string where a level
+    belongs, integers and bools as numbers, a column the record lacks."""
+    records = [
+        {"x": 1, "plan_tier": "premium"},
+        {"x": 2.5, "plan_tier": "gold"},  # unseen level
+        {"x": None, "plan_tier": None},
+        {"x": float("nan"), "plan_tier": 1},  # not a string where a level belongs
+        {"x": np.int64(7), "plan_tier": np.str_("free")},
+        {"x": True, "plan_tier": "free", "extra": "ignored"},
+        {"plan_tier": "premium"},  # x absent: missing
+    ]
+    fast = ENCODING.encode_records(records)
+    slow = ENCODING.encode(records_frame(records, ENCODING))
+    assert fast.dtype == np.float64 and fast.shape == (7, 2)
+    assert np.array_equal(fast, slow, equal_nan=True)
+    assert fast[:, 1][[0, 4, 5]].tolist() == [1.0, 0.0, 0.0] and np.isnan(fast[[1, 2, 3], 1]).all()
+    assert ENCODING.encode_records([]).shape == (0, 2)
+    with pytest.raises(ValueError):  # a value that is no number fails as on the frame path
+        ENCODING.encode_records([{"x": "many", "plan_tier": "free"}])
+    with pytest.raises(ValueError):
+        records_frame([{"x": "many", "plan_tier": "free"}], ENCODING)
 
 
 def test_a_booster_scores_the_same_from_a_pandas_frame_and_an_encoded_matrix():
