@@ -11,12 +11,12 @@ clean shutdown. The ``serving/<stem>_inference_log`` asset ingests the files int
 table ``main.serving.<endpoint>_inference_log`` (``INFERENCE_LOG_COLUMNS``), daily-partitioned
 by ``date``.
 
-Why the JSON is made on the request path: the writer shares the GIL with the requests. A
-queue that woke the writer for every answer cost a quarter of the gateway's throughput (a
-hand-over of the GIL per request); a writer that serialized a second's answers at once held
-the GIL for milliseconds at a time, and the requests that arrived meanwhile waited (p99 at
-one connection 5.4-6.5 ms against 1.5 ms without the log). Turning each answer into lines
-where it is made costs the request 15 microseconds; the writer only joins and writes.
+Why the JSON is made on the request path: the writer shares the GIL with the requests. When
+the writer serialized the answers (woken by a queue for each one, or each second for a
+second's worth at once) it held the GIL for milliseconds at a time, and a request arriving
+meanwhile waited: at one connection p99 was 4.7-6.9 ms against 1.5 ms without the log.
+Turning each answer into lines where it is made costs the request about 15 microseconds, and
+the writer only joins and writes: p99 1.6-1.9 ms (``benchmarks/README.md``).
 
 One row per scored record (the request's ``row_index``), with the features the model received
 (after the online lookup and the request's overrides) as JSON, the prediction, the served entity
