@@ -71,9 +71,11 @@ run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # Two workers (pytest-xdist): alone, the suite keeps 0.85 of the 2 cores busy (servers
 # starting, subprocesses, stores), so a second worker fills the rest. Whole files go to a worker
 # (loadfile): a module's costly fixture (a `make check` run with an injection) is built once.
+# Files are handed out in collection order, the `whole_graph` ones first (conftest.py).
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -m "not abuse and not lanes" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not abuse and not lanes" -n $(TEST_WORKERS) --dist loadfile \
+		--no-loadscope-reorder $(PYTEST_ARGS)
 
 # The engine lanes (pytest marker `lanes`): the lakehouse contract on sail-cluster, on a local
 # Apache Spark 4.2 + Delta cluster (started and stopped by the tests) and its catalog tables,

@@ -7,8 +7,13 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from ml_assets import names
 from ml_assets.programs import check
+
+# A whole `make check` run with a failing check (about a minute): handed to a worker first.
+pytestmark = pytest.mark.whole_graph
 
 
 def test_a_failed_blocking_check_makes_the_check_command_exit_non_zero(tmp_path, capsys):

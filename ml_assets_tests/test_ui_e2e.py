@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from ml_assets import names
 from ml_assets.lib.source import SCALES
 from ml_assets_tests.dagster_dev import dagster_dev
+
+# A whole-graph run through `dagster dev` (two minutes): handed to a worker first.
+pytestmark = pytest.mark.whole_graph
 
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {

@@ -21,6 +21,9 @@ from ml_assets.lib.registry import aliases
 from ml_assets.programs import check
 from ml_assets_tests.defs.conftest import instance_at, tiny_settings
 
+# Its module fixture runs `make check --inject regression` (over a minute): handed out first.
+pytestmark = pytest.mark.whole_graph
+
 QUALITY_CHECK = dg.AssetCheckKey(
     dg.AssetKey(CHURN_CLASSIFIER.model_quality_key), names.CHECK_MODEL_QUALITY
 )

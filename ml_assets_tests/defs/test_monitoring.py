@@ -29,6 +29,9 @@ from ml_assets_tests.defs.conftest import (
     tiny_settings,
 )
 
+# Its module fixture runs `make check --inject drift` (about two minutes): handed out first.
+pytestmark = pytest.mark.whole_graph
+
 TINY = SCALES["tiny"]
 SHIFT = TINY.end_date - dt.timedelta(days=check.DRIFT_DAYS_BEFORE_END)
 

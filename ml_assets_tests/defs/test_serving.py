@@ -65,6 +65,9 @@ from ml_assets_tests.defs.conftest import (
 )
 from ml_assets_tests.gateway_process import get_json, running_gateway
 
+# Replays `make run`'s serving stage and starts gateways (four minutes in all): handed out first.
+pytestmark = pytest.mark.whole_graph
+
 CONFIG = "serving/churn_endpoint_config"
 INVOKE = f"/serving-endpoints/{CHURN_CLASSIFIER.endpoint}/invocations"
 INFERENCE_LOG = inference_log_table(CHURN_CLASSIFIER.inference_log_table, CHURN_CLASSIFIER.endpoint)
