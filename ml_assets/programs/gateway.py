@@ -209,7 +209,10 @@ def scorer(model, encoding: FeatureEncoding) -> Callable[[list[dict]], np.ndarra
     probe = probe_records(mine)
     own_scores = np.asarray(inner.predict(None, records_frame(probe, encoding)), dtype="float64")
     if not np.array_equal(predict(inner.booster, mine.encode_records(probe)), own_scores):
-        log.warning("the fast scorer disagrees with the model's own predict: pyfunc is used")
+        log.warning(
+            "the fast scorer disagrees with the model's own predict on a probe: "
+            "the version's own predict scores its requests"
+        )
         return lambda records: np.asarray(inner.predict(None, records_frame(records, encoding)))
     return lambda records: predict(inner.booster, mine.encode_records(records))
 

@@ -92,6 +92,22 @@ def test_a_batch_that_cannot_be_written_is_counted_and_the_writer_goes_on(tmp_pa
     assert logger.stats()["write_errors"] == 1 and logger.stats()["answers_lost"] == 1
 
 
+def test_a_day_that_cannot_be_written_loses_only_its_own_answers(tmp_path):
+    root = tmp_path / "log"
+    root.mkdir()
+    (root / "date=2026-05-01").write_text("a file where the day's folder should be")
+    logger = InferenceLogger(root)  # never started: close() writes the three as one batch
+    next_day = T + dt.timedelta(seconds=1)
+    for answer in (scored(1), scored(2, next_day), scored(3)):
+        logger.log(answer)
+    logger.close()
+    stats = logger.stats()
+    assert (stats["write_errors"], stats["answers_lost"]) == (1, 1)
+    assert (stats["answers_written"], stats["rows_written"], stats["files_written"]) == (2, 4, 1)
+    written = read_files(pending_files(root)).rows
+    assert {r["request_id"] for r in written} == {"r1", "r3"}
+
+
 def test_an_answer_json_cannot_hold_is_counted_and_the_others_are_written(tmp_path):
     logger = InferenceLogger(tmp_path / "log")
     odd = dataclasses.replace(scored(2), features=[{"tags": {"a"}}, {"tags": {"b"}}])

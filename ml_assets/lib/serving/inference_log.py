@@ -239,14 +239,14 @@ class InferenceLogger:
             self._write(batch)
 
     def _write(self, batch: Sequence[tuple[str, list[str]]]) -> None:
-        """Write buffered answers (their day and JSON lines): one file per day."""
-        if not batch:
-            return
-        by_date: dict[str, list[str]] = {}
+        """Write buffered answers (their day and JSON lines): one file per day. A day whose
+        file cannot be written counts its answers as lost; the days written stay counted."""
+        by_date: dict[str, list[list[str]]] = {}
         for day, lines in batch:
-            by_date.setdefault(day, []).extend(lines)
-        try:
-            for day, lines in by_date.items():
+            by_date.setdefault(day, []).append(lines)
+        for day, answers in by_date.items():
+            lines = [line for answer in answers for line in answer]
+            try:
                 folder = self.root / f"date={day}"
                 folder.mkdir(parents=True, exist_ok=True)
                 # time first: files sort in the order written; pid and a counter: unique
@@ -254,15 +254,15 @@ class InferenceLogger:
                 tmp = folder / f"{name}.jsonl.tmp"
                 tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
                 os.replace(tmp, folder / f"{name}.jsonl")
-                self.files_written += 1
-        except OSError as exc:  # a full disk must not take the gateway down: counted, logged
-            with self._lock:
-                self.write_errors += 1
-                self.answers_lost += len(batch)
-            log.error("inference log batch of %d answers not written: %s", len(batch), exc)
-            return
-        self.answers_written += len(batch)
-        self.rows_written += sum(len(lines) for _, lines in batch)
+            except OSError as exc:  # a full disk must not take the gateway down: counted, logged
+                with self._lock:
+                    self.write_errors += 1
+                    self.answers_lost += len(answers)
+                log.error("inference log: %d answers of %s not written: %s", len(answers), day, exc)
+                continue
+            self.files_written += 1
+            self.answers_written += len(answers)
+            self.rows_written += len(lines)
 
 
 # -- ingestion: the files into the Delta table ------------------------------------------------
