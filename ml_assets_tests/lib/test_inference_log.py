@@ -1,4 +1,4 @@
-"""The gateway's inference log: a bounded queue that never blocks, batches written whole,
+"""The gateway's inference log: a bounded buffer that never blocks, batches written whole,
 nothing lost on close, unreadable lines quarantined and counted."""
 
 from __future__ import annotations
