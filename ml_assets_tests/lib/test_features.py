@@ -45,6 +45,45 @@ def test_daily_activity_counts_by_type_sessions_and_revenue_per_user_day(spark):
     assert sorted(out.columns) == sorted(user_daily_activity.CONTRACT.table_spec.column_names)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_daily_activity_equals_a_naive_scan_of_the_events(spark, seed):
+    """Many events per session, sessions spanning two days, null sessions and revenues: the
+    two aggregations give what one count of distinct sessions per user and day gives."""
+    rng = random.Random(seed)
+    types = [*user_daily_activity.COUNTED_EVENTS, "search"]
+    rows = []
+    for i in range(600):
+        day = D0 + dt.timedelta(days=rng.randint(0, 3))
+        kind = rng.choice(types)
+        revenue = (
+            round(rng.uniform(0.01, 90), 2) if kind == "purchase" and rng.random() < 0.9 else None
+        )
+        session = None if rng.random() < 0.1 else f"s{rng.randint(0, 40)}"
+        rows.append(
+            (f"e{i}", rng.randint(1, 5), kind, ts(day, rng.uniform(0, 23)), day, session, revenue)
+        )
+    start, end = D0 + dt.timedelta(days=1), D0 + dt.timedelta(days=2)
+    out = user_daily_activity.compute_features(spark.createDataFrame(rows, EVENTS), start, end)
+    got = {(r.user_id, r.activity_date): r.asDict() for r in out.collect()}
+    expected = {}
+    for key in {(r[1], r[4]) for r in rows if start <= r[4] <= end}:
+        mine = [r for r in rows if (r[1], r[4]) == key]
+        counts = {
+            name: sum(r[2] == kind for r in mine)
+            for kind, name in user_daily_activity.COUNTED_EVENTS.items()
+        }
+        expected[key] = {
+            **counts,
+            "events": len(mine),
+            "sessions": len({r[5] for r in mine if r[5] is not None}),
+            "revenue": sum(r[6] for r in mine if r[6] is not None),
+        }
+    assert set(got) == set(expected)
+    for key, row in expected.items():
+        for name, value in row.items():
+            assert got[key][name] == pytest.approx(value), (key, name)
+
+
 DAILY = (
     "user_id bigint, activity_date date, feature_ts timestamp, logins bigint, page_views bigint, "
     "add_to_carts bigint, purchases bigint, events bigint, sessions bigint, revenue double"
