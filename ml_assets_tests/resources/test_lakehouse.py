@@ -158,6 +158,15 @@ def test_merge_refuses_a_source_with_duplicate_keys(orders, spark):
     assert orders.version(SPEC) == before_version
 
 
+def test_merging_an_empty_source_changes_nothing(orders, spark):
+    # The source is checkpointed before the key check and the merge: an empty one writes no
+    # file and must still read back as empty rows of its schema.
+    before_version, before = orders.version(SPEC), rows(orders)
+    commit = orders.merge(SPEC, spark.createDataFrame([], SCHEMA))
+    assert (commit.version, commit.rows_written) == (before_version, 0)
+    assert rows(orders) == before
+
+
 def test_time_travel_by_version_and_by_timestamp(orders, spark):
     v1_rows = rows(orders)
     v1_time = orders.history(SPEC, limit=1)[0].timestamp
@@ -218,6 +227,13 @@ def test_checkpoint_computes_once_and_cleans_up(lakehouse, spark, tmp_path):
         else:  # written once to Parquet
             assert any(folder.iterdir())
     assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_an_empty_checkpoint_is_empty_rows_of_its_schema(lakehouse, spark):
+    df = spark.range(5).selectExpr("id", "CAST(id AS STRING) AS name").where("id < 0")
+    with lakehouse.checkpoint(df) as stored:
+        assert stored.schema.names == ["id", "name"]
+        assert stored.groupBy("name").count().collect() == []
 
 
 def test_vacuum_deletes_the_files_of_replaced_versions_and_keeps_the_current_rows(orders, spark):
