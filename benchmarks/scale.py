@@ -5,10 +5,11 @@ size, and the fitted exponent per step.
 
 Each size runs in a process of its own (so that its peak resident memory is its own: the
 embedded engine runs in that process) on a fresh home: the demo source's calendar at that
-many users is landed, then one Dagster run of the main job materializes the heavy path of one
-model: raw users and events (every day), the daily and windowed features, the profile, the
-labels and the training set, training, registration, the promotion gate and the batch
-predictions, with their asset checks. Reported per size: landed events, the run's wall time,
+many users is landed (by another process: the source is not on the heavy path), then one
+Dagster run of the main job materializes the heavy path of one model: raw users and events
+(every day), the daily and windowed features, the profile, the labels and the training set,
+training, registration, the promotion gate and the batch predictions, with their asset
+checks. Reported per size: landed events (and the landing's time and peak), the run's wall time,
 each step's time, the peak RSS and the steps that raised it most (RSS sampled every 0.1 s,
 read against the steps' start and end in the run's event log); then each step's exponent
 ``b`` in ``time ~ users^b`` (least squares on the logs). A step with ``b`` well above 1
@@ -22,7 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,22 +59,30 @@ def heavy_path(model_name: str) -> list:
     ]
 
 
-def one_size(users: int, model_name: str) -> dict:
+def one_size(users: int, model_name: str, home: Path) -> dict:
     """In this process: land ``users`` users over the demo calendar, run the heavy path."""
     import dagster as dg
 
     from ml_assets import names
     from ml_assets.definitions import build_definitions
     from ml_assets.deployments import current_settings
-    from ml_assets.lib.source import SCALES, land
     from ml_assets.programs.memory import PeakMemory
 
-    home = Path(tempfile.mkdtemp(prefix=f"ml_assets_scale_{users}_"))
     settings = current_settings({**os.environ, "ML_ASSETS_HOME": str(home)})
-    source = SCALES["demo"].model_copy(update={"users": users})
+    # The source is generated in a process of its own: it is not part of the heavy path, and
+    # the memory its pandas frames took would stay in this process's peak (at 80,000 users
+    # several GiB, with ingestion on top more than this machine's 24 GiB).
     started = time.perf_counter()
-    landed = land(source, settings.landing_dir)
+    child = subprocess.run(
+        [sys.executable, __file__, "--land", str(users), str(settings.landing_dir)],
+        capture_output=True,
+        text=True,
+    )
+    if child.returncode != 0:
+        raise SystemExit(f"landing {users} users failed: {child.stderr[-3000:]}")
     land_s = time.perf_counter() - started
+    land_peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    event_lines = int(child.stdout.split()[-1])
     defs = build_definitions(settings)
     job = defs.resolve_job_def(names.MAIN_JOB)
     keys = job.partitions_def.get_partition_keys()
@@ -88,7 +100,7 @@ def one_size(users: int, model_name: str) -> dict:
         windows = step_windows(instance, result.run_id)
     run_s = time.perf_counter() - started
     if not result.success:
-        raise SystemExit(f"the heavy path failed at {users} users (home kept: {home})")
+        raise SystemExit(f"the heavy path failed at {users} users (--keep keeps its home)")
     steps = {
         e.step_key: e.event_specific_data.duration_ms / 1000
         for e in result.all_events
@@ -96,14 +108,22 @@ def one_size(users: int, model_name: str) -> dict:
     }
     return {
         "users": users,
-        "events": landed.event_lines,
+        "events": event_lines,
         "land_s": land_s,
+        "land_peak_rss_mib": land_peak_mib,
         "run_s": run_s,
         "steps": steps,
         "peak_rss_mib": memory.result().tree_bytes / 2**20,
         "step_rss_rise_mib": {s: b / 2**20 for s, b in memory.rises(windows).items()},
         "home": str(home),
     }
+
+
+def land_source(users: int, landing_dir: str) -> int:
+    """In this process: land the demo calendar at ``users`` users; the event lines landed."""
+    from ml_assets.lib.source import SCALES, land
+
+    return land(SCALES["demo"].model_copy(update={"users": users}), Path(landing_dir)).event_lines
 
 
 def step_windows(instance, run_id: str) -> dict[str, tuple[float, float]]:
@@ -120,6 +140,15 @@ def step_windows(instance, run_id: str) -> dict[str, tuple[float, float]]:
     return windows
 
 
+def failure(child: subprocess.CompletedProcess) -> str:
+    """Why a size's process failed, and in which step (the last one the run started)."""
+    steps = re.findall(r'STEP_START - Started execution of step "([^"]+)"', child.stderr)
+    where = f" during step {steps[-1]}" if steps else ""
+    if child.returncode == -signal.SIGKILL:
+        return f"killed (SIGKILL: most likely the kernel's out-of-memory killer){where}"
+    return f"exit code {child.returncode}{where}: {child.stderr[-2000:]}"
+
+
 def exponent(sizes: list[int], seconds: list[float]) -> float:
     return float(np.polyfit(np.log(sizes), np.log(np.maximum(seconds, 1e-3)), 1)[0])
 
@@ -130,33 +159,55 @@ def main() -> None:
     parser.add_argument("--model", default="churn_classifier")
     parser.add_argument("--keep", action="store_true", help="keep each size's home")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child's size
+    parser.add_argument("--home", help=argparse.SUPPRESS)  # and its home
+    parser.add_argument("--land", nargs=2, help=argparse.SUPPRESS)  # a child's landing
     args = parser.parse_args()
-    if args.one:
-        print("RESULT " + json.dumps(one_size(args.one, args.model)), flush=True)
+    if args.land:
+        print(land_source(int(args.land[0]), args.land[1]), flush=True)
         return
-    runs = []
+    if args.one:
+        print("RESULT " + json.dumps(one_size(args.one, args.model, Path(args.home))), flush=True)
+        return
+    runs, failed = [], []
     for users in sorted(args.users):
-        child = subprocess.run(
-            [sys.executable, __file__, "--one", str(users), "--model", args.model],
-            capture_output=True,
-            text=True,
-        )
+        home = tempfile.mkdtemp(prefix=f"ml_assets_scale_{users}_")
+        try:
+            child = subprocess.run(
+                [sys.executable, __file__, "--one", str(users), "--model", args.model]
+                + ["--home", home],
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            if not args.keep:
+                shutil.rmtree(home, ignore_errors=True)
         found = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
         if child.returncode != 0 or not found:
-            sys.exit(f"{users} users failed ({child.returncode}): {child.stderr[-3000:]}")
+            failed.append(users)
+            print(f"{users:>7,} users: FAILED, {failure(child)}", flush=True)
+            continue
         run = json.loads(found[-1].removeprefix("RESULT "))
         runs.append(run)
         top = sorted(run["step_rss_rise_mib"].items(), key=lambda kv: -kv[1])[:3]
         print(
-            f"{users:>7,} users: {run['events']:>11,} events; landing {run['land_s']:6.1f} s, "
+            f"{users:>7,} users: {run['events']:>11,} events; landing {run['land_s']:6.1f} s "
+            f"(peak RSS {run['land_peak_rss_mib']:,.0f} MiB), "
             f"heavy path {run['run_s']:6.1f} s, peak RSS {run['peak_rss_mib']:,.0f} MiB; "
             "raised by: " + ", ".join(f"{step} +{mib:,.0f} MiB" for step, mib in top),
             flush=True,
         )
-    if len(runs) < 2:
-        return
+    if len(runs) >= 2:
+        summarize(runs, args.model)
+    if args.keep:
+        print("\n(homes kept for inspection: " + ", ".join(r["home"] for r in runs) + ")")
+    if failed:
+        sys.exit(f"failed at {', '.join(f'{u:,}' for u in failed)} users")
+
+
+def summarize(runs: list[dict], model: str) -> None:
+    """Each step's exponent over the sizes that ran."""
     sizes = [r["users"] for r in runs]
-    print(f"\nexponent b in time ~ users^b over {sizes} users ({args.model}):")
+    print(f"\nexponent b in time ~ users^b over {sizes} users ({model}):")
     rows = [("heavy path (the run), s", [r["run_s"] for r in runs])]
     rows.append(("peak RSS, MiB", [r["peak_rss_mib"] for r in runs]))
     steps = [s for s in runs[-1]["steps"] if all(s in r["steps"] for r in runs)]
@@ -172,11 +223,6 @@ def main() -> None:
         flag = "  <- faster than linear" if b > SUPERLINEAR else ""
         shown = "  ".join(f"{v:9.1f}" for v in values)
         print(f"  {name:64s} {shown}   b = {b:5.2f}{flag}")
-    if args.keep:
-        print("\n(homes kept for inspection: " + ", ".join(r["home"] for r in runs) + ")")
-    else:
-        for run in runs:
-            shutil.rmtree(run["home"], ignore_errors=True)
 
 
 if __name__ == "__main__":
