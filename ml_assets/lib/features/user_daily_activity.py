@@ -77,8 +77,8 @@ def compute_features(events: DataFrame, start_date: dt.date, end_date: dt.date) 
     Two aggregations: per user, day and session, then per user and day, where ``sessions`` is
     a count of the session rows. A ``countDistinct`` per user and day gives the same numbers,
     but the embedded engine keeps a set of session ids for every group at once: over the
-    demo's 212 days (350k groups) that took 5.8 GiB and 8.8 s, the two aggregations 0.3 GiB
-    and 0.3 s (benchmarks/README.md)."""
+    demo's 212 days (350k groups) that took 5.8 GiB and 8.8 s, the two aggregations 0.25 GiB
+    and 0.7 s (benchmarks/README.md). The revenue stays an exact decimal sum (``exact_sum``)."""
     days = events.where(F.col("event_date").between(F.lit(start_date), F.lit(end_date)))
     per_session = days.groupBy(
         "user_id", F.col("event_date").alias("activity_date"), "session_id"
