@@ -60,7 +60,8 @@ def heavy_path(model_name: str) -> list:
 
 
 def one_size(users: int, model_name: str, home: Path) -> dict:
-    """In this process: land ``users`` users over the demo calendar, run the heavy path."""
+    """Land ``users`` users over the demo calendar (in a child process), then run the heavy
+    path in this process on ``home``."""
     import dagster as dg
 
     from ml_assets import names
