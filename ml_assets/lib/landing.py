@@ -129,6 +129,47 @@ class Listing:
         mtime = max(p.stat().st_mtime for p in self.files[day])
         return day, dt.datetime.fromtimestamp(mtime, tz=dt.UTC)
 
+    def bytes_by_day(self) -> dict[dt.date, int]:
+        """The size of each landing day's files together."""
+        return {day: sum(p.stat().st_size for p in paths) for day, paths in self.files.items()}
+
+
+def ingestion_batches(
+    bytes_by_day: Mapping[dt.date, int],
+    start: dt.date,
+    end: dt.date,
+    *,
+    late_arrival_days: int,
+    max_bytes: int,
+) -> list[tuple[dt.date, dt.date]]:
+    """Split the partition days ``[start, end]`` into consecutive ranges whose reads stay
+    under ``max_bytes`` (as Auto Loader's ``maxBytesPerTrigger`` splits a backlog).
+
+    A range ``[a, b]`` owns the lines whose partition day is in it and reads the files landed
+    on ``a .. b + late_arrival_days`` (its days and their late arrivals; see ``lib.raw``), so
+    ranges read overlapping files but own disjoint lines, and every day of ``[start, end]``
+    is in exactly one range. A range grows a day at a time while its read stays within
+    ``max_bytes``; a single day that reads more is a range of its own (a day is never split).
+    """
+    if end < start:
+        raise ValueError(f"An empty range of days: {start} is after {end}.")
+    if max_bytes <= 0:
+        raise ValueError(f"max_bytes must be positive; got {max_bytes}.")
+    late = dt.timedelta(days=late_arrival_days)
+
+    def read(a: dt.date, b: dt.date) -> int:
+        return sum(size for day, size in bytes_by_day.items() if a <= day <= b + late)
+
+    batches: list[tuple[dt.date, dt.date]] = []
+    first = start
+    while first <= end:
+        last = first
+        while last < end and read(first, last + dt.timedelta(days=1)) <= max_bytes:
+            last += dt.timedelta(days=1)
+        batches.append((first, last))
+        first = last + dt.timedelta(days=1)
+    return batches
+
 
 def list_landed(kind_dir: Path) -> Listing:
     """Apply the landed-file rule to one kind's folder (missing folder: nothing landed)."""

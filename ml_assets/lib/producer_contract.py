@@ -18,6 +18,7 @@ order: ``missing_<field>`` (absent or null when required; the name can be overri
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -197,4 +198,19 @@ def unknown_field_counts(classified: DataFrame, limit: int = 20) -> dict[str, in
         .limit(limit)
         .collect()
     )
-    return {ascii(r["name"][:64])[1:-1]: r["count"] for r in rows}
+    counts: dict[str, int] = {}
+    for r in rows:  # two names alike in their first 64 characters are shown as one
+        shown = ascii(r["name"][:64])[1:-1]
+        counts[shown] = counts.get(shown, 0) + r["count"]
+    return counts
+
+
+def summed_field_counts(parts: Iterable[dict[str, int]], limit: int = 20) -> dict[str, int]:
+    """Several batches' :func:`unknown_field_counts` together: the most frequent ``limit``
+    names. A name's total is exact when every batch's counts were taken with a ``limit``
+    above the number of names that batch carried."""
+    total: dict[str, int] = {}
+    for part in parts:
+        for name, n in part.items():
+            total[name] = total.get(name, 0) + n
+    return dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:limit])

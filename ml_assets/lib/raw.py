@@ -303,6 +303,22 @@ def _counts(rows: Iterable[Row]) -> IngestionCounts:
     )
 
 
+def summed_counts(parts: Iterable[IngestionCounts]) -> IngestionCounts:
+    """The counts of several batches together (reasons by count, most frequent first)."""
+    parts = list(parts)
+    by_reason: dict[str, int] = {}
+    for part in parts:
+        for reason, n in part.by_reason.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    return IngestionCounts(
+        lines=sum(p.lines for p in parts),
+        kept=sum(p.kept for p in parts),
+        quarantined=sum(p.quarantined for p in parts),
+        duplicates=sum(p.duplicates for p in parts),
+        by_reason=dict(sorted(by_reason.items(), key=lambda kv: -kv[1])),
+    )
+
+
 def ingestion_counts(classified: DataFrame) -> IngestionCounts:
     """Counts for row conservation and the UI, in one pass."""
     return _counts(classified.groupBy(CLASSIFIED_OUTCOME, "reason").count().collect())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -15,6 +17,7 @@ from ml_assets.lib.landing import (
     Ignored,
     Listing,
     decoded_lines,
+    ingestion_batches,
     is_clean_utf8,
     landing_day,
     list_landed,
@@ -37,22 +40,27 @@ class LandedLines:
     """Lines read from the landing zone, and what the read saw on disk."""
 
     lines: DataFrame  # value (the line), landing_date (date), invalid_encoding (boolean)
-    files: int
+    files: tuple[str, ...]  # the landed files read, relative to the kind's folder
     ignored: tuple[Ignored, ...]
     repaired_files: tuple[str, ...]  # not clean UTF-8 (BOM or bad bytes): read line by line
 
-    def metadata(self, limit: int = 50) -> dict[str, object]:
-        """What was read and what was ignored (lists cut to ``limit`` entries)."""
 
-        def cut(items: list[str]) -> list[str]:
-            more = [f"... and {len(items) - limit} more"] if len(items) > limit else []
-            return items[:limit] + more
+def read_metadata(reads: Sequence[LandedLines], limit: int = 50) -> dict[str, object]:
+    """What one or several reads (a range ingested in batches) read and ignored: a file read
+    by two batches counts once; lists cut to ``limit`` entries."""
 
-        return {
-            "landed_files_read": self.files,
-            "ignored_in_landing": cut([str(i) for i in self.ignored]),
-            "files_not_clean_utf8": cut(list(self.repaired_files)),
-        }
+    def once(items: Iterable[str]) -> list[str]:
+        return list(dict.fromkeys(items))
+
+    def cut(items: list[str]) -> list[str]:
+        more = [f"... and {len(items) - limit} more"] if len(items) > limit else []
+        return items[:limit] + more
+
+    return {
+        "landed_files_read": len(once(f for read in reads for f in read.files)),
+        "ignored_in_landing": cut(once(str(i) for read in reads for i in read.ignored)),
+        "files_not_clean_utf8": cut(once(f for read in reads for f in read.repaired_files)),
+    }
 
 
 LINES_SCHEMA = "value string, landing_date date, invalid_encoding boolean"
@@ -68,6 +76,13 @@ class LandingZone(dg.ConfigurableResource):
     root: str
     spark: SparkResource
     late_arrival_days: int = 3
+    max_bytes_per_batch: int = Field(
+        default=512 * 2**20,
+        gt=0,
+        description="A range of days is ingested in batches whose landed files (each batch's "
+        "days and their late arrivals) add up to at most this many bytes, as Auto Loader's "
+        "maxBytesPerTrigger splits a backlog; a day larger than this is a batch of its own.",
+    )
 
     def _kind_dir(self, kind: str) -> Path:
         if kind not in LANDING_KINDS:
@@ -80,6 +95,17 @@ class LandingZone(dg.ConfigurableResource):
     def newest_landing(self, kind: str) -> tuple[dt.date, dt.datetime] | None:
         """The newest landed date and when its file was last written (UTC)."""
         return self.listing(kind).newest()
+
+    def batches(self, kind: str, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
+        """The partition days ``[start, end]`` as ranges to ingest one after the other, each
+        reading at most ``max_bytes_per_batch`` of landed files (see ``ingestion_batches``)."""
+        return ingestion_batches(
+            self.listing(kind).bytes_by_day(),
+            start,
+            end,
+            late_arrival_days=self.late_arrival_days,
+            max_bytes=self.max_bytes_per_batch,
+        )
 
     def read_lines(
         self, kind: str, start: dt.date | None = None, end: dt.date | None = None
@@ -118,7 +144,7 @@ class LandingZone(dg.ConfigurableResource):
             lines = lines.unionByName(part)
         return LandedLines(
             lines=lines,
-            files=sum(len(p) for p in days.values()),
+            files=tuple(str(p.relative_to(listing.root)) for ps in days.values() for p in ps),
             ignored=listing.ignored,
             repaired_files=tuple(str(p.relative_to(listing.root)) for p in repaired),
         )

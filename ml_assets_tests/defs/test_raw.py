@@ -24,6 +24,7 @@ from ml_assets.lib.source import SCALES
 from ml_assets.lib.training_sets.churn import LABELS, TRAINING_SET
 from ml_assets.programs.reporting import partition_metadata, run_check_results
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
+from ml_assets.resources.landing import LandingZone
 from ml_assets_tests.defs.conftest import evaluate_checks, materialization_metadata, tiny_settings
 
 
@@ -47,6 +48,7 @@ def test_the_tiny_graph_ingests_with_every_check_passing_and_counts_in_metadata(
     assert events["dagster/row_count"] == total["rows_kept"] > 10_000
     assert total["rows_quarantined"] > 0 and total["duplicates_removed"] > 0
     assert events["delta_version"] == "1"  # text: a version number is not a quantity to plot
+    assert events["ingestion_batches"] == 1 and events["delta_commits_in_run"] == 1
     assert events["partition_range"] == "2025-10-01..2026-03-11"
     assert set(events["quarantined_by_reason"]) >= {"malformed_json", "unknown_user_id"}
     for day, metadata in days.items():  # each day's own figures, not the run's
@@ -106,6 +108,52 @@ def test_rematerializing_a_partition_is_idempotent(home, resources):
         assert after == before
         assert lakehouse.read(EVENTS).count() == total_before
     assert len(before[0]) > 100 and len(before[1]) > 0
+
+
+def test_a_range_ingested_in_batches_holds_what_one_read_of_it_holds(home, resources):
+    """Each day its own batch (a budget of one byte): the tables equal those the tiny graph's
+    single read wrote, duplicates re-sent the next day and late lines included."""
+    lakehouse = resources["lakehouse"]
+
+    def tables():
+        return [
+            sorted(tuple(r) for r in lakehouse.read(s).collect())
+            for s in (EVENTS, EVENTS_QUARANTINE)
+        ]
+
+    before = tables()
+    landing = LandingZone(
+        root=resources["landing"].root, spark=resources["spark"], max_bytes_per_batch=1
+    )
+    events = build_raw_events(daily_partitions(SCALES["tiny"].start_date, SCALES["tiny"].end_date))
+    result = dg.materialize(
+        [events],
+        resources={**resources, "landing": landing},
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": "2026-01-01",
+            "dagster/asset_partition_range_end": "2026-01-20",
+        },
+    )
+    assert tables() == before
+    assert len(before[0]) > 10_000 and len(before[1]) > 0
+    (check,) = run_check_results(result)
+    assert check.check_name == "rows_conserved" and check.passed
+    metadata = materialization_metadata(result, "raw/events")
+    assert metadata["ingestion_batches"] == metadata["delta_commits_in_run"] == 20
+    assert metadata["landed_files_read"] == 23  # its 20 days and 3 late days, each read once
+    assert metadata["delta_version"] == str(1 + 20)
+    days = partition_metadata(result, "raw/events")  # each day its own batch's figures
+    assert len(days) == 20
+    total = {
+        k: sum(d[k] for d in days.values())
+        for k in ("lines_landed", "rows_kept", "rows_quarantined", "duplicates_removed")
+    }
+    assert total["lines_landed"] == (
+        total["rows_kept"] + total["rows_quarantined"] + total["duplicates_removed"]
+    )
+    assert total["duplicates_removed"] > 0 and total["rows_quarantined"] > 0
+    assert total["rows_kept"] == metadata["rows_in_range"]
 
 
 class LossyLakehouse(LocalDeltaLakehouse):

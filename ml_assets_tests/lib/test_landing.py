@@ -6,11 +6,14 @@ import datetime as dt
 import os
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ml_assets.lib.landing import (
     BOM,
     decoded_lines,
     escape_bytes,
+    ingestion_batches,
     is_clean_utf8,
     landed_file_problem,
     landing_day,
@@ -125,3 +128,64 @@ def test_decoding_strips_the_bom_and_escapes_only_the_lines_that_are_not_utf8(tm
 def test_escaping_round_trips_every_byte():
     every = bytes(range(256)) + b"\\x41"
     assert unescape_bytes(escape_bytes(every)) == every
+
+
+DAY = dt.date(2026, 1, 1)
+
+
+def _days(n: int) -> list[dt.date]:
+    return [DAY + dt.timedelta(days=i) for i in range(n)]
+
+
+def _read(sizes: dict[dt.date, int], first: dt.date, last: dt.date, late: int) -> int:
+    return sum(s for d, s in sizes.items() if first <= d <= last + dt.timedelta(days=late))
+
+
+@given(
+    sizes=st.lists(st.integers(0, 1_000), min_size=1, max_size=40),
+    late=st.integers(0, 4),
+    max_bytes=st.integers(1, 5_000),
+    span=st.tuples(st.integers(0, 39), st.integers(0, 39)),
+)
+def test_batches_cover_the_range_once_in_order_and_stay_under_the_budget(
+    sizes, late, max_bytes, span
+):
+    by_day = dict(zip(_days(len(sizes)), sizes, strict=True))
+    start, end = DAY + dt.timedelta(days=min(span)), DAY + dt.timedelta(days=max(span))
+    batches = ingestion_batches(by_day, start, end, late_arrival_days=late, max_bytes=max_bytes)
+    covered = [d for first, last in batches for d in _days(400) if first <= d <= last]
+    assert covered == [d for d in _days(400) if start <= d <= end]  # every day once, in order
+    for i, (first, last) in enumerate(batches):
+        if last > first:  # a batch of several days reads at most the budget
+            assert _read(by_day, first, last, late) <= max_bytes
+        if i + 1 < len(batches):  # and stopped only where its next day would have gone over
+            assert _read(by_day, first, last + dt.timedelta(days=1), late) > max_bytes
+
+
+def test_a_day_larger_than_the_budget_is_a_batch_of_its_own_and_late_files_count():
+    by_day = dict(zip(_days(6), [10, 10, 500, 10, 10, 10], strict=True))
+    # each batch reads its days and the late_arrival_days after them
+    assert ingestion_batches(by_day, DAY, _days(6)[-1], late_arrival_days=1, max_bytes=40) == [
+        (_days(6)[0], _days(6)[0]),  # 10 + 10 fits; adding day 2 would read day 3's 500
+        (_days(6)[1], _days(6)[1]),  # its read already holds the 500
+        (_days(6)[2], _days(6)[2]),
+        (_days(6)[3], _days(6)[5]),
+    ]
+    assert ingestion_batches(by_day, DAY, _days(6)[-1], late_arrival_days=1, max_bytes=10**9) == [
+        (DAY, _days(6)[-1])
+    ]
+    assert ingestion_batches({}, DAY, DAY, late_arrival_days=3, max_bytes=1) == [(DAY, DAY)]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "max_bytes", "message"),
+    [
+        (DAY + dt.timedelta(days=1), DAY, 100, "is after"),
+        (DAY, DAY, 0, "max_bytes must be positive"),
+    ],
+)
+def test_batches_refuse_an_empty_range_and_a_budget_that_is_not_positive(
+    start, end, max_bytes, message
+):
+    with pytest.raises(ValueError, match=message):
+        ingestion_batches({DAY: 1}, start, end, late_arrival_days=3, max_bytes=max_bytes)

@@ -7,14 +7,16 @@ import json
 
 import pytest
 
-from ml_assets.lib.producer_contract import Field, unknown_field_counts
+from ml_assets.lib.producer_contract import Field, summed_field_counts, unknown_field_counts
 from ml_assets.lib.raw import (
+    IngestionCounts,
     classify_events,
     classify_user_changes,
     ingestion_counts,
     kept_events,
     quarantined,
     scd_history,
+    summed_counts,
 )
 
 D = dt.date(2026, 1, 10)
@@ -125,6 +127,25 @@ def test_unknown_fields_are_kept_out_of_the_table_and_counted_by_name(spark):
     )
     assert sorted(r.event_id for r in kept_events(classified).collect()) == ["e1", "e2", "e3"]
     assert unknown_field_counts(classified) == {"coupon": 2, "referer": 1}
+
+
+def test_the_counts_of_batches_add_up_reason_by_reason_and_field_by_field():
+    one = IngestionCounts(10, 7, 2, 1, {"malformed_json": 2})
+    two = IngestionCounts(5, 3, 2, 0, {"unknown_user_id": 1, "malformed_json": 1})
+    assert summed_counts([one, two]) == IngestionCounts(
+        15, 10, 4, 1, {"malformed_json": 3, "unknown_user_id": 1}
+    )
+    assert list(summed_counts([one, two]).by_reason) == ["malformed_json", "unknown_user_id"]
+    assert summed_counts([]) == IngestionCounts(0, 0, 0, 0, {})
+    fields = [{"coupon": 2, "b": 1, "a": 1}, {"referer": 4, "coupon": 3}]
+    assert summed_field_counts(fields) == {"coupon": 5, "referer": 4, "a": 1, "b": 1}
+    assert summed_field_counts(fields, limit=2) == {"coupon": 5, "referer": 4}
+
+
+def test_unknown_names_alike_in_their_first_64_characters_are_counted_together(spark):
+    long = "x" * 64
+    classified = classify(spark, [ev("e1", **{long + "a": 1}), ev("e2", **{long + "b": 1})])
+    assert unknown_field_counts(classified) == {long: 2}
 
 
 def test_a_contract_field_is_refused_when_its_declaration_is_inconsistent():

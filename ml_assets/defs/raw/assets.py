@@ -8,6 +8,8 @@ history is rebuilt whole from the change log, so re-materializing yields the sam
 
 import datetime as dt
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 from pyspark.sql import functions as F
@@ -28,7 +30,8 @@ from ml_assets.defs.metadata import (
 )
 from ml_assets.defs.partitions import partition_dates, report_per_partition
 from ml_assets.lib import quality
-from ml_assets.lib.producer_contract import unknown_field_counts
+from ml_assets.lib.lakehouse import TableCommit
+from ml_assets.lib.producer_contract import summed_field_counts, unknown_field_counts
 from ml_assets.lib.raw import (
     EVENT_CONSTRAINTS,
     EVENTS,
@@ -45,10 +48,11 @@ from ml_assets.lib.raw import (
     kept_events,
     quarantined,
     scd_history,
+    summed_counts,
 )
 from ml_assets.lib.source import EVENTS_DIR, USERS_DIR
 from ml_assets.resources.lakehouse import Lakehouse
-from ml_assets.resources.landing import LandedLines, LandingZone
+from ml_assets.resources.landing import LandedLines, LandingZone, read_metadata
 
 EVENTS_KEY = dg.AssetKey(names.RAW_EVENTS_KEY)
 EVENTS_QUARANTINE_KEY = dg.AssetKey(names.RAW_EVENTS_QUARANTINE_KEY)
@@ -57,6 +61,8 @@ USERS_QUARANTINE_KEY = dg.AssetKey(names.RAW_USERS_QUARANTINE_KEY)
 SOURCE_KEY = dg.AssetKey(names.DEMO_SOURCE_KEY)
 
 EVENTS_FRESHNESS_MAX_LAG = dt.timedelta(hours=24)
+# each batch counts this many unknown field names, so that the 20 shown are summed exactly
+UNKNOWN_FIELDS_PER_BATCH = 1000
 
 
 def _conservation_check(
@@ -77,10 +83,13 @@ def _conservation_check(
 
 
 def _ingestion_metadata(
-    counts: IngestionCounts, landed: LandedLines, unknown_fields: dict[str, int], seconds: float
+    counts: IngestionCounts,
+    reads: Sequence[LandedLines],
+    unknown_fields: dict[str, int],
+    seconds: float,
 ) -> dict[str, object]:
     return {
-        **landed.metadata(),
+        **read_metadata(reads),
         "unknown_fields": unknown_fields,
         "lines_landed": counts.lines,
         "rows_kept": counts.kept,
@@ -92,18 +101,20 @@ def _ingestion_metadata(
     }
 
 
-def _warn_ignored(context: dg.AssetExecutionContext, landed: LandedLines) -> None:
-    """Name what the landing zone holds that is not landed data, and files read line by line."""
-    if landed.ignored:
+def _warn_ignored(context: dg.AssetExecutionContext, reads: Sequence[LandedLines]) -> None:
+    """Name what the landing zone holds that is not landed data, and files read line by line
+    (once each, however many batches read them)."""
+    ignored = list(dict.fromkeys(str(i) for read in reads for i in read.ignored))
+    repaired = list(dict.fromkeys(f for read in reads for f in read.repaired_files))
+    if ignored:
         context.log.warning(
-            "Ignored in the landing zone (not landed data, not read): %s",
-            "; ".join(str(i) for i in landed.ignored[:20]),
+            "Ignored in the landing zone (not landed data, not read): %s", "; ".join(ignored[:20])
         )
-    if landed.repaired_files:
+    if repaired:
         context.log.warning(
             "Not clean UTF-8 (byte order mark or invalid bytes), read line by line, bad lines "
             "quarantined as invalid_encoding: %s",
-            ", ".join(landed.repaired_files[:20]),
+            ", ".join(repaired[:20]),
         )
 
 
@@ -130,7 +141,7 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
     """Rebuild the users SCD history from every landed change-log file."""
     started = time.perf_counter()
     landed = landing.read_lines(USERS_DIR)
-    _warn_ignored(context, landed)
+    _warn_ignored(context, [landed])
     classified = classify_user_changes(landed.lines)
     with lakehouse.checkpoint(classified) as judged:  # parse once, use three times
         counts = ingestion_counts(judged)
@@ -150,7 +161,7 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
     )
     users_metadata = {
         **write_metadata(USERS, users_commit, lakehouse.uri(USERS), total_rows=stats.rows),
-        **_ingestion_metadata(counts, landed, unknown_fields, seconds),
+        **_ingestion_metadata(counts, [landed], unknown_fields, seconds),
         "users": stats.keys,
         "first_valid_from": str(stats.first),
         "last_valid_from": str(stats.last),
@@ -159,7 +170,7 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
     yield _quarantine_result(
         USERS_QUARANTINE_KEY,
         USERS_QUARANTINE,
-        quarantine_commit,
+        [quarantine_commit],
         lakehouse,
         counts,
         quarantined_rows,
@@ -168,10 +179,23 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
     yield _conservation_check(USERS_KEY, counts, stats.rows, quarantined_rows)
 
 
+def _batched_write_metadata(
+    lakehouse: Lakehouse, spec, commits: Sequence[TableCommit], total_rows: int
+) -> dict[str, object]:
+    """The table after the run's last commit, and the rows every batch's commit wrote."""
+    metadata = write_metadata(spec, commits[-1], lakehouse.uri(spec), total_rows=total_rows)
+    written = [c.rows_written for c in commits]
+    if len(commits) > 1:  # the last commit's figure is one batch's
+        metadata.pop("rows_written", None)
+        if None not in written:
+            metadata["rows_written"] = sum(written)
+    return metadata | {"delta_commits_in_run": len(commits)}
+
+
 def _quarantine_result(
     key: dg.AssetKey,
     spec,
-    commit,
+    commits: Sequence[TableCommit],
     lakehouse: Lakehouse,
     counts: IngestionCounts,
     total: int,
@@ -180,7 +204,7 @@ def _quarantine_result(
     return dg.MaterializeResult(
         asset_key=key,
         metadata={
-            **write_metadata(spec, commit, lakehouse.uri(spec), total_rows=total),
+            **_batched_write_metadata(lakehouse, spec, commits, total),
             **extra,
             "quarantined_by_reason": counts.by_reason,
         },
@@ -216,25 +240,72 @@ def _report_days(
     report_per_partition(context, EVENTS_QUARANTINE_KEY, quarantine)
 
 
+@dataclass(frozen=True)
+class _Batch:
+    landed: LandedLines
+    counts: IngestionCounts
+    by_day: dict[dt.date, IngestionCounts]
+    unknown_fields: dict[str, int]
+    events_commit: TableCommit
+    quarantine_commit: TableCommit
+
+
 def _ingest_events(
     lakehouse: Lakehouse, landing: LandingZone, landed: LandedLines, start: dt.date, end: dt.date
-):
+) -> _Batch:
     """Classify the landed lines, then replace the range's rows of the events and of their
-    quarantine; returns the counts, the unknown producer fields and the two commits."""
+    quarantine."""
     known_users = lakehouse.read(USERS).select("user_id")
     classified = classify_events(
         landed.lines, known_users, late_arrival_days=landing.late_arrival_days
     ).where(F.col("partition_date").between(F.lit(start), F.lit(end)))
     with lakehouse.checkpoint(classified) as judged:  # parse once, use three times
         counts, counts_by_day = ingestion_counts_by_day(judged)
-        unknown_fields = unknown_field_counts(judged)
+        unknown_fields = unknown_field_counts(judged, limit=UNKNOWN_FIELDS_PER_BATCH)
         events_commit = lakehouse.replace_range(
             EVENTS, kept_events(judged), column="event_date", start=start, end=end
         )
         quarantine_commit = lakehouse.replace_range(
             EVENTS_QUARANTINE, quarantined(judged), column="partition_date", start=start, end=end
         )
-    return counts, counts_by_day, unknown_fields, (events_commit, quarantine_commit)
+    return _Batch(landed, counts, counts_by_day, unknown_fields, events_commit, quarantine_commit)
+
+
+def _ingest_in_batches(
+    context: dg.AssetExecutionContext,
+    lakehouse: Lakehouse,
+    landing: LandingZone,
+    start: dt.date,
+    end: dt.date,
+) -> list[_Batch]:
+    """Ingest ``[start, end]`` in batches of days (``LandingZone.batches``) one after the
+    other, so that the memory a backfill takes is bounded by its largest batch, not by its
+    whole range. Each batch reads its days' files and their late arrivals and replaces
+    exactly its days; a line is owned by the batch of its partition day (``lib.raw``), so
+    every line of the range is counted once. Duplicates are found among the lines a batch
+    reads, as among the lines a run reads: a re-sent event (same id and time) is always
+    read by the batch that owns it. A run that fails after some batches leaves those days
+    ingested; running it again replaces them (idempotent)."""
+    late = dt.timedelta(days=landing.late_arrival_days)
+    ranges = landing.batches(EVENTS_DIR, start, end)
+    batches = []
+    for i, (first, last) in enumerate(ranges, 1):
+        started = time.perf_counter()
+        landed = landing.read_lines(EVENTS_DIR, first, last + late)
+        batch = _ingest_events(lakehouse, landing, landed, first, last)
+        batches.append(batch)
+        if len(ranges) > 1:
+            context.log.info(
+                "events batch %d/%d, %s..%s: %d lines (%d files) in %.1f s",
+                i,
+                len(ranges),
+                first,
+                last,
+                batch.counts.lines,
+                len(landed.files),
+                time.perf_counter() - started,
+            )
+    return batches
 
 
 def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -260,15 +331,16 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
         name="raw_events",
     )
     def raw_events(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: LandingZone):
-        """Ingest the events of the partitions' days: their files plus late arrivals."""
+        """Ingest the events of the partitions' days: their files plus late arrivals, in
+        batches of days (the landing zone's ``max_bytes_per_batch``)."""
         start, end = partition_dates(context)
         started = time.perf_counter()
-        late = dt.timedelta(days=landing.late_arrival_days)
-        landed = landing.read_lines(EVENTS_DIR, start, end + late)
+        batches = _ingest_in_batches(context, lakehouse, landing, start, end)
+        landed = [b.landed for b in batches]
         _warn_ignored(context, landed)
-        counts, by_day, unknown_fields, commits = _ingest_events(
-            lakehouse, landing, landed, start, end
-        )
+        counts = summed_counts(b.counts for b in batches)
+        by_day = {day: c for b in batches for day, c in b.by_day.items()}
+        unknown_fields = summed_field_counts(b.unknown_fields for b in batches)
         seconds = time.perf_counter() - started
         window = {"start": start, "end": end}
         stats = read_back(
@@ -286,8 +358,11 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
             seconds,
         )
         metadata = {
-            **write_metadata(EVENTS, commits[0], lakehouse.uri(EVENTS), total_rows=stats.rows),
+            **_batched_write_metadata(
+                lakehouse, EVENTS, [b.events_commit for b in batches], stats.rows
+            ),
             **_ingestion_metadata(counts, landed, unknown_fields, seconds),
+            "ingestion_batches": len(batches),
             **_range_rows(start, end, stats.in_range),
             "first_event_ts": str(stats.first),
             "last_event_ts": str(stats.last),
@@ -298,7 +373,7 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
         yield _quarantine_result(
             EVENTS_QUARANTINE_KEY,
             EVENTS_QUARANTINE,
-            commits[1],
+            [b.quarantine_commit for b in batches],
             lakehouse,
             counts,
             q_stats.rows,
