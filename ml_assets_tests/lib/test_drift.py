@@ -71,6 +71,57 @@ def test_the_numbers_are_those_of_evidentlys_data_drift_preset(rows, num_method)
     assert "<html" in fast.html.lower()
 
 
+def varied(n: int, shift: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Every kind of column a feature table gives the monitor: counts with few and many
+    values, floats with missing values and infinities, booleans, strings, integer codes."""
+    revenue = rng.gamma(2.0, 20 + shift, n)
+    revenue[rng.random(n) < 0.1] = np.nan
+    revenue[rng.random(n) < 0.01] = np.inf
+    return pd.DataFrame(
+        {
+            "sessions_7d": rng.poisson(3 + shift, n).astype("int64"),
+            "events_30d": rng.poisson(40 + 4 * shift, n).astype(float),
+            "revenue_30d": revenue,
+            "premium": rng.random(n) < 0.2 + shift / 20,
+            "plan_tier": rng.choice(["free", "plus", "premium"], n),
+            "device_code": rng.integers(0, 3 + int(shift), n),
+            "days_since": rng.exponential(5 + shift, n),
+        }
+    )
+
+
+@pytest.mark.parametrize("num_method", [None, "wasserstein", "psi"])
+@pytest.mark.parametrize("rows", [(120, 80), (900, 700), (3000, 2000)])
+@pytest.mark.parametrize("shift", [0.0, 1.0])
+def test_each_column_is_tested_as_evidentlys_data_drift_table_tests_it(rows, shift, num_method):
+    """The per-column tests run without the table's widget data give the table's numbers."""
+    import warnings
+
+    from evidently.legacy.metrics import DataDriftTable
+    from evidently.legacy.report import Report as LegacyReport
+
+    rng = np.random.default_rng(rows[0] + int(shift))
+    reference, current = varied(rows[0], 0.0, rng), varied(rows[1], shift, rng)
+    columns = list(reference.columns)
+    table = LegacyReport(metrics=[DataDriftTable(columns=columns, num_stattest=num_method)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        table.run(current_data=current, reference_data=reference)
+    expected = table.as_dict()["metrics"][0]["result"]
+    found = drift_report(reference, current, columns, num_method=num_method)
+    assert found.share_drifted == float(expected["share_of_drifted_columns"])
+    assert found.drifted_count == int(expected["number_of_drifted_columns"])
+    for column, drift in expected["drift_by_columns"].items():
+        assert (found.columns[column].method, found.columns[column].score) == (
+            str(drift["stattest_name"]),
+            float(drift["drift_score"]),
+        ), column
+        assert found.columns[column].threshold == float(drift["stattest_threshold"]), column
+        assert found.columns[column].drifted is bool(drift["drift_detected"]), column
+    if shift:
+        assert found.drifted_count > 0
+
+
 def test_small_windows_use_a_p_value_and_drift_when_it_is_small():
     shifted = drift_report(frame(400), frame(300, shift=8), ["events_7d"])
     column = shifted.columns["events_7d"]

@@ -3,10 +3,11 @@ window, read into plain numbers; and the debounced status a drift check reports.
 
 Evidently picks a method per column (a p-value test on small data, a distance on large data);
 a column drifts when its p-value falls below the threshold, or its distance reaches it. The
-numbers come from Evidently's ``DataDriftTable`` (its legacy API, the same calculation as the
-``DataDriftPreset``, which a test asserts) because the preset renders its plotly widgets while
-it computes: 1.4 s a window against 0.1 s. The HTML report is the preset's, rendered only for
-a window whose report is kept.
+numbers are Evidently's own tests run column by column as its ``DataDriftTable`` runs them (the
+legacy API; the same numbers as the table and as the ``DataDriftPreset``, which tests assert),
+because the preset renders its plotly widgets while it computes (1.4 s a window) and the table
+computes the data of its widgets (0.26 s a window, where the tests alone take 0.06 s). The
+HTML report is the preset's, rendered only for a window whose report is kept.
 
 The debounce follows mlops-stacks' monitoring: a window above the warning threshold warns; an
 error needs the error threshold breached in ``k`` of the last ``n`` windows including the
@@ -21,10 +22,14 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from evidently import Report
+from evidently.legacy.calculations.stattests import get_stattest
+from evidently.legacy.core import ColumnType
 from evidently.legacy.metrics import DataDriftTable
-from evidently.legacy.report import Report as LegacyReport
+from evidently.legacy.pipeline.column_mapping import ColumnMapping
+from evidently.legacy.utils.data_operations import process_columns, recognize_column_type_
 from evidently.presets import DataDriftPreset
 
 
@@ -80,24 +85,17 @@ def drift_report(
             f"current {len(current)}."
         )
     frames = {"current_data": current[list(columns)], "reference_data": reference[list(columns)]}
-    table = LegacyReport(metrics=[DataDriftTable(columns=list(columns), num_stattest=num_method)])
     with warnings.catch_warnings():  # the legacy namespace announces itself on every use
         warnings.simplefilter("ignore", DeprecationWarning)
-        table.run(**frames)
-    found = table.as_dict()["metrics"][0]["result"]
+        by_column = _column_drift(frames["reference_data"], frames["current_data"], num_method)
+    drifted = sum(d.drifted for d in by_column.values())
     result = DriftResult(
-        share_drifted=float(found["share_of_drifted_columns"]),
-        drifted_count=int(found["number_of_drifted_columns"]),
+        share_drifted=drifted / len(by_column),
+        drifted_count=drifted,
+        columns=by_column,
         reference_rows=len(reference),
         current_rows=len(current),
     )
-    for column, drift in found["drift_by_columns"].items():
-        result.columns[column] = ColumnDrift(
-            method=str(drift["stattest_name"]),
-            score=float(drift["drift_score"]),
-            threshold=float(drift["stattest_threshold"]),
-            drifted=bool(drift["drift_detected"]),
-        )
 
     def render() -> str:
         preset = DataDriftPreset(columns=list(columns), num_method=num_method)
@@ -105,6 +103,41 @@ def drift_report(
 
     result.render = render
     return result
+
+
+def _column_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, num_method: str | None
+) -> dict[str, ColumnDrift]:
+    """Each column's test, as Evidently's ``DataDriftTable`` runs it (``get_one_column_drift``:
+    the column's type recognized on both frames, the method picked by ``get_stattest`` for
+    the options' method, infinities and missing values left out), without the distributions,
+    correlations and scatter data the table computes for its widgets: 0.06 s a window where
+    the table took 0.26 s (32 windows of 21 columns, demo scale)."""
+    options = DataDriftTable(columns=list(reference.columns), num_stattest=num_method).drift_options
+    dataset_columns = process_columns(reference, ColumnMapping())
+    both = pd.concat([reference, current])
+    found = {}
+    for column in reference.columns:
+        kind = recognize_column_type_(dataset=both, column_name=column, columns=dataset_columns)
+        if kind not in (ColumnType.Numerical, ColumnType.Categorical):
+            raise ValueError(f"Drift of column {column!r} of type {kind.value} is not supported.")
+        ref, cur = _finite(reference[column]), _finite(current[column])
+        if ref.empty or cur.empty:
+            side = "reference" if ref.empty else "current"
+            raise ValueError(f"Column {column!r} has no values in the {side} data.")
+        test = get_stattest(ref, cur, kind, options.get_feature_stattest_func(column, kind.value))
+        outcome = test(ref, cur, kind, options.get_threshold(column, kind.value))
+        found[column] = ColumnDrift(
+            method=str(test.display_name),
+            score=float(outcome.drift_score),
+            threshold=float(outcome.actual_threshold),
+            drifted=bool(outcome.drifted),
+        )
+    return found
+
+
+def _finite(values: pd.Series) -> pd.Series:
+    return values.replace([-np.inf, np.inf], np.nan).dropna()
 
 
 @dataclass(frozen=True)
