@@ -109,6 +109,24 @@ def test_search_reports_every_trial_and_is_reproducible_with_a_seed():
     assert metrics["roc_auc"] > 0.7 and 0 <= metrics["brier"] <= 1
 
 
+def test_fits_sharing_a_splits_matrix_equal_fits_on_matrices_of_their_own():
+    """A search builds each split's matrix once; later fits reuse its histogram index."""
+    data = cc.splits(frame(2_000), ENCODING, "y", "split")
+    assert data["train"].matrix is data["train"].matrix
+    params = [
+        {"objective": "binary:logistic", "tree_method": "hist", "seed": 3, "max_depth": depth}
+        for depth in (2, 6, 3)
+    ]
+    shared = [cc.fit(p, data["train"], data["validation"]) for p in params]
+    for p, booster in zip(params, shared, strict=True):
+        fresh = cc.splits(frame(2_000), ENCODING, "y", "split")  # a new matrix each time
+        alone = cc.fit(p, fresh["train"], fresh["validation"])
+        assert alone.best_iteration == booster.best_iteration
+        assert np.array_equal(
+            cc.predict(alone, data["test"].features), cc.predict(booster, data["test"].features)
+        )
+
+
 def test_the_threshold_maximizes_net_value_and_thresholds_list_every_breach():
     y = np.array([1, 1, 0, 0, 0])
     scores = np.array([0.9, 0.6, 0.55, 0.2, 0.1])
