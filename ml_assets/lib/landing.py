@@ -155,19 +155,21 @@ def ingestion_batches(
         raise ValueError(f"An empty range of days: {start} is after {end}.")
     if max_bytes <= 0:
         raise ValueError(f"max_bytes must be positive; got {max_bytes}.")
-    late = dt.timedelta(days=late_arrival_days)
+    one, late = dt.timedelta(days=1), dt.timedelta(days=late_arrival_days)
 
-    def read(a: dt.date, b: dt.date) -> int:
-        return sum(size for day, size in bytes_by_day.items() if a <= day <= b + late)
+    def size(day: dt.date) -> int:
+        return bytes_by_day.get(day, 0)
 
     batches: list[tuple[dt.date, dt.date]] = []
     first = start
     while first <= end:
         last = first
-        while last < end and read(first, last + dt.timedelta(days=1)) <= max_bytes:
-            last += dt.timedelta(days=1)
+        read = sum(size(first + i * one) for i in range(late_arrival_days + 1))
+        while last < end and read + size(last + one + late) <= max_bytes:
+            last += one
+            read += size(last + late)
         batches.append((first, last))
-        first = last + dt.timedelta(days=1)
+        first = last + one
     return batches
 
 
