@@ -45,21 +45,33 @@ class LandedLines:
     repaired_files: tuple[str, ...]  # not clean UTF-8 (BOM or bad bytes): read line by line
 
 
-def read_metadata(reads: Sequence[LandedLines], limit: int = 50) -> dict[str, object]:
-    """What one or several reads (a range ingested in batches) read and ignored: a file read
-    by two batches counts once; lists cut to ``limit`` entries."""
+def seen_once(reads: Sequence[LandedLines]) -> tuple[list[str], list[str], list[str]]:
+    """The files read, the entries ignored and the files repaired by one or several reads (a
+    range ingested in batches), each once, in the order first seen."""
 
     def once(items: Iterable[str]) -> list[str]:
         return list(dict.fromkeys(items))
+
+    return (
+        once(f for read in reads for f in read.files),
+        once(str(i) for read in reads for i in read.ignored),
+        once(f for read in reads for f in read.repaired_files),
+    )
+
+
+def read_metadata(reads: Sequence[LandedLines], limit: int = 50) -> dict[str, object]:
+    """What the reads read and ignored (a file read by two batches counts once); lists cut
+    to ``limit`` entries."""
 
     def cut(items: list[str]) -> list[str]:
         more = [f"... and {len(items) - limit} more"] if len(items) > limit else []
         return items[:limit] + more
 
+    files, ignored, repaired = seen_once(reads)
     return {
-        "landed_files_read": len(once(f for read in reads for f in read.files)),
-        "ignored_in_landing": cut(once(str(i) for read in reads for i in read.ignored)),
-        "files_not_clean_utf8": cut(once(f for read in reads for f in read.repaired_files)),
+        "landed_files_read": len(files),
+        "ignored_in_landing": cut(ignored),
+        "files_not_clean_utf8": cut(repaired),
     }
 
 

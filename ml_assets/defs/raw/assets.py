@@ -52,7 +52,7 @@ from ml_assets.lib.raw import (
 )
 from ml_assets.lib.source import EVENTS_DIR, USERS_DIR
 from ml_assets.resources.lakehouse import Lakehouse
-from ml_assets.resources.landing import LandedLines, LandingZone, read_metadata
+from ml_assets.resources.landing import LandedLines, LandingZone, read_metadata, seen_once
 
 EVENTS_KEY = dg.AssetKey(names.RAW_EVENTS_KEY)
 EVENTS_QUARANTINE_KEY = dg.AssetKey(names.RAW_EVENTS_QUARANTINE_KEY)
@@ -104,8 +104,7 @@ def _ingestion_metadata(
 def _warn_ignored(context: dg.AssetExecutionContext, reads: Sequence[LandedLines]) -> None:
     """Name what the landing zone holds that is not landed data, and files read line by line
     (once each, however many batches read them)."""
-    ignored = list(dict.fromkeys(str(i) for read in reads for i in read.ignored))
-    repaired = list(dict.fromkeys(f for read in reads for f in read.repaired_files))
+    _, ignored, repaired = seen_once(reads)
     if ignored:
         context.log.warning(
             "Ignored in the landing zone (not landed data, not read): %s", "; ".join(ignored[:20])
@@ -182,13 +181,8 @@ def raw_users(context: dg.AssetExecutionContext, lakehouse: Lakehouse, landing: 
 def _batched_write_metadata(
     lakehouse: Lakehouse, spec, commits: Sequence[TableCommit], total_rows: int
 ) -> dict[str, object]:
-    """The table after the run's last commit, and the rows every batch's commit wrote."""
+    """The table after the run's last commit (each day's own rows are added per partition)."""
     metadata = write_metadata(spec, commits[-1], lakehouse.uri(spec), total_rows=total_rows)
-    written = [c.rows_written for c in commits]
-    if len(commits) > 1:  # the last commit's figure is one batch's
-        metadata.pop("rows_written", None)
-        if None not in written:
-            metadata["rows_written"] = sum(written)
     return metadata | {"delta_commits_in_run": len(commits)}
 
 
