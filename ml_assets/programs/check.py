@@ -44,6 +44,7 @@ import yaml
 
 from ml_assets.deployments import build_resources, current_settings
 from ml_assets.lib.source import SCALES
+from ml_assets.programs.instance import local_instance
 from ml_assets.programs.lanes import engine_lane, fingerprint
 from ml_assets.programs.reporting import check_rows, failed_steps, format_table, run_check_results
 from ml_assets.programs.rollout import bad_rollout
@@ -136,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     with engine_lane(settings) as remote:
         started = time.perf_counter()
-        (home / "dagster_home").mkdir(parents=True, exist_ok=True)
-        with dg.DagsterInstance.local_temp(str(home / "dagster_home")) as instance:
+        with local_instance(home / "dagster_home") as instance:
             result = run_main_job(settings, instance, run_config, launched_by="make check")
             rollout = (
                 bad_rollout(settings, instance)

@@ -9,6 +9,7 @@ import pytest
 from ml_assets import names
 from ml_assets.definitions import build_definitions
 from ml_assets.deployments import Settings, build_resources, current_settings
+from ml_assets.programs.instance import local_instance
 from ml_assets.programs.reporting import materialization_metadata, run_check_results
 
 __all__ = ["evaluate_checks", "instance_at", "materialization_metadata", "tiny_settings"]
@@ -32,8 +33,7 @@ def ingested(tmp_path_factory) -> tuple[Path, dg.ExecuteInProcessResult]:
 def instance_at(home: Path) -> dg.DagsterInstance:
     """A persistent instance under the home, as ``make run`` uses: checks that read the
     latest materialization's metadata (the training set's lineage) find it there."""
-    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.local_temp(str(home / "dagster_home"))
+    return local_instance(home / "dagster_home")
 
 
 @pytest.fixture
