@@ -18,6 +18,10 @@ export DAGSTER_HOME ?= $(ML_ASSETS_HOME)/dagster_home
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TZ := UTC
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+# Dagster hands a run's planned events and a step's partition materializations to the storage
+# as batches (up to this many events), which the local instance's storage writes in one
+# transaction per database (ml_assets/programs/instance.py); 0 writes them one by one.
+export DAGSTER_EVENT_BATCH_SIZE ?= 1000
 
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000

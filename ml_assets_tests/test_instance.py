@@ -7,6 +7,7 @@ import sys
 import threading
 
 import dagster as dg
+import pytest
 
 from ml_assets.deployments import REPO_ROOT
 from ml_assets.programs.instance import (
@@ -21,7 +22,10 @@ DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-1
 
 @dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
 def daily(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
+    # a data version: each partition's materialization carries a tag the index stores
+    return dg.MaterializeResult(
+        metadata={"days": len(context.partition_keys)}, data_version=dg.DataVersion("v1")
+    )
 
 
 @dg.asset_check(asset=daily)
@@ -42,17 +46,31 @@ def materialize_range(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult
 
 
 def stored(instance: dg.DagsterInstance, run_id: str) -> dict:
-    """What the UI shows of a run: its events, the asset's partitions and its check."""
-    latest_check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [daily_has_days.check_key]
-    )[daily_has_days.check_key]
+    """What the UI shows of a run: its events (in any order), the asset's partitions and the
+    tags indexed for them, the asset's latest materialization and its check."""
+    storage = instance.event_log_storage
+    check = storage.get_latest_asset_check_execution_by_key([daily_has_days.check_key])[
+        daily_has_days.check_key
+    ]
+    records = [
+        r
+        for r in instance.fetch_materializations(daily.key, limit=100).records
+        if r.run_id == run_id
+    ]
+    latest = instance.get_latest_materialization_event(daily.key)
     return {
-        "events": [
-            (e.dagster_event_type, e.dagster_event.partition if e.dagster_event else None)
+        "events": sorted(
+            (e.dagster_event_type, e.dagster_event.partition if e.dagster_event else "")
             for e in instance.all_logs(run_id)
+            if e.is_dagster_event
+        ),
+        "materialized": sorted(r.partition_key for r in records),
+        "tags": [
+            storage.get_event_tags_for_asset(daily.key, filter_event_id=r.storage_id)
+            for r in sorted(records, key=lambda r: r.partition_key)
         ],
-        "materialized": sorted(instance.get_materialized_partitions(daily.key)),
-        "check": (latest_check.run_id, latest_check.status.value),
+        "latest": (latest.run_id == run_id, latest.dagster_event.partition),
+        "check": (check.run_id == run_id, check.status.value),
     }
 
 
@@ -75,7 +93,21 @@ def test_the_deployed_config_selects_it_with_dagsters_file_layout(tmp_path, monk
     assert (home / "history" / "runs" / f"{run_id}.db").is_file()
 
 
-def test_what_it_writes_dagsters_own_storage_reads_and_the_other_way_round(tmp_path):
+@pytest.mark.parametrize("batch_size", ["0", "1000"])
+def test_what_it_writes_dagsters_own_storage_reads_and_the_other_way_round(
+    tmp_path, monkeypatch, batch_size
+):
+    """One by one, or in Dagster's batches (``DAGSTER_EVENT_BATCH_SIZE``, as ``make`` sets it):
+    the same rows as Dagster's storage writes, read alike by both."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
+    batches: list[int] = []
+    store_event_batch = KeptIndexSqliteEventLogStorage.store_event_batch
+
+    def counted(storage, events) -> None:
+        batches.append(len(events))
+        store_event_batch(storage, events)
+
+    monkeypatch.setattr(KeptIndexSqliteEventLogStorage, "store_event_batch", counted)
     home = tmp_path / "dagster_home"
     with local_instance(home) as ours:
         first = materialize_range(ours).run_id
@@ -87,10 +119,18 @@ def test_what_it_writes_dagsters_own_storage_reads_and_the_other_way_round(tmp_p
         dagsters_sees = stored(dagsters, second)
     with local_instance(home) as ours:
         assert stored(ours, second) == dagsters_sees
-    assert ours_sees["materialized"] == DAYS.get_partition_keys()
-    assert ours_sees["check"] == (first, "SUCCEEDED")
+        # the first run's rows unchanged; the latest materialization and check are the second's
+        no_longer_latest = {"latest": (False, "2026-01-10"), "check": (False, "SUCCEEDED")}
+        assert stored(ours, first) == {**ours_sees, **no_longer_latest}
+    assert ours_sees == dagsters_sees  # what either wrote for the same run
+    days = DAYS.get_partition_keys()
+    assert ours_sees["materialized"] == days
+    assert ours_sees["tags"] == [[{"dagster/data_version": "v1"}]] * len(days)
+    assert ours_sees["latest"] == (True, "2026-01-10") and ours_sees["check"] == (True, "SUCCEEDED")
     planned = [p for t, p in ours_sees["events"] if t == "ASSET_MATERIALIZATION_PLANNED"]
-    assert planned == DAYS.get_partition_keys()
+    assert planned == days
+    # the run's planned events and the range's materializations came as two batches
+    assert sorted(batches) == ([] if batch_size == "0" else [len(days), len(days) + 1])
 
 
 def test_a_watcher_sees_a_running_runs_events_before_it_ends(tmp_path):
