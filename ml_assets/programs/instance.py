@@ -45,7 +45,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import yaml
 from dagster._core.events import ASSET_EVENTS
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
@@ -167,6 +166,7 @@ class KeptIndexSqliteStorage(DagsterSqliteStorage):
             os.path.join(base_dir, "schedules")
         )
         self._inst_data = inst_data
+        # DagsterStorage's __init__: DagsterSqliteStorage's would open its own event log too
         super(DagsterSqliteStorage, self).__init__()
 
     @classmethod
@@ -175,18 +175,10 @@ class KeptIndexSqliteStorage(DagsterSqliteStorage):
     ) -> KeptIndexSqliteStorage:
         return cls.from_local(inst_data=inst_data, **config_value)
 
-    @property
-    def event_storage_data(self) -> ConfigurableClassData:
-        return ConfigurableClassData(
-            __name__,
-            KeptIndexSqliteEventLogStorage.__name__,
-            yaml.dump({"base_dir": self._event_log_storage._base_dir}),
-        )
 
-
-def storage_config(dagster_home: str | dict) -> dict:
-    """The ``storage`` entry of an instance's config selecting this storage under a home (a
-    path, or ``{"env": "DAGSTER_HOME"}`` as ``deploy/dagster.yaml`` has it)."""
+def storage_config(dagster_home: str) -> dict:
+    """The ``storage`` entry of an instance's config selecting this storage under a home, as
+    ``deploy/dagster.yaml`` has it (there, the home is ``$DAGSTER_HOME``)."""
     return {
         "custom": {
             "module": __name__,
