@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from ml_assets.deployments import REPO_ROOT
+from ml_assets.programs import instance as instance_module
 from ml_assets.programs.instance import (
     RUN_ENGINES_KEPT,
     KeptIndexSqliteEventLogStorage,
@@ -108,6 +109,7 @@ def test_what_it_writes_dagsters_own_storage_reads_and_the_other_way_round(
         store_event_batch(storage, events)
 
     monkeypatch.setattr(KeptIndexSqliteEventLogStorage, "store_event_batch", counted)
+    monkeypatch.setattr(instance_module, "ROWS_PER_INSERT", 3)  # a batch in several INSERTs
     home = tmp_path / "dagster_home"
     with local_instance(home) as ours:
         first = materialize_range(ours).run_id

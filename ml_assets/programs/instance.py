@@ -64,6 +64,8 @@ __all__ = ["KeptIndexSqliteEventLogStorage", "KeptIndexSqliteStorage", "local_in
 
 # run databases whose engines are kept (a UI process reads many runs over its life)
 RUN_ENGINES_KEPT = 16
+# events per multi-row INSERT: 7 columns each, within the 999 bound values of SQLite < 3.32
+ROWS_PER_INSERT = 100
 
 
 class KeptIndexSqliteEventLogStorage(SqliteEventLogStorage):
@@ -122,7 +124,10 @@ class KeptIndexSqliteEventLogStorage(SqliteEventLogStorage):
             super().store_event_batch(events)  # one by one
             return
         with self.run_connection(assets[0].run_id) as conn:
-            conn.execute(self.prepare_insert_event_batch(assets))
+            for first in range(0, len(assets), ROWS_PER_INSERT):
+                conn.execute(
+                    self.prepare_insert_event_batch(assets[first : first + ROWS_PER_INSERT])
+                )
         with self.index_transaction() as conn:
             ids = [
                 conn.execute(self.prepare_insert_event(e)).inserted_primary_key[0] for e in assets
