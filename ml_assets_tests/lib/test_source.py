@@ -18,6 +18,7 @@ from ml_assets.lib.source import (
     ChangeDirtRates,
     DirtRates,
     SourceConfig,
+    _iso_timestamps,
     land,
     simulate,
 )
@@ -197,3 +198,22 @@ def test_backdated_downgrades_claim_a_time_before_the_churn_and_land_after_it(tm
     assert all("known_at" not in line for _, line in lines)  # not a landed field
     with pytest.raises(ValidationError, match="must not exceed"):
         BackdatedDowngrades(min_days_before_churn=30, max_days_before_churn=10)
+
+
+def test_landed_timestamps_are_iso_8601_with_milliseconds_as_python_writes_them():
+    rng = np.random.default_rng(3)
+    ms = rng.integers(-40 * 365 * 86_400_000, 60 * 365 * 86_400_000, 5000)
+    values = np.concatenate(
+        [
+            ms.astype("datetime64[ms]"),
+            np.array(["2024-02-29T23:59:59.999", "1969-12-31T23:59:59.001", "NaT"], "M8[ms]"),
+        ]
+    ).astype("datetime64[ns]")
+    expected = [
+        None if pd.isna(t) else t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+        for t in pd.to_datetime(values)
+    ]
+    assert _iso_timestamps(values).to_pylist() == expected
+    assert expected[-3:-1] == ["2024-02-29T23:59:59.999Z", "1969-12-31T23:59:59.001Z"]
+    with pytest.raises(ValueError, match="whole milliseconds"):
+        _iso_timestamps(np.array(["2026-01-01T00:00:00.0001"], "M8[ns]"))
