@@ -33,10 +33,15 @@ UI_PORT ?= 3000
 # Databricks"): Databricks Connect cannot share an environment with pysail and pyspark 4.2.
 setup: $(if $(filter databricks,$(DEPLOYMENT)),$(DB_STAMP),$(STAMP))
 
+# --compile-bytecode: the modules' bytecode is written once here (about 30 s on 2 cores). uv
+# leaves it to the first import, which cannot write it where PYTHONDONTWRITEBYTECODE is set (it
+# is on the machines this project is built and tested on): every process then compiled the
+# ~6,000 modules it imports from source, 10 s of CPU each (importing the code location and
+# the libraries its steps use: 14.1 -> 7.4 s).
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(UV) pip install --quiet -p $(PY) -r requirements.lock
+	$(UV) pip install --quiet --compile-bytecode -p $(PY) -r requirements.lock
 	$(UV) pip install --quiet -p $(PY) --no-deps -e .
 	@touch $(STAMP)
 
@@ -49,7 +54,7 @@ $(DB_STAMP): pyproject.toml requirements-databricks.lock
 	@rm -rf $(DB_VENV)
 	$(PYTHON312) -m venv $(DB_VENV)
 	@$(DB_PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(DB_VENV)/bin/uv pip sync --quiet -p $(DB_PY) requirements-databricks.lock
+	$(DB_VENV)/bin/uv pip sync --quiet --compile-bytecode -p $(DB_PY) requirements-databricks.lock
 	$(DB_VENV)/bin/uv pip install --quiet -p $(DB_PY) --no-deps -e .
 	@touch $(DB_STAMP)
 

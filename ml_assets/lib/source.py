@@ -623,6 +623,10 @@ def land(config: SourceConfig, root: str | Path, through: dt.date | None = None)
     # only the files of ``dates`` are written: lines landing later are not there yet
     n_ev = _write_by_day(root, EVENTS_DIR, events, dates)
     n_ch = _write_by_day(root, USERS_DIR, changes, dates)
+    # Arrow's allocator keeps what it freed for reuse (about 1 GB at the demo scale): hand it
+    # back, the rest of the run needs it more
+    del business, events, changes
+    pa.default_memory_pool().release_unused()
     return LandingSummary(
         dates=dates,
         event_lines=n_ev,
