@@ -7,6 +7,7 @@ offline stores): for each spine row, scan every feature row of its key.
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 
@@ -22,15 +23,18 @@ def reference_point_in_time_join(
     default_values: Mapping[str, object] | None = None,
 ) -> list[dict[str, object]]:
     """Each spine row (as a dict) extended with the features of its latest usable row."""
+    rows_of_key = defaultdict(list)
+    for row in feature_rows:
+        rows_of_key[tuple(row[k] for k in lookup_key)].append(row)
     out = []
     for spine in spine_rows:
         t = spine[timestamp_lookup_key]
         key = tuple(spine[k] for k in lookup_key)
         best = None
         if t is not None and None not in key:
-            for row in feature_rows:
+            for row in rows_of_key.get(key, ()):
                 ts = row[feature_timestamp_key]
-                if tuple(row[k] for k in lookup_key) != key or ts is None or ts > t:
+                if ts is None or ts > t:
                     continue
                 if lookback_window is not None and t - ts > lookback_window:
                     continue
