@@ -24,13 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from evidently import Report
-from evidently.legacy.calculations.stattests import get_stattest
-from evidently.legacy.core import ColumnType
-from evidently.legacy.metrics import DataDriftTable
-from evidently.legacy.pipeline.column_mapping import ColumnMapping
-from evidently.legacy.utils.data_operations import process_columns, recognize_column_type_
-from evidently.presets import DataDriftPreset
+
+# Evidently is imported where drift is computed, not with this module: importing it takes about
+# 3 s, and every process that loads the code location imports this module (the UI's code
+# server among them), most of them never computing drift.
 
 
 @dataclass(frozen=True)
@@ -98,6 +95,9 @@ def drift_report(
     )
 
     def render() -> str:
+        from evidently import Report
+        from evidently.presets import DataDriftPreset
+
         preset = DataDriftPreset(columns=list(columns), num_method=num_method)
         return Report([preset]).run(**frames).get_html_str(as_iframe=False)
 
@@ -113,6 +113,12 @@ def _column_drift(
     the options' method, infinities and missing values left out), without the distributions,
     correlations and scatter data the table computes for its widgets: 0.06 s a window where
     the table took 0.26 s (32 windows of 21 columns, demo scale)."""
+    from evidently.legacy.calculations.stattests import get_stattest
+    from evidently.legacy.core import ColumnType
+    from evidently.legacy.metrics import DataDriftTable
+    from evidently.legacy.pipeline.column_mapping import ColumnMapping
+    from evidently.legacy.utils.data_operations import process_columns, recognize_column_type_
+
     options = DataDriftTable(columns=list(reference.columns), num_stattest=num_method).drift_options
     dataset_columns = process_columns(reference, ColumnMapping())
     both = pd.concat([reference, current])
