@@ -489,7 +489,7 @@ class LandedLines:
     re-sent duplicate is one line landed twice, not a copy of it)."""
 
     day: np.ndarray  # datetime64, one per landed line
-    lines: pa.LargeStringArray  # one per record
+    lines: pa.LargeStringArray  # one per record, each ending in a newline
     line: np.ndarray  # index into ``lines``, one per landed line
 
 
@@ -591,8 +591,9 @@ def landing_file(root: str | Path, kind: str, day: dt.date) -> Path:
 
 def _write_by_day(root: Path, kind: str, landed: LandedLines, dates: list[dt.date]) -> int:
     """Each day's lines, in their order, into that day's file; returns how many were written.
-    One day at a time: the lines of all days together are hundreds of MB, and a copy of them
-    costs more in fresh memory than in copying."""
+    A day's file is the data buffer of its lines taken together. One day at a time: all days'
+    lines are hundreds of MB, and taking them in one copy cost more (fresh memory's page
+    faults) than the copying itself."""
     days = landed.day.astype("datetime64[D]")
     order = np.argsort(days, kind="stable")
     days, line = days[order], landed.line[order]
@@ -600,10 +601,12 @@ def _write_by_day(root: Path, kind: str, landed: LandedLines, dates: list[dt.dat
     for day in dates:
         lo = np.searchsorted(days, np.datetime64(day, "D"), side="left")
         hi = np.searchsorted(days, np.datetime64(day, "D"), side="right")
-        text = landed.lines.take(line[lo:hi])
-        _, offsets, data = text.buffers()
-        start, end = np.frombuffer(offsets, np.int64)[[text.offset, text.offset + len(text)]]
-        body = memoryview(data)[start:end] if hi > lo else b""
+        body: bytes | memoryview = b""
+        if hi > lo:
+            text = landed.lines.take(line[lo:hi])
+            _, offsets, data = text.buffers()
+            first, last = np.frombuffer(offsets, np.int64)[[text.offset, text.offset + len(text)]]
+            body = memoryview(data)[first:last]
         write_atomically(landing_file(root, kind, day), body)
         written += int(hi - lo)
     return written

@@ -217,3 +217,17 @@ def test_landed_timestamps_are_iso_8601_with_milliseconds_as_python_writes_them(
     assert expected[-3:-1] == ["2024-02-29T23:59:59.999Z", "1969-12-31T23:59:59.001Z"]
     with pytest.raises(ValueError, match="whole milliseconds"):
         _iso_timestamps(np.array(["2026-01-01T00:00:00.0001"], "M8[ns]"))
+
+
+def test_a_day_nothing_lands_on_gets_an_empty_file_and_every_line_lands_once(tmp_path):
+    config = SourceConfig(users=2, days=20, history_days=0, seed=3)
+    summary = land(config, tmp_path)
+    files = {kind: sorted((tmp_path / kind).rglob("*.jsonl")) for kind in ("events", "users")}
+    assert all(len(found) == config.days for found in files.values())
+    sizes = [p.stat().st_size for p in files["users"]]
+    assert 0 in sizes and any(sizes)  # days without a change, and days with one
+    texts = {kind: [p.read_text() for p in found] for kind, found in files.items()}
+    for found in texts.values():  # one line per record: no blank line, a newline after each
+        assert all(t == "" or (t.endswith("\n") and "\n\n" not in t) for t in found)
+    lines = {kind: sum(t.count("\n") for t in found) for kind, found in texts.items()}
+    assert lines == {"events": summary.event_lines, "users": summary.change_lines}
