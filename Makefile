@@ -35,9 +35,9 @@ setup: $(if $(filter databricks,$(DEPLOYMENT)),$(DB_STAMP),$(STAMP))
 
 # --compile-bytecode: the modules' bytecode is written once here (about 30 s on 2 cores). uv
 # leaves it to the first import, which cannot write it where PYTHONDONTWRITEBYTECODE is set (it
-# is on the machines this project is built and tested on): every process then compiled the
-# ~6,000 modules it imports from source, 10 s of CPU each (importing the code location and
-# the libraries its steps use: 14.1 -> 7.4 s).
+# is on the machine this was measured on): every process then compiled the ~6,000 modules it
+# imports from source, 10 s of CPU each (importing the code location and the libraries its
+# steps use: 14.1 -> 7.4 s).
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
