@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from ml_assets.programs.signals import keep_sigterm_deliverable
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 from ml_assets.resources.spark import EmbeddedSailSpark
 from ml_assets_tests import postgres
@@ -33,7 +34,10 @@ RAM_TEMP_MIN_FREE = 8 * 2**30
 
 def pytest_configure(config: pytest.Config) -> None:
     """Put pytest's temporary root on ``/dev/shm`` unless the caller chose one (``--basetemp``,
-    ``PYTEST_DEBUG_TEMPROOT``) or it has less than 8 GiB free (a container's 64 MiB default)."""
+    ``PYTEST_DEBUG_TEMPROOT``) or it has less than 8 GiB free (a container's 64 MiB default).
+    Keep SIGTERM deliverable to the processes the tests start after their Dagster runs, in the
+    controller and in each worker: a CI runner starts the suite with SIGINT ignored."""
+    keep_sigterm_deliverable()
     if config.option.basetemp or "PYTEST_DEBUG_TEMPROOT" in os.environ:
         return
     if RAM_TEMP_ROOT.is_dir() and shutil.disk_usage(RAM_TEMP_ROOT).free >= RAM_TEMP_MIN_FREE:

@@ -49,6 +49,7 @@ from ml_assets.programs.lanes import engine_lane, fingerprint
 from ml_assets.programs.reporting import check_rows, failed_steps, format_table, run_check_results
 from ml_assets.programs.rollout import bad_rollout
 from ml_assets.programs.run import run_main_job
+from ml_assets.programs.signals import keep_sigterm_deliverable
 
 # three weeks: the 7-day windows and most of the 30-day ones fill with the thinned sessions,
 # enough to move half of the 21 inputs (90-day windows move little in that time)
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write the lane's fingerprint (default test-results/lane-<engine>.json)",
     )
     args = parser.parse_args(argv)
+    keep_sigterm_deliverable()
     home = Path(args.home or tempfile.mkdtemp(prefix="ml_assets_check_"))
     environ = {**os.environ, "ML_ASSETS_HOME": str(home), "ML_ASSETS_SCALE": args.scale}
     for name in args.inject:

@@ -46,6 +46,7 @@ from ml_assets.programs.reporting import (
     step_failure,
 )
 from ml_assets.programs.rollout import stage_challengers
+from ml_assets.programs.signals import keep_sigterm_deliverable
 from ml_assets.resources.online_store import SqlOnlineStore
 
 
@@ -310,6 +311,7 @@ def model_summary(result: dg.ExecuteInProcessResult, model: ModelDeclaration) ->
 
 
 def main() -> int:
+    keep_sigterm_deliverable()
     settings = current_settings()
     print(
         f"ml_assets: deployment={settings.deployment} engine={settings.engine} "

@@ -86,8 +86,9 @@ def external_server():
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        # Seen in CI: the server sometimes keeps draining its actors well past a SIGTERM.
-        # Its shutdown is not what this fixture tests; do not leave it running.
+        # Seen in CI before the suite kept SIGTERM deliverable (ml_assets.programs.signals):
+        # the server inherited it ignored. Its shutdown is not what this fixture tests; do not
+        # leave it running.
         proc.kill()
         proc.wait(timeout=10)
 

@@ -1,0 +1,63 @@
+"""A program started with SIGINT ignored (a CI runner's background job) still stops the
+processes it starts after a Dagster run with SIGTERM (``ml_assets.programs.signals``)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+# Runs a Dagster run on its main thread, then starts `sleep` and sends it SIGTERM: before and
+# after keep_sigterm_deliverable, each time after a run.
+PROGRAM = """
+import json, signal, subprocess, sys
+import dagster as dg
+from ml_assets.programs.signals import keep_sigterm_deliverable
+
+@dg.asset
+def one() -> int:
+    return 1
+
+def run_then_stop_a_child(stage):
+    assert dg.materialize([one], instance=dg.DagsterInstance.ephemeral()).success
+    child = subprocess.Popen(["sleep", "30"])
+    child.terminate()
+    try:
+        code = child.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        code = "still running 3 s after SIGTERM"
+    print(json.dumps({
+        "stage": stage,
+        "sigterm_ignored": signal.getsignal(signal.SIGTERM) is signal.SIG_IGN,
+        "child": code,
+    }), flush=True)
+
+run_then_stop_a_child("as started")
+keep_sigterm_deliverable()
+run_then_stop_a_child("kept deliverable")
+"""
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_a_child_started_after_a_run_stops_on_sigterm_when_sigint_was_ignored():
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRAM],
+        preexec_fn=_ignore_sigint,  # what a non-interactive shell does to a background job
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, after = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+    # the cause, reproduced: if Dagster stops leaving SIGTERM ignored, the helper can go
+    assert before == {
+        "stage": "as started",
+        "sigterm_ignored": True,
+        "child": "still running 3 s after SIGTERM",
+    }
+    assert after == {"stage": "kept deliverable", "sigterm_ignored": False, "child": -15}
