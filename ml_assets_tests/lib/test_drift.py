@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -120,6 +122,27 @@ def test_each_column_is_tested_as_evidentlys_data_drift_table_tests_it(rows, shi
         assert found.columns[column].drifted is bool(drift["drift_detected"]), column
     if shift:
         assert found.drifted_count > 0
+
+
+@pytest.mark.parametrize("num_method", [None, "psi"])
+def test_the_report_is_the_html_of_evidentlys_data_drift_preset(num_method):
+    """The kept report leaves out the per-column metrics the preset computes and does not
+    show: the same page as the preset's, but for the ids Evidently draws for each render."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    rng = np.random.default_rng(7)
+    reference, current = varied(900, 0.0, rng), varied(300, 1.0, rng)
+    columns = list(reference.columns)
+    ours = drift_report(reference, current, columns, num_method=num_method).html
+    theirs = (
+        Report([DataDriftPreset(columns=columns, num_method=num_method)])
+        .run(current_data=current[columns], reference_data=reference[columns])
+        .get_html_str(as_iframe=False)
+    )
+    ids = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
+    assert ids.sub("id", ours) == ids.sub("id", theirs)
+    assert all(column in ours for column in columns) and "Drift" in ours
 
 
 def test_small_windows_use_a_p_value_and_drift_when_it_is_small():
