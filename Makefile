@@ -123,9 +123,11 @@ spark-status: $(STAMP)
 	$(PY) -m ml_assets.engines spark status
 
 # (`dagster dev` is the pinned dagster's own command; its "use 'dg dev'" notice names a separate
-# CLI package this project does not install, so it is silenced here.)
+# CLI package this project does not install, so it is silenced here. It is started through
+# ml_assets/programs/signals.py so that it stops on SIGINT and SIGTERM even when started with
+# SIGINT ignored, in the background of a script or a CI job.)
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	PYTHONWARNINGS="ignore:Function \`dev_command\` is superseded" \
+	PYTHONWARNINGS="ignore:Function \`dev_command\` is superseded" $(PY) -m ml_assets.programs.signals \
 		$(VENV)/bin/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
 
 # The MLflow UI on the local store (runs, nested trials, plots, registered models).

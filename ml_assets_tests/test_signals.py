@@ -61,3 +61,33 @@ def test_a_child_started_after_a_run_stops_on_sigterm_when_sigint_was_ignored():
         "child": "still running 3 s after SIGTERM",
     }
     assert after == {"stage": "kept deliverable", "sigterm_ignored": False, "child": -15}
+
+
+def test_a_command_started_through_it_has_sigint_and_sigterm_at_their_defaults():
+    """``make ui`` starts ``dagster dev`` this way: exec keeps an ignored signal ignored."""
+    show = (
+        "import signal\n"
+        "for s in (signal.SIGINT, signal.SIGTERM):\n"
+        "    h = signal.getsignal(s)\n"
+        "    print({signal.SIG_IGN: 'ignored', signal.SIG_DFL: 'default'}.get(h, 'handled'))"
+    )
+    direct, wrapped = (
+        subprocess.run(
+            [*prefix, sys.executable, "-c", show],
+            preexec_fn=_ignore_sigint,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        for prefix in ([], [sys.executable, "-m", "ml_assets.programs.signals"])
+    )
+    assert direct == ["ignored", "default"]  # what the command would inherit
+    # SIGINT at its default when exec'd, so Python handles it (KeyboardInterrupt)
+    assert wrapped == ["handled", "default"]
+
+
+def test_it_names_its_usage_without_a_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "ml_assets.programs.signals"], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "usage: python -m ml_assets.programs.signals" in done.stderr

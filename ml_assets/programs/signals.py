@@ -15,11 +15,17 @@ instead of 0.5 s, and an external server's fixture waited out its 10 s before ki
 in an interactive shell) when it was ignored, so Dagster maps SIGTERM to a handler, which the
 processes started later reset to the default; and it undoes an ignored SIGTERM left by an
 earlier run. Call it at the start of a program that runs Dagster in process.
+
+``python -m ml_assets.programs.signals COMMAND [ARGS...]`` does the same for a command it then
+becomes (``exec``): ``make ui`` starts ``dagster dev`` through it, which otherwise, started with
+SIGINT ignored, maps SIGTERM to that too at start and stops on neither.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 
 __all__ = ["keep_sigterm_deliverable"]
@@ -34,3 +40,14 @@ def keep_sigterm_deliverable() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        sys.exit("usage: python -m ml_assets.programs.signals COMMAND [ARGS...]")
+    keep_sigterm_deliverable()  # a handler is reset to the default by exec; SIG_IGN is not
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
