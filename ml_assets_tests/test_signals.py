@@ -86,8 +86,13 @@ def test_a_command_started_through_it_has_sigint_and_sigterm_at_their_defaults()
     assert wrapped == ["handled", "default"]
 
 
-def test_it_names_its_usage_without_a_command():
-    done = subprocess.run(
-        [sys.executable, "-m", "ml_assets.programs.signals"], capture_output=True, text=True
-    )
+def test_it_names_its_usage_without_a_command_and_a_command_it_cannot_start():
+    wrapper = [sys.executable, "-m", "ml_assets.programs.signals"]
+    done = subprocess.run(wrapper, capture_output=True, text=True)
     assert done.returncode == 1 and "usage: python -m ml_assets.programs.signals" in done.stderr
+    done = subprocess.run([*wrapper, "no-such-command-here"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "cannot start 'no-such-command-here': No such file or directory "
+        "(is it installed and on PATH?)"
+    )

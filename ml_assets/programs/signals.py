@@ -5,11 +5,12 @@ run and maps SIGTERM to it (``dagster._utils.interrupts``: "Map SIGTERM to SIGIN
 When the run ends it puts SIGINT's handler back and maps SIGTERM to that too. A process started
 in the background by a non-interactive shell (a CI runner, ``nohup ... &``, cron) inherits
 SIGINT *ignored*, so after its first run the process ignores SIGTERM, and so does every process
-it starts from then on (an ignored signal survives ``exec``; a handler does not): a local
-Spark Connect server or cluster stopped with SIGTERM keeps running until it is killed, and a
-run in another thread (its step logs captured by ``tail`` processes that Dagster stops with
-SIGTERM and waits 30 s for, twice) takes a minute longer. Seen in CI: one test took 60.4 s
-instead of 0.5 s, and an external server's fixture waited out its 10 s before killing it.
+it starts from then on (an ignored signal survives ``exec``; a handler does not): a Spark
+Connect server stopped with SIGTERM keeps running until it is killed, and a run in another
+thread (its step logs captured by ``tail`` processes that Dagster stops with SIGTERM and waits
+30 s for, twice, then leaves running) takes a minute longer. Seen in ``.ci/run`` on a clean
+clone: one test took 60.4 s instead of 0.5 s, and an external server's fixture waited out its
+10 s before killing it.
 
 ``keep_sigterm_deliverable`` gives SIGINT Python's default handler (``KeyboardInterrupt``, as
 in an interactive shell) when it was ignored, so Dagster maps SIGTERM to a handler, which the
@@ -46,7 +47,10 @@ def main(argv: list[str]) -> None:
     if not argv:
         sys.exit("usage: python -m ml_assets.programs.signals COMMAND [ARGS...]")
     keep_sigterm_deliverable()  # a handler is reset to the default by exec; SIG_IGN is not
-    os.execvp(argv[0], argv)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        sys.exit(f"cannot start {argv[0]!r}: {exc.strerror} (is it installed and on PATH?)")
 
 
 if __name__ == "__main__":
