@@ -3,7 +3,7 @@
 Dagster's in-process execution, on the main thread, installs its own SIGINT handler for the
 run and maps SIGTERM to it (``dagster._utils.interrupts``: "Map SIGTERM to SIGINT (for k8s)").
 When the run ends it puts SIGINT's handler back and maps SIGTERM to that too. A process started
-in the background by a non-interactive shell (a CI runner, ``nohup ... &``, cron) inherits
+in the background by a non-interactive shell (``cmd &`` in a script or a CI job) inherits
 SIGINT *ignored*, so after its first run the process ignores SIGTERM, and so does every process
 it starts from then on (an ignored signal survives ``exec``; a handler does not): a Spark
 Connect server stopped with SIGTERM keeps running until it is killed, and a run in another
