@@ -13,6 +13,7 @@ import pytest
 
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.monitoring import model_quality as mq
+from ml_assets.lib.registry.store import Registry
 from ml_assets.lib.serving.batch import held_out_from, scoring_times
 
 DAILY = "user_id bigint, activity_date date, logins bigint, purchases bigint"
@@ -153,6 +154,17 @@ def test_a_label_without_a_realise_rule_is_refused_with_the_fix(spark):
     )
     with pytest.raises(ValueError, match=r"declares no realise function.*Labels\(realise=...\)"):
         mq.matured(model, daily, scored)
+
+
+def test_a_pass_before_any_prediction_is_refused_naming_what_to_materialize(lakehouse, tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(mq.QualityInputError) as refused:
+        mq.profile_new_outcomes(lakehouse, Registry(store, store), CHURN_CLASSIFIER)
+    assert str(refused.value) == (
+        f"Nothing was predicted yet: neither {CHURN_CLASSIFIER.predictions_table} nor "
+        f"{CHURN_CLASSIFIER.inference_log_table} exists. Materialize "
+        f"{'/'.join(CHURN_CLASSIFIER.predictions_key)} (or serve traffic and ingest its log)."
+    )
 
 
 def test_a_canary_verdict_waits_for_its_sample_then_promotes_or_rolls_back():

@@ -20,17 +20,13 @@ from pydantic import Field
 
 from ml_assets import names
 from ml_assets.defs.metadata import table_asset_spec, write_metadata
-from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
+from ml_assets.lib.features import user_daily_activity
 from ml_assets.lib.models.declaration import ModelDeclaration
-from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.monitoring import model_quality as mq
 from ml_assets.lib.monitoring.canary import Arm, CanaryLimits, verdict
 from ml_assets.lib.monitoring.plots import markdown_image, quality_chart, reliability_chart
 from ml_assets.lib.registry import aliases
-from ml_assets.lib.registry.store import Registry
-from ml_assets.lib.serving.batch import eligible_features, predictions_table
 from ml_assets.lib.serving.inference_log import inference_log_table
-from ml_assets.lib.training_sets.users import ENTITY_KEY, LABEL_TS
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.registry import ModelRegistry
 from ml_assets.resources.spark import SparkResource
@@ -40,55 +36,6 @@ DAILY_KEY = dg.AssetKey(names.USER_DAILY_ACTIVITY_KEY)
 
 def _inference_log(model: ModelDeclaration):
     return inference_log_table(model.inference_log_table, model.endpoint)
-
-
-def _read_if_exists(lakehouse: Lakehouse, spec):
-    return lakehouse.read(spec) if lakehouse.version(spec) is not None else None
-
-
-def _versions(registry: Registry, name: str) -> tuple[int | None, int | None, float | None]:
-    """The champion, the version a rollback restores (``previous_champion``), and the
-    champion's test ROC AUC."""
-    champion = registry.by_alias(name, aliases.CHAMPION)
-    previous = registry.by_alias(name, aliases.PREVIOUS_CHAMPION)
-    if champion is None:
-        return None, None, None
-    test_auc = registry.run(champion).data.metrics.get("test_roc_auc")
-    previous_version = None
-    if previous is not None and str(previous.version) != str(champion.version):
-        previous_version = int(previous.version)
-    return int(champion.version), previous_version, test_auc
-
-
-def _rescored(
-    lakehouse: Lakehouse,
-    registry: Registry,
-    model: ModelDeclaration,
-    name: str,
-    version: int,
-    rows: pd.DataFrame,
-    champion: int,
-) -> pd.Series:
-    """``version``'s predictions for the champion's batch rows (features looked up as the
-    batch did, at each row's scoring time), indexed like ``rows``; NaN where it has none."""
-    mine = rows[(rows["model_version"] == champion) & (rows["source"] == mq.BATCH)]
-    out = pd.Series(np.nan, index=rows.index)
-    if mine.empty:
-        return out
-    times = sorted({pd.Timestamp(t).to_pydatetime() for t in mine[LABEL_TS]})
-    activity, profile = user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec
-    versions = {str(s.name): lakehouse.version(s) for s in (activity, profile)}
-    features = eligible_features(lakehouse, times, versions).toPandas()
-    scorer = registry.load(name, version)
-    features["_previous"] = np.asarray(
-        scorer.predict(request_frame(features, model.encoding)), dtype="float64"
-    )
-    keyed = mine[[ENTITY_KEY, LABEL_TS]].reset_index()
-    keyed[LABEL_TS] = pd.to_datetime(keyed[LABEL_TS])
-    features[LABEL_TS] = pd.to_datetime(features[LABEL_TS])
-    joined = keyed.merge(features[[ENTITY_KEY, LABEL_TS, "_previous"]], how="left")
-    out.loc[joined["index"].to_numpy()] = joined["_previous"].to_numpy()
-    return out
 
 
 def build_model_quality(model: ModelDeclaration) -> dg.AssetsDefinition:
@@ -114,55 +61,26 @@ def build_model_quality(model: ModelDeclaration) -> dg.AssetsDefinition:
         realised, profiled per scoring day, source and model version; the champion's rows
         also carry the previous champion's quality on the same rows (re-scored)."""
         started = time.perf_counter()
-        registry = model_registry.open()
-        name = registry.full_name(model.registered_model)
-        champion, previous, test_auc = _versions(registry, name)
-        scored = mq.scored_rows(
-            model,
-            _read_if_exists(lakehouse, predictions_table(model)),
-            _read_if_exists(lakehouse, _inference_log(model)),
-        )
-        if scored is None:
-            raise dg.Failure(
-                f"Nothing was predicted yet: neither {model.predictions_table} nor "
-                f"{model.inference_log_table} exists. Materialize "
-                f"{'/'.join(model.predictions_key)} (or serve traffic and ingest its log)."
-            )
-        scored = mq.not_profiled(scored, _read_if_exists(lakehouse, table))
-        daily = lakehouse.read(user_daily_activity.CONTRACT.table_spec)
         try:
-            rows = mq.matured(model, daily, scored)
-        except ValueError as exc:
+            found = mq.profile_new_outcomes(lakehouse, model_registry.open(), model)
+        except mq.QualityInputError as exc:
             raise dg.Failure(str(exc)) from None
-        through = rows.attrs["outcomes_through"]
-        pending = scored.count() - len(rows)
-        previous_scores = None
-        if previous is not None and champion is not None and len(rows):
-            previous_scores = (
-                previous,
-                _rescored(lakehouse, registry, model, name, previous, rows, champion),
-            )
-        metrics = mq.profile(
-            model, rows, through, champion_version=champion, previous=previous_scores
-        )
+        rows, metrics, through = found.rows, found.metrics, found.outcomes_through
         metadata: dict[str, object] = {
             "predictions_profiled_now": len(rows),
-            "predictions_pending_outcome": pending,
+            "predictions_pending_outcome": found.pending,
             "outcomes_through": through.isoformat(),
-            "champion_version": dg.MetadataValue.text(str(champion)),
-            "previous_champion_version": dg.MetadataValue.text(str(previous or "none")),
+            "champion_version": dg.MetadataValue.text(str(found.champion)),
+            "previous_champion_version": dg.MetadataValue.text(str(found.previous or "none")),
         }
         if metrics:
-            frame = spark.get_session().createDataFrame(
-                [tuple(r[c] for c in table.column_names) for r in metrics], table.spark_schema
-            )
-            commit = lakehouse.merge(table, frame)
-            total = lakehouse.read(table).count()
-            metadata |= write_metadata(table, commit, lakehouse.uri(table), total_rows=total)
+            metadata |= _merge_metrics(lakehouse, spark, table, metrics)
         history = quality_history(lakehouse, model)
         if history is not None and len(history):
             metadata["predictions_profiled"] = int(history["rows"].sum())
-            metadata |= _quality_metadata(model, history, champion, previous, test_auc)
+            metadata |= _quality_metadata(
+                model, history, found.champion, found.previous, found.champion_test_auc
+            )
         else:
             metadata["note"] = (
                 f"No prediction's outcome window has passed yet (outcomes through {through}): "
@@ -172,7 +90,7 @@ def build_model_quality(model: ModelDeclaration) -> dg.AssetsDefinition:
             "model quality: %d matured predictions (%d pending), %d metric rows, outcomes "
             "through %s",
             len(rows),
-            pending,
+            found.pending,
             len(metrics),
             through,
         )
@@ -180,6 +98,17 @@ def build_model_quality(model: ModelDeclaration) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=metadata)
 
     return _model_quality
+
+
+def _merge_metrics(
+    lakehouse: Lakehouse, spark: SparkResource, table, metrics: list[dict[str, object]]
+) -> dict[str, object]:
+    frame = spark.get_session().createDataFrame(
+        [tuple(r[c] for c in table.column_names) for r in metrics], table.spark_schema
+    )
+    commit = lakehouse.merge(table, frame)
+    total = lakehouse.read(table).count()
+    return write_metadata(table, commit, lakehouse.uri(table), total_rows=total)
 
 
 def _quality_metadata(
@@ -264,7 +193,7 @@ def build_model_quality_check(model: ModelDeclaration) -> dg.AssetChecksDefiniti
     def _within_limits(lakehouse: Lakehouse, model_registry: ModelRegistry) -> dg.AssetCheckResult:
         registry = model_registry.open()
         name = registry.full_name(model.registered_model)
-        champion, previous, test_auc = _versions(registry, name)
+        champion, previous, test_auc = mq.champion_versions(registry, name)
         history = quality_history(lakehouse, model)
         if champion is None or history is None:
             return dg.AssetCheckResult(
@@ -387,7 +316,7 @@ def build_canary_verdict(model: ModelDeclaration) -> dg.AssetsDefinition:
 def _arms(lakehouse: Lakehouse, model: ModelDeclaration, versions: tuple[str, str]):
     """(labels, predictions) of the matured inference-log rows each version answered."""
     empty = [np.zeros(0), np.zeros(0)]
-    log = _read_if_exists(lakehouse, _inference_log(model))
+    log = mq.read_if_exists(lakehouse, _inference_log(model))
     scored = mq.scored_rows(model, None, log)
     if scored is None:
         return empty, list(empty)

@@ -14,14 +14,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.models.declaration import ModelDeclaration
+from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.monitoring.quality import quality
 from ml_assets.lib.monitoring.quality_limits import (
     Diagnosis,
@@ -29,7 +32,11 @@ from ml_assets.lib.monitoring.quality_limits import (
     WindowQuality,
     diagnose,
 )
-from ml_assets.lib.serving.batch import SCORED_AT
+from ml_assets.lib.registry import aliases
+from ml_assets.lib.registry.store import Registry
+from ml_assets.lib.serving.batch import SCORED_AT, eligible_features, predictions_table
+from ml_assets.lib.serving.inference_log import inference_log_table
+from ml_assets.lib.training_sets.lookups import TableReader
 from ml_assets.lib.training_sets.users import ENTITY_KEY, LABEL_TS
 
 BATCH, INFERENCE_LOG = "batch", "inference_log"
@@ -293,3 +300,114 @@ def auc_series(
                 (r[WINDOW], float(r["previous_roc_auc"])) for _, r in redo.iterrows()
             ]
     return series
+
+
+class QualityInputError(ValueError):
+    """What the profile needs is missing: nothing was predicted yet, or the outcomes' table
+    cannot date them (the message says which and how to fix it)."""
+
+
+@dataclass(frozen=True)
+class NewOutcomes:
+    """One profiling pass: the predictions whose outcome window passed since the last pass
+    (``rows``), how many still wait for theirs, and the metrics rows they make."""
+
+    rows: pd.DataFrame
+    pending: int
+    outcomes_through: dt.date
+    metrics: list[dict[str, object]]
+    champion: int | None
+    previous: int | None  # the version a rollback restores
+    champion_test_auc: float | None
+
+
+def profile_new_outcomes(
+    tables: TableReader, registry: Registry, model: ModelDeclaration
+) -> NewOutcomes:
+    """Every prediction (batch and inference log) not profiled yet whose outcome window has
+    passed, joined with its outcome and profiled; the champion's batch rows are also re-scored
+    by the previous champion (its quality on the same rows)."""
+    name = registry.full_name(model.registered_model)
+    champion, previous, test_auc = champion_versions(registry, name)
+    log_table = inference_log_table(model.inference_log_table, model.endpoint)
+    scored = scored_rows(
+        model,
+        read_if_exists(tables, predictions_table(model)),
+        read_if_exists(tables, log_table),
+    )
+    if scored is None:
+        raise QualityInputError(
+            f"Nothing was predicted yet: neither {model.predictions_table} nor "
+            f"{model.inference_log_table} exists. Materialize "
+            f"{'/'.join(model.predictions_key)} (or serve traffic and ingest its log)."
+        )
+    scored = not_profiled(scored, read_if_exists(tables, model_quality_table(model)))
+    try:
+        rows = matured(model, tables.read(user_daily_activity.CONTRACT.table_spec), scored)
+    except ValueError as exc:
+        raise QualityInputError(str(exc)) from None
+    through = rows.attrs["outcomes_through"]
+    previous_scores = None
+    if previous is not None and champion is not None and len(rows):
+        previous_scores = (
+            previous,
+            rescored(tables, registry, model, name, previous, rows, champion),
+        )
+    return NewOutcomes(
+        rows=rows,
+        pending=scored.count() - len(rows),
+        outcomes_through=through,
+        metrics=profile(model, rows, through, champion_version=champion, previous=previous_scores),
+        champion=champion,
+        previous=previous,
+        champion_test_auc=test_auc,
+    )
+
+
+def read_if_exists(tables: TableReader, spec):
+    return tables.read(spec) if tables.version(spec) is not None else None
+
+
+def champion_versions(registry: Registry, name: str) -> tuple[int | None, int | None, float | None]:
+    """The champion, the version a rollback restores (``previous_champion``), and the
+    champion's test ROC AUC."""
+    champion = registry.by_alias(name, aliases.CHAMPION)
+    previous = registry.by_alias(name, aliases.PREVIOUS_CHAMPION)
+    if champion is None:
+        return None, None, None
+    test_auc = registry.run(champion).data.metrics.get("test_roc_auc")
+    previous_version = None
+    if previous is not None and str(previous.version) != str(champion.version):
+        previous_version = int(previous.version)
+    return int(champion.version), previous_version, test_auc
+
+
+def rescored(
+    tables: TableReader,
+    registry: Registry,
+    model: ModelDeclaration,
+    name: str,
+    version: int,
+    rows: pd.DataFrame,
+    champion: int,
+) -> pd.Series:
+    """``version``'s predictions for the champion's batch rows (features looked up as the
+    batch did, at each row's scoring time), indexed like ``rows``; NaN where it has none."""
+    mine = rows[(rows["model_version"] == champion) & (rows["source"] == BATCH)]
+    out = pd.Series(np.nan, index=rows.index)
+    if mine.empty:
+        return out
+    times = sorted({pd.Timestamp(t).to_pydatetime() for t in mine[LABEL_TS]})
+    activity, profile_spec = user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec
+    versions = {str(s.name): tables.version(s) for s in (activity, profile_spec)}
+    features = eligible_features(tables, times, versions).toPandas()
+    scorer = registry.load(name, version)
+    features["_previous"] = np.asarray(
+        scorer.predict(request_frame(features, model.encoding)), dtype="float64"
+    )
+    keyed = mine[[ENTITY_KEY, LABEL_TS]].reset_index()
+    keyed[LABEL_TS] = pd.to_datetime(keyed[LABEL_TS])
+    features[LABEL_TS] = pd.to_datetime(features[LABEL_TS])
+    joined = keyed.merge(features[[ENTITY_KEY, LABEL_TS, "_previous"]], how="left")
+    out.loc[joined["index"].to_numpy()] = joined["_previous"].to_numpy()
+    return out
