@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,11 @@ def test_injected_leakage_stops_the_graph_at_the_raw_users_check(tmp_path, capsy
     # blocking: nothing downstream was built on the leaky history
     names = {case.get("name") for case in suite.iter("testcase")}
     assert "metrics_meet_thresholds" not in names and "no_future_feature_values" not in names
+
+
+def test_a_run_made_bad_on_purpose_writes_no_lane_fingerprint_unless_told_where():
+    """``make lanes-compare`` compares every ``test-results/lane-*.json``: a drifted run
+    writing the lane's file would stand in for the lane's clean run."""
+    assert check.lane_file(None, [], "sail") == Path("test-results/lane-sail.json")
+    assert check.lane_file(None, ["drift"], "sail") is None
+    assert check.lane_file("x/lane.json", ["drift"], "spark") == Path("x/lane.json")

@@ -14,7 +14,7 @@ The engine lane is ``ML_ASSETS_ENGINE`` (``make check ENGINE=sail|sail-cluster|s
 ``spark`` lane's local cluster is started when it is not running and stopped afterwards. The
 report and the JUnit properties name the engine, and the lane's fingerprint (checks, row counts
 and content digests of every table, the training set's hash) is written for
-``python -m ml_assets.programs.lanes compare``.
+``python -m ml_assets.programs.lanes compare`` (by an ``--inject`` run only to a file given).
 
 ``--config`` is run config as the Dagster launchpad takes it (YAML or JSON), e.g. to tighten a
 threshold: ``{"ops": {"models__churn_classifier": {"config": {"min_test_roc_auc": 0.9}}}}``.
@@ -45,7 +45,7 @@ import yaml
 from ml_assets.deployments import build_resources, current_settings
 from ml_assets.lib.source import SCALES
 from ml_assets.programs.instance import local_instance
-from ml_assets.programs.lanes import engine_lane, fingerprint
+from ml_assets.programs.lanes import engine_lane, fingerprint, lane_peak_rss_mib
 from ml_assets.programs.reporting import check_rows, failed_steps, format_table, run_check_results
 from ml_assets.programs.rollout import bad_rollout
 from ml_assets.programs.run import run_main_job
@@ -104,6 +104,15 @@ def junit(
     return suite
 
 
+def lane_file(given: str | None, injected: list[str], engine: str) -> Path | None:
+    """Where the lane's fingerprint goes: the file given; else the lane's own file, unless
+    the source was made bad on purpose (``make lanes-compare`` would then compare a broken
+    run with the other lanes' clean ones)."""
+    if given:
+        return Path(given)
+    return None if injected else Path(f"test-results/lane-{engine}.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--junit", default="test-results/asset-checks.xml")
@@ -122,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--fingerprint",
-        help="where to write the lane's fingerprint (default test-results/lane-<engine>.json)",
+        help="where to write the lane's fingerprint (default test-results/lane-<engine>.json; "
+        "with --inject, none unless given: a run made bad on purpose is not the lane's)",
     )
     args = parser.parse_args(argv)
     keep_sigterm_deliverable()
@@ -147,10 +157,12 @@ def main(argv: list[str] | None = None) -> int:
                 else None
             )
         seconds = time.perf_counter() - started
-        lane = fingerprint(settings, result, build_resources(settings)["lakehouse"], seconds)
-    fingerprint_path = Path(args.fingerprint or f"test-results/lane-{settings.engine}.json")
-    fingerprint_path.parent.mkdir(parents=True, exist_ok=True)
-    fingerprint_path.write_text(json.dumps(lane, indent=1, default=str) + "\n")
+        fingerprint_path = lane_file(args.fingerprint, args.inject, settings.engine)
+        if fingerprint_path is not None:
+            lane = fingerprint(settings, result, build_resources(settings)["lakehouse"], seconds)
+            fingerprint_path.parent.mkdir(parents=True, exist_ok=True)
+            fingerprint_path.write_text(json.dumps(lane, indent=1, default=str) + "\n")
+        peak = lane_peak_rss_mib(settings)
     checks = run_check_results(result)
     steps = failed_steps(result)
     for later in rollout.results if rollout else []:
@@ -179,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"make check: {len(checks)} checks, {len(failed)} failed (ERROR), {len(warned)} warnings, "
         f"{len(steps)} failed steps in {seconds:.1f} s on engine {settings.engine} (peak memory "
-        f"MiB: {lane['peak_rss_mib']}); "
-        f"JUnit XML: {junit_path}; lane fingerprint: {fingerprint_path}"
+        f"MiB: {peak}); JUnit XML: {junit_path}; lane fingerprint: "
+        f"{fingerprint_path or 'none (an injected run is not the lane’s; --fingerprint FILE)'}"
     )
     ok = result.success and (rollout is None or rollout.success)
     status = 1 if failed or steps or not ok else 0

@@ -49,8 +49,9 @@ def _retraining_sensor(home: Path, cursor: str | None = None):
         return sensor(context)
 
 
-def test_clean_windows_stay_within_limits_with_a_report_and_a_row_per_day(ingested):
+def test_clean_windows_stay_within_limits_with_a_report_and_a_row_per_day(ingested, ingested_once):
     home, result = ingested
+    run_home, _ = ingested_once  # where the run wrote: the paths in its metadata
     drift = materialization_metadata(result, "monitoring/churn_feature_drift")
     assert drift["windows"] == TINY.days and drift["windows_compared"] >= 25
     assert drift["windows_without_users"] == []
@@ -72,7 +73,7 @@ def test_clean_windows_stay_within_limits_with_a_report_and_a_row_per_day(ingest
     assert latest_day == max(compared)
     latest_window = compared[latest_day]
     report = Path(latest_window["report"])
-    assert report.is_file() and report.parent == home / "reports" / "churn_feature_drift"
+    assert report.is_file() and report.parent == run_home / "reports" / "churn_feature_drift"
     html = report.read_text()
     assert "<html" in html[:2000].lower()
     # the report names what it compares, in its title and first lines

@@ -18,12 +18,15 @@ ASSET = "features/online_user_features"
 ACTIVITY = user_activity.CONTRACT.table_spec
 
 
-def test_the_store_is_published_whole_then_incrementally_and_matches_offline(ingested, tmp_path):
+def test_the_store_is_published_whole_then_incrementally_and_matches_offline(
+    ingested, ingested_once, tmp_path
+):
     home, result = ingested
+    run_home, _ = ingested_once  # where the run wrote: the paths in its metadata
     metadata = materialization_metadata(result, ASSET)
     assert metadata["user_activity_inserted"] == metadata["user_activity_rows"] > 300
     assert metadata["user_profile_inserted"] == metadata["user_profile_rows"] > 350
-    assert metadata["online_store"] == f"sqlite:///{home / 'online.db'}"
+    assert metadata["online_store"] == f"sqlite:///{run_home / 'online.db'}"
     (check,) = [c for c in run_check_results(result) if c.check_name == names.CHECK_ONLINE_OFFLINE]
     assert check.passed, check.description
     assert check.metadata["entities_sampled"].value == 200
