@@ -65,6 +65,8 @@ def built_once(root: Path) -> tuple[Path, str]:
             with instance_at(home) as instance:
                 result = run_main_job(tiny_settings(home), instance)
             assert result.success, f"the tiny graph failed: {failed_steps(result)}"
+            stored = stored_result(home, result.run_id)
+            assert _kinds(stored) == _kinds(result), "the stored run differs from the result"
             done.write_text(result.run_id)
     return home, done.read_text()
 
@@ -86,6 +88,10 @@ def stored_result(home: Path, run_id: str) -> dg.ExecuteInProcessResult:
     assert run is not None and events, f"run {run_id} is not in {home}"
     job = build_definitions(tiny_settings(home)).resolve_job_def(names.MAIN_JOB)
     return dg.ExecuteInProcessResult(events, run, None, job)
+
+
+def _kinds(result: dg.ExecuteInProcessResult) -> list[tuple[str, str | None]]:
+    return [(e.event_type_value, e.step_key) for e in result.all_events]
 
 
 def instance_at(home: Path) -> dg.DagsterInstance:

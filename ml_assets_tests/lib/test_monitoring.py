@@ -9,7 +9,7 @@ import pyspark.sql.functions as F
 import pytest
 
 from ml_assets.lib.monitoring.limits import DriftLimits
-from ml_assets.lib.monitoring.monitor import breach_started, window_statuses
+from ml_assets.lib.monitoring.monitor import DriftInputError, breach_started, window_statuses
 from ml_assets.lib.raw import backdated_changes
 from ml_assets.lib.training_sets.churn import MODEL_FEATURES
 from ml_assets_tests.churn import CHURN_MONITOR
@@ -120,3 +120,26 @@ def test_a_lakehouse_monitor_that_does_not_fit_its_table_is_refused_with_every_p
     assert (
         "problem_type='PROBLEM_TYPE_RANKING'" in message and "granularities=['2 days']" in message
     )
+
+
+def test_a_drift_pass_before_its_inputs_exist_is_refused_naming_what_to_materialize(
+    lakehouse, spark
+):
+    """The feature-drift asset and the prediction-drift one turn these into a Failure."""
+    training_set = CHURN_MONITOR.model.training_set.table_name
+    with pytest.raises(DriftInputError) as no_reference:
+        CHURN_MONITOR.feature_windows(lakehouse, [DAY])
+    assert str(no_reference.value) == (
+        f"{training_set} does not exist: the drift reference is its test split. "
+        "Materialize training_sets/churn_training_set first."
+    )
+    with pytest.raises(DriftInputError) as no_predictions:
+        CHURN_MONITOR.newest_batch(lakehouse)
+    assert str(no_predictions.value) == (
+        f"{CHURN_MONITOR.predictions.name} does not exist: materialize "
+        "serving/churn_predictions first."
+    )
+    predictions = CHURN_MONITOR.predictions  # the table, and not one batch in it
+    lakehouse.overwrite(predictions, spark.createDataFrame([], predictions.spark_schema))
+    with pytest.raises(DriftInputError, match="has no rows: no batch to compare. Materialize"):
+        CHURN_MONITOR.newest_batch(lakehouse)

@@ -103,8 +103,12 @@ def _partition_result(
 
 
 def build_feature_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """The daily counts and the rolling windows over them, on the calendar's partitions."""
+    return [_daily_activity(partitions_def), _activity(partitions_def)]
+
+
+def _daily_activity(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     daily_contract = user_daily_activity.CONTRACT
-    activity_contract = user_activity.CONTRACT
 
     @dg.multi_asset(
         specs=[
@@ -132,6 +136,12 @@ def build_feature_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
         yield _partition_result(
             context, DAILY_KEY, daily_contract, lakehouse, commit, "activity_date", seconds
         )
+
+    return daily_activity
+
+
+def _activity(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    daily_contract, activity_contract = user_daily_activity.CONTRACT, user_activity.CONTRACT
 
     # The first days' windows reach before the calendar: those upstream days do not exist
     # and are not waited for (the parameter is marked beta in dagster 1.13; it works).
@@ -173,7 +183,7 @@ def build_feature_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.Ass
             daily_rows_read_from=first_read.isoformat(),
         )
 
-    return [daily_activity, activity]
+    return activity
 
 
 @dg.multi_asset(

@@ -16,22 +16,21 @@ once per breach.
 
 import datetime as dt
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.defs.metadata import table_asset_spec, table_key, write_metadata
 from ml_assets.defs.partitions import partition_dates, report_per_partition
-from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.links import MlflowLinks
 from ml_assets.lib.models.declaration import ModelDeclaration
-from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.monitoring.monitor import (
-    REFERENCE_SPLIT,
     WINDOW_KEY,
+    DriftInputError,
     DriftMonitor,
     WindowComparison,
     breach_started,
@@ -40,7 +39,6 @@ from ml_assets.lib.monitoring.plots import drift_share_chart, markdown_image
 from ml_assets.lib.registry.aliases import CHAMPION
 from ml_assets.lib.serving.batch import SCORED_AT
 from ml_assets.lib.tracking import log_metric_series, log_text_artifact
-from ml_assets.lib.training_sets.users import LABEL_TS
 from ml_assets.resources.lakehouse import Lakehouse
 from ml_assets.resources.links import UiLinks
 from ml_assets.resources.mlflow import MlflowTracking
@@ -50,6 +48,7 @@ from ml_assets.resources.spark import SparkResource
 
 ACTIVITY_KEY = dg.AssetKey(names.USER_ACTIVITY_KEY)
 PROFILE_KEY = dg.AssetKey(names.USER_PROFILE_KEY)
+T = TypeVar("T")
 
 
 class ReportSink:
@@ -139,15 +138,12 @@ def _column_table(result) -> dg.TableMetadataValue:
     )
 
 
-def _reference(lakehouse: Lakehouse, monitor: DriftMonitor):
-    training_set = monitor.model.training_set
-    version = lakehouse.version(training_set.table)
-    if version is None:
-        raise dg.Failure(
-            f"{training_set.table_name} does not exist: the drift reference is its "
-            f"{REFERENCE_SPLIT} split. Materialize {table_key(training_set.table_name)} first."
-        )
-    return monitor.reference_rows(lakehouse.read(training_set.table, version=version)), version
+def _inputs(read: Callable[..., T], *args) -> T:
+    """``read(*args)``, a missing input turned into a Failure naming what to materialize."""
+    try:
+        return read(*args)
+    except DriftInputError as exc:
+        raise dg.Failure(str(exc)) from None
 
 
 def build_feature_drift(
@@ -186,27 +182,18 @@ def build_feature_drift(
         the kept reports and the shares are logged to an MLflow run of the monitor."""
         started = time.perf_counter()
         start, end = partition_dates(context)
-        reference, ts_version = _reference(lakehouse, monitor)
-        reference_end = pd.Timestamp(reference[LABEL_TS].max()).date()
-        columns, left_out = _comparable(lakehouse, monitor, reference)
-        label = f"{model.training_set.table_name} v{ts_version}, {REFERENCE_SPLIT} split to "
-        label += str(reference_end)
         days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-        activity, profile = user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec
-        versions = {str(s.name): lakehouse.version(s) for s in (activity, profile)}
-        current = monitor.window_features(
-            lakehouse, [d for d in days if d >= reference_end], versions
-        )
+        inputs = _inputs(monitor.feature_windows, lakehouse, days)
         sink = ReportSink(reports, ui_links.mlflow())
         with _monitor_run(
             context, mlflow_tracking, ui_links, model, f"{model.stem} feature drift {start}..{end}"
         ):
             compared = monitor.compare_windows(
-                reference,
-                label,
+                inputs.reference,
+                inputs.reference_label,
                 days,
-                current,
-                columns,
+                inputs.current,
+                inputs.columns,
                 sink,
                 log=context.log.info,
                 model_version=_champion_version(model_registry, model),
@@ -225,28 +212,20 @@ def build_feature_drift(
             ),
             "partition_range": f"{start}..{end}",
             "windows": len(days),
-            "reference": label,
-            "reference_rows": len(reference),
-            "columns_compared": len(columns),
-            "columns_left_out": dg.MetadataValue.json(left_out),
-            "feature_versions": dg.MetadataValue.json(versions),
+            "reference": inputs.reference_label,
+            "reference_rows": len(inputs.reference),
+            "columns_compared": len(inputs.columns),
+            "columns_left_out": dg.MetadataValue.json(inputs.left_out),
+            "feature_versions": dg.MetadataValue.json(inputs.feature_versions),
         }
-        metadata |= _windows_metadata(compared, reference_end, start, end)
+        metadata |= _windows_metadata(compared, inputs.reference_end, start, end)
         metadata |= _drift_chart(lakehouse, monitor)
         metadata["seconds"] = round(time.perf_counter() - started, 1)
-        report_per_partition(context, key, _window_metadata(compared, days, reference_end, sink))
+        per_day = _window_metadata(compared, days, inputs.reference_end, sink)
+        report_per_partition(context, key, per_day)
         return dg.MaterializeResult(metadata=metadata)
 
     return _feature_drift
-
-
-def _comparable(lakehouse: Lakehouse, monitor: DriftMonitor, reference: pd.DataFrame):
-    """The columns whose window fits in the data before the reference, and why the others
-    are left out."""
-    daily = lakehouse.read(user_daily_activity.CONTRACT.table_spec)
-    data_start = daily.agg(F.min("activity_date")).first()[0]
-    reference_start = pd.Timestamp(reference[LABEL_TS].min()).date()
-    return monitor.comparable_columns(reference_start, data_start)
 
 
 def _windows_metadata(
@@ -438,33 +417,28 @@ def build_prediction_drift(model: ModelDeclaration) -> dg.AssetsDefinition:
         reference rows (the training set's test split); the report is logged to an MLflow run
         of the monitor."""
         started = time.perf_counter()
-        newest, version, batch = _newest_batch(lakehouse, monitor)
-        registry = model_registry.open()
-        name = registry.full_name(model.registered_model)
-        reference, ts_version = _reference(lakehouse, monitor)
-        scorer = registry.load(name, version)
-        scores = np.asarray(scorer.predict(request_frame(reference, model.encoding)), "float64")
+        newest = _inputs(monitor.newest_batch, lakehouse)
+        version, registry = newest.version, model_registry.open()
+        reference = _inputs(monitor.reference_scores, lakehouse, registry, version)
         sink = ReportSink(reports, ui_links.mlflow())
-        reference_label = f"{model.training_set.table_name} v{ts_version}, {REFERENCE_SPLIT} split"
         with _monitor_run(
             context, mlflow_tracking, ui_links, model, f"{model.stem} prediction drift v{version}"
         ):
             row = monitor.compare_scores(
-                scores, batch, newest, version, sink, reference_label=reference_label
+                reference.scores, newest.rows, newest.scored_at, version, sink, reference.label
             )
             now_ms = int(time.time() * 1000)
             for metric in ("score", "current_mean"):
                 log_metric_series(metric, [(now_ms, 0, row[metric])])
         commit = lakehouse.merge(table, _spark_rows(spark, table, [row]))
-        summary = _score_summary(row, f"{name} v{version}")
+        summary = _score_summary(row, f"{registry.full_name(model.registered_model)} v{version}")
         context.log.info("prediction drift: %s", summary)
         total = lakehouse.read(table).count()
         yield dg.MaterializeResult(
             metadata={
                 **write_metadata(table, commit, lakehouse.uri(table), total_rows=total),
                 **summary,
-                "reference": f"{model.training_set.table_name} v{ts_version}, "
-                f"{REFERENCE_SPLIT} split",
+                "reference": reference.label,
                 "reference_rows": row["reference_rows"],
                 "current_rows": row["current_rows"],
                 **sink.link(row["report_path"]),
@@ -484,21 +458,6 @@ def build_prediction_drift(model: ModelDeclaration) -> dg.AssetsDefinition:
         )
 
     return _prediction_drift
-
-
-def _newest_batch(lakehouse: Lakehouse, monitor: DriftMonitor):
-    """The newest scoring time, the version that scored it and its rows."""
-    predictions = monitor.predictions
-    if lakehouse.version(predictions) is None:
-        raise dg.Failure(
-            f"{predictions.name} does not exist: materialize "
-            f"{dg.AssetKey(monitor.model.predictions_key).to_user_string()} first."
-        )
-    rows = lakehouse.read(predictions)
-    newest = rows.agg(F.max(SCORED_AT)).first()[0]
-    batch = rows.where(F.col(SCORED_AT) == F.lit(newest)).toPandas()
-    version = int(batch["model_version"].max())
-    return newest, version, batch[batch["model_version"] == version]
 
 
 def _score_summary(row: dict[str, object], model: str) -> dict[str, object]:

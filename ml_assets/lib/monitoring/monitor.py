@@ -31,14 +31,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ml_assets import names
+from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
 from ml_assets.lib.features.registry import CONTRACTS
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.models.declaration import ModelDeclaration
+from ml_assets.lib.models.encoding import request_frame
 from ml_assets.lib.monitoring.drift import (
     DriftResult,
     DriftStatus,
@@ -48,6 +51,7 @@ from ml_assets.lib.monitoring.drift import (
 )
 from ml_assets.lib.monitoring.lakehouse_monitor import InferenceLogMonitor
 from ml_assets.lib.monitoring.limits import DriftLimits
+from ml_assets.lib.registry.store import Registry
 from ml_assets.lib.serving.batch import SCORED_AT, eligible_features, predictions_table
 from ml_assets.lib.training_sets.declaration import SPLIT
 from ml_assets.lib.training_sets.lookups import TableReader
@@ -80,6 +84,47 @@ class WindowComparison:
     rows: list[dict[str, object]]
     results: dict[dt.date, tuple[DriftResult, str | None]]
     empty: list[str]  # days after the reference period with no eligible user
+
+
+class DriftInputError(ValueError):
+    """A table the monitor reads does not exist yet: the message names what to materialize."""
+
+
+@dataclass(frozen=True)
+class FeatureWindows:
+    """What a feature-drift pass compares: the reference (the training set's test split,
+    sampled), the columns whose window fits before it (and why the others are left out),
+    and the eligible users' features of every window after the reference period."""
+
+    reference: pd.DataFrame
+    reference_label: str  # "<training set> v<version>, test split to <last label day>"
+    reference_end: dt.date
+    columns: list[str]
+    left_out: dict[str, str]
+    feature_versions: dict[str, int | None]
+    current: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class NewestBatch:
+    """The newest batch of predictions: its scoring time, the version that scored it, its rows."""
+
+    scored_at: dt.datetime
+    version: int
+    rows: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class ReferenceScores:
+    """A model version's scores on the reference rows, and what those rows are."""
+
+    scores: np.ndarray
+    label: str  # "<training set> v<version>, test split"
+
+
+def _asset_of(table_name: str) -> str:
+    table = TableId.parse(table_name)
+    return f"{table.schema}/{table.table}"
 
 
 @dataclass(frozen=True)
@@ -184,6 +229,68 @@ class DriftMonitor:
             else:
                 kept.append(column)
         return kept, left_out
+
+    def reference(self, tables: TableReader) -> tuple[pd.DataFrame, int]:
+        """The reference rows (``reference_rows``) and the training set's version read."""
+        training_set = self.model.training_set
+        version = tables.version(training_set.table)
+        if version is None:
+            raise DriftInputError(
+                f"{training_set.table_name} does not exist: the drift reference is its "
+                f"{REFERENCE_SPLIT} split. Materialize {_asset_of(training_set.table_name)} first."
+            )
+        return self.reference_rows(tables.read(training_set.table, version=version)), version
+
+    def feature_windows(self, tables: TableReader, days: Sequence[dt.date]) -> FeatureWindows:
+        """The reference, the comparable columns and the features of the windows in ``days``
+        after the reference period (at the feature tables' current versions, recorded)."""
+        reference, version = self.reference(tables)
+        reference_end = pd.Timestamp(reference[LABEL_TS].max()).date()
+        daily = tables.read(user_daily_activity.CONTRACT.table_spec)
+        data_start = daily.agg(F.min("activity_date")).first()[0]
+        reference_start = pd.Timestamp(reference[LABEL_TS].min()).date()
+        columns, left_out = self.comparable_columns(reference_start, data_start)
+        specs = (user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec)
+        versions = {str(spec.name): tables.version(spec) for spec in specs}
+        current = self.window_features(tables, [d for d in days if d >= reference_end], versions)
+        label = f"{self.model.training_set.table_name} v{version}, {REFERENCE_SPLIT} split to "
+        return FeatureWindows(
+            reference=reference,
+            reference_label=label + str(reference_end),
+            reference_end=reference_end,
+            columns=columns,
+            left_out=left_out,
+            feature_versions=versions,
+            current=current,
+        )
+
+    def newest_batch(self, tables: TableReader) -> NewestBatch:
+        """The newest scoring time of the predictions table and the rows the newest version
+        scored then."""
+        predictions, asset = self.predictions, "/".join(self.model.predictions_key)
+        if tables.version(predictions) is None:
+            raise DriftInputError(f"{predictions.name} does not exist: materialize {asset} first.")
+        rows = tables.read(predictions)
+        newest = rows.agg(F.max(SCORED_AT)).first()[0]
+        if newest is None:
+            raise DriftInputError(
+                f"{predictions.name} has no rows: no batch to compare. Materialize {asset} "
+                "for a day with eligible users."
+            )
+        batch = rows.where(F.col(SCORED_AT) == F.lit(newest)).toPandas()
+        version = int(batch["model_version"].max())
+        return NewestBatch(newest, version, batch[batch["model_version"] == version])
+
+    def reference_scores(
+        self, tables: TableReader, registry: Registry, version: int
+    ) -> ReferenceScores:
+        """The registered model ``version``'s scores on the reference rows: what the newest
+        batch's scores (by the same version) are compared with."""
+        reference, ts_version = self.reference(tables)
+        scorer = registry.load(registry.full_name(self.model.registered_model), version)
+        scores = scorer.predict(request_frame(reference, self.model.encoding))
+        label = f"{self.model.training_set.table_name} v{ts_version}, {REFERENCE_SPLIT} split"
+        return ReferenceScores(np.asarray(scores, "float64"), label)
 
     def reference_rows(self, training_set: DataFrame) -> pd.DataFrame:
         """The reference: the test split's model features (sampled), with ``label_ts``."""
