@@ -188,11 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     for step, message in steps.items():
         print(f"step {step} failed: {message}")
+    lane_written = fingerprint_path or "none (an injected run is not the lane's)"
     print(
         f"make check: {len(checks)} checks, {len(failed)} failed (ERROR), {len(warned)} warnings, "
         f"{len(steps)} failed steps in {seconds:.1f} s on engine {settings.engine} (peak memory "
-        f"MiB: {peak}); JUnit XML: {junit_path}; lane fingerprint: "
-        f"{fingerprint_path or 'none (an injected run is not the lane’s; --fingerprint FILE)'}"
+        f"MiB: {peak}); JUnit XML: {junit_path}; lane fingerprint: {lane_written}"
     )
     ok = result.success and (rollout is None or rollout.success)
     status = 1 if failed or steps or not ok else 0

@@ -38,7 +38,7 @@ def ingested(ingested_once, tmp_path_factory) -> tuple[Path, dg.ExecuteInProcess
     """The whole graph materialized once on the tiny scale (all partitions, one run), once per
     session: the first worker to ask runs it (``built_once``); each worker then has a copy of
     its own, since its tests write into it, and the run's result read back from that copy's
-    instance (every event the run stored)."""
+    instance (``stored_result``)."""
     pristine, run_id = ingested_once
     home = tmp_path_factory.mktemp("ingested")
     shutil.copytree(pristine, home, dirs_exist_ok=True)
@@ -55,7 +55,9 @@ def _session_root(tmp_path_factory) -> Path:
 def built_once(root: Path) -> tuple[Path, str]:
     """The tiny graph's home under ``root`` and its run's id, built by whichever process
     takes ``root/lock`` first while the others wait on it (at most the one run's time; the
-    workers start with the files that build their own homes), and never written after."""
+    workers start with the files that build their own homes). Nothing in it changes after,
+    but MLflow's artifact directory gains the new runs and models the copies log: their
+    experiments' artifact location is this home's (new directories only, none removed)."""
     root.mkdir(parents=True, exist_ok=True)
     home, done = root / "home", root / "run_id"
     with (root / "lock").open("w") as lock:
