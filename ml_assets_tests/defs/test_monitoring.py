@@ -19,9 +19,9 @@ from ml_assets.defs.automation import latest_evaluation
 from ml_assets.lib.models.churn_classifier import CHURN_CLASSIFIER
 from ml_assets.lib.source import SCALES
 from ml_assets.programs import check
-from ml_assets.programs.reporting import partition_metadata, run_check_results
+from ml_assets.programs.reporting import partition_metadata, run_check_results, step_failure
 from ml_assets.resources.mlflow import LocalMlflow
-from ml_assets_tests.churn import FEATURE_DRIFT, PREDICTION_DRIFT
+from ml_assets_tests.churn import FEATURE_DRIFT, PREDICTION_DRIFT, PREDICTIONS
 from ml_assets_tests.defs.conftest import (
     build_resources,
     instance_at,
@@ -203,3 +203,17 @@ def test_a_breach_asks_for_retraining_once(drifted):
     )
     job = build_definitions(tiny_settings(home)).resolve_job_def(names.RETRAINING_JOB)
     assert dg.AssetKey(CHURN_CLASSIFIER.champion_key) in job.asset_layer.selected_asset_keys
+
+
+def test_prediction_drift_before_any_prediction_fails_naming_what_to_materialize(tmp_path):
+    settings = tiny_settings(tmp_path / "home")
+    key = dg.AssetKey(CHURN_CLASSIFIER.prediction_drift_key)
+    asset = build_definitions(settings).get_assets_def(key)
+    with instance_at(tmp_path / "home") as instance:
+        result = dg.materialize(
+            [asset], resources=build_resources(settings), instance=instance, raise_on_error=False
+        )
+    assert not result.success
+    assert step_failure(result, key.path[-1]) == (
+        f"{PREDICTIONS.name} does not exist: materialize serving/churn_predictions first."
+    )

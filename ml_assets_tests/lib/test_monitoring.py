@@ -125,7 +125,8 @@ def test_a_lakehouse_monitor_that_does_not_fit_its_table_is_refused_with_every_p
 def test_a_drift_pass_before_its_inputs_exist_is_refused_naming_what_to_materialize(
     lakehouse, spark
 ):
-    """The feature-drift asset and the prediction-drift one turn these into a Failure."""
+    """The drift assets turn these into a Failure with the same message (the prediction
+    drift's is run in ``defs/test_monitoring.py``)."""
     training_set = CHURN_MONITOR.model.training_set.table_name
     with pytest.raises(DriftInputError) as no_reference:
         CHURN_MONITOR.feature_windows(lakehouse, [DAY])
