@@ -434,15 +434,7 @@ def build_champion(model: ModelDeclaration) -> dg.AssetsDefinition:
                 champion.version,
             )
             yield dg.MaterializeResult(
-                metadata={
-                    "registered_model": name,
-                    "champion_version": dg.MetadataValue.text(str(champion.version)),
-                    "challenger_version": dg.MetadataValue.text(str(challenger.version)),
-                    "mode": mode.value,
-                    "rollout": "canary",
-                    "decision": f"{decision.reason}; held as the canary until its verdict",
-                    **detail,
-                }
+                metadata=_held(name, champion, challenger, mode, decision, detail)
             )
             yield gate_check
             return
@@ -497,6 +489,19 @@ def _gate_links(
         experiment_id = registry.run(run_id).info.experiment_id
         found["gate_report_url"] = dg.MetadataValue.url(links.artifact(experiment_id, run_id, path))
     return found
+
+
+def _held(name, champion, challenger, mode: GateMode, decision, detail) -> dict[str, object]:
+    """A challenger that passed and serves as the canary; the champion stays."""
+    return {
+        "registered_model": name,
+        "champion_version": dg.MetadataValue.text(str(champion.version)),
+        "challenger_version": dg.MetadataValue.text(str(challenger.version)),
+        "mode": mode.value,
+        "rollout": "canary",
+        "decision": f"{decision.reason}; held as the canary until its verdict",
+        **detail,
+    }
 
 
 def _promoted(name, move, mode: GateMode, decision, report, detail) -> dict[str, object]:

@@ -28,6 +28,7 @@ from ml_assets.lib.registry.store import Registry
 from ml_assets.lib.serving.batch import (
     SCORED_AT,
     eligible_features,
+    feature_versions,
     held_out_from,
     newest_batch_valid,
     predictions_table,
@@ -327,11 +328,8 @@ def _score(
     """The eligible users at each scoring time (the newest, and from ``since`` the ones this
     version has not scored), scored by ``version`` (the exact version, not the alias: the
     alias may move while this runs)."""
-    activity, profile = user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec
-    versions = {
-        str(activity.name): lakehouse.version(activity),
-        str(profile.name): lakehouse.version(profile),
-    }
+    activity = user_activity.CONTRACT.table_spec
+    versions = feature_versions(lakehouse)
     ts = user_activity.CONTRACT.timestamp_key
     features_at = [
         r[0]
@@ -353,7 +351,7 @@ def _score(
             "model_name": name,
             "model_version": int(version),
             "user_activity_version": versions[str(activity.name)],
-            "user_profile_version": versions[str(profile.name)],
+            "user_profile_version": versions[str(user_profile.CONTRACT.name)],
         }
     )
     return Batch(versions, times, max(features_at), scored)

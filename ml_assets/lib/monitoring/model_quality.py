@@ -21,7 +21,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
+from ml_assets.lib.features import user_daily_activity
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.models.encoding import request_frame
@@ -34,7 +34,12 @@ from ml_assets.lib.monitoring.quality_limits import (
 )
 from ml_assets.lib.registry import aliases
 from ml_assets.lib.registry.store import Registry
-from ml_assets.lib.serving.batch import SCORED_AT, eligible_features, predictions_table
+from ml_assets.lib.serving.batch import (
+    SCORED_AT,
+    eligible_features,
+    feature_versions,
+    predictions_table,
+)
 from ml_assets.lib.serving.inference_log import inference_log_table
 from ml_assets.lib.training_sets.lookups import TableReader
 from ml_assets.lib.training_sets.users import ENTITY_KEY, LABEL_TS
@@ -398,9 +403,7 @@ def rescored(
     if mine.empty:
         return out
     times = sorted({pd.Timestamp(t).to_pydatetime() for t in mine[LABEL_TS]})
-    activity, profile_spec = user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec
-    versions = {str(s.name): tables.version(s) for s in (activity, profile_spec)}
-    features = eligible_features(tables, times, versions).toPandas()
+    features = eligible_features(tables, times, feature_versions(tables)).toPandas()
     scorer = registry.load(name, version)
     features["_previous"] = np.asarray(
         scorer.predict(request_frame(features, model.encoding)), dtype="float64"

@@ -37,7 +37,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ml_assets import names
-from ml_assets.lib.features import user_activity, user_daily_activity, user_profile
+from ml_assets.lib.features import user_daily_activity
 from ml_assets.lib.features.registry import CONTRACTS
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.models.declaration import ModelDeclaration
@@ -52,7 +52,12 @@ from ml_assets.lib.monitoring.drift import (
 from ml_assets.lib.monitoring.lakehouse_monitor import InferenceLogMonitor
 from ml_assets.lib.monitoring.limits import DriftLimits
 from ml_assets.lib.registry.store import Registry
-from ml_assets.lib.serving.batch import SCORED_AT, eligible_features, predictions_table
+from ml_assets.lib.serving.batch import (
+    SCORED_AT,
+    eligible_features,
+    feature_versions,
+    predictions_table,
+)
 from ml_assets.lib.training_sets.declaration import SPLIT
 from ml_assets.lib.training_sets.lookups import TableReader
 from ml_assets.lib.training_sets.users import ENTITY_KEY, LABEL_TS
@@ -250,8 +255,7 @@ class DriftMonitor:
         data_start = daily.agg(F.min("activity_date")).first()[0]
         reference_start = pd.Timestamp(reference[LABEL_TS].min()).date()
         columns, left_out = self.comparable_columns(reference_start, data_start)
-        specs = (user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec)
-        versions = {str(spec.name): tables.version(spec) for spec in specs}
+        versions = feature_versions(tables)
         current = self.window_features(tables, [d for d in days if d >= reference_end], versions)
         label = f"{self.model.training_set.table_name} v{version}, {REFERENCE_SPLIT} split to "
         return FeatureWindows(

@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ml_assets import names
-from ml_assets.lib.features import user_activity
+from ml_assets.lib.features import user_activity, user_profile
 from ml_assets.lib.lakehouse import Column, TableId, TableSpec
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.quality import CheckOutcome
@@ -89,6 +89,13 @@ def scoring_features(
 ) -> DataFrame:
     """The population the model was trained on, at ``at``, with its features."""
     return eligible_features(tables, [at], versions)
+
+
+def feature_versions(tables: TableReader) -> dict[str, int | None]:
+    """The current version of each table ``eligible_features`` reads, by table name: pinned
+    once, so that every time of a pass reads the same data (and the pass can record it)."""
+    specs = (user_activity.CONTRACT.table_spec, user_profile.CONTRACT.table_spec)
+    return {str(spec.name): tables.version(spec) for spec in specs}
 
 
 def eligible_features(
