@@ -11,6 +11,9 @@ DuckDB run, and reports the peak resident memory of each lane's processes.
 Every engine reads the same parquet files, joins and writes parquet, in one run, with a 30-day
 lookback and without one (where a range join would blow up); the outputs are compared row by
 row (sorted) and must agree. Reports seconds and ratios to DuckDB (the anchor; target <= 1.2x).
+The project's join runs as users get it (``strategy="auto"``, its plan-choosing count timed
+with it) and with the window plan forced, beside it; ``--entities 1000`` gives each key 100x
+the history and spine times, where ``auto`` should choose the window.
 
 What is timed is what a user waits for: read the inputs, join, write the result, with the
 engine warm. Each side runs once untimed (the engine has planned the query once and the input
@@ -38,6 +41,7 @@ import pandas as pd
 from ml_assets.deployments import current_settings, spark_resource
 from ml_assets.lib.features import user_activity, user_daily_activity
 from ml_assets.lib.training_sets import point_in_time_join
+from ml_assets.lib.training_sets.pit import choose_strategy
 from ml_assets.programs.lanes import engine_lane, lane_peak_rss_mib
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 
@@ -69,7 +73,7 @@ def make_data(root: Path, n_spine: int, n_features: int, n_entities: int) -> Non
     spine.to_parquet(root / "spine.parquet", index=False)
 
 
-def run_project(spark, root: Path, lookback: dt.timedelta | None) -> float:
+def run_project(spark, root: Path, lookback: dt.timedelta | None, strategy: str = "auto") -> float:
     started = time.perf_counter()
     joined = point_in_time_join(
         spark.read.parquet(str(root / "spine.parquet")),
@@ -78,8 +82,9 @@ def run_project(spark, root: Path, lookback: dt.timedelta | None) -> float:
         timestamp_lookup_key="label_ts",
         feature_timestamp_key="feature_ts",
         lookback_window=lookback,
+        strategy=strategy,
     )
-    joined.write.mode("overwrite").parquet(str(root / "out_project"))
+    joined.write.mode("overwrite").parquet(str(root / f"out_project_{strategy}"))
     return time.perf_counter() - started
 
 
@@ -129,8 +134,8 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_agreement(root: Path, n_spine: int) -> None:
-    sail = _sorted(pd.read_parquet(root / "out_project"))
-    for other in ("out_duckdb.parquet", "out_pandas.parquet"):
+    sail = _sorted(pd.read_parquet(root / "out_project_auto"))
+    for other in ("out_project_window", "out_duckdb.parquet", "out_pandas.parquet"):
         theirs = _sorted(pd.read_parquet(root / other))
         assert len(sail) == len(theirs) == n_spine, (other, len(sail), len(theirs))
         pd.testing.assert_frame_equal(sail, theirs, check_dtype=False)
@@ -160,25 +165,40 @@ def benchmark_join(
     if not root.exists():
         root.mkdir()
         make_data(root, n_spine, n_features, n_entities)
+    choice = choose_strategy(
+        spark.read.parquet(str(root / "spine.parquet")),
+        spark.read.parquet(str(root / "features.parquet")),
+        lookup_key="user_id",
+        timestamp_lookup_key="label_ts",
+        feature_timestamp_key="feature_ts",
+    )
+    chosen = f"auto: {choice.strategy}"
     print(f"\n{n_spine:,} spine rows x {n_features:,} feature rows, {n_entities:,} entities")
+    print(
+        f"  auto: {choice.pairs:,} (spine time, feature time) pairs sharing a key against "
+        f"{choice.rows:,} rows to sort: {choice.strategy}"
+    )
     for label, lookback in (("30-day lookback", LOOKBACK), ("no lookback", None)):
         times = timed(
             {
                 engine: lambda lookback=lookback: run_project(spark, root, lookback),
+                "window": lambda lookback=lookback: run_project(spark, root, lookback, "window"),
                 "duckdb": lambda lookback=lookback: run_duckdb(root, lookback),
                 "pandas": lambda lookback=lookback: run_pandas(root, lookback),
             },
             repeats,
         )
         check_agreement(root, n_spine)
-        (cold, ours), (duck_cold, duck_s), (_, pandas_s) = (
+        (cold, ours), (_, window_s), (duck_cold, duck_s), (_, pandas_s) = (
             times[engine],
+            times["window"],
             times["duckdb"],
             times["pandas"],
         )
         print(
-            f"  {label:16s} warm median of {repeats}: {engine} {ours:5.2f} s  duckdb "
-            f"{duck_s:5.2f} s  pandas {pandas_s:5.2f} s  | {engine}/duckdb {ours / duck_s:4.2f}  "
+            f"  {label:16s} warm median of {repeats}: {engine} {ours:5.2f} s ({chosen})  "
+            f"window plan {window_s:5.2f} s  duckdb {duck_s:5.2f} s  pandas {pandas_s:5.2f} s  "
+            f"| {engine}/duckdb {ours / duck_s:4.2f}  window/duckdb {window_s / duck_s:4.2f}  "
             f"{engine}/pandas {ours / pandas_s:4.2f}  (results agree)\n"
             f"  {'':16s} cold first run: {engine} {cold:5.2f} s  duckdb {duck_cold:5.2f} s  "
             f"| {engine}/duckdb {cold / duck_cold:4.2f}"

@@ -1,4 +1,7 @@
-"""point_in_time_join against a naive reference (Feast's find_latest_record) and edge cases."""
+"""point_in_time_join against a naive reference (Feast's find_latest_record) and edge cases.
+
+Each comparison runs with both ways of finding matches (``arrays`` and ``window``), and with
+the choice ``auto`` makes."""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ import pytest
 
 from ml_assets.lib.training_sets import PointInTimeJoinError, point_in_time_join
 from ml_assets.lib.training_sets.checks import feature_windows_complete, one_row_per_spine_row
+from ml_assets.lib.training_sets.pit import choose_strategy
 
 T0 = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
+ALL_STRATEGIES = pytest.mark.parametrize("strategy", ["arrays", "window", "auto"])
 
 
 def h(hours: float) -> dt.datetime:
@@ -87,14 +92,16 @@ FEATS = [
         ([(1, h(8), 0), (1, h(8), 0)], {}, [(None, "y"), (None, "y")]),  # duplicates kept
     ],
 )
-def test_edge_cases_match_databricks_semantics(spark, spine, kwargs, expected_ab):
-    got = run(spark, spine, FEATS, **kwargs)
+@ALL_STRATEGIES
+def test_edge_cases_match_databricks_semantics(spark, spine, kwargs, expected_ab, strategy):
+    got = run(spark, spine, FEATS, strategy=strategy, **kwargs)
     assert [(r[3], r[4]) for r in got] == expected_ab
     assert got == expect(spine, FEATS, **kwargs)
 
 
 @pytest.mark.parametrize("lookback_hours", [None, 0, 6, 48])
-def test_random_spines_match_the_naive_reference(spark, lookback_hours):
+@ALL_STRATEGIES
+def test_random_spines_match_the_naive_reference(spark, lookback_hours, strategy):
     rnd = random.Random(lookback_hours or 99)
     features = {(rnd.randint(1, 8), h(rnd.randint(0, 60))) for _ in range(120)}
     features = [
@@ -105,12 +112,13 @@ def test_random_spines_match_the_naive_reference(spark, lookback_hours):
     spine += spine[:10]  # duplicate spine rows
     lookback = None if lookback_hours is None else dt.timedelta(hours=lookback_hours)
     kwargs = {"lookback_window": lookback, "default_values": {"b": "none"}}
-    got = run(spark, spine, features, **kwargs)
+    got = run(spark, spine, features, strategy=strategy, **kwargs)
     assert len(got) == len(spine)
     assert got == expect(spine, features, **kwargs)
 
 
-def test_composite_keys_and_selected_features(spark):
+@ALL_STRATEGIES
+def test_composite_keys_and_selected_features(spark, strategy):
     spine = spark.createDataFrame(
         [(1, "a", h(5)), (1, "b", h(5))], "u bigint, s string, t timestamp"
     )
@@ -125,6 +133,7 @@ def test_composite_keys_and_selected_features(spark):
         timestamp_lookup_key="t",
         feature_timestamp_key="ts",
         feature_names=["y"],
+        strategy=strategy,
     )
     assert got.columns == ["u", "s", "t", "y"]
     assert sorted((r.s, r.y) for r in got.collect()) == [("a", 10), ("b", None)]
@@ -144,9 +153,14 @@ def test_bad_inputs_are_refused_with_the_problem_named(spark):
         point_in_time_join(spine, feats, lookup_key="user_id", default_values={"zz": 1}, **common)
     with pytest.raises(PointInTimeJoinError, match="timedelta"):
         point_in_time_join(spine, feats, lookup_key="user_id", lookback_window=3, **common)
+    with pytest.raises(PointInTimeJoinError, match=r"strategy must be one of .*'sort'"):
+        point_in_time_join(spine, feats, lookup_key="user_id", strategy="sort", **common)
 
 
-def test_a_repeated_feature_row_breaks_the_precondition_and_the_row_check_catches_it(spark):
+@pytest.mark.parametrize("strategy", ["arrays", "window"])
+def test_a_repeated_feature_row_breaks_the_precondition_and_the_row_check_catches_it(
+    spark, strategy
+):
     """Feature frames are unique on (key, time); a repeat that a spine row matches repeats
     that spine row, which is exactly what one_row_per_spine_row reports."""
     feats = [(1, h(0), 1.0, "x"), (1, h(0), 2.0, "y"), (2, h(0), 3.0, "z"), (2, h(5), 4.0, "w")]
@@ -157,11 +171,47 @@ def test_a_repeated_feature_row_breaks_the_precondition_and_the_row_check_catche
         lookup_key="user_id",
         timestamp_lookup_key="label_ts",
         feature_timestamp_key="feature_ts",
+        strategy=strategy,
     )
     outcome = one_row_per_spine_row(spine, joined, ["user_id", "label_ts", "label"])
     assert not outcome.passed and outcome.observed["rows_extra"] == 1
     # a repeat that no spine row matches is harmless
-    assert run(spark, [(2, h(6), 0)], feats) == [(2, h(6), 0, 4.0, "w")]
+    assert run(spark, [(2, h(6), 0)], feats, strategy=strategy) == [(2, h(6), 0, 4.0, "w")]
+
+
+def test_auto_compares_the_arrays_pairs_with_the_window_rows(spark):
+    """Short histories take the arrays plan; one key with many spine times and a long history
+    (pairs > 32 x rows) takes the window, whose cost does not multiply the two."""
+    short_spine = spark.createDataFrame([(1, h(i), 0) for i in range(3)] + [(2, h(1), 0)], SPINE)
+    short_feats = spark.createDataFrame(
+        [(1, h(i), 0.0, "x") for i in range(4)] + [(3, h(0), 0.0, "x")], FEATURES
+    )
+    columns = {
+        "lookup_key": "user_id",
+        "timestamp_lookup_key": "label_ts",
+        "feature_timestamp_key": "feature_ts",
+    }
+    short = choose_strategy(short_spine, short_feats, **columns)
+    assert (short.pairs, short.rows, short.strategy) == (12, 7, "arrays")
+
+    long_spine = spark.createDataFrame([(1, h(i), 0) for i in range(100)], SPINE)
+    long_feats = spark.createDataFrame([(1, h(i), 0.0, "x") for i in range(100)], FEATURES)
+    long = choose_strategy(long_spine, long_feats, **columns)
+    assert (long.pairs, long.rows, long.strategy) == (10_000, 200, "window")
+    # and both plans agree there, through the whole join
+    pinned = [
+        sorted(
+            point_in_time_join(
+                long_spine,
+                long_feats,
+                **columns,
+                lookback_window=dt.timedelta(hours=2),
+                strategy=strategy,
+            ).collect()
+        )
+        for strategy in ("arrays", "window", "auto")
+    ]
+    assert pinned[0] == pinned[1] == pinned[2] and len(pinned[0]) == 100
 
 
 def test_feature_windows_complete_counts_rows_whose_window_reaches_before_the_data(spark):
@@ -185,3 +235,50 @@ def test_feature_windows_complete_counts_rows_whose_window_reaches_before_the_da
     )
     assert good.passed and good.observed["activity_ts__truncated_rows"] == 0
     assert "inside the data (from 2026-01-01)" in good.description
+
+
+@pytest.mark.parametrize("strategy", ["arrays", "window"])
+def test_timestamp_ntz_and_date_times_match_like_timestamps(spark, strategy):
+    """Times of one timestamp type are compared as they are (timestamp_ntz with
+    timestamp_ntz); a date against a timestamp is midnight of its day (the session is UTC)."""
+    spine = [(1, h(30), 0), (1, h(50), 1), (2, h(30), 2)]
+    feats = [(1, h(0), 1.0, "x"), (1, h(24), 2.0, "y"), (2, h(40), 3.0, "z")]
+    lookback = dt.timedelta(hours=20)
+    expected = expect(spine, feats, lookback_window=lookback)
+
+    def naive_rows(rows):
+        return [(r[0], r[1].replace(tzinfo=None), *r[2:]) for r in rows]
+
+    ntz = point_in_time_join(
+        spark.createDataFrame(
+            naive_rows(spine), "user_id bigint, label_ts timestamp_ntz, label int"
+        ),
+        spark.createDataFrame(
+            naive_rows(feats), "user_id bigint, feature_ts timestamp_ntz, a double, b string"
+        ),
+        lookup_key="user_id",
+        timestamp_lookup_key="label_ts",
+        feature_timestamp_key="feature_ts",
+        lookback_window=lookback,
+        strategy=strategy,
+    )
+    got = sorted(
+        ((r.user_id, r.label_ts.replace(tzinfo=dt.UTC), r.label, r.a, r.b) for r in ntz.collect()),
+        key=repr,
+    )
+    assert got == expected
+    assert [r[3] for r in sorted(got, key=lambda r: r[2])] == [2.0, None, None]
+
+    days = spark.createDataFrame(
+        [(1, dt.date(2026, 1, 10), 1.0), (1, dt.date(2026, 1, 11), 2.0)],
+        "user_id bigint, day date, a double",
+    )
+    by_day = point_in_time_join(
+        spark.createDataFrame([(1, h(23.5), 0), (1, h(24), 1)], SPINE),
+        days,
+        lookup_key="user_id",
+        timestamp_lookup_key="label_ts",
+        feature_timestamp_key="day",
+        strategy=strategy,
+    )
+    assert sorted((r.label, r.a) for r in by_day.collect()) == [(0, 1.0), (1, 2.0)]

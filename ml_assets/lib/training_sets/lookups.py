@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from ml_assets.lib.features.contracts import FeatureTableContract
 from ml_assets.lib.features.registry import contract_for
-from ml_assets.lib.training_sets.pit import point_in_time_join
+from ml_assets.lib.training_sets.pit import choose_strategy, point_in_time_join
 
 
 class TrainingSetError(ValueError):
@@ -173,12 +173,21 @@ def build_training_set(
                 "use rename_outputs to give them other names."
             )
         ts_out = "__feature_ts"
+        features = resolved.select_from(tables.read(table, version=version), ts_out)
+        columns = {
+            "lookup_key": keys,
+            "timestamp_lookup_key": lookup.timestamp_lookup_key,
+            "feature_timestamp_key": ts_out,
+        }
+        # the plan is chosen on the spine as given where it can be, so that counting does
+        # not run the earlier lookups' joins again
+        own = set(spine_df.columns) >= {*keys, lookup.timestamp_lookup_key}
+        strategy = choose_strategy(spine_df, features, **columns).strategy if own else "auto"
         df = point_in_time_join(
             df,
-            resolved.select_from(tables.read(table, version=version), ts_out),
-            lookup_key=keys,
-            timestamp_lookup_key=lookup.timestamp_lookup_key,
-            feature_timestamp_key=ts_out,
+            features,
+            **columns,
+            strategy=strategy,
             feature_names=list(resolved.outputs),
             lookback_window=lookup.lookback_window,
             default_values=dict(resolved.defaults),

@@ -6,18 +6,30 @@ never filled from an older row). With a lookback window ``w`` that row must also
 ``t - ts <= w`` (inclusive). No match gives nulls; ``default_values`` then replace every null
 of their column. Exactly one output row per spine row, duplicates preserved, in any order.
 
-How, in three steps that keep the wide rows out of the sort:
-1. the distinct (key, spine time) pairs and the (key, feature time) pairs of the feature rows
-   are unioned and ordered per key by time, feature rows first at equal times; for each spine
-   time the last feature time before it is its match (``last(ignorenulls)`` over a running
-   window: one sort per key, O(n log n), whatever the window). The lookback then drops
-   matches that are too old;
+How, in three steps that keep the wide rows out of the matching:
+1. for each distinct (key, spine time), the greatest feature time of its key at or before it
+   (the lookback then drops matches that are too old), by one of two plans:
+   - ``arrays``: the feature times are gathered into one list per key (a hash aggregate), each
+     distinct spine time takes its key's list by an equi-join, and the match is the greatest
+     element not after it (``array_max(filter(...))``). Its cost is the number of (spine
+     time, feature time) pairs sharing a key: linear while keys' histories are short, a
+     product where one key has a long history and many spine times;
+   - ``window``: spine and feature times are unioned and ordered per key by time, feature rows
+     first at equal times; each spine time's match is the last feature time before it
+     (``last(ignorenulls)`` over a running window). One sort per key, O(n log n), whatever
+     the histories, but the embedded engine's window operator is slow: 4.1 s at 1M x 10M
+     rows (100 per key) where the ``arrays`` plan takes 1.6 s (benchmarks/README.md).
+   ``strategy="auto"`` (the default) counts, in one aggregate over both inputs' keys, the
+   pairs that ``arrays`` would compare and the rows that ``window`` would sort, and takes
+   ``arrays`` while pairs <= 32 x rows (measured on the embedded engine: about 12 ns per pair
+   against about 0.4 us per sorted row; 1,000 keys with 10,000 feature rows and 1,000 spine
+   times each took 124 s with ``arrays`` and 21 s with ``window``);
 2. every spine row takes the match of its (key, time) by an equi-join;
 3. the matched feature row's values come by an equi-join on (key, matched time).
 A range join would instead pair each spine row with every feature row in the window and,
 without a window, with the whole history of its key (DESIGN.md: 30 s and 9.5 GiB at 1M x 10M
-rows). Carrying whole feature rows through the sort (a ``last`` over a struct) was measured
-at twice the time of these narrow rows.
+rows). Carrying whole feature rows through the window's sort (a ``last`` over a struct) was
+measured at twice the time of the narrow rows.
 
 Precondition: the feature frame is unique on (keys, feature time), as every feature table is
 (DESIGN.md: enforced at write, by ``merge``, and by each table's blocking ``key_unique``
@@ -25,20 +37,32 @@ check). A repeated row that a spine row matches would repeat that spine row; a t
 set's ``one_row_per_spine_row`` check catches it. Guarding inside the join costs a second
 window pass over every row (measured: 8.3 s instead of 4.8 s at 1M x 10M), and deduplicating
 the feature frame first costs 40 s on Sail.
+
+Choosing the plan runs one small query (two grouped counts and a join of them, 0.2 s at 1M x
+10M) before the join is planned, so the inputs' plans run once more for it; where the spine
+is itself the result of an earlier join (a training set's second lookup) that join runs again.
+``strategy="arrays"`` or ``"window"`` skips the count.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, TimestampNTZType, TimestampType
 
 _TS = "__pit_ts"
 _KIND = "__pit_kind"  # 0: feature row, 1: spine row (feature rows first at equal times)
 _MATCH = "__pit_match"  # the matched feature time
 _FEATURE = "__pit_f"
+_TIMES = "__pit_times"  # a key's feature times, for the arrays plan
+_COUNT = "__pit_n"
+
+STRATEGIES = ("auto", "arrays", "window")
+PAIRS_PER_SORTED_ROW = 32  # arrays while pairs <= this x rows (measured; see the docstring)
 
 
 class PointInTimeJoinError(ValueError):
@@ -71,8 +95,17 @@ def point_in_time_join(
     feature_names: Sequence[str] | None = None,
     lookback_window: dt.timedelta | None = None,
     default_values: Mapping[str, object] | None = None,
+    strategy: str = "auto",
 ) -> DataFrame:
-    """Every spine column plus the feature columns, as of each spine row's timestamp."""
+    """Every spine column plus the feature columns, as of each spine row's timestamp.
+
+    ``strategy`` picks how matches are found (``"auto"``, ``"arrays"`` or ``"window"``; the
+    module docstring says what each costs); every strategy gives the same rows.
+    """
+    if strategy not in STRATEGIES:
+        raise PointInTimeJoinError(
+            f"strategy must be one of {list(STRATEGIES)}, found {strategy!r}."
+        )
     keys = _as_list(lookup_key)
     _require(spine_df, [*keys, timestamp_lookup_key], "spine")
     _require(feature_df, [*keys, feature_timestamp_key], "feature")
@@ -104,56 +137,27 @@ def point_in_time_join(
         if lookback_window < dt.timedelta(0):
             raise PointInTimeJoinError(f"lookback_window must not be negative: {lookback_window}.")
 
-    spine_fields = {f.name: f.dataType for f in spine_df.schema.fields}
-    feature_fields = {f.name: f.dataType for f in feature_df.schema.fields}
-
+    types = _Types.of(spine_df, feature_df, timestamp_lookup_key, feature_timestamp_key)
     # 1. The match, on narrow rows: for each distinct (key, spine time), the latest feature
-    #    time at or before it. SQL join semantics: a null key or time never matches.
-    def present(columns: Sequence[str]) -> Column:
-        condition = F.lit(True)
-        for c in columns:
-            condition = condition & F.col(c).isNotNull()
-        return condition
-
-    spine_times = (
-        spine_df.where(present([*keys, timestamp_lookup_key]))
-        .select(
-            *[F.col(k) for k in keys],
-            F.col(timestamp_lookup_key).cast("timestamp").alias(_TS),
-        )
-        .distinct()
-        .select("*", F.lit(1).alias(_KIND), F.lit(None).cast("timestamp").alias(_MATCH))
+    #    time at or before it.
+    spine_times, feature_times = _narrow(
+        spine_df, feature_df, keys, timestamp_lookup_key, feature_timestamp_key, types
     )
-    feature_times = feature_df.where(present([*keys, feature_timestamp_key])).select(
-        *[F.col(k).cast(spine_fields[k]).alias(k) for k in keys],
-        F.col(feature_timestamp_key).cast("timestamp").alias(_TS),
-        F.lit(0).alias(_KIND),
-        F.col(feature_timestamp_key).cast("timestamp").alias(_MATCH),
-    )
-    in_time_order = Window.partitionBy(*keys).orderBy(F.col(_TS), F.col(_KIND))
-    upto_now = in_time_order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    matches = (
-        spine_times.unionByName(feature_times)
-        .select(
-            *keys,
-            _TS,
-            _KIND,
-            F.last(_MATCH, ignorenulls=True).over(upto_now).alias(_MATCH),
-        )
-        .where(F.col(_KIND) == 1)
-    )
-    if lookback_window is not None:
-        age_s = F.col(_TS).cast("double") - F.col(_MATCH).cast("double")
-        matches = matches.where(age_s <= lookback_window.total_seconds())
+    if strategy == "auto":
+        strategy = _choose(spine_times, feature_times, keys).strategy
+    if strategy == "arrays":
+        matches = _match_by_arrays(spine_times, feature_times, keys, lookback_window)
+    else:
+        matches = _match_by_window(spine_times, feature_times, keys, lookback_window)
     matches = matches.select(*keys, _TS, _MATCH)
 
     # 2. Every spine row finds its (key, time) match; 3. the matched feature row's values.
-    spine_side = spine_df.withColumn(_TS, F.col(timestamp_lookup_key).cast("timestamp"))
+    spine_side = spine_df.withColumn(_TS, types.spine_time(timestamp_lookup_key))
     joined = spine_side.join(matches, [*keys, _TS], "left")
     if feature_names:
         values = feature_df.select(
-            *[F.col(k).cast(spine_fields[k]).alias(f"{_FEATURE}k{i}") for i, k in enumerate(keys)],
-            F.col(feature_timestamp_key).cast("timestamp").alias(f"{_FEATURE}ts"),
+            *[types.feature_key(k).alias(f"{_FEATURE}k{i}") for i, k in enumerate(keys)],
+            types.feature_time(feature_timestamp_key).alias(f"{_FEATURE}ts"),
             *[F.col(n).alias(f"{_FEATURE}{i}") for i, n in enumerate(feature_names)],
         )
         condition = F.col(_MATCH) == F.col(f"{_FEATURE}ts")
@@ -164,6 +168,164 @@ def point_in_time_join(
     for i, name in enumerate(feature_names):
         value = F.col(f"{_FEATURE}{i}")
         if name in defaults:
-            value = F.coalesce(value, F.lit(defaults[name]).cast(feature_fields[name]))
+            value = F.coalesce(value, F.lit(defaults[name]).cast(types.feature[name]))
         features.append(value.alias(name))
     return joined.select(*[F.col(c) for c in spine_df.columns], *features)
+
+
+@dataclass(frozen=True)
+class _Types:
+    """The inputs' column types and the type their times are compared in: both sides' own
+    type when they share a timestamp type (no per-row conversion: casting 10M
+    ``timestamp_ntz`` values to ``timestamp`` costs seconds on the embedded engine), else
+    ``timestamp`` (a date is midnight of its day)."""
+
+    spine: dict[str, DataType]
+    feature: dict[str, DataType]
+    time: DataType
+
+    @classmethod
+    def of(cls, spine_df: DataFrame, feature_df: DataFrame, ts: str, feature_ts: str) -> _Types:
+        spine = {f.name: f.dataType for f in spine_df.schema.fields}
+        feature = {f.name: f.dataType for f in feature_df.schema.fields}
+        same = spine[ts] == feature[feature_ts]
+        shared = same and isinstance(spine[ts], (TimestampType, TimestampNTZType))
+        return cls(spine, feature, spine[ts] if shared else TimestampType())
+
+    def spine_time(self, name: str) -> Column:
+        return _as_type(F.col(name), self.spine[name], self.time)
+
+    def feature_time(self, name: str) -> Column:
+        return _as_type(F.col(name), self.feature[name], self.time)
+
+    def feature_key(self, name: str) -> Column:
+        return _as_type(F.col(name), self.feature[name], self.spine[name])
+
+
+def _as_type(column: Column, have: DataType, want: DataType) -> Column:
+    return column if have == want else column.cast(want)
+
+
+def _narrow(
+    spine_df: DataFrame,
+    feature_df: DataFrame,
+    keys: list[str],
+    ts: str,
+    feature_ts: str,
+    types: _Types,
+) -> tuple[DataFrame, DataFrame]:
+    """The distinct (key, spine time) rows and the (key, feature time) rows, in the columns
+    both plans read. SQL join semantics: a null key or time never matches."""
+
+    def present(columns: Sequence[str]) -> Column:
+        condition = F.lit(True)
+        for c in columns:
+            condition = condition & F.col(c).isNotNull()
+        return condition
+
+    spine_times = (
+        spine_df.where(present([*keys, ts]))
+        .select(*[F.col(k) for k in keys], types.spine_time(ts).alias(_TS))
+        .distinct()
+        .select("*", F.lit(1).alias(_KIND), F.lit(None).cast(types.time).alias(_MATCH))
+    )
+    feature_times = feature_df.where(present([*keys, feature_ts])).select(
+        *[types.feature_key(k).alias(k) for k in keys],
+        types.feature_time(feature_ts).alias(_TS),
+        F.lit(0).alias(_KIND),
+        types.feature_time(feature_ts).alias(_MATCH),
+    )
+    return spine_times, feature_times
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """What ``choose_strategy`` counted and chose."""
+
+    pairs: int  # (spine time, feature time) pairs sharing a key: the arrays plan's work
+    rows: int  # spine times and feature times of the keys both sides have: the window's sort
+    strategy: str
+
+
+def choose_strategy(
+    spine_df: DataFrame,
+    feature_df: DataFrame,
+    *,
+    lookup_key: str | Sequence[str],
+    timestamp_lookup_key: str,
+    feature_timestamp_key: str,
+) -> StrategyChoice:
+    """The plan ``strategy="auto"`` takes for these inputs, and the counts it compared: one
+    query, run now. A training set with several lookups asks it of its own spine, so that a
+    later lookup's count does not run the earlier lookups' joins again."""
+    keys = _as_list(lookup_key)
+    _require(spine_df, [*keys, timestamp_lookup_key], "spine")
+    _require(feature_df, [*keys, feature_timestamp_key], "feature")
+    types = _Types.of(spine_df, feature_df, timestamp_lookup_key, feature_timestamp_key)
+    sides = _narrow(spine_df, feature_df, keys, timestamp_lookup_key, feature_timestamp_key, types)
+    return _choose(*sides, keys)
+
+
+def _choose(spine_times: DataFrame, feature_times: DataFrame, keys: list[str]) -> StrategyChoice:
+    """``arrays`` while its pairs are at most ``PAIRS_PER_SORTED_ROW`` x the window's rows."""
+    counts = [
+        side.groupBy(*keys).agg(F.count(F.lit(1)).alias(f"{_COUNT}{i}"))
+        for i, side in enumerate((spine_times, feature_times))
+    ]
+    pairs, rows = (
+        counts[0]
+        .join(counts[1], keys)
+        .agg(
+            F.sum(F.col(f"{_COUNT}0") * F.col(f"{_COUNT}1")),
+            F.sum(F.col(f"{_COUNT}0") + F.col(f"{_COUNT}1")),
+        )
+        .first()
+    )
+    pairs, rows = int(pairs or 0), int(rows or 0)
+    cheaper = "arrays" if pairs <= PAIRS_PER_SORTED_ROW * rows else "window"
+    return StrategyChoice(pairs=pairs, rows=rows, strategy=cheaper)
+
+
+def _match_by_arrays(
+    spine_times: DataFrame,
+    feature_times: DataFrame,
+    keys: list[str],
+    lookback: dt.timedelta | None,
+) -> DataFrame:
+    """Each spine time's match: the greatest of its key's feature times not after it (and not
+    before its lookback: the same row as dropping a latest match that is too old)."""
+
+    def usable(ts: Column) -> Column:
+        not_after = ts <= F.col(_TS)
+        return not_after if lookback is None else not_after & (ts >= F.col(_TS) - F.lit(lookback))
+
+    lists = feature_times.groupBy(*keys).agg(F.collect_list(_MATCH).alias(_TIMES))
+    return (
+        spine_times.select(*keys, _TS)
+        .join(lists, keys)
+        .select(
+            *keys,
+            _TS,
+            F.array_max(F.filter(_TIMES, usable)).alias(_MATCH),
+        )
+    )
+
+
+def _match_by_window(
+    spine_times: DataFrame,
+    feature_times: DataFrame,
+    keys: list[str],
+    lookback: dt.timedelta | None,
+) -> DataFrame:
+    """Each spine time's match: the last feature time before it in its key's time order,
+    dropped when it is older than the lookback."""
+    in_time_order = Window.partitionBy(*keys).orderBy(F.col(_TS), F.col(_KIND))
+    upto_now = in_time_order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    matches = (
+        spine_times.unionByName(feature_times)
+        .select(*keys, _TS, _KIND, F.last(_MATCH, ignorenulls=True).over(upto_now).alias(_MATCH))
+        .where(F.col(_KIND) == 1)
+    )
+    if lookback is not None:
+        matches = matches.where(F.col(_MATCH) >= F.col(_TS) - F.lit(lookback))
+    return matches
