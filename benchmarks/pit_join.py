@@ -175,7 +175,7 @@ def benchmark_join(
     chosen = f"auto: {choice.strategy}"
     print(f"\n{n_spine:,} spine rows x {n_features:,} feature rows, {n_entities:,} entities")
     print(
-        f"  auto: {choice.pairs:,} (spine time, feature time) pairs sharing a key against "
+        f"  auto: {choice.pairs:,} (spine row, feature time) pairs sharing a key against "
         f"{choice.rows:,} rows to sort: {choice.strategy}"
     )
     for label, lookback in (("30-day lookback", LOOKBACK), ("no lookback", None)):

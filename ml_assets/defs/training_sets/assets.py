@@ -191,11 +191,22 @@ def build_training_set(declaration: TrainingSetDeclaration) -> dg.AssetsDefiniti
                 "dagster/column_lineage": _column_lineage(declaration),
                 **_summary_metadata(summary, _rate_key(declaration)),
                 **_skew_metadata(written, declaration),
+                "join_plans": _join_plans(training),
                 "seconds": round(seconds, 2),
             },
         )
 
     return _training_set
+
+
+def _join_plans(training) -> dg.MetadataValue:
+    """How each lookup's point-in-time join found its matches, and the counts it chose by."""
+    return dg.MetadataValue.json(
+        {
+            table.split(".")[-1]: {"plan": c.strategy, "pairs": c.pairs, "rows": c.rows}
+            for table, c in training.join_plans.items()
+        }
+    )
 
 
 def _lineage_metadata(lineage: Lineage) -> dict[str, object]:

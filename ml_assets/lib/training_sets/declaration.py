@@ -326,6 +326,7 @@ class TrainingSetDeclaration:
             feature_columns=self.model_features,
             matched_timestamp_columns=training.matched_timestamp_columns,
             table_versions={labels_table: labels_version, **training.table_versions},
+            join_plans=training.join_plans,
         )
         return result, cutoffs
 

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from ml_assets.lib.features.contracts import FeatureTableContract
 from ml_assets.lib.features.registry import contract_for
-from ml_assets.lib.training_sets.pit import choose_strategy, point_in_time_join
+from ml_assets.lib.training_sets.pit import StrategyChoice, choose_strategy, point_in_time_join
 
 
 class TrainingSetError(ValueError):
@@ -70,6 +70,8 @@ class TrainingSet:
     feature_columns: tuple[str, ...]  # model inputs
     matched_timestamp_columns: Mapping[str, str] = field(default_factory=dict)  # column -> table
     table_versions: Mapping[str, int] = field(default_factory=dict)
+    # table -> how its point-in-time join found matches (where chosen on the spine)
+    join_plans: Mapping[str, StrategyChoice] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def build_training_set(
     feature_columns: list[str] = []
     matched: dict[str, str] = {}
     read_versions: dict[str, int] = {}
+    plans: dict[str, StrategyChoice] = {}
     for lookup in lookups:
         resolved = resolve(lookup, contracts)
         table = resolved.contract.name
@@ -181,8 +184,10 @@ def build_training_set(
         }
         # the plan is chosen on the spine as given where it can be, so that counting does
         # not run the earlier lookups' joins again
-        own = set(spine_df.columns) >= {*keys, lookup.timestamp_lookup_key}
-        strategy = choose_strategy(spine_df, features, **columns).strategy if own else "auto"
+        strategy = "auto"
+        if set(spine_df.columns) >= {*keys, lookup.timestamp_lookup_key}:
+            plans[table] = choose_strategy(spine_df, features, **columns)
+            strategy = plans[table].strategy
         df = point_in_time_join(
             df,
             features,
@@ -205,6 +210,7 @@ def build_training_set(
         feature_columns=tuple(c for c in feature_columns if c not in exclude_columns),
         matched_timestamp_columns={c: t for c, t in matched.items() if c not in exclude_columns},
         table_versions=read_versions,
+        join_plans=plans,
     )
 
 

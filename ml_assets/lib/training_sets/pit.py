@@ -6,26 +6,26 @@ never filled from an older row). With a lookback window ``w`` that row must also
 ``t - ts <= w`` (inclusive). No match gives nulls; ``default_values`` then replace every null
 of their column. Exactly one output row per spine row, duplicates preserved, in any order.
 
-How, in three steps that keep the wide rows out of the matching:
-1. for each distinct (key, spine time), the greatest feature time of its key at or before it
-   (the lookback then drops matches that are too old), by one of two plans:
+How, in steps that keep the wide rows out of the matching:
+1. each spine row's match, the greatest feature time of its key at or before its time (and,
+   with a lookback, not before ``t - w``), by one of two plans:
    - ``arrays``: the feature times are gathered into one list per key (a hash aggregate), each
-     distinct spine time takes its key's list by an equi-join, and the match is the greatest
-     element not after it (``array_max(filter(...))``). Its cost is the number of (spine
-     time, feature time) pairs sharing a key: linear while keys' histories are short, a
-     product where one key has a long history and many spine times;
-   - ``window``: spine and feature times are unioned and ordered per key by time, feature rows
-     first at equal times; each spine time's match is the last feature time before it
-     (``last(ignorenulls)`` over a running window). One sort per key, O(n log n), whatever
-     the histories, but the embedded engine's window operator is slow: 4.1 s at 1M x 10M
-     rows (100 per key) where the ``arrays`` plan takes 1.6 s (benchmarks/README.md).
-   ``strategy="auto"`` (the default) counts, in one aggregate over both inputs' keys, the
-   pairs that ``arrays`` would compare and the rows that ``window`` would sort, and takes
-   ``arrays`` while pairs <= 32 x rows (measured on the embedded engine: about 12 ns per pair
-   against about 0.4 us per sorted row; 1,000 keys with 10,000 feature rows and 1,000 spine
-   times each took 124 s with ``arrays`` and 21 s with ``window``);
-2. every spine row takes the match of its (key, time) by an equi-join;
-3. the matched feature row's values come by an equi-join on (key, matched time).
+     spine row takes its key's list by a left equi-join, and its match is the greatest
+     element in range (``array_max(filter(...))``). Its work is the number of (spine row,
+     feature time) pairs sharing a key: linear while keys' histories are short, a product
+     where one key has both a long history and many spine rows;
+   - ``window``: the distinct (key, spine time) pairs and the feature times are unioned and
+     ordered per key by time, feature rows first at equal times; each spine time's match is
+     the last feature time before it (``last(ignorenulls)`` over a running window), and every
+     spine row takes the match of its (key, time) by an equi-join. One sort per key, whatever
+     the histories, but the embedded engine's window operator is slow: 3.4 s at 1M x 10M
+     rows (100 feature rows per key) where the whole join by ``arrays`` takes about 1.5 s.
+   ``strategy="auto"`` (the default) counts, in one query over both inputs' keys, the pairs
+   that ``arrays`` would build and the rows that ``window`` would sort, and takes ``arrays``
+   while pairs <= 32 x rows (measured on the embedded engine: about 12 ns per pair against
+   about 0.4 us per sorted row; with 1,000 keys of 10,000 feature rows and 1,000 spine rows
+   each, ``arrays`` took 124 s and ``window`` 21 s; benchmarks/README.md);
+2. the matched feature row's values come by an equi-join on (key, matched time).
 A range join would instead pair each spine row with every feature row in the window and,
 without a window, with the whole history of its key (DESIGN.md: 30 s and 9.5 GiB at 1M x 10M
 rows). Carrying whole feature rows through the window's sort (a ``last`` over a struct) was
@@ -39,9 +39,10 @@ window pass over every row (measured: 8.3 s instead of 4.8 s at 1M x 10M), and d
 the feature frame first costs 40 s on Sail.
 
 Choosing the plan runs one small query (two grouped counts and a join of them, 0.2 s at 1M x
-10M) before the join is planned, so the inputs' plans run once more for it; where the spine
-is itself the result of an earlier join (a training set's second lookup) that join runs again.
-``strategy="arrays"`` or ``"window"`` skips the count.
+10M) before the join is planned, so the inputs' plans run once more for it: where the spine
+is itself the result of an earlier join, that join runs again (``build_training_set`` asks
+``choose_strategy`` of its own spine for that reason). ``strategy="arrays"`` or ``"window"``
+skips the count.
 """
 
 from __future__ import annotations
@@ -138,22 +139,19 @@ def point_in_time_join(
             raise PointInTimeJoinError(f"lookback_window must not be negative: {lookback_window}.")
 
     types = _Types.of(spine_df, feature_df, timestamp_lookup_key, feature_timestamp_key)
-    # 1. The match, on narrow rows: for each distinct (key, spine time), the latest feature
-    #    time at or before it.
+    # 1. Each spine row's match: the latest feature time of its key at or before its time.
     spine_times, feature_times = _narrow(
         spine_df, feature_df, keys, timestamp_lookup_key, feature_timestamp_key, types
     )
     if strategy == "auto":
         strategy = _choose(spine_times, feature_times, keys).strategy
-    if strategy == "arrays":
-        matches = _match_by_arrays(spine_times, feature_times, keys, lookback_window)
-    else:
-        matches = _match_by_window(spine_times, feature_times, keys, lookback_window)
-    matches = matches.select(*keys, _TS, _MATCH)
-
-    # 2. Every spine row finds its (key, time) match; 3. the matched feature row's values.
     spine_side = spine_df.withColumn(_TS, types.spine_time(timestamp_lookup_key))
-    joined = spine_side.join(matches, [*keys, _TS], "left")
+    if strategy == "arrays":
+        joined = _match_by_arrays(spine_side, feature_times, keys, lookback_window)
+    else:
+        matches = _match_by_window(spine_times, feature_times, keys, lookback_window, types.time)
+        joined = spine_side.join(matches.select(*keys, _TS, _MATCH), [*keys, _TS], "left")
+    # 2. The matched feature row's values, by an equi-join on (key, matched time).
     if feature_names:
         values = feature_df.select(
             *[types.feature_key(k).alias(f"{_FEATURE}k{i}") for i, k in enumerate(keys)],
@@ -214,8 +212,8 @@ def _narrow(
     feature_ts: str,
     types: _Types,
 ) -> tuple[DataFrame, DataFrame]:
-    """The distinct (key, spine time) rows and the (key, feature time) rows, in the columns
-    both plans read. SQL join semantics: a null key or time never matches."""
+    """The (key, spine time) and (key, feature time) rows, in the columns the plans and the
+    choice read. SQL join semantics: a null key or time never matches."""
 
     def present(columns: Sequence[str]) -> Column:
         condition = F.lit(True)
@@ -223,17 +221,11 @@ def _narrow(
             condition = condition & F.col(c).isNotNull()
         return condition
 
-    spine_times = (
-        spine_df.where(present([*keys, ts]))
-        .select(*[F.col(k) for k in keys], types.spine_time(ts).alias(_TS))
-        .distinct()
-        .select("*", F.lit(1).alias(_KIND), F.lit(None).cast(types.time).alias(_MATCH))
+    spine_times = spine_df.where(present([*keys, ts])).select(
+        *[F.col(k) for k in keys], types.spine_time(ts).alias(_TS)
     )
     feature_times = feature_df.where(present([*keys, feature_ts])).select(
-        *[types.feature_key(k).alias(k) for k in keys],
-        types.feature_time(feature_ts).alias(_TS),
-        F.lit(0).alias(_KIND),
-        types.feature_time(feature_ts).alias(_MATCH),
+        *[types.feature_key(k).alias(k) for k in keys], types.feature_time(feature_ts).alias(_TS)
     )
     return spine_times, feature_times
 
@@ -242,8 +234,8 @@ def _narrow(
 class StrategyChoice:
     """What ``choose_strategy`` counted and chose."""
 
-    pairs: int  # (spine time, feature time) pairs sharing a key: the arrays plan's work
-    rows: int  # spine times and feature times of the keys both sides have: the window's sort
+    pairs: int  # (spine row, feature time) pairs sharing a key: the arrays plan's work
+    rows: int  # spine rows and feature times of the keys both sides have: the window's sort
     strategy: str
 
 
@@ -287,27 +279,24 @@ def _choose(spine_times: DataFrame, feature_times: DataFrame, keys: list[str]) -
 
 
 def _match_by_arrays(
-    spine_times: DataFrame,
+    spine_side: DataFrame,
     feature_times: DataFrame,
     keys: list[str],
     lookback: dt.timedelta | None,
 ) -> DataFrame:
-    """Each spine time's match: the greatest of its key's feature times not after it (and not
-    before its lookback: the same row as dropping a latest match that is too old)."""
+    """The spine rows, each with its match: the greatest of its key's feature times not after
+    its time (and not before its lookback: the same row as dropping a latest match that is
+    too old)."""
 
     def usable(ts: Column) -> Column:
         not_after = ts <= F.col(_TS)
         return not_after if lookback is None else not_after & (ts >= F.col(_TS) - F.lit(lookback))
 
-    lists = feature_times.groupBy(*keys).agg(F.collect_list(_MATCH).alias(_TIMES))
+    lists = feature_times.groupBy(*keys).agg(F.collect_list(_TS).alias(_TIMES))
     return (
-        spine_times.select(*keys, _TS)
-        .join(lists, keys)
-        .select(
-            *keys,
-            _TS,
-            F.array_max(F.filter(_TIMES, usable)).alias(_MATCH),
-        )
+        spine_side.join(lists, keys, "left")
+        .withColumn(_MATCH, F.array_max(F.filter(_TIMES, usable)))
+        .drop(_TIMES)
     )
 
 
@@ -316,9 +305,18 @@ def _match_by_window(
     feature_times: DataFrame,
     keys: list[str],
     lookback: dt.timedelta | None,
+    time_type: DataType,
 ) -> DataFrame:
-    """Each spine time's match: the last feature time before it in its key's time order,
-    dropped when it is older than the lookback."""
+    """Each distinct (key, spine time)'s match: the last feature time before it in its key's
+    time order, dropped when it is older than the lookback."""
+    spine_times = spine_times.distinct().select(
+        "*",
+        F.lit(1).alias(_KIND),
+        F.lit(None).cast(time_type).alias(_MATCH),
+    )
+    feature_times = feature_times.select(
+        *keys, _TS, F.lit(0).alias(_KIND), F.col(_TS).alias(_MATCH)
+    )
     in_time_order = Window.partitionBy(*keys).orderBy(F.col(_TS), F.col(_KIND))
     upto_now = in_time_order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     matches = (
