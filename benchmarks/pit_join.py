@@ -47,6 +47,11 @@ from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 
 DAY_S = 86_400
 LOOKBACK = dt.timedelta(days=30)
+COLUMNS = {
+    "lookup_key": "user_id",
+    "timestamp_lookup_key": "label_ts",
+    "feature_timestamp_key": "feature_ts",
+}
 
 
 def make_data(root: Path, n_spine: int, n_features: int, n_entities: int) -> None:
@@ -78,9 +83,7 @@ def run_project(spark, root: Path, lookback: dt.timedelta | None, strategy: str 
     joined = point_in_time_join(
         spark.read.parquet(str(root / "spine.parquet")),
         spark.read.parquet(str(root / "features.parquet")),
-        lookup_key="user_id",
-        timestamp_lookup_key="label_ts",
-        feature_timestamp_key="feature_ts",
+        **COLUMNS,
         lookback_window=lookback,
         strategy=strategy,
     )
@@ -168,9 +171,7 @@ def benchmark_join(
     choice = choose_strategy(
         spark.read.parquet(str(root / "spine.parquet")),
         spark.read.parquet(str(root / "features.parquet")),
-        lookup_key="user_id",
-        timestamp_lookup_key="label_ts",
-        feature_timestamp_key="feature_ts",
+        **COLUMNS,
     )
     chosen = f"auto: {choice.strategy}"
     print(f"\n{n_spine:,} spine rows x {n_features:,} feature rows, {n_entities:,} entities")

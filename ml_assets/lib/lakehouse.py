@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -436,3 +436,24 @@ def parse_history(entries: Iterable[Mapping]) -> list[TableCommit]:
             )
         )
     return sorted(commits, key=lambda c: c.version, reverse=True)
+
+
+def at_log_file_times(commits: Iterable[TableCommit], table_path: str | Path) -> list[TableCommit]:
+    """The commits with the timestamp the Delta protocol gives a commit without in-commit
+    timestamps: its log file's modification time, which time travel by timestamp resolves
+    against (and Delta Spark's ``DESCRIBE HISTORY`` reports). The writer's ``commitInfo``
+    time, which delta-rs reports, can be earlier than the file's under load, and reading as
+    of it then gave the version before. Rounded up to the microsecond; a commit whose log
+    file is gone (log retention) keeps the writer's time."""
+    log = Path(table_path) / "_delta_log"
+    timed = []
+    for commit in commits:
+        try:
+            mtime_ns = (log / f"{commit.version:020d}.json").stat().st_mtime_ns
+        except FileNotFoundError:
+            timed.append(commit)
+            continue
+        micros = -(-mtime_ns // 1000)
+        stamp = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
+        timed.append(replace(commit, timestamp=stamp))
+    return timed

@@ -40,6 +40,7 @@ from ml_assets.lib.lakehouse import (
     TableCommit,
     TableId,
     TableSpec,
+    at_log_file_times,
     create_table_sql,
     merge_sql,
     parse_history,
@@ -464,7 +465,8 @@ class LocalDeltaLakehouse(_DeltaLakehouse):
             if commits is None:
                 raise self._missing(table)
             return commits
-        return parse_history(self._require(table).history(limit))
+        commits = parse_history(self._require(table).history(limit))
+        return at_log_file_times(commits, self._path(table))
 
     def properties(self, table: TableRef) -> dict[str, str]:
         if self._delta_sql:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from ml_assets.lib.lakehouse import (
     InvalidTableNameError,
     InvalidTableSpecError,
     SchemaMismatchError,
+    TableCommit,
     TableId,
     TableSpec,
+    at_log_file_times,
     merge_sql,
     parse_history,
     plan_conform,
@@ -206,3 +209,21 @@ def test_history_entries_are_parsed_newest_first_with_row_counts():
     assert [c.version for c in commits] == [2, 1, 0]
     assert [c.rows_written for c in commits] == [3, 7, None]
     assert commits[0].timestamp.tzinfo is dt.UTC
+
+
+def test_commit_times_are_the_log_files_rounded_up_or_the_writers_where_the_file_is_gone(
+    tmp_path: Path,
+):
+    log = tmp_path / "_delta_log"
+    log.mkdir()
+    (log / f"{1:020d}.json").write_text("{}")
+    mtime_ns = 1_796_584_301_520_095_400  # a time that is not a whole microsecond
+    os.utime(log / f"{1:020d}.json", ns=(mtime_ns, mtime_ns))
+    writer = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    commits = [TableCommit(v, writer, "WRITE", {}) for v in (1, 0)]  # version 0's log is gone
+    timed = at_log_file_times(commits, tmp_path)
+    assert [c.version for c in timed] == [1, 0]
+    assert timed[0].timestamp == dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(
+        microseconds=1_796_584_301_520_096
+    )
+    assert timed[1] == commits[1]

@@ -240,7 +240,8 @@ def test_feature_windows_complete_counts_rows_whose_window_reaches_before_the_da
 @pytest.mark.parametrize("strategy", ["arrays", "window"])
 def test_timestamp_ntz_and_date_times_match_like_timestamps(spark, strategy):
     """Times of one timestamp type are compared as they are (timestamp_ntz with
-    timestamp_ntz); a date against a timestamp is midnight of its day (the session is UTC)."""
+    timestamp_ntz); a date against a timestamp is midnight of its day (the session is UTC),
+    and a key of another type is cast to the spine's."""
     spine = [(1, h(30), 0), (1, h(50), 1), (2, h(30), 2)]
     feats = [(1, h(0), 1.0, "x"), (1, h(24), 2.0, "y"), (2, h(40), 3.0, "z")]
     lookback = dt.timedelta(hours=20)
@@ -271,7 +272,7 @@ def test_timestamp_ntz_and_date_times_match_like_timestamps(spark, strategy):
 
     days = spark.createDataFrame(
         [(1, dt.date(2026, 1, 10), 1.0), (1, dt.date(2026, 1, 11), 2.0)],
-        "user_id bigint, day date, a double",
+        "user_id int, day date, a double",  # an int key against the spine's bigint
     )
     by_day = point_in_time_join(
         spark.createDataFrame([(1, h(23.5), 0), (1, h(24), 1)], SPINE),

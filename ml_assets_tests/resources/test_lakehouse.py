@@ -5,6 +5,7 @@ travel, history and properties behave the same everywhere."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 
@@ -176,6 +177,27 @@ def test_time_travel_by_version_and_by_timestamp(orders, spark):
     assert rows(orders, timestamp=v1_time) == v1_rows
     with pytest.raises(ValueError, match="timezone-aware"):
         orders.read(SPEC, timestamp=v1_time.replace(tzinfo=None))
+
+
+def test_a_history_timestamp_reads_its_version_when_the_log_file_landed_late(
+    orders, spark, tmp_path
+):
+    """Time travel by timestamp resolves against the log files' modification times (the Delta
+    protocol's commit time). The writer's commitInfo time can be earlier under load (this test
+    failed once in the suite: reading as of it gave the empty version 0); history reports the
+    file's time, so a timestamp it gives reads its own version."""
+    if orders.spark.traits.delta_sql:
+        pytest.skip("history is the engine's DESCRIBE HISTORY on this lane, not delta-rs")
+    v1_rows = rows(orders)
+    orders.overwrite(SPEC, spark.createDataFrame([(100, D1, 1.0, "only")], SCHEMA))
+    log = tmp_path / "warehouse/main/test/orders/_delta_log"
+    v1_file, v2_file = log / f"{1:020d}.json", log / f"{2:020d}.json"
+    # v1's file lands well after its writer read the clock, still before v2's
+    landed = (orders.history(SPEC)[1].timestamp.timestamp() + v2_file.stat().st_mtime) / 2
+    os.utime(v1_file, (landed, landed))
+    v1_time = orders.history(SPEC)[1].timestamp
+    assert v1_time.timestamp() == pytest.approx(landed, abs=1e-5)
+    assert rows(orders, timestamp=v1_time) == v1_rows
 
 
 def test_a_table_whose_stored_schema_drifted_from_the_declaration_is_refused(orders, spark):

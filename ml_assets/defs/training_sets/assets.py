@@ -35,7 +35,7 @@ from ml_assets.lib.training_sets.declaration import (
     SplitCutoffs,
     TrainingSetDeclaration,
 )
-from ml_assets.lib.training_sets.lookups import TrainingSetError
+from ml_assets.lib.training_sets.lookups import TrainingSet, TrainingSetError
 from ml_assets.lib.training_sets.summary import (
     split_drift,
     summarize_labels,
@@ -199,7 +199,7 @@ def build_training_set(declaration: TrainingSetDeclaration) -> dg.AssetsDefiniti
     return _training_set
 
 
-def _join_plans(training) -> dg.MetadataValue:
+def _join_plans(training: TrainingSet) -> dg.MetadataValue:
     """How each lookup's point-in-time join found its matches, and the counts it chose by."""
     return dg.MetadataValue.json(
         {

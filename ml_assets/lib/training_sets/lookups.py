@@ -143,7 +143,10 @@ def build_training_set(
     versions: Mapping[str, int] | None = None,
     contracts: Mapping[str, FeatureTableContract] | None = None,
 ) -> TrainingSet:
-    """Join every lookup's features onto the spine, point-in-time; drop ``exclude_columns``."""
+    """Join every lookup's features onto the spine, point-in-time; drop ``exclude_columns``.
+
+    Runs one count per lookup now (``choose_strategy``, on the spine as given) to choose how
+    its join finds matches; the joins themselves run when the result is read."""
     if label is not None and label not in spine_df.columns:
         raise TrainingSetError(
             f"The label column {label!r} is not in the spine (columns: {spine_df.columns})."
