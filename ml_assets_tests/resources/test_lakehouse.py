@@ -183,9 +183,9 @@ def test_a_history_timestamp_reads_its_version_when_the_log_file_landed_late(
     orders, spark, tmp_path
 ):
     """Time travel by timestamp resolves against the log files' modification times (the Delta
-    protocol's commit time). The writer's commitInfo time can be earlier under load (this test
-    failed once in the suite: reading as of it gave the empty version 0); history reports the
-    file's time, so a timestamp it gives reads its own version."""
+    protocol's commit time). The writer's commitInfo time can be earlier under load (the test
+    above failed once in the suite: reading as of it gave the empty version 0); history reports
+    the file's time, so a timestamp it gives reads its own version."""
     if orders.spark.traits.delta_sql:
         pytest.skip("history is the engine's DESCRIBE HISTORY on this lane, not delta-rs")
     v1_rows = rows(orders)

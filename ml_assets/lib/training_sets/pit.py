@@ -24,7 +24,9 @@ How, in steps that keep the wide rows out of the matching:
    that ``arrays`` would build and the rows that ``window`` would sort, and takes ``arrays``
    while pairs <= 32 x rows (measured on the embedded engine: about 12 ns per pair against
    about 0.4 us per sorted row; with 1,000 keys of 10,000 feature rows and 1,000 spine rows
-   each, ``arrays`` took 124 s and ``window`` 21 s; benchmarks/README.md);
+   each, ``arrays`` took 124 s and ``window`` 21 s; benchmarks/README.md). The constant is
+   the embedded engine's: on the local Spark lane the window was the faster plan at 9 pairs
+   per row (16-18 s against 18-22 s at 1M x 10M);
 2. the matched feature row's values come by an equi-join on (key, matched time).
 A range join would instead pair each spine row with every feature row in the window and,
 without a window, with the whole history of its key (DESIGN.md: 30 s and 9.5 GiB at 1M x 10M
