@@ -90,6 +90,8 @@ def classify(spark, lines, landing=D, known=(1, 2)):
         (ev(session_id=12), "invalid_session_id"),
         (ev(device="w\x00eb"), "device_has_control_characters"),
         (ev(device="web\n"), "device_has_control_characters"),
+        (ev().replace("s1", "s\x7f1"), "session_id_has_control_characters"),  # a raw DEL
+        (ev().replace("s1", "s\t1"), "malformed_json"),  # a raw tab: not JSON
         (ev(device="fridge"), "unknown_device"),
         (ev(device=3), "unknown_device"),
         (ev(event_type=["login"]), "unknown_event_type"),

@@ -41,10 +41,11 @@ from ml_assets.lib.raw import (
     USERS_QUARANTINE,
     IngestionCounts,
     backdated_changes,
-    classify_events,
     classify_user_changes,
+    event_outcomes,
     ingestion_counts,
     ingestion_counts_by_day,
+    judge_events,
     kept_events,
     quarantined,
     scd_history,
@@ -250,17 +251,23 @@ def _ingest_events(
     """Classify the landed lines, then replace the range's rows of the events and of their
     quarantine."""
     known_users = lakehouse.read(USERS).select("user_id")
-    classified = classify_events(
-        landed.lines, known_users, late_arrival_days=landing.late_arrival_days
-    ).where(F.col("partition_date").between(F.lit(start), F.lit(end)))
-    with lakehouse.checkpoint(classified) as judged:  # parse once, use three times
-        counts, counts_by_day = ingestion_counts_by_day(judged)
-        unknown_fields = unknown_field_counts(judged, limit=UNKNOWN_FIELDS_PER_BATCH)
+    judged = judge_events(landed.lines, known_users, late_arrival_days=landing.late_arrival_days)
+    in_range = F.col("partition_date").between(F.lit(start), F.lit(end))
+    # Parsed and judged once. Duplicates are then ranked among every line read, the late
+    # days' lines past the range included, as classify_events ranks them.
+    with lakehouse.checkpoint(judged) as once:
+        classified = event_outcomes(once).where(in_range)
+        counts, counts_by_day = ingestion_counts_by_day(classified)
+        unknown_fields = unknown_field_counts(once.where(in_range), limit=UNKNOWN_FIELDS_PER_BATCH)
         events_commit = lakehouse.replace_range(
-            EVENTS, kept_events(judged), column="event_date", start=start, end=end
+            EVENTS, kept_events(classified), column="event_date", start=start, end=end
         )
         quarantine_commit = lakehouse.replace_range(
-            EVENTS_QUARANTINE, quarantined(judged), column="partition_date", start=start, end=end
+            EVENTS_QUARANTINE,
+            quarantined(once.where(in_range)),
+            column="partition_date",
+            start=start,
+            end=end,
         )
     return _Batch(landed, counts, counts_by_day, unknown_fields, events_commit, quarantine_commit)
 
