@@ -49,6 +49,9 @@ def test_the_tiny_graph_ingests_with_every_check_passing_and_counts_in_metadata(
     assert total["rows_quarantined"] > 0 and total["duplicates_removed"] > 0
     assert events["delta_version"] == "1"  # text: a version number is not a quantity to plot
     assert events["ingestion_batches"] == 1 and events["delta_commits_in_run"] == 1
+    steps = events["seconds_by_step"]  # where the ingestion's time went
+    assert list(steps) == ["parse_and_judge", "rank_and_count", "write_events", "write_quarantine"]
+    assert all(s > 0 for s in steps.values()) and sum(steps.values()) <= events["seconds"] + 0.05
     assert events["partition_range"] == "2025-10-01..2026-03-11"
     assert set(events["quarantined_by_reason"]) >= {"malformed_json", "unknown_user_id"}
     for day, metadata in days.items():  # each day's own figures, not the run's

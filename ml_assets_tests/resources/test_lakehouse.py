@@ -130,11 +130,23 @@ def test_replace_range_replaces_only_that_range_and_is_idempotent(orders, spark)
 
 
 def test_replace_range_refuses_rows_outside_the_range(orders, spark):
-    before_version = orders.version(SPEC)
-    stray = spark.createDataFrame([(9, D1, 1.0, "x")], SCHEMA)
-    with pytest.raises(WriteRefusedError, match="rows outside that range"):
+    before_rows, before_version = rows(orders), orders.version(SPEC)
+    stray = spark.createDataFrame([(7, D2, 1.0, "x"), (9, D1, 1.0, "x")], SCHEMA)
+    with pytest.raises(
+        WriteRefusedError, match="rows outside that range .for example day=2026-01-01"
+    ):
         orders.replace_range(SPEC, stray, column="day", start=D2, end=D3)
-    assert orders.version(SPEC) == before_version
+    assert orders.version(SPEC) == before_version and rows(orders) == before_rows
+
+
+def test_replace_range_writes_a_dataframe_filtered_to_the_range(orders, spark):
+    """The range is checked on the rows written: rows a filter removed, outside the range,
+    are not refused (an engine that checked below the filter would refuse them)."""
+    days = spark.createDataFrame(
+        [(7, D1, 70.0, "x"), (8, D2, 80.0, "re"), (9, D3, 90.0, "y")], SCHEMA
+    )
+    orders.replace_range(SPEC, days.where("day = DATE'2026-01-02'"), column="day", start=D2, end=D2)
+    assert rows(orders) == [(1, D1, 10.0, "new"), (3, D3, 30.0, "new"), (8, D2, 80.0, "re")]
 
 
 def test_merge_upserts_on_the_primary_key_and_running_it_twice_yields_the_same_table(orders, spark):

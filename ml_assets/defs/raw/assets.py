@@ -243,6 +243,28 @@ class _Batch:
     unknown_fields: dict[str, int]
     events_commit: TableCommit
     quarantine_commit: TableCommit
+    seconds_by_step: dict[str, float]
+
+
+class _Laps:
+    """Wall time per step, each step timed from the end of the one before."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = now - self._last
+        self._last = now
+
+
+def _summed_steps(batches: Sequence[_Batch]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for batch in batches:
+        for step, seconds in batch.seconds_by_step.items():
+            total[step] = total.get(step, 0.0) + seconds
+    return {step: round(seconds, 2) for step, seconds in total.items()}
 
 
 def _ingest_events(
@@ -250,18 +272,22 @@ def _ingest_events(
 ) -> _Batch:
     """Classify the landed lines, then replace the range's rows of the events and of their
     quarantine."""
+    laps = _Laps()
     known_users = lakehouse.read(USERS).select("user_id")
     judged = judge_events(landed.lines, known_users, late_arrival_days=landing.late_arrival_days)
     in_range = F.col("partition_date").between(F.lit(start), F.lit(end))
     # Parsed and judged once. Duplicates are then ranked among every line read, the late
     # days' lines past the range included, as classify_events ranks them.
     with lakehouse.checkpoint(judged) as once:
+        laps.lap("parse_and_judge")
         classified = event_outcomes(once).where(in_range)
         counts, counts_by_day = ingestion_counts_by_day(classified)
         unknown_fields = unknown_field_counts(once.where(in_range), limit=UNKNOWN_FIELDS_PER_BATCH)
+        laps.lap("rank_and_count")
         events_commit = lakehouse.replace_range(
             EVENTS, kept_events(classified), column="event_date", start=start, end=end
         )
+        laps.lap("write_events")
         quarantine_commit = lakehouse.replace_range(
             EVENTS_QUARANTINE,
             quarantined(once.where(in_range)),
@@ -269,7 +295,16 @@ def _ingest_events(
             start=start,
             end=end,
         )
-    return _Batch(landed, counts, counts_by_day, unknown_fields, events_commit, quarantine_commit)
+    laps.lap("write_quarantine")
+    return _Batch(
+        landed,
+        counts,
+        counts_by_day,
+        unknown_fields,
+        events_commit,
+        quarantine_commit,
+        laps.seconds,
+    )
 
 
 def _ingest_in_batches(
@@ -364,6 +399,8 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
             ),
             **_ingestion_metadata(counts, landed, unknown_fields, seconds),
             "ingestion_batches": len(batches),
+            # where the batches' seconds went (ranking runs again inside write_events)
+            "seconds_by_step": _summed_steps(batches),
             **_range_rows(start, end, stats.in_range),
             "first_event_ts": str(stats.first),
             "last_event_ts": str(stats.last),
