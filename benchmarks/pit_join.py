@@ -41,7 +41,7 @@ import pandas as pd
 from ml_assets.deployments import current_settings, spark_resource
 from ml_assets.lib.features import user_activity, user_daily_activity
 from ml_assets.lib.training_sets import point_in_time_join
-from ml_assets.lib.training_sets.pit import choose_strategy
+from ml_assets.lib.training_sets.pit import PAIRS_PER_SORTED_ROW, choose_strategy
 from ml_assets.programs.lanes import engine_lane, lane_peak_rss_mib
 from ml_assets.resources.lakehouse import LocalDeltaLakehouse
 
@@ -175,10 +175,16 @@ def benchmark_join(
     )
     chosen = f"auto: {choice.strategy}"
     print(f"\n{n_spine:,} spine rows x {n_features:,} feature rows, {n_entities:,} entities")
-    print(
-        f"  auto: {choice.pairs:,} (spine row, feature time) pairs sharing a key against "
-        f"{choice.rows:,} rows to sort: {choice.strategy}"
-    )
+    if choice.pairs is None:
+        print(
+            f"  auto: at most {choice.most_spine_rows_per_key} spine rows per key (<= "
+            f"{PAIRS_PER_SORTED_ROW}): {choice.strategy}, the features not counted"
+        )
+    else:
+        print(
+            f"  auto: {choice.pairs:,} (spine row, feature time) pairs sharing a key against "
+            f"{choice.rows:,} rows to sort: {choice.strategy}"
+        )
     for label, lookback in (("30-day lookback", LOOKBACK), ("no lookback", None)):
         times = timed(
             {

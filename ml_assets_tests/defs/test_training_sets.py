@@ -56,9 +56,12 @@ def test_the_training_set_passes_its_checks_and_records_lineage(ingested):
     assert 0 <= metadata["train_vs_test_drift_share"] <= 1 and metadata["train_vs_test_drifted"]
     assert metadata["match_rate_user_activity_feature_ts"] == 1.0  # labelled users are active
     assert set(metadata["dagster/column_lineage"].deps_by_column) >= {"events_7d", "plan_tier"}
-    plans = metadata["join_plans"]  # short histories: the arrays plan, by the counts shown
+    plans = metadata["join_plans"]  # six observation times per user: arrays, features uncounted
     assert set(plans) == {"user_activity", "user_profile"}
-    assert all(p["plan"] == "arrays" and 0 < p["pairs"] <= 32 * p["rows"] for p in plans.values())
+    assert all(
+        p == {"plan": "arrays", "most_spine_rows_per_key": 6, "pairs": None, "rows": None}
+        for p in plans.values()
+    ), plans
     labels = materialization_metadata(result, "training_sets/churn_labels")
     assert labels["observation_times"] == 6 and 0.02 < labels["churn_rate"] < 0.5
 

@@ -180,8 +180,9 @@ def test_a_repeated_feature_row_breaks_the_precondition_and_the_row_check_catche
 
 
 def test_auto_compares_the_arrays_pairs_with_the_window_rows(spark):
-    """Short histories take the arrays plan; one key with many spine times and a long history
-    (pairs > 32 x rows) takes the window, whose cost does not multiply the two."""
+    """Few spine rows per key take the arrays plan without counting the features; many spine
+    rows of one key are counted against its history: a short one still takes the arrays,
+    a long one (pairs > 32 x rows) the window, whose cost does not multiply the two."""
     short_spine = spark.createDataFrame([(1, h(i), 0) for i in range(3)] + [(2, h(1), 0)], SPINE)
     short_feats = spark.createDataFrame(
         [(1, h(i), 0.0, "x") for i in range(4)] + [(3, h(0), 0.0, "x")], FEATURES
@@ -192,12 +193,21 @@ def test_auto_compares_the_arrays_pairs_with_the_window_rows(spark):
         "feature_timestamp_key": "feature_ts",
     }
     short = choose_strategy(short_spine, short_feats, **columns)
-    assert (short.pairs, short.rows, short.strategy) == (12, 7, "arrays")
+    assert (short.strategy, short.most_spine_rows_per_key, short.pairs) == ("arrays", 3, None)
+
+    many_spine = spark.createDataFrame([(1, h(i), 0) for i in range(100)], SPINE)
+    few = choose_strategy(many_spine, short_feats, **columns)  # 100 x 4 pairs, 104 rows
+    assert (few.strategy, few.most_spine_rows_per_key, few.pairs, few.rows) == (
+        "arrays",
+        100,
+        400,
+        104,
+    )
 
     long_spine = spark.createDataFrame([(1, h(i), 0) for i in range(100)], SPINE)
     long_feats = spark.createDataFrame([(1, h(i), 0.0, "x") for i in range(100)], FEATURES)
     long = choose_strategy(long_spine, long_feats, **columns)
-    assert (long.pairs, long.rows, long.strategy) == (10_000, 200, "window")
+    assert (long.strategy, long.pairs, long.rows) == ("window", 10_000, 200)
     # and both plans agree there, through the whole join
     pinned = [
         sorted(

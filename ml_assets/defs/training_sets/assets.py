@@ -203,7 +203,12 @@ def _join_plans(training: TrainingSet) -> dg.MetadataValue:
     """How each lookup's point-in-time join found its matches, and the counts it chose by."""
     return dg.MetadataValue.json(
         {
-            table.split(".")[-1]: {"plan": c.strategy, "pairs": c.pairs, "rows": c.rows}
+            table.split(".")[-1]: {
+                "plan": c.strategy,
+                "most_spine_rows_per_key": c.most_spine_rows_per_key,
+                "pairs": c.pairs,
+                "rows": c.rows,
+            }
             for table, c in training.join_plans.items()
         }
     )

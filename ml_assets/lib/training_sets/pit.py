@@ -20,9 +20,10 @@ How, in steps that keep the wide rows out of the matching:
      spine row takes the match of its (key, time) by an equi-join. One sort per key, whatever
      the histories, but the embedded engine's window operator is slow: 3.4 s at 1M x 10M
      rows (100 feature rows per key) where the whole join by ``arrays`` takes about 1.5 s.
-   ``strategy="auto"`` (the default) counts, in one query over both inputs' keys, the pairs
-   that ``arrays`` would build and the rows that ``window`` would sort, and takes ``arrays``
-   while pairs <= 32 x rows (measured on the embedded engine: about 12 ns per pair against
+   ``strategy="auto"`` (the default) takes ``arrays`` while the pairs it would build are at
+   most 32 x the rows ``window`` would sort: at once when no key has more than 32 spine rows
+   (the pairs cannot exceed that bound then; only the spine is counted), else by counting
+   both inputs per key (measured on the embedded engine: about 12 ns per pair against
    about 0.4 us per sorted row; with 1,000 keys of 10,000 feature rows and 1,000 spine rows
    each, ``arrays`` took 124 s and ``window`` 21 s; benchmarks/README.md). The constant is
    the embedded engine's: on the local Spark lane the window was the faster plan at 9 pairs
@@ -40,9 +41,10 @@ set's ``one_row_per_spine_row`` check catches it. Guarding inside the join costs
 window pass over every row (measured: 8.3 s instead of 4.8 s at 1M x 10M), and deduplicating
 the feature frame first costs 40 s on Sail.
 
-Choosing the plan runs one small query (two grouped counts and a join of them, 0.2 s at 1M x
-10M) before the join is planned, so the inputs' plans run once more for it: where the spine
-is itself the result of an earlier join, that join runs again (``build_training_set`` asks
+Choosing the plan runs a small query before the join is planned (the spine's rows per key,
+0.05 s for 1M rows; where a key has more than 32, a second one: both inputs' counts per key,
+joined, 0.2-0.3 s at 1M x 10M), so the inputs' plans run once more for it: where the spine is
+itself the result of an earlier join, that join runs again (``build_training_set`` asks
 ``choose_strategy`` of its own spine for that reason). ``strategy="arrays"`` or ``"window"``
 skips the count.
 """
@@ -236,9 +238,11 @@ def _narrow(
 class StrategyChoice:
     """What ``choose_strategy`` counted and chose."""
 
-    pairs: int  # (spine row, feature time) pairs sharing a key: the arrays plan's work
-    rows: int  # spine rows and feature times of the keys both sides have: the window's sort
     strategy: str
+    most_spine_rows_per_key: int  # the largest number of spine rows sharing one key
+    # counted only when that number alone does not settle the choice (it is above the constant)
+    pairs: int | None = None  # (spine row, feature time) pairs sharing a key: arrays' work
+    rows: int | None = None  # spine rows and feature times of the keys both sides have
 
 
 def choose_strategy(
@@ -250,7 +254,7 @@ def choose_strategy(
     feature_timestamp_key: str,
 ) -> StrategyChoice:
     """The plan ``strategy="auto"`` takes for these inputs, and the counts it compared: one
-    query, run now. A training set with several lookups asks it of its own spine, so that a
+    or two queries, run now. A training set with several lookups asks it of its own spine, so that a
     later lookup's count does not run the earlier lookups' joins again."""
     keys = _as_list(lookup_key)
     _require(spine_df, [*keys, timestamp_lookup_key], "spine")
@@ -261,11 +265,20 @@ def choose_strategy(
 
 
 def _choose(spine_times: DataFrame, feature_times: DataFrame, keys: list[str]) -> StrategyChoice:
-    """``arrays`` while its pairs are at most ``PAIRS_PER_SORTED_ROW`` x the window's rows."""
+    """``arrays`` while its pairs are at most ``PAIRS_PER_SORTED_ROW`` x the window's rows.
+
+    The spine side is counted first. A key with ``s`` spine rows and ``f`` feature times
+    makes ``s * f`` pairs and ``s + f`` rows to sort; while no key has more than ``m`` spine
+    rows, ``s * f <= m * f <= m * (s + f)`` for every key, so with ``m`` at most the constant
+    the pairs cannot exceed it times the rows: ``arrays``, without reading the feature side
+    (0.2-0.3 s of a 1M x 10M join). Otherwise both sides are counted per key and compared."""
     counts = [
         side.groupBy(*keys).agg(F.count(F.lit(1)).alias(f"{_COUNT}{i}"))
         for i, side in enumerate((spine_times, feature_times))
     ]
+    most = int(counts[0].agg(F.max(f"{_COUNT}0")).first()[0] or 0)
+    if most <= PAIRS_PER_SORTED_ROW:
+        return StrategyChoice("arrays", most)
     pairs, rows = (
         counts[0]
         .join(counts[1], keys)
@@ -277,7 +290,7 @@ def _choose(spine_times: DataFrame, feature_times: DataFrame, keys: list[str]) -
     )
     pairs, rows = int(pairs or 0), int(rows or 0)
     cheaper = "arrays" if pairs <= PAIRS_PER_SORTED_ROW * rows else "window"
-    return StrategyChoice(pairs=pairs, rows=rows, strategy=cheaper)
+    return StrategyChoice(cheaper, most, pairs=pairs, rows=rows)
 
 
 def _match_by_arrays(
