@@ -80,18 +80,21 @@ class WriteRefusedError(ValueError):
     """A write the table's contract does not allow (null in a key, duplicate merge keys...)."""
 
 
-# Raised by a written row outside a replace_range's range; the row's value follows it.
+# The error a written row outside a replace_range's range raises: "<mark> <column>=[<value>]".
 _OUTSIDE_RANGE = "ML_ASSETS_ROW_OUTSIDE_REPLACED_RANGE"
+_OUTSIDE_RANGE_FOUND = re.compile(rf"{_OUTSIDE_RANGE} (\S+=\[.*?\])")
 
 
 def _refused_outside_range(df: DataFrame, column: str, predicate: str) -> DataFrame:
-    """``df`` whose ``column`` raises, as each row is written, when the row lies outside
-    ``predicate``: Delta's own replaceWhere check, which Sail does not make, and no second
-    computation of ``df`` as a query for such rows would be. Placed on the rows being
-    written (above ``_conform``'s shuffle on Sail), it never sees a row a filter removed."""
+    """``df`` whose ``column`` raises, as each row is written, for a row outside ``predicate``
+    (or null in it): the check Delta's ``replaceWhere`` makes on Spark and Sail does not.
+    Made while writing, it costs no second computation of ``df`` (a query for such rows
+    before the write computed it twice). It sits on the rows being written, above
+    ``_conform``'s shuffle on Sail, so a row that a filter of ``df`` removed never reaches it
+    (tested on every lane)."""
     outside = ~F.expr(predicate) | F.col(column).isNull()
     shown = F.coalesce(F.col(column).cast("string"), F.lit("null"))
-    message = F.concat(F.lit(f"{_OUTSIDE_RANGE} {column}="), shown, F.lit(" "))
+    message = F.concat(F.lit(f"{_OUTSIDE_RANGE} {column}=["), shown, F.lit("]"))
     return df.withColumn(column, F.when(outside, F.raise_error(message)).otherwise(F.col(column)))
 
 
@@ -391,7 +394,7 @@ class _DeltaLakehouse(Lakehouse):
         try:
             return self._run(spec, lambda: self._save(writer, spec))
         except PySparkException as exc:
-            found = re.search(rf"{_OUTSIDE_RANGE} (\S+=\S+) ", str(exc))
+            found = _OUTSIDE_RANGE_FOUND.search(str(exc))
             if found is None:
                 raise
             raise WriteRefusedError(
