@@ -22,6 +22,7 @@ from ml_assets.defs.checks import (
     table_check,
 )
 from ml_assets.defs.metadata import (
+    ReadBack,
     check_result,
     read_back,
     rows_per_day,
@@ -211,30 +212,6 @@ def _range_rows(start: dt.date, end: dt.date, rows: int) -> dict[str, object]:
     return {"rows_in_range": rows}
 
 
-def _report_days(
-    context: dg.AssetExecutionContext,
-    lakehouse: Lakehouse,
-    counts: dict[dt.date, IngestionCounts],
-    start: dt.date,
-    end: dt.date,
-) -> None:
-    """Each day's own rows, lines and quarantine on its partition of both tables."""
-    events = rows_per_day(lakehouse, EVENTS, "event_date", start, end, time_column="event_ts")
-    quarantine = rows_per_day(lakehouse, EVENTS_QUARANTINE, "partition_date", start, end)
-    none = IngestionCounts(0, 0, 0, 0, {})
-    for day, stats in events.items():
-        day_counts = counts.get(day, none)
-        stats |= {
-            "lines_landed": day_counts.lines,
-            "rows_kept": day_counts.kept,
-            "rows_quarantined": day_counts.quarantined,
-            "duplicates_removed": day_counts.duplicates,
-            "quarantined_by_reason": day_counts.by_reason,
-        }
-    report_per_partition(context, EVENTS_KEY, events)
-    report_per_partition(context, EVENTS_QUARANTINE_KEY, quarantine)
-
-
 @dataclass(frozen=True)
 class _Batch:
     landed: LandedLines
@@ -265,6 +242,31 @@ def _summed_steps(batches: Sequence[_Batch]) -> dict[str, float]:
         for step, seconds in batch.seconds_by_step.items():
             total[step] = total.get(step, 0.0) + seconds
     return {step: round(seconds, 2) for step, seconds in total.items()}
+
+
+def _report_days(
+    context: dg.AssetExecutionContext,
+    lakehouse: Lakehouse,
+    batches: Sequence[_Batch],
+    start: dt.date,
+    end: dt.date,
+) -> None:
+    """Each day's own rows, lines and quarantine on its partition of both tables."""
+    counts = {day: c for b in batches for day, c in b.by_day.items()}
+    events = rows_per_day(lakehouse, EVENTS, "event_date", start, end, time_column="event_ts")
+    quarantine = rows_per_day(lakehouse, EVENTS_QUARANTINE, "partition_date", start, end)
+    none = IngestionCounts(0, 0, 0, 0, {})
+    for day, stats in events.items():
+        day_counts = counts.get(day, none)
+        stats |= {
+            "lines_landed": day_counts.lines,
+            "rows_kept": day_counts.kept,
+            "rows_quarantined": day_counts.quarantined,
+            "duplicates_removed": day_counts.duplicates,
+            "quarantined_by_reason": day_counts.by_reason,
+        }
+    report_per_partition(context, EVENTS_KEY, events)
+    report_per_partition(context, EVENTS_QUARANTINE_KEY, quarantine)
 
 
 def _ingest_events(
@@ -344,6 +346,31 @@ def _ingest_in_batches(
     return batches
 
 
+def _events_metadata(
+    lakehouse: Lakehouse,
+    batches: Sequence[_Batch],
+    counts: IngestionCounts,
+    stats: ReadBack,
+    seconds: float,
+    start: dt.date,
+    end: dt.date,
+) -> dict[str, object]:
+    """The run's figures on the events table (each day's own are added per partition)."""
+    commits = [b.events_commit for b in batches]
+    unknown_fields = summed_field_counts(b.unknown_fields for b in batches)
+    return {
+        **_batched_write_metadata(lakehouse, EVENTS, commits, stats.rows),
+        **_ingestion_metadata(counts, [b.landed for b in batches], unknown_fields, seconds),
+        "ingestion_batches": len(batches),
+        # where the batches' seconds went (ranking runs again inside write_events)
+        "seconds_by_step": _summed_steps(batches),
+        **_range_rows(start, end, stats.in_range),
+        "first_event_ts": str(stats.first),
+        "last_event_ts": str(stats.last),
+        "partition_range": f"{start}..{end}",  # the run's; each day adds its own figures
+    }
+
+
 def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.multi_asset(
         specs=[
@@ -372,11 +399,8 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
         start, end = partition_dates(context)
         started = time.perf_counter()
         batches = _ingest_in_batches(context, lakehouse, landing, start, end)
-        landed = [b.landed for b in batches]
-        _warn_ignored(context, landed)
+        _warn_ignored(context, [b.landed for b in batches])
         counts = summed_counts(b.counts for b in batches)
-        by_day = {day: c for b in batches for day, c in b.by_day.items()}
-        unknown_fields = summed_field_counts(b.unknown_fields for b in batches)
         seconds = time.perf_counter() - started
         window = {"start": start, "end": end}
         stats = read_back(
@@ -393,20 +417,8 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
             counts.duplicates,
             seconds,
         )
-        metadata = {
-            **_batched_write_metadata(
-                lakehouse, EVENTS, [b.events_commit for b in batches], stats.rows
-            ),
-            **_ingestion_metadata(counts, landed, unknown_fields, seconds),
-            "ingestion_batches": len(batches),
-            # where the batches' seconds went (ranking runs again inside write_events)
-            "seconds_by_step": _summed_steps(batches),
-            **_range_rows(start, end, stats.in_range),
-            "first_event_ts": str(stats.first),
-            "last_event_ts": str(stats.last),
-            "partition_range": f"{start}..{end}",  # the run's; each day adds its own figures
-        }
-        _report_days(context, lakehouse, by_day, start, end)
+        _report_days(context, lakehouse, batches, start, end)
+        metadata = _events_metadata(lakehouse, batches, counts, stats, seconds, start, end)
         yield dg.MaterializeResult(asset_key=EVENTS_KEY, metadata=metadata)
         yield _quarantine_result(
             EVENTS_QUARANTINE_KEY,
