@@ -346,6 +346,18 @@ def _ingest_in_batches(
     return batches
 
 
+def _read_back_range(
+    lakehouse: Lakehouse, start: dt.date, end: dt.date
+) -> tuple[ReadBack, ReadBack]:
+    """The events table and its quarantine after the run's writes (rows in the range, total)."""
+    window = {"start": start, "end": end}
+    events = read_back(
+        lakehouse, EVENTS, time_column="event_ts", range_column="event_date", **window
+    )
+    quarantine = read_back(lakehouse, EVENTS_QUARANTINE, range_column="partition_date", **window)
+    return events, quarantine
+
+
 def _events_metadata(
     lakehouse: Lakehouse,
     batches: Sequence[_Batch],
@@ -402,11 +414,7 @@ def build_raw_events(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefini
         _warn_ignored(context, [b.landed for b in batches])
         counts = summed_counts(b.counts for b in batches)
         seconds = time.perf_counter() - started
-        window = {"start": start, "end": end}
-        stats = read_back(
-            lakehouse, EVENTS, time_column="event_ts", range_column="event_date", **window
-        )
-        q_stats = read_back(lakehouse, EVENTS_QUARANTINE, range_column="partition_date", **window)
+        stats, q_stats = _read_back_range(lakehouse, start, end)
         context.log.info(
             "events %s..%s: %d lines -> %d kept, %d quarantined, %d duplicates in %.1f s",
             start,
