@@ -129,9 +129,22 @@ def test_an_update_the_api_would_refuse_is_a_4xx_and_the_old_config_keeps_servin
         assert status == 400, case
         assert answer["error_code"] == "INVALID_PARAMETER_VALUE", case
         assert message in answer["message"], (case, answer["message"])
-    for raw, message in ((b"{not json", "not JSON"), (b"[1]", "must be a JSON object")):
-        answer = client.put(f"{API}/{NAME}/config", content=raw)
-        assert answer.status_code == 400 and message in answer.json()["message"]
+    malformed = (
+        (b"{not json", "not valid JSON"),
+        (b"[1]", "must be a JSON object"),
+        (b"[" * 100_000, "nested too deeply"),  # the parser's recursion, not a 500
+        (b'{"config": ' + b"1" * 5_000 + b"}", "not valid JSON"),  # past int's digit limit
+        (b'{"config": NaN}', "not valid JSON"),
+        (b'{"config": "\xff"}', "not valid JSON"),  # not UTF-8
+    )
+    for raw, message in malformed:
+        for answer in (
+            client.put(f"{API}/{NAME}/config", content=raw),
+            client.post(API, content=raw),
+        ):
+            assert answer.status_code == 400, (raw[:20], answer.status_code)
+            assert answer.json()["error_code"] == "MALFORMED_REQUEST"
+            assert message in answer.json()["message"], (raw[:20], answer.json()["message"])
     assert client.put(f"{API}/other/config", content=json.dumps(good)).status_code == 404
     created = client.post(API, content=json.dumps({"name": "other", "config": good}))
     assert created.status_code == 400 and "serves one endpoint" in created.json()["message"]

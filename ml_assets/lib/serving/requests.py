@@ -39,10 +39,13 @@ def _refuse_constant(name: str) -> object:
     raise RequestError(f"The body is not valid JSON: {name} is not a JSON value.")
 
 
-def _load_json(body: bytes) -> object:
-    """Strict JSON (no NaN or Infinity); every failure is the client's, so a RequestError."""
+def load_json(body: bytes) -> object:
+    """Strict JSON (no NaN or Infinity); every failure is the client's, so a RequestError:
+    the invocations and the serving-endpoints API read their bodies with it."""
     try:
         return json.loads(body, parse_constant=_refuse_constant)
+    except RequestError:  # NaN or Infinity, said once
+        raise
     except RecursionError:
         raise RequestError("The body is not valid JSON here: it is nested too deeply.") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5,000-digit number
@@ -68,7 +71,7 @@ def _describe(value: object) -> str:
 
 
 def parse_invocation(body: bytes, *, max_rows: int) -> pd.DataFrame:
-    payload = _load_json(body)
+    payload = load_json(body)
     if not isinstance(payload, dict):
         raise RequestError(
             f"Expected a JSON object with one of {list(FORMATS)}, found {type(payload).__name__}."

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import html
-import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ml_assets.lib.serving.endpoint import Endpoint
-from ml_assets.lib.serving.requests import RequestError
+from ml_assets.lib.serving.requests import RequestError, load_json
 from ml_assets.lib.training_sets.users import ENTITY_KEY
 from ml_assets.programs.gateway.core import Gateway
 from ml_assets.programs.gateway.defaults import ENDPOINTS, PUBLIC_PATHS, SCORING_THREADS
@@ -92,9 +91,9 @@ async def _json_object(request: Request, limit: int) -> dict | JSONResponse:
             "REQUEST_TOO_LARGE" if exc.status == 413 else "BAD_REQUEST", str(exc), exc.status
         )
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return _error("MALFORMED_REQUEST", f"The body is not JSON: {exc}.", 400)
+        body = load_json(raw)
+    except RequestError as exc:
+        return _error("MALFORMED_REQUEST", str(exc), exc.status)
     if not isinstance(body, dict):
         return _error("MALFORMED_REQUEST", "The body must be a JSON object.", 400)
     return body
