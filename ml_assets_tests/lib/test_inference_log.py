@@ -134,6 +134,8 @@ def test_unreadable_lines_are_quarantined_and_counted_and_partial_files_wait(tmp
                 "{not json",
                 json.dumps(line | {"request_time": "yesterday"}),  # the wrong type
                 json.dumps({k: v for k, v in line.items() if k != "prediction"}),  # a field gone
+                "[" * 100_000,  # nested past the parser's recursion limit
+                '{"row_index": ' + "1" * 5_000 + "}",  # a number past int's digit limit
             ]
         )
         + "\n"
@@ -142,7 +144,7 @@ def test_unreadable_lines_are_quarantined_and_counted_and_partial_files_wait(tmp
     files = pending_files(root)
     assert [f.name for f in files] == ["0-bad.jsonl", good.name]
     logged = read_files(files)
-    assert logged.unreadable == {"0-bad.jsonl": 3}
+    assert logged.unreadable == {"0-bad.jsonl": 5}
     assert sorted({r["request_id"] for r in logged.rows}) == ["kept", "r1"]
     done_with(logged, root)
     assert pending_files(root) == []

@@ -310,7 +310,7 @@ def read_files(files: Sequence[Path]) -> LoggedFiles:
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, too deep
                 row = None
             typed = _typed(row) if isinstance(row, dict) and set(row) == _FIELDS else None
             if typed is None:
