@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from ml_assets import names
+from ml_assets.defs.config_types import IsoDate
 from ml_assets.defs.metadata import check_result
 from ml_assets.lib.landing import days_missing
 from ml_assets.lib.source import EVENTS_DIR, USERS_DIR, land
@@ -14,7 +15,7 @@ from ml_assets.resources.landing import DemoSource, LandingZone
 
 
 class LandingConfig(dg.Config):
-    through_date: str | None = Field(
+    through_date: IsoDate | None = Field(
         None,
         description="Land only the days up to this date (YYYY-MM-DD), as if the calendar "
         "stopped there. Unset: every day of the calendar.",

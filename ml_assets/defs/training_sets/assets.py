@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from ml_assets import names
 from ml_assets.defs.checks import standard_table_checks, table_check
+from ml_assets.defs.config_types import IsoDate
 from ml_assets.defs.metadata import (
     LINEAGE,
     check_result,
@@ -51,12 +52,12 @@ class TrainingSetConfig(dg.Config):
     """Split cutoffs (ISO dates). Unset: the last ~20 % of observation times are the test
     split and the ~20 % before them validation."""
 
-    validation_start: str | None = Field(
+    validation_start: IsoDate | None = Field(
         None,
         description="First observation date (YYYY-MM-DD) of the validation split. Unset with "
         "test_start: the ~20 % of observation times before the test split.",
     )
-    test_start: str | None = Field(
+    test_start: IsoDate | None = Field(
         None,
         description="First observation date (YYYY-MM-DD) of the test split. Unset with "
         "validation_start: the last ~20 % of observation times.",
