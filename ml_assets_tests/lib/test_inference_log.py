@@ -140,11 +140,13 @@ def test_unreadable_lines_are_quarantined_and_counted_and_partial_files_wait(tmp
         )
         + "\n"
     )
+    with bad.open("ab") as handle:  # a whole line, its id's bytes not UTF-8: not replaced
+        handle.write(json.dumps(line | {"request_id": "X"}).encode().replace(b'"X"', b'"\xff"'))
     (good.parent / "9-half.jsonl.tmp").write_text("{")  # being written: not read
     files = pending_files(root)
     assert [f.name for f in files] == ["0-bad.jsonl", good.name]
     logged = read_files(files)
-    assert logged.unreadable == {"0-bad.jsonl": 5}
+    assert logged.unreadable == {"0-bad.jsonl": 6}
     assert sorted({r["request_id"] for r in logged.rows}) == ["kept", "r1"]
     done_with(logged, root)
     assert pending_files(root) == []

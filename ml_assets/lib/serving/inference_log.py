@@ -305,11 +305,11 @@ def read_files(files: Sequence[Path]) -> LoggedFiles:
     rows: list[dict[str, object]] = []
     unreadable: dict[str, int] = {}
     for path in files:
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in path.read_bytes().splitlines():
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
+            try:  # bytes that are not UTF-8 make the line unreadable, never replaced
+                row = json.loads(line.decode("utf-8"))
             except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, too deep
                 row = None
             typed = _typed(row) if isinstance(row, dict) and set(row) == _FIELDS else None
