@@ -83,3 +83,29 @@ def test_a_run_made_bad_on_purpose_writes_no_lane_fingerprint_unless_told_where(
     assert check.lane_file(None, [], "sail") == Path("test-results/lane-sail.json")
     assert check.lane_file(None, ["drift"], "sail") is None
     assert check.lane_file("x/lane.json", ["drift"], "spark") == Path("x/lane.json")
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "cannot be read"),
+        ("ops: {models__churn_classifier: [", "not YAML or JSON"),
+        ("- ops", "expected run config as a mapping"),
+        (b"ops: \xff", "cannot be read"),
+    ],
+)
+def test_a_config_file_that_is_not_run_config_is_a_usage_error_before_anything_runs(
+    tmp_path, capsys, content, says
+):
+    config = tmp_path / "run.yaml"
+    if isinstance(content, bytes):
+        config.write_bytes(content)
+    elif content is not None:
+        config.write_text(content)
+    home = tmp_path / "home"
+    with pytest.raises(SystemExit) as exited:
+        check.main(["--home", str(home), "--config", str(config)])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert f"--config {config}: {says}" in error, error
+    assert not home.exists()  # nothing ran

@@ -104,6 +104,25 @@ def junit(
     return suite
 
 
+def read_run_config(parser: argparse.ArgumentParser, path: str) -> dict | None:
+    """``--config``'s run config, or a usage error (exit 2) saying why it cannot be one,
+    before anything runs."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"--config {path}: cannot be read ({exc}).")
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        parser.error(f"--config {path}: not YAML or JSON ({exc}).".replace("\n", " "))
+    if config is not None and not isinstance(config, dict):
+        parser.error(
+            f"--config {path}: expected run config as a mapping, e.g. "
+            f'{{"ops": {{...}}}}, found a {type(config).__name__}.'
+        )
+    return config
+
+
 def lane_file(given: str | None, injected: list[str], engine: str) -> Path | None:
     """Where the lane's fingerprint goes: the file given; else the lane's own file, unless
     the source was made bad on purpose (``make lanes-compare`` would then compare a broken
@@ -141,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.inject:
         environ |= INJECTIONS[name](args.scale)
     settings = current_settings(environ)
-    run_config = yaml.safe_load(Path(args.config).read_text()) if args.config else None
+    run_config = read_run_config(parser, args.config) if args.config else None
     injected = f" injected={','.join(args.inject)}" if args.inject else ""
     print(
         f"make check: engine={settings.engine} scale={settings.scale} home={settings.home}"
