@@ -4,6 +4,7 @@ process on a free port)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -467,6 +468,35 @@ def test_every_answer_is_logged_off_the_request_path_and_ingested_into_delta(hom
     assert resources["lakehouse"].read(INFERENCE_LOG).count() == 3
 
 
+def test_a_failure_of_the_gateway_itself_is_a_logged_500_that_shows_no_secret(
+    home, monkeypatch, caplog
+):
+    """The online store failing mid-request is the server's fault: a 500 in the serving API's
+    error shape, the answer logged like any other, the store's URL password in neither."""
+    shutil.rmtree(home / "serving" / "inference_logs", ignore_errors=True)
+    client, gateway = client_for(home)
+
+    monkeypatch.setattr(gateway, "store", UnreachableStore(gateway.store))
+    with caplog.at_level(logging.ERROR, logger="ml_assets.programs.gateway"):
+        failed = client.post(INVOKE, json={"dataframe_records": [{"user_id": 8}]})
+    assert failed.status_code == 500
+    body = failed.json()
+    assert body["error_code"] == "INTERNAL_ERROR"
+    assert failed.headers["x-request-id"] in body["message"]  # what to look for in the log
+    assert "hunter2" not in failed.text and "postgresql" not in failed.text
+    assert "ConnectionError" in caplog.text and "app:***@db" in caplog.text
+    assert "hunter2" not in caplog.text
+    monkeypatch.undo()
+    assert client.post(INVOKE, json={"dataframe_records": [{"user_id": 8}]}).status_code == 200
+    gateway.inference_log.close()
+    logged = read_files(pending_files(gateway.inference_log.root))
+    by_status = {r["status_code"]: r for r in logged.rows}
+    assert sorted(by_status) == [200, 500]
+    assert by_status[500]["request_id"] == failed.headers["x-request-id"]
+    assert "ConnectionError" in by_status[500]["error"]
+    assert "hunter2" not in by_status[500]["error"]
+
+
 def test_settings_refuse_an_unknown_clock(tmp_path):
     from ml_assets.deployments import DeploymentError
 
@@ -693,6 +723,36 @@ def test_a_shadow_scores_a_copy_of_every_request_logged_never_returned(home, res
         & (answered.row_index == first.row_index)
     ].iloc[0]
     assert json.loads(first.features) == json.loads(twin.features)
+
+    # a shadow that fails (its store unreachable) is logged as its own 500, no secret in it
+    shutil.rmtree(home / "serving" / "inference_logs", ignore_errors=True)
+    _, gateway = client_for(home)
+    gateway.store = UnreachableStore(gateway.store)
+    now = dt.datetime.now(dt.UTC)
+    body = json.dumps({"dataframe_records": [{"user_id": 8}]}).encode()
+    assert not gateway.score_shadows(body, "r-failed", None, now, now)
+    gateway.inference_log.close()
+    (row,) = read_files(pending_files(gateway.inference_log.root)).rows
+    assert (row["status_code"], row["shadow"], row["request_id"]) == (
+        500,
+        True,
+        "r-failed:churn_classifier-2",
+    )
+    assert row["error"].startswith("shadow failed: ConnectionError")
+    assert "app:***@db" in row["error"] and "hunter2" not in row["error"]
+
+
+class UnreachableStore:
+    """The online store, its reads failing with a URL that holds a password."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def read(self, contract, keys):
+        raise ConnectionError("could not connect to postgresql://app:hunter2@db:5432/online")
 
 
 AT = "2026-03-12T00:00:00+00:00"  # a copy's request time and feature time

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import html
+import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -19,11 +20,14 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ml_assets.lib.redact import redact_url
 from ml_assets.lib.serving.endpoint import Endpoint
 from ml_assets.lib.serving.requests import RequestError, load_json
 from ml_assets.lib.training_sets.users import ENTITY_KEY
 from ml_assets.programs.gateway.core import Gateway
 from ml_assets.programs.gateway.defaults import ENDPOINTS, PUBLIC_PATHS, SCORING_THREADS
+
+log = logging.getLogger(__name__)
 
 
 def _error(code: str, message: str, status: int, **headers: str) -> JSONResponse:
@@ -125,6 +129,12 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
                 request_id, client_id, received, started, exc.status, error=str(exc)[:500]
             )
             return _error(code, str(exc), exc.status)
+        except Exception as exc:  # the gateway's own failure (the store, a model): a logged 500
+            reason = f"{type(exc).__name__}: {redact_url(str(exc))}"[:500]
+            log.error("request %s failed: %s", request_id, reason)
+            gateway.log_answer(request_id, client_id, received, started, 500, error=reason)
+            message = f"The gateway failed to answer request {request_id}; its log says why."
+            return _error("INTERNAL_ERROR", message, 500, **{"x-request-id": request_id})
         answer = scored.response()
         gateway.log_answer(request_id, client_id, received, started, 200, scored)
         gateway.copy_to_shadows(body, request_id, client_id, received, scored.feature_time)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ml_assets.deployments import Settings, build_resources
 from ml_assets.lib.features import user_activity
+from ml_assets.lib.redact import redact_url
 from ml_assets.lib.registry.store import Registry
 from ml_assets.lib.serving.api import openapi_document, record_model, request_model
 from ml_assets.lib.serving.endpoint import Endpoint, EndpointCoreConfig, route_problems
@@ -360,14 +361,15 @@ class Gateway:
                 ok = False
                 continue
             except Exception as exc:  # a shadow's failure is its own: logged and counted
-                log.exception("shadow %s failed on request %s", served, request_id)
+                reason = f"{type(exc).__name__}: {redact_url(str(exc))}"
+                log.error("shadow %s failed on request %s: %s", served, request_id, reason)
                 self.log_answer(
                     shadow_id,
                     client_id,
                     received,
                     started,
                     500,
-                    error=f"shadow failed: {type(exc).__name__}: {exc}"[:500],
+                    error=f"shadow failed: {reason}"[:500],
                     shadow=True,
                 )
                 ok = False
