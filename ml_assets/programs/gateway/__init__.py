@@ -44,7 +44,9 @@ With ``ML_ASSETS_SERVING_TOKEN`` set, every path but ``/health`` needs ``Authori
 <token>`` (the scheme in any case, RFC 7235; the token compared in constant time), and a caller
 without it learns nothing else (not the endpoint's name, not its versions). A body larger than
 ``ML_ASSETS_SERVING_MAX_BODY_BYTES`` (default 4 MiB) is refused with 413 while it is read, before
-any parsing; a client's mistake is a 4xx with a message naming the field, never a 500.
+any parsing; a client's mistake is a 4xx with a message naming the field, never a 500. The
+gateway's own failure (the online store unreachable, a model raising) is a 500
+``INTERNAL_ERROR`` naming the request id, logged like any answer, URL passwords redacted.
 
 Every answer is logged, as Databricks inference tables log them (``lib/serving/inference_log``):
 the request id, time, served entity and version, each record's features after lookup and

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -129,6 +129,8 @@ def build_app(gateway: Gateway, scoring_threads: int = SCORING_THREADS) -> Starl
                 request_id, client_id, received, started, exc.status, error=str(exc)[:500]
             )
             return _error(code, str(exc), exc.status)
+        except ClientDisconnect:  # the caller went away mid-body: nobody to answer
+            raise
         except Exception as exc:  # the gateway's own failure (the store, a model): a logged 500
             reason = f"{type(exc).__name__}: {redact_url(str(exc))}"[:500]
             log.error("request %s failed: %s", request_id, reason)
