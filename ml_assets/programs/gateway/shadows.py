@@ -138,7 +138,7 @@ def shadow_main(settings: Settings, endpoint_name: str, copies, counts) -> None:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
-    # imported here: the gateway's module holds the copies, this process builds its own gateway
+    # imported here, not above: core imports this module (a Gateway holds its ShadowCopies)
     from ml_assets.programs.gateway.core import gateway_for
 
     parent = multiprocessing.parent_process()
