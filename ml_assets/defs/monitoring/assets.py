@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from ml_assets import names
 from ml_assets.defs.metadata import table_asset_spec, table_key, write_metadata
 from ml_assets.defs.partitions import partition_dates, report_per_partition
+from ml_assets.lib.lakehouse import TableSpec
 from ml_assets.lib.links import MlflowLinks
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.monitoring.monitor import (
@@ -106,9 +107,23 @@ def _champion_version(model_registry: ModelRegistry, model: ModelDeclaration) ->
     return f"{name} v{champion.version} (champion)" if champion else f"{name}: no champion yet"
 
 
-def _spark_rows(spark: SparkResource, spec, rows: list[dict[str, object]]):
-    return spark.get_session().createDataFrame(
-        [tuple(row[c] for c in spec.column_names) for row in rows], spec.spark_schema
+def merge_rows(
+    lakehouse: Lakehouse,
+    spark: SparkResource,
+    table: TableSpec,
+    rows: list[dict[str, object]],
+    *,
+    range_run: bool = False,
+) -> dict[str, object]:
+    """Merge a monitor's rows (one dict per row, by column name) into its table; the table's
+    write metadata after it."""
+    frame = spark.get_session().createDataFrame(
+        [tuple(row[c] for c in table.column_names) for row in rows], table.spark_schema
+    )
+    commit = lakehouse.merge(table, frame)
+    total = lakehouse.read(table).count()
+    return write_metadata(
+        table, commit, lakehouse.uri(table), total_rows=total, range_run=range_run
     )
 
 
@@ -204,21 +219,8 @@ def build_feature_drift(
                 "window(s) after the reference period with no eligible user, not compared: %s",
                 ", ".join(compared.empty),
             )
-        commit = lakehouse.merge(table, _spark_rows(spark, table, compared.rows))
-        total = lakehouse.read(table).count()
-        metadata = {
-            **write_metadata(
-                table, commit, lakehouse.uri(table), total_rows=total, range_run=start != end
-            ),
-            "partition_range": f"{start}..{end}",
-            "windows": len(days),
-            "reference": inputs.reference_label,
-            "reference_rows": len(inputs.reference),
-            "columns_compared": len(inputs.columns),
-            "columns_left_out": dg.MetadataValue.json(inputs.left_out),
-            "feature_versions": dg.MetadataValue.json(inputs.feature_versions),
-        }
-        metadata |= _windows_metadata(compared, inputs.reference_end, start, end)
+        metadata = merge_rows(lakehouse, spark, table, compared.rows, range_run=start != end)
+        metadata |= _feature_drift_metadata(compared, inputs, days, start, end)
         metadata |= _drift_chart(lakehouse, monitor)
         metadata["seconds"] = round(time.perf_counter() - started, 1)
         per_day = _window_metadata(compared, days, inputs.reference_end, sink)
@@ -226,6 +228,21 @@ def build_feature_drift(
         return dg.MaterializeResult(metadata=metadata)
 
     return _feature_drift
+
+
+def _feature_drift_metadata(
+    compared: WindowComparison, inputs, days: list[dt.date], start: dt.date, end: dt.date
+) -> dict[str, object]:
+    """The run's figures: its windows, the reference, the columns compared."""
+    return {
+        "partition_range": f"{start}..{end}",
+        "windows": len(days),
+        "reference": inputs.reference_label,
+        "reference_rows": len(inputs.reference),
+        "columns_compared": len(inputs.columns),
+        "columns_left_out": dg.MetadataValue.json(inputs.left_out),
+        "feature_versions": dg.MetadataValue.json(inputs.feature_versions),
+    } | _windows_metadata(compared, inputs.reference_end, start, end)
 
 
 def _windows_metadata(
@@ -430,13 +447,12 @@ def build_prediction_drift(model: ModelDeclaration) -> dg.AssetsDefinition:
             now_ms = int(time.time() * 1000)
             for metric in ("score", "current_mean"):
                 log_metric_series(metric, [(now_ms, 0, row[metric])])
-        commit = lakehouse.merge(table, _spark_rows(spark, table, [row]))
         summary = _score_summary(row, f"{registry.full_name(model.registered_model)} v{version}")
         context.log.info("prediction drift: %s", summary)
-        total = lakehouse.read(table).count()
+        written = merge_rows(lakehouse, spark, table, [row])
         yield dg.MaterializeResult(
             metadata={
-                **write_metadata(table, commit, lakehouse.uri(table), total_rows=total),
+                **written,
                 **summary,
                 "reference": reference.label,
                 "reference_rows": row["reference_rows"],
@@ -445,19 +461,25 @@ def build_prediction_drift(model: ModelDeclaration) -> dg.AssetsDefinition:
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )
-        yield dg.AssetCheckResult(
-            check_name=names.CHECK_PREDICTION_DRIFT,
-            passed=not row["drifted"],
-            severity=dg.AssetCheckSeverity.WARN,
-            description=(
-                f"scores {'drifted' if row['drifted'] else 'did not drift'}: {row['method']} "
-                f"{row['score']:.4f} against threshold {row['threshold']}; mean "
-                f"{row['current_mean']:.3f} (reference {row['reference_mean']:.3f})"
-            ),
-            metadata=summary,
-        )
+        yield _prediction_drift_check(row, summary)
 
     return _prediction_drift
+
+
+def _prediction_drift_check(
+    row: dict[str, object], summary: dict[str, object]
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=names.CHECK_PREDICTION_DRIFT,
+        passed=not row["drifted"],
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"scores {'drifted' if row['drifted'] else 'did not drift'}: {row['method']} "
+            f"{row['score']:.4f} against threshold {row['threshold']}; mean "
+            f"{row['current_mean']:.3f} (reference {row['reference_mean']:.3f})"
+        ),
+        metadata=summary,
+    )
 
 
 def _score_summary(row: dict[str, object], model: str) -> dict[str, object]:

@@ -19,7 +19,8 @@ import pandas as pd
 from pydantic import Field
 
 from ml_assets import names
-from ml_assets.defs.metadata import table_asset_spec, write_metadata
+from ml_assets.defs.metadata import table_asset_spec
+from ml_assets.defs.monitoring.assets import merge_rows
 from ml_assets.lib.features import user_daily_activity
 from ml_assets.lib.models.declaration import ModelDeclaration
 from ml_assets.lib.monitoring import model_quality as mq
@@ -74,7 +75,7 @@ def build_model_quality(model: ModelDeclaration) -> dg.AssetsDefinition:
             "previous_champion_version": dg.MetadataValue.text(str(found.previous or "none")),
         }
         if metrics:
-            metadata |= _merge_metrics(lakehouse, spark, table, metrics)
+            metadata |= merge_rows(lakehouse, spark, table, metrics)
         history = quality_history(lakehouse, model)
         if history is not None and len(history):
             metadata["predictions_profiled"] = int(history["rows"].sum())
@@ -98,17 +99,6 @@ def build_model_quality(model: ModelDeclaration) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=metadata)
 
     return _model_quality
-
-
-def _merge_metrics(
-    lakehouse: Lakehouse, spark: SparkResource, table, metrics: list[dict[str, object]]
-) -> dict[str, object]:
-    frame = spark.get_session().createDataFrame(
-        [tuple(r[c] for c in table.column_names) for r in metrics], table.spark_schema
-    )
-    commit = lakehouse.merge(table, frame)
-    total = lakehouse.read(table).count()
-    return write_metadata(table, commit, lakehouse.uri(table), total_rows=total)
 
 
 def _quality_metadata(
