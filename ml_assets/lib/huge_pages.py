@@ -1,0 +1,68 @@
+"""Transparent huge pages off for the project's processes (Linux), unless told otherwise.
+
+NumPy asks the kernel for transparent huge pages on every array of 4 MB or more, and the
+mimalloc inside Arrow and inside the embedded engine on its arenas. Each first touch of such a
+page makes the kernel clear 2 MB at once, and on the virtual machines this was measured on that
+clearing cost more than the pages ever saved: landing the demo source took 9.7-16.2 s with
+them and 5.3-6.0 s without (``benchmarks/huge_pages.py``, alternated, the same bytes), half of
+the slow runs' samples in the kernel's ``clear_page_erms`` under ``do_huge_pmd_anonymous_page``;
+the demo job 168.4 s against 112.8 s, at 4.0 against 1.9 GiB peak memory. XGBoost's training
+and the engine's warm joins measured the same either way, within the sitting's spread.
+
+:func:`apply` sets ``PR_SET_THP_DISABLE`` on this process: the kernel then gives it ordinary
+pages whatever the libraries ask, and every process it starts afterwards (the Dagster code
+server and run workers, the Pipes training step, the gateways, the test workers) inherits the
+setting across ``fork`` and ``exec``. The package applies it when it is first imported, so each
+entry point (``make run``, ``make test``, ``make ui``, ``make serve``, the benchmarks) runs alike.
+``ML_ASSETS_HUGE_PAGES=on`` allows them again (for a process started by one that had them off):
+the libraries then get them where the kernel's mode allows (a machine where clearing a huge page
+is cheap may prefer it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from collections.abc import Mapping
+
+SETTING = "ML_ASSETS_HUGE_PAGES"
+CHOICES = ("off", "on")
+_PR_SET_THP_DISABLE = 41
+_PR_GET_THP_DISABLE = 42
+
+
+def choice(environ: Mapping[str, str] = os.environ) -> str:
+    value = environ.get(SETTING, "off").strip().lower() or "off"
+    if value not in CHOICES:
+        raise ValueError(
+            f"{SETTING}={environ[SETTING]!r}: expected 'off' (the default: no transparent huge "
+            "pages for the project's processes) or 'on' (allowed where the kernel's mode allows "
+            "them). Unset it or set one of those."
+        )
+    return value
+
+
+def _prctl(option: int, arg: int = 0) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(option, arg, 0, 0, 0)
+
+
+def disabled() -> bool | None:
+    """Whether transparent huge pages are off for this process; None where the kernel has no
+    such setting (not Linux, or older than 3.15)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    state = _prctl(_PR_GET_THP_DISABLE)
+    return None if state < 0 else bool(state)
+
+
+def apply(environ: Mapping[str, str] = os.environ) -> bool | None:
+    """Turn transparent huge pages off for this process and its future children, or on again
+    with ``ML_ASSETS_HUGE_PAGES=on``; returns :func:`disabled` afterwards. A kernel that refuses
+    the call (a sandbox filtering ``prctl``) leaves the process as it was, which the return
+    value shows: pages are a matter of speed, never of results."""
+    wanted = choice(environ)
+    if sys.platform.startswith("linux"):
+        _prctl(_PR_SET_THP_DISABLE, 1 if wanted == "off" else 0)
+    return disabled()
