@@ -83,6 +83,10 @@ def test_a_parent_run_holds_the_trials_the_model_metrics_plots_and_lineage(inges
     source = json.loads(dataset.source)
     assert source["path"].endswith("training_sets/churn_training_set")
     assert str(source["delta_table_version"]) == metadata["training_set_version"]
+    # its schema, read from the frame's column types (lib.models.training.dataset_schema)
+    columns = {c["name"]: c for c in json.loads(dataset.schema)["mlflow_colspec"]}
+    assert columns["split"] == {"type": "string", "name": "split", "required": True}
+    assert columns["user_id"]["type"] == "long" and columns["label_ts"]["type"] == "datetime"
     assert [t.value for t in dataset_input.tags] == ["training"]
     # each trial's run is open while the trial fits: it lasts at least the fit it logs (a run
     # written afterwards lasts the few ms of writing it, whatever the fit took)
