@@ -6,7 +6,7 @@ page makes the kernel clear 2 MB at once, and on the virtual machines this was m
 clearing cost more than the pages ever saved: landing the demo source took 9.7-16.2 s with
 them and 5.3-6.0 s without (``benchmarks/huge_pages.py``, alternated, the same bytes), half of
 the slow runs' samples in the kernel's ``clear_page_erms`` under ``do_huge_pmd_anonymous_page``;
-the demo job 171.5 s against 115.9 s, one after the other. XGBoost's training
+the demo job 171.5 and 155.3 s against 115.9 and 122.2 s, in two pairs. XGBoost's training
 and the engine's warm joins measured the same either way, within the sitting's spread.
 
 :func:`apply` sets ``PR_SET_THP_DISABLE`` on this process: the kernel then gives it ordinary
