@@ -1,13 +1,14 @@
 """Transparent huge pages off for the project's processes (Linux), unless told otherwise.
 
 NumPy asks the kernel for transparent huge pages on every array of 4 MB or more, and the
-mimalloc inside Arrow and inside the embedded engine on its arenas. Each first touch of such a
-page makes the kernel clear 2 MB at once, and on the virtual machines this was measured on that
-clearing cost more than the pages ever saved: landing the demo source took 9.7-16.2 s with
-them and 5.3-6.0 s without (``benchmarks/huge_pages.py``, alternated, the same bytes), half of
-the slow runs' samples in the kernel's ``clear_page_erms`` under ``do_huge_pmd_anonymous_page``;
-the demo job 171.5 and 155.3 s against 115.9 and 122.2 s, in two pairs. XGBoost's training
-and the engine's warm joins measured the same either way, within the sitting's spread.
+mimalloc inside Arrow on its arenas (the embedded engine links a mimalloc of its own). Each
+first touch of such a page makes the kernel clear 2 MB at once, and on the virtual machines this
+was measured on that clearing cost more than the pages ever saved: landing the demo source took
+9.7-16.2 s with them and 5.3-6.0 s without (``benchmarks/huge_pages.py``, alternated, the same
+bytes), 53 % of a slow run's samples in the kernel's ``clear_page_erms`` under
+``do_huge_pmd_anonymous_page``; the demo job 171.5 and 155.3 s against 115.9 and 122.2 s, in
+two pairs. XGBoost's training and the engine's warm joins measured the same either way, within
+the sitting's spread.
 
 :func:`apply` sets ``PR_SET_THP_DISABLE`` on this process: the kernel then gives it ordinary
 pages whatever the libraries ask, and every process it starts afterwards (the Dagster code
@@ -16,7 +17,9 @@ setting across ``fork`` and ``exec``. The package applies it when it is first im
 entry point (``make run``, ``make test``, ``make ui``, ``make serve``, the benchmarks) runs alike.
 ``ML_ASSETS_HUGE_PAGES=on`` allows them again (for a process started by one that had them off):
 the libraries then get them where the kernel's mode allows (a machine where clearing a huge page
-is cheap may prefer it).
+is cheap may prefer it). On a Databricks cluster (``DATABRICKS_RUNTIME_VERSION`` set: the Pipes
+training script imports the package there), the process is left as the runtime started it unless
+the setting is given: nothing was measured there.
 """
 
 from __future__ import annotations
@@ -28,12 +31,17 @@ from collections.abc import Mapping
 
 SETTING = "ML_ASSETS_HUGE_PAGES"
 CHOICES = ("off", "on")
+LEAVE = "leave"  # the default on a Databricks cluster: no call at all
 _PR_SET_THP_DISABLE = 41
 _PR_GET_THP_DISABLE = 42
 
 
 def choice(environ: Mapping[str, str] = os.environ) -> str:
-    value = environ.get(SETTING, "off").strip().lower() or "off"
+    """``off`` or ``on`` as set (``off`` unset, locally), ``leave`` unset on Databricks."""
+    default = LEAVE if environ.get("DATABRICKS_RUNTIME_VERSION") else "off"
+    value = environ.get(SETTING, "").strip().lower() or default
+    if value == LEAVE and default == LEAVE:
+        return value
     if value not in CHOICES:
         raise ValueError(
             f"{SETTING}={environ[SETTING]!r}: expected 'off' (the default: no transparent huge "
@@ -63,6 +71,6 @@ def apply(environ: Mapping[str, str] = os.environ) -> bool | None:
     the call (a sandbox filtering ``prctl``) leaves the process as it was, which the return
     value shows: pages are a matter of speed, never of results."""
     wanted = choice(environ)
-    if sys.platform.startswith("linux"):
+    if wanted != LEAVE and sys.platform.startswith("linux"):
         _prctl(_PR_SET_THP_DISABLE, 1 if wanted == "off" else 0)
     return disabled()

@@ -430,8 +430,8 @@ _MLFLOW_TYPES = {
 def dataset_schema(frame: pd.DataFrame) -> Schema | None:
     """The MLflow schema of ``frame``, as ``mlflow.data.from_pandas`` infers it, from the
     columns' types; None when a column is of another kind. MLflow's inference looks at every
-    value in Python, for whether a column holds a null and for a text column's type: 0.7-0.9 s
-    of the demo's 64k-row training set, each time a model is trained. Here a column of strings
+    value in Python, for whether a column holds a null and for a text column's type: 0.7-1.5 s
+    for the demo's 64k-row training set, each time a model is trained. Here a column of strings
     (as pandas infers them, in C) is a string, a NumPy number or bool its MLflow type, a
     timestamp a datetime, and a column is required when it has no null (``isna``).
     ``test_training_dataset.py`` compares the two on every kind of column."""
