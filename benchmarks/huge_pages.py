@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/huge_pages.py [--scale demo|tiny] [--repeats 3]
 
 Lands the demo source (simulate the business, make its dirty lines, write every day's file:
-NumPy and Arrow allocate and fill fresh memory, about 1.6 GiB at the peak) in a new process per run, into
-a new temporary directory, alternating the two settings:
+NumPy and Arrow allocate and fill fresh memory, about 1.6 GiB at the peak) in a new process per
+run, into a new temporary directory, alternating the two settings:
 
   off -- ``ML_ASSETS_HUGE_PAGES=off``: the project's default (``ml_assets/lib/huge_pages.py``);
   on  -- ``ML_ASSETS_HUGE_PAGES=on``: NumPy and the allocators get the huge pages they ask
