@@ -4,6 +4,12 @@ Importing the package turns transparent huge pages off for the process and the p
 starts (``ml_assets.lib.huge_pages``: measured faster here; ``ML_ASSETS_HUGE_PAGES=on`` allows
 them)."""
 
+import os
+
 from ml_assets.lib import huge_pages
 
-huge_pages.apply()
+# a setting of the process, not of the deployment: read here, not in deployments.py (README)
+huge_pages.apply(
+    os.environ.get(huge_pages.SETTING),
+    on_databricks=bool(os.environ.get("DATABRICKS_RUNTIME_VERSION")),
+)

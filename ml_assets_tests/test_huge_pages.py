@@ -94,20 +94,18 @@ def test_a_bad_value_is_refused_naming_the_setting_and_the_choices():
     ("value", "expected"), [(None, "off"), ("", "off"), ("off", "off"), (" On ", "on")]
 )
 def test_the_setting_is_read_loosely_as_to_case_and_space(value, expected):
-    environ = {} if value is None else {huge_pages.SETTING: value}
-    assert huge_pages.choice(environ) == expected
+    assert huge_pages.choice(value) == expected
 
 
 def test_on_a_databricks_cluster_the_process_is_left_as_the_runtime_started_it(monkeypatch):
     calls: list[tuple[int, int]] = []
     record = lambda option, arg=0: calls.append((option, arg)) or 0  # noqa: E731
     monkeypatch.setattr(huge_pages, "_prctl", record)
-    cluster = {"DATABRICKS_RUNTIME_VERSION": "17.3"}
-    assert huge_pages.choice(cluster) == "leave"
-    huge_pages.apply(cluster)
+    assert huge_pages.choice(None, on_databricks=True) == "leave"
+    huge_pages.apply(None, on_databricks=True)
     assert calls == [(42, 0)]  # only asked, never set
     calls.clear()
-    huge_pages.apply(cluster | {huge_pages.SETTING: "off"})  # given: done as asked
+    huge_pages.apply("off", on_databricks=True)  # given: done as asked
     assert calls[0] == (41, 1)
     with pytest.raises(ValueError, match="expected 'off'"):
-        huge_pages.choice({huge_pages.SETTING: "leave"})  # not a value to set
+        huge_pages.choice("leave")  # not a value to set

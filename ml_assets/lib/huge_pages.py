@@ -13,8 +13,9 @@ the sitting's spread.
 :func:`apply` sets ``PR_SET_THP_DISABLE`` on this process: the kernel then gives it ordinary
 pages whatever the libraries ask, and every process it starts afterwards (the Dagster code
 server and run workers, the Pipes training step, the gateways, the test workers) inherits the
-setting across ``fork`` and ``exec``. The package applies it when it is first imported, so each
-entry point (``make run``, ``make test``, ``make ui``, ``make serve``, the benchmarks) runs alike.
+setting across ``fork`` and ``exec``. The package root (``ml_assets/__init__.py``) reads the
+setting and applies it when the package is first imported, so each entry point (``make run``,
+``make test``, ``make ui``, ``make serve``, the benchmarks) runs alike.
 ``ML_ASSETS_HUGE_PAGES=on`` allows them again (for a process started by one that had them off):
 the libraries then get them where the kernel's mode allows (a machine where clearing a huge page
 is cheap may prefer it). On a Databricks cluster (``DATABRICKS_RUNTIME_VERSION`` set: the Pipes
@@ -25,9 +26,7 @@ the setting is given: nothing was measured there.
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
-from collections.abc import Mapping
 
 SETTING = "ML_ASSETS_HUGE_PAGES"
 CHOICES = ("off", "on")
@@ -36,15 +35,16 @@ _PR_SET_THP_DISABLE = 41
 _PR_GET_THP_DISABLE = 42
 
 
-def choice(environ: Mapping[str, str] = os.environ) -> str:
-    """``off`` or ``on`` as set (``off`` unset, locally), ``leave`` unset on Databricks."""
-    default = LEAVE if environ.get("DATABRICKS_RUNTIME_VERSION") else "off"
-    value = environ.get(SETTING, "").strip().lower() or default
+def choice(setting: str | None, on_databricks: bool = False) -> str:
+    """``off`` or ``on`` as set (``off`` unset, locally), ``leave`` unset on Databricks.
+    ``setting`` is ``ML_ASSETS_HUGE_PAGES``'s value; the package root reads it."""
+    default = LEAVE if on_databricks else "off"
+    value = (setting or "").strip().lower() or default
     if value == LEAVE and default == LEAVE:
         return value
     if value not in CHOICES:
         raise ValueError(
-            f"{SETTING}={environ[SETTING]!r}: expected 'off' (the default: no transparent huge "
+            f"{SETTING}={setting!r}: expected 'off' (the default: no transparent huge "
             "pages for the project's processes) or 'on' (allowed where the kernel's mode allows "
             "them). Unset it or set one of those."
         )
@@ -65,12 +65,12 @@ def disabled() -> bool | None:
     return None if state < 0 else bool(state)
 
 
-def apply(environ: Mapping[str, str] = os.environ) -> bool | None:
+def apply(setting: str | None, on_databricks: bool = False) -> bool | None:
     """Turn transparent huge pages off for this process and its future children, or on again
     with ``ML_ASSETS_HUGE_PAGES=on``; returns :func:`disabled` afterwards. A kernel that refuses
     the call (a sandbox filtering ``prctl``) leaves the process as it was, which the return
     value shows: pages are a matter of speed, never of results."""
-    wanted = choice(environ)
+    wanted = choice(setting, on_databricks)
     if wanted != LEAVE and sys.platform.startswith("linux"):
         _prctl(_PR_SET_THP_DISABLE, 1 if wanted == "off" else 0)
     return disabled()
